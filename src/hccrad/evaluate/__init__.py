@@ -1,0 +1,1 @@
+"""Evaluation: time-dependent ROC, DeLong, calibration, decision curves, subgroups and risk groups."""

@@ -1,0 +1,168 @@
+"""Study configuration: the YAML half of a study manifest.
+
+The YAML names the clinical table, maps its columns onto hccrad's canonical fields, and holds the
+study-level settings (validation split, horizons, output folder, DICOM series rule). Every default is
+the paper's value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CANONICAL_FIELDS = (
+    "patient_id",
+    "center",
+    "ct",
+    "mask",
+    "portal_vein_diameter_mm",
+    "afp",
+    "child_pugh",
+    "bclc",
+    "treatment",
+    "pfs_months",
+    "pfs_event",
+)
+
+#: Months per unit, for reading a follow-up time given in another unit (1 month = 365.25 / 12 days).
+MONTHS_PER_UNIT = {
+    "months": 1.0,
+    "weeks": 7.0 / 30.4375,
+    "days": 1.0 / 30.4375,
+    "years": 12.0,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ColumnMap(_Strict):
+    """Name of the clinical-table column that holds each canonical field.
+
+    A field mapped to ``None`` is absent from the table (for instance ``ct`` in a clinical-only study).
+    """
+
+    patient_id: str = "patient_id"
+    center: str | None = "center"
+    ct: str | None = "ct"
+    mask: str | None = "mask"
+    portal_vein_diameter_mm: str | None = "portal_vein_diameter_mm"
+    afp: str | None = "afp"
+    child_pugh: str | None = "child_pugh"
+    bclc: str | None = "bclc"
+    treatment: str | None = "treatment"
+    pfs_months: str = "pfs_months"
+    pfs_event: str = "pfs_event"
+
+
+class SplitConfig(_Strict):
+    """Training / validation split: by named centers, or a seeded random fraction.
+
+    The random split is stratified by center and event, so both sets keep the cohort's mix.
+    """
+
+    validation_centers: list[str] | None = None
+    validation_fraction: float | None = Field(default=None, gt=0.0, lt=1.0)
+    seed: int = 20240601
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> SplitConfig:
+        if self.validation_centers and self.validation_fraction is not None:
+            raise ValueError("give either validation_centers or validation_fraction, not both")
+        if not self.validation_centers and self.validation_fraction is None:
+            raise ValueError("give validation_centers (a list) or validation_fraction (between 0 and 1)")
+        return self
+
+
+class SeriesRule(_Strict):
+    """How to choose one DICOM series when a patient's folder holds several.
+
+    Series whose SeriesDescription contains an ``exclude`` word are dropped; among the rest, the first
+    ``prefer`` word found (in order) wins; ties and folders with no match take the series with the most
+    slices, unless ``require_match`` is set, in which case an unmatched folder is an error.
+    """
+
+    prefer: list[str] = ["venous", "portal", "pv", "delay"]
+    exclude: list[str] = ["scout", "localizer", "topogram", "dose", "arterial", "plain", "non-contrast"]
+    require_match: bool = False
+
+
+class StudyConfig(_Strict):
+    """The study-level half of the manifest (the YAML file)."""
+
+    name: str
+    clinical_table: Path
+    sheet: str | int | None = None
+    columns: ColumnMap = ColumnMap()
+    time_unit: Literal["months", "weeks", "days", "years"] = "months"
+    event_coding: Literal["event=1", "censored=1"] = "event=1"
+    value_maps: dict[str, dict[str, str]] = {}
+    default_center: str | None = None
+    require_images: bool = True
+    treatment_categories: list[str] | None = None
+    split: SplitConfig
+    horizons_months: list[float] = [6.0, 12.0]
+    afp_cutoff_ng_ml: float = 400.0
+    output_dir: Path = Path("hccrad-output")
+    dicom_series: SeriesRule = SeriesRule()
+    base_dir: Path = Path(".")
+
+    @field_validator("horizons_months")
+    @classmethod
+    def _positive_sorted(cls, horizons: list[float]) -> list[float]:
+        if not horizons or any(h <= 0 for h in horizons):
+            raise ValueError("horizons_months must be a non-empty list of positive numbers")
+        return sorted(horizons)
+
+    @field_validator("value_maps")
+    @classmethod
+    def _known_fields(cls, maps: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        unknown = set(maps) - set(CANONICAL_FIELDS)
+        if unknown:
+            raise ValueError(f"value_maps names unknown fields {sorted(unknown)}; known: {CANONICAL_FIELDS}")
+        return maps
+
+    def resolve(self, relative: Path | str) -> Path:
+        """Return ``relative`` as an absolute path, read relative to the manifest's folder."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    @property
+    def clinical_table_path(self) -> Path:
+        return self.resolve(self.clinical_table)
+
+    @property
+    def output_path(self) -> Path:
+        return self.resolve(self.output_dir)
+
+
+class ManifestError(ValueError):
+    """The YAML manifest itself cannot be read or is invalid."""
+
+
+def load_config(path: Path | str) -> StudyConfig:
+    """Read and validate a study YAML; relative paths inside it are taken from its folder.
+
+    Raises
+    ------
+    ManifestError
+        When the file is missing, is not YAML, or breaks the schema (every problem is listed).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"manifest not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{path} must hold a mapping of settings, found {type(raw).__name__}")
+    raw.setdefault("base_dir", str(path.resolve().parent))
+    try:
+        return StudyConfig.model_validate(raw)
+    except Exception as exc:  # pydantic.ValidationError lists every problem
+        raise ManifestError(f"{path}: invalid manifest\n{exc}") from exc

@@ -1,0 +1,199 @@
+"""Reading CT images and masks (NIfTI, NRRD, DICOM series) and checking that their geometries agree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+
+from hccrad.io.config import SeriesRule
+
+
+class ImageReadError(RuntimeError):
+    """An image or mask could not be read; the message names the file and the reason."""
+
+
+class GeometryMismatchError(ValueError):
+    """Image and mask do not share size, spacing, origin and direction."""
+
+
+@dataclass(frozen=True)
+class DicomSeries:
+    """One DICOM series found in a folder."""
+
+    series_uid: str
+    description: str
+    files: tuple[str, ...]
+    modality: str = ""
+
+    @property
+    def n_slices(self) -> int:
+        return len(self.files)
+
+
+def list_dicom_series(folder: Path) -> list[DicomSeries]:
+    """List the DICOM series in ``folder`` (not recursive), with their SeriesDescription."""
+    reader = sitk.ImageSeriesReader()
+    series = []
+    for uid in reader.GetGDCMSeriesIDs(str(folder)) or ():
+        files = tuple(reader.GetGDCMSeriesFileNames(str(folder), uid))
+        try:
+            header = pydicom.dcmread(files[0], stop_before_pixels=True)
+            description = str(header.get("SeriesDescription", ""))
+            modality = str(header.get("Modality", ""))
+        except (pydicom.errors.InvalidDicomError, OSError):
+            description, modality = "", ""
+        series.append(DicomSeries(uid, description, files, modality))
+    return series
+
+
+def choose_series(series: list[DicomSeries], rule: SeriesRule, folder: Path | None = None) -> DicomSeries:
+    """Choose one series by the manifest's rule (see :class:`SeriesRule`).
+
+    Raises
+    ------
+    ImageReadError
+        When no series is left, or none matches and the rule requires a match.
+    """
+    where = f" in {folder}" if folder else ""
+    # Segmentations, structure sets and reports share folders with CTs; only image series qualify.
+    series = [s for s in series if s.modality in ("", "CT")]
+    if not series:
+        raise ImageReadError(f"no DICOM CT series found{where}")
+    if len(series) == 1:
+        return series[0]
+
+    def described(candidate: DicomSeries, words: list[str]) -> bool:
+        text = candidate.description.lower()
+        return any(word.lower() in text for word in words)
+
+    kept = [s for s in series if not described(s, rule.exclude)]
+    listing = "; ".join(f"{s.description or '(no description)'}: {s.n_slices} slices" for s in series)
+    if not kept:
+        raise ImageReadError(f"every DICOM series{where} is excluded by the series rule ({listing})")
+    for word in rule.prefer:
+        matches = [s for s in kept if word.lower() in s.description.lower()]
+        if matches:
+            return max(matches, key=lambda s: s.n_slices)
+    if rule.require_match:
+        raise ImageReadError(f"no DICOM series{where} matches {rule.prefer} ({listing})")
+    return max(kept, key=lambda s: s.n_slices)
+
+
+def read_dicom_series(folder: Path, rule: SeriesRule | None = None) -> sitk.Image:
+    """Read the chosen series of a DICOM folder as a SimpleITK image in HU (rescale applied)."""
+    chosen = choose_series(list_dicom_series(folder), rule or SeriesRule(), folder)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(list(chosen.files))
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise ImageReadError(f"cannot read DICOM series {chosen.description!r} in {folder}: {exc}") from exc
+
+
+def read_image(path: Path | str, rule: SeriesRule | None = None) -> sitk.Image:
+    """Read a NIfTI/NRRD/MHA file or a DICOM series folder.
+
+    Raises
+    ------
+    ImageReadError
+        When the path is missing, unreadable or not an image.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"image not found: {path}")
+    if path.is_dir():
+        return read_dicom_series(path, rule)
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+        raise ImageReadError(f"cannot read image {path}: {first_line}") from exc
+
+
+def geometry_differences(
+    image: sitk.Image, mask: sitk.Image, spacing_tol: float = 1e-4, origin_tol_mm: float = 1e-2
+) -> list[str]:
+    """Describe every way ``mask`` does not share ``image``'s grid; an empty list means they match.
+
+    Spacing is compared relatively, origin in mm, direction cosines absolutely (1e-4), so the rounding
+    of DICOM's decimal strings does not count as a mismatch.
+    """
+    problems = []
+    if image.GetSize() != mask.GetSize():
+        problems.append(f"size {mask.GetSize()} != image {image.GetSize()}")
+    spacing_image, spacing_mask = np.array(image.GetSpacing()), np.array(mask.GetSpacing())
+    if spacing_image.shape != spacing_mask.shape or not np.allclose(
+        spacing_mask, spacing_image, rtol=spacing_tol, atol=0
+    ):
+        problems.append(f"spacing {tuple(np.round(spacing_mask, 4))} != image {tuple(np.round(spacing_image, 4))}")
+    origin_image, origin_mask = np.array(image.GetOrigin()), np.array(mask.GetOrigin())
+    if origin_image.shape != origin_mask.shape or np.abs(origin_mask - origin_image).max() > origin_tol_mm:
+        problems.append(f"origin {tuple(np.round(origin_mask, 3))} != image {tuple(np.round(origin_image, 3))}")
+    direction_image, direction_mask = np.array(image.GetDirection()), np.array(mask.GetDirection())
+    if direction_image.shape != direction_mask.shape or np.abs(direction_mask - direction_image).max() > 1e-4:
+        problems.append("direction cosines differ")
+    return problems
+
+
+def check_geometry(image: sitk.Image, mask: sitk.Image, what: str = "mask") -> None:
+    """Raise :class:`GeometryMismatchError` naming every difference between image and mask grids."""
+    problems = geometry_differences(image, mask)
+    if problems:
+        raise GeometryMismatchError(f"{what} does not match the CT geometry: " + "; ".join(problems))
+
+
+def _is_reindexing(image: sitk.Image, mask: sitk.Image, tol: float = 1e-3) -> bool:
+    """True when every voxel centre of ``image`` is a voxel centre of ``mask`` (same grid, other axis order)."""
+    if sorted(image.GetSize()) != sorted(mask.GetSize()):
+        return False
+    size = image.GetSize()
+    corners = [(0, 0, 0), (size[0] - 1, 0, 0), (0, size[1] - 1, 0), (0, 0, size[2] - 1),
+               (size[0] - 1, size[1] - 1, size[2] - 1), (1, 0, 0), (0, 1, 0), (0, 0, 1)]
+    for corner in corners:
+        point = image.TransformIndexToPhysicalPoint(tuple(min(c, s - 1) for c, s in zip(corner, size, strict=True)))
+        index = np.array(mask.TransformPhysicalPointToContinuousIndex(point))
+        if np.abs(index - np.rint(index)).max() > tol:
+            return False
+        if (np.rint(index) < 0).any() or (np.rint(index) > np.array(mask.GetSize()) - 1).any():
+            return False
+    return True
+
+
+def align_mask(image: sitk.Image, mask: sitk.Image, what: str = "mask") -> sitk.Image:
+    """Return ``mask`` on ``image``'s grid.
+
+    A mask stored with another axis order or orientation of the same voxel grid (a NIfTI written with a
+    flipped y axis beside a DICOM series, say) is re-indexed exactly, by nearest-neighbour resampling
+    whose sample points all fall on voxel centres. Any other difference is a
+    :class:`GeometryMismatchError`.
+    """
+    problems = geometry_differences(image, mask)
+    if not problems:
+        return mask
+    if _is_reindexing(image, mask):
+        return sitk.Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, mask.GetPixelID())
+    raise GeometryMismatchError(f"{what} does not match the CT geometry: " + "; ".join(problems))
+
+
+def read_mask(path: Path | str, image: sitk.Image) -> sitk.Image:
+    """Read a label mask onto ``image``'s grid (see :func:`align_mask`) as UInt8 labels."""
+    mask = align_mask(image, read_image(path), what=f"mask {Path(path).name}")
+    array = sitk.GetArrayViewFromImage(mask)
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.equal(np.mod(array, 1), 0)):
+        raise ImageReadError(f"mask {path} holds non-integer values; expected labels 0, 1, 2, 3")
+    labels = np.unique(array)
+    if labels.min() < 0 or labels.max() > 255:
+        raise ImageReadError(f"mask {path} holds labels outside 0-255: {labels[:10]}")
+    mask = sitk.Cast(mask, sitk.sitkUInt8)
+    mask.CopyInformation(image)
+    return mask
+
+
+def array_with_spacing(image: sitk.Image) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """The voxel array in (z, y, x) order with the spacing in the same order, in mm."""
+    spacing_xyz = image.GetSpacing()
+    return sitk.GetArrayFromImage(image), (spacing_xyz[2], spacing_xyz[1], spacing_xyz[0])

@@ -1,0 +1,415 @@
+"""Study manifest: the clinical table read through the YAML's column map, validated row by row.
+
+Every problem is collected (never the first one only), each with the table row, the patient, the field
+and what was expected. A row with an error is kept out of the analysis but always listed, so nothing is
+dropped silently; a missing clinical factor is a warning (later stages impute it or say why they cannot).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from hccrad.io.config import MONTHS_PER_UNIT, StudyConfig, load_config
+
+Severity = Literal["error", "warning"]
+BCLC_STAGES = ("0", "A", "B", "C", "D")
+CHILD_PUGH_GRADES = ("A", "B", "C")
+
+
+@dataclass(frozen=True)
+class ValidationIssue:
+    """One problem found in the manifest; ``row`` is the spreadsheet row (header = row 1)."""
+
+    row: int | None
+    patient_id: str | None
+    field: str
+    message: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        where = f"row {self.row}" if self.row is not None else "study"
+        who = f" (patient {self.patient_id})" if self.patient_id else ""
+        return f"{self.severity}: {where}{who}, field '{self.field}': {self.message}"
+
+
+@dataclass
+class PatientRecord:
+    """One valid patient of the study, with canonical fields and units."""
+
+    patient_id: str
+    center: str
+    row: int
+    ct: Path | None = None
+    mask: Path | None = None
+    portal_vein_diameter_mm: float | None = None
+    afp: float | None = None
+    child_pugh: str | None = None
+    child_pugh_score: int | None = None
+    bclc: str | None = None
+    treatment: str | None = None
+    pfs_months: float = math.nan
+    pfs_event: int = 0
+    dataset: str = "training"
+
+
+@dataclass
+class Study:
+    """A loaded study: its configuration, the valid patients and every issue found."""
+
+    config: StudyConfig
+    patients: list[PatientRecord]
+    issues: list[ValidationIssue] = field(default_factory=list)
+    n_rows: int = 0
+
+    @property
+    def errors(self) -> list[ValidationIssue]:
+        return [issue for issue in self.issues if issue.severity == "error"]
+
+    @property
+    def warnings(self) -> list[ValidationIssue]:
+        return [issue for issue in self.issues if issue.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def patient(self, patient_id: str) -> PatientRecord:
+        for record in self.patients:
+            if record.patient_id == patient_id:
+                return record
+        raise KeyError(f"no valid patient {patient_id!r} in study {self.config.name!r}")
+
+    def table(self) -> pd.DataFrame:
+        """The valid patients as a DataFrame indexed by ``patient_id`` (paths as strings)."""
+        rows = []
+        for record in self.patients:
+            row = asdict(record)
+            row["ct"] = str(record.ct) if record.ct else None
+            row["mask"] = str(record.mask) if record.mask else None
+            rows.append(row)
+        columns = list(PatientRecord.__dataclass_fields__)
+        return pd.DataFrame(rows, columns=columns).set_index("patient_id")
+
+    def issues_table(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [asdict(issue) for issue in self.issues],
+            columns=["row", "patient_id", "field", "message", "severity"],
+        )
+
+
+def read_clinical_table(path: Path, sheet: str | int | None = None) -> pd.DataFrame:
+    """Read a CSV/TSV or XLSX clinical table with every cell as text (types are checked per field)."""
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm", ".xls"):
+        frame = pd.read_excel(path, sheet_name=sheet if sheet is not None else 0, dtype=object)
+    elif suffix in (".csv", ".tsv", ".txt"):
+        frame = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False)
+    else:
+        raise ValueError(f"clinical table {path} must be .csv, .tsv or .xlsx, not {suffix!r}")
+    frame.columns = [str(column).strip() for column in frame.columns]
+    return frame
+
+
+def _blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip().lower() in ("", "na", "nan", "n/a", "none", "null", "-")
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _as_number(value: Any) -> float:
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return float(value)
+    return float(str(value).strip().replace(",", "."))
+
+
+def normalize_bclc(value: str) -> str | None:
+    """Map spellings such as ``Stage-A``, ``bclc b`` or ``0`` onto the stages 0/A/B/C/D."""
+    token = re.sub(r"(?i)bclc|stage|[\s\-_:]", "", value).upper()
+    if token in ("O", "ZERO"):
+        token = "0"
+    return token if token in BCLC_STAGES else None
+
+
+def normalize_child_pugh(value: Any) -> tuple[str | None, int | None]:
+    """Return (grade, score) from a grade letter (``A``, ``Child-Pugh B``) or a score 5-15."""
+    text = _as_text(value)
+    try:
+        number = float(text)
+    except ValueError:
+        token = re.sub(r"(?i)child|pugh|grade|class|[\s\-_:]", "", text).upper()
+        return (token, None) if token in CHILD_PUGH_GRADES else (None, None)
+    if not number.is_integer() or not 5 <= number <= 15:
+        return None, None
+    score = int(number)
+    grade = "A" if score <= 6 else "B" if score <= 9 else "C"
+    return grade, score
+
+
+class _RowChecker:
+    """Validates one table row into a PatientRecord, collecting issues instead of stopping."""
+
+    def __init__(self, config: StudyConfig, row_number: int, raw: dict[str, Any]):
+        self.config = config
+        self.row = row_number
+        self.raw = raw
+        self.issues: list[ValidationIssue] = []
+        self.patient_id: str | None = None
+
+    def value(self, canonical: str) -> Any:
+        column = getattr(self.config.columns, canonical)
+        if column is None:
+            return None
+        value = self.raw.get(column)
+        if _blank(value):
+            return None
+        mapping = self.config.value_maps.get(canonical)
+        if mapping is not None:
+            key = _as_text(value)
+            value = mapping.get(key, value)
+        return value
+
+    def add(self, field_name: str, message: str, severity: Severity = "error") -> None:
+        self.issues.append(ValidationIssue(self.row, self.patient_id, field_name, message, severity))
+
+    def number(self, canonical: str, *, required: bool, minimum: float | None = None) -> float | None:
+        value = self.value(canonical)
+        if value is None:
+            if required:
+                self.add(canonical, "missing; expected a number")
+            else:
+                self.add(canonical, "missing value", "warning")
+            return None
+        try:
+            number = _as_number(value)
+        except ValueError:
+            self.add(canonical, f"{_as_text(value)!r} is not a number")
+            return None
+        if not math.isfinite(number):
+            self.add(canonical, f"{number} is not a finite number")
+            return None
+        if minimum is not None and number < minimum:
+            self.add(canonical, f"{number:g} is negative; expected a value >= {minimum:g}")
+            return None
+        return number
+
+    def path(self, canonical: str, *, required: bool) -> Path | None:
+        value = self.value(canonical)
+        if value is None:
+            if required:
+                self.add(canonical, "missing; expected the path of an image file or DICOM folder")
+            return None
+        path = self.config.resolve(_as_text(value))
+        if not path.exists():
+            self.add(canonical, f"file not found: {path}")
+            return None
+        if path.is_dir() and not any(child.is_file() for child in path.iterdir()):
+            self.add(canonical, f"DICOM folder is empty: {path}")
+            return None
+        return path
+
+    def check(self) -> PatientRecord | None:
+        config = self.config
+        patient_value = self.value("patient_id")
+        if patient_value is None:
+            self.add("patient_id", "missing patient identifier")
+        else:
+            self.patient_id = _as_text(patient_value)
+
+        center_value = self.value("center")
+        center = _as_text(center_value) if center_value is not None else config.default_center
+        if center is None:
+            self.add("center", "missing; give a center or set default_center in the manifest")
+
+        ct = self.path("ct", required=config.require_images)
+        mask = self.path("mask", required=False)
+        has_portal = self.value("portal_vein_diameter_mm") is not None
+        portal_mm = self.number("portal_vein_diameter_mm", required=False, minimum=0) if has_portal else None
+
+        afp = self.number("afp", required=False, minimum=0)
+        grade, score = self._child_pugh()
+        bclc = self._bclc()
+        treatment = self._treatment()
+
+        time_raw = self.number("pfs_months", required=True, minimum=0)
+        pfs_months = time_raw * MONTHS_PER_UNIT[config.time_unit] if time_raw is not None else None
+        event = self._event()
+
+        if any(issue.severity == "error" for issue in self.issues):
+            return None
+        assert self.patient_id is not None and center is not None and pfs_months is not None
+        return PatientRecord(
+            patient_id=self.patient_id,
+            center=center,
+            row=self.row,
+            ct=ct,
+            mask=mask,
+            portal_vein_diameter_mm=portal_mm,
+            afp=afp,
+            child_pugh=grade,
+            child_pugh_score=score,
+            bclc=bclc,
+            treatment=treatment,
+            pfs_months=pfs_months,
+            pfs_event=int(event),
+        )
+
+    def _child_pugh(self) -> tuple[str | None, int | None]:
+        value = self.value("child_pugh")
+        if value is None:
+            if self.config.columns.child_pugh is not None:
+                self.add("child_pugh", "missing value", "warning")
+            return None, None
+        grade, score = normalize_child_pugh(value)
+        if grade is None:
+            self.add("child_pugh", f"unknown category {_as_text(value)!r}; expected A, B, C or a score 5-15")
+        return grade, score
+
+    def _bclc(self) -> str | None:
+        value = self.value("bclc")
+        if value is None:
+            if self.config.columns.bclc is not None:
+                self.add("bclc", "missing value", "warning")
+            return None
+        stage = normalize_bclc(_as_text(value))
+        if stage is None:
+            self.add("bclc", f"unknown category {_as_text(value)!r}; expected one of 0, A, B, C, D")
+        return stage
+
+    def _treatment(self) -> str | None:
+        value = self.value("treatment")
+        if value is None:
+            if self.config.columns.treatment is not None:
+                self.add("treatment", "missing value", "warning")
+            return None
+        text = _as_text(value)
+        allowed = self.config.treatment_categories
+        if allowed is not None and text not in allowed:
+            self.add("treatment", f"unknown category {text!r}; expected one of {allowed}")
+            return None
+        return text
+
+    def _event(self) -> int | None:
+        value = self.value("pfs_event")
+        if value is None:
+            self.add("pfs_event", "missing; expected 0 (censored) or 1 (progression)")
+            return None
+        try:
+            number = _as_number(value)
+        except ValueError:
+            number = math.nan
+        if number not in (0.0, 1.0):
+            self.add("pfs_event", f"{_as_text(value)!r} is not 0 or 1")
+            return None
+        event = int(number)
+        return 1 - event if self.config.event_coding == "censored=1" else event
+
+
+def _check_columns(config: StudyConfig, frame: pd.DataFrame) -> list[ValidationIssue]:
+    issues = []
+    for canonical, column in config.columns.model_dump().items():
+        if column is not None and column not in frame.columns:
+            severity: Severity = "error" if canonical in ("patient_id", "pfs_months", "pfs_event") else "warning"
+            if canonical == "ct" and config.require_images:
+                severity = "error"
+            issues.append(
+                ValidationIssue(None, None, canonical, f"column {column!r} not in the clinical table", severity)
+            )
+    return issues
+
+
+def assign_split(patients: list[PatientRecord], config: StudyConfig) -> list[ValidationIssue]:
+    """Set each patient's ``dataset`` to training or validation, by center or seeded stratified draw."""
+    split = config.split
+    issues: list[ValidationIssue] = []
+    if split.validation_centers:
+        centers = {record.center for record in patients}
+        for name in split.validation_centers:
+            if name not in centers:
+                issues.append(ValidationIssue(None, None, "split", f"validation center {name!r} has no patient"))
+        for record in patients:
+            record.dataset = "validation" if record.center in split.validation_centers else "training"
+        return issues
+    rng = np.random.default_rng(split.seed)
+    strata: dict[tuple[str, int], list[PatientRecord]] = {}
+    for record in sorted(patients, key=lambda r: r.patient_id):
+        strata.setdefault((record.center, record.pfs_event), []).append(record)
+    keys = sorted(strata)
+    # Largest-remainder allocation: each stratum gets its share, the total is round(fraction * n).
+    quotas = np.array([split.validation_fraction * len(strata[key]) for key in keys])
+    counts = np.floor(quotas).astype(int)
+    total = int(np.floor(split.validation_fraction * len(patients) + 0.5))
+    remainders = quotas - counts + rng.uniform(0, 1e-6, size=len(keys))
+    for index in np.argsort(-remainders)[: max(0, total - counts.sum())]:
+        counts[index] += 1
+    for key, n_validation in zip(keys, counts, strict=True):
+        members = strata[key]
+        order = rng.permutation(len(members))
+        for rank, index in enumerate(order):
+            members[index].dataset = "validation" if rank < n_validation else "training"
+    return issues
+
+
+def load_study(manifest: Path | str) -> Study:
+    """Load and validate a study manifest and its clinical table.
+
+    Parameters
+    ----------
+    manifest
+        Path of the study YAML.
+
+    Returns
+    -------
+    Study
+        The valid patients (with their training/validation assignment) and every issue found. Rows with
+        errors are not among ``patients`` but each has at least one issue naming its row.
+    """
+    config = load_config(manifest)
+    table_path = config.clinical_table_path
+    if not table_path.is_file():
+        issue = ValidationIssue(None, None, "clinical_table", f"file not found: {table_path}")
+        return Study(config, [], [issue])
+    frame = read_clinical_table(table_path, config.sheet)
+    issues = _check_columns(config, frame)
+    if any(issue.severity == "error" for issue in issues):
+        return Study(config, [], issues, n_rows=len(frame))
+
+    patients: list[PatientRecord] = []
+    seen: dict[str, int] = {}
+    for offset, raw in enumerate(frame.to_dict(orient="records")):
+        checker = _RowChecker(config, offset + 2, raw)
+        record = checker.check()
+        issues.extend(checker.issues)
+        if checker.patient_id is not None:
+            if checker.patient_id in seen:
+                issues.append(
+                    ValidationIssue(
+                        checker.row,
+                        checker.patient_id,
+                        "patient_id",
+                        f"duplicate identifier, first used on row {seen[checker.patient_id]}; "
+                        "both rows are left out until it is fixed",
+                    )
+                )
+                record = None
+                patients = [p for p in patients if p.patient_id != checker.patient_id]
+            else:
+                seen[checker.patient_id] = checker.row
+        if record is not None:
+            patients.append(record)
+    issues.extend(assign_split(patients, config))
+    return Study(config, patients, issues, n_rows=len(frame))

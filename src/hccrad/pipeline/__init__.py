@@ -1,0 +1,1 @@
+"""Orchestration of the stages for `hccrad run` and `hccrad demo`."""

@@ -1,0 +1,178 @@
+"""Study manifest: every kind of bad row is reported with its row and field; real spreadsheets load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from hccrad.cli.main import app
+from hccrad.io import ManifestError, load_study
+from hccrad.io.manifest import normalize_bclc, normalize_child_pugh
+
+from .conftest import shared_path
+
+
+def write_study(folder: Path, rows: list[dict], **settings) -> Path:
+    """A manifest and clinical CSV in ``folder``; image paths are created when they start with 'img/'."""
+    (folder / "img").mkdir(exist_ok=True)
+    for row in rows:
+        ct = row.get("ct")
+        if isinstance(ct, str) and ct.startswith("img/"):
+            (folder / ct).write_bytes(b"placeholder")
+    pd.DataFrame(rows).to_csv(folder / "clinical.csv", index=False)
+    manifest = {"name": "test", "clinical_table": "clinical.csv", "split": {"validation_centers": ["V"]}}
+    manifest.update(settings)
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    return path
+
+
+def good_row(patient_id: str, center: str = "T", **changes) -> dict:
+    row = {
+        "patient_id": patient_id, "center": center, "ct": f"img/{patient_id}.nii.gz", "mask": "",
+        "afp": "25.5", "child_pugh": "A", "bclc": "B", "treatment": "TACE", "pfs_months": "7.5", "pfs_event": "1",
+    }
+    row.update(changes)
+    return row
+
+
+def test_valid_study_loads_with_split(tmp_path):
+    rows = [good_row("P1"), good_row("P2", child_pugh="8"), good_row("P3", center="V", bclc="Stage-C")]
+    study = load_study(write_study(tmp_path, rows))
+    assert study.ok, study.issues
+    table = study.table()
+    assert list(table.index) == ["P1", "P2", "P3"]
+    assert table.loc["P2", "child_pugh"] == "B" and table.loc["P2", "child_pugh_score"] == 8
+    assert table.loc["P3", "bclc"] == "C"
+    assert table["dataset"].to_dict() == {"P1": "training", "P2": "training", "P3": "validation"}
+    assert table.loc["P1", "ct"] == str((tmp_path / "img" / "P1.nii.gz").resolve())
+
+
+def test_every_problem_is_reported_at_once_with_row_and_field(tmp_path):
+    rows = [
+        good_row("P1"),
+        good_row("P2", ct="scans/missing.nii.gz"),  # row 3: missing file
+        good_row("P1"),  # row 4: duplicate
+        good_row("P4", bclc="E"),  # row 5: unknown category
+        good_row("P5", pfs_months="-3"),  # row 6: negative time
+        good_row("P6", pfs_event="2"),  # row 7: event not 0/1
+        good_row("P7", afp="high"),  # row 8: AFP not a number
+        good_row("P8", child_pugh="X", treatment="surgery"),  # row 9: two problems in one row
+        good_row("P9", afp="", center="V"),  # row 10: missing AFP is only a warning
+    ]
+    study = load_study(write_study(tmp_path, rows, treatment_categories=["TACE", "TACE+systemic"]))
+    found = {(issue.row, issue.field, issue.severity) for issue in study.issues}
+    expected_errors = {
+        (3, "ct"), (4, "patient_id"), (5, "bclc"), (6, "pfs_months"), (7, "pfs_event"), (8, "afp"),
+        (9, "child_pugh"), (9, "treatment"),
+    }
+    for row, field in expected_errors:
+        assert (row, field, "error") in found, (row, field, study.issues)
+    assert (10, "afp", "warning") in found
+    messages = {(issue.row, issue.field): issue.message for issue in study.issues}
+    assert "duplicate identifier, first used on row 2" in messages[(4, "patient_id")]
+    assert "'E'" in messages[(5, "bclc")] and "0, A, B, C, D" in messages[(5, "bclc")]
+    assert "negative" in messages[(6, "pfs_months")]
+    assert "'high' is not a number" in messages[(8, "afp")]
+    # P1 is ambiguous (duplicate) and every row with an error is out; the warning row stays in.
+    assert [p.patient_id for p in study.patients] == ["P9"]
+    assert len(study.errors) == 8
+
+
+def test_missing_image_file_is_an_error(tmp_path):
+    path = write_study(tmp_path, [good_row("P1", center="V"), good_row("P2", ct="scans/nowhere.nii.gz")])
+    study = load_study(path)
+    (issue,) = study.errors
+    assert (issue.row, issue.patient_id, issue.field) == (3, "P2", "ct")
+    assert "file not found" in issue.message and "nowhere.nii.gz" in issue.message
+
+
+def test_bad_yaml_is_a_manifest_error(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("name: x\nclinical_table: c.csv\nsplit: {validation_fraction: 1.5}\nunknown_key: 1\n")
+    with pytest.raises(ManifestError) as info:
+        load_study(path)
+    assert "validation_fraction" in str(info.value) and "unknown_key" in str(info.value)
+
+
+def test_random_split_is_seeded_and_stratified(tmp_path):
+    rows = [good_row(f"P{i:02d}", center="AB"[i % 2], pfs_event=str(i // 2 % 2)) for i in range(40)]
+    path = write_study(tmp_path, rows, split={"validation_fraction": 0.25, "seed": 5})
+    first, second = load_study(path).table(), load_study(path).table()
+    assert first["dataset"].equals(second["dataset"])
+    validation = first[first["dataset"] == "validation"]
+    assert len(validation) == 10
+    # Four (center, event) strata of 10 patients: quotas of 2.5 each, remainders shared out to total 10.
+    counts = validation.groupby(["center", "pfs_event"]).size()
+    assert counts.min() >= 2 and counts.max() <= 3
+
+
+def test_validate_command_prints_report_and_exits_nonzero(tmp_path):
+    path = write_study(tmp_path, [good_row("P1", center="V"), good_row("P2", pfs_event="yes")])
+    result = CliRunner().invoke(app, ["validate", str(path), "--report", str(tmp_path / "issues.csv")])
+    assert result.exit_code == 1, result.output
+    assert "pfs_event" in result.output and "P2" in result.output
+    report = pd.read_csv(tmp_path / "issues.csv")
+    errors = report[report["severity"] == "error"]
+    assert errors[["row", "patient_id", "field"]].values.tolist() == [[3, "P2", "pfs_event"]]
+
+
+def test_validate_command_passes_on_a_good_study(tmp_path):
+    path = write_study(tmp_path, [good_row("P1"), good_row("P2", center="V")])
+    result = CliRunner().invoke(app, ["validate", str(path), "--no-acquisition"])
+    assert result.exit_code == 0, result.output
+    assert "2 valid patients (1 training, 1 validation), 0 errors" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("text", "stage"), [("Stage-A", "A"), ("bclc b", "B"), ("0", "0"), ("C", "C"), ("stage D", "D"), ("E", None)]
+)
+def test_bclc_spellings(text, stage):
+    assert normalize_bclc(text) == stage
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("A", ("A", None)), ("Child-Pugh B", ("B", None)), ("5", ("A", 5)), (6.0, ("A", 6)), ("7", ("B", 7)),
+     ("9", ("B", 9)), ("10", ("C", 10)), ("15", ("C", 15)), ("4", (None, None)), ("6.5", (None, None))],
+)
+def test_child_pugh_grades_from_scores(value, expected):
+    assert normalize_child_pugh(value) == expected
+
+
+def test_reads_the_real_hcc_tace_seg_table_with_week_conversion(tmp_path):
+    table = shared_path("reference", "clinical", "HCC-TACE-Seg_clinical_data-V2.xlsx")
+    manifest = {
+        "name": "HCC-TACE-Seg",
+        "clinical_table": str(table),
+        "sheet": "data table",
+        "columns": {
+            "patient_id": "TCIA_ID", "center": None, "ct": None, "mask": None, "portal_vein_diameter_mm": None,
+            "afp": "AFP", "child_pugh": "CPS", "bclc": "BCLC", "treatment": "chemotherapy",
+            "pfs_months": "TTP", "pfs_event": "Censored_0_progressed_1",
+        },
+        "time_unit": "weeks",
+        "default_center": "MDACC",
+        "require_images": False,
+        "split": {"validation_fraction": 0.3, "seed": 1},
+    }
+    path = tmp_path / "tace.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    study = load_study(path)
+    assert study.ok, study.errors[:5]
+    assert len(study.patients) == 105
+    raw = pd.read_excel(table, sheet_name="data table").set_index("TCIA_ID")
+    loaded = study.table()
+    # TTP in weeks -> months: 1 week = 7 / 30.4375 months.
+    assert loaded.loc["HCC_001", "pfs_months"] == pytest.approx(raw.loc["HCC_001", "TTP"] * 7 / 30.4375)
+    assert loaded["pfs_event"].sum() == raw["Censored_0_progressed_1"].sum() == 45
+    assert loaded["bclc"].value_counts().to_dict() == {"C": 66, "B": 24, "A": 12, "D": 3}
+    assert loaded["child_pugh"].value_counts().to_dict() == {"A": 86, "B": 18, "C": 1}
+    # 17 patients have no chemotherapy regimen: kept, each with a warning naming the row.
+    treatment_warnings = [i for i in study.warnings if i.field == "treatment"]
+    assert len(treatment_warnings) == 17 and loaded["treatment"].isna().sum() == 17
+    assert loaded.loc["HCC_001", "afp"] == pytest.approx(raw.loc["HCC_001", "AFP"])
