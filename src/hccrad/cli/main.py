@@ -114,6 +114,39 @@ def validate(
         raise typer.Exit(1)
 
 
+def _load_study_or_exit(manifest: Path):
+    from hccrad.io.manifest import load_study
+
+    try:
+        study = load_study(manifest)
+    except ManifestError as exc:
+        raise fail(str(exc)) from exc
+    if study.errors:
+        console.print(f"[yellow]{len(study.errors)} manifest errors[/]: those rows are left out "
+                      f"(run `hccrad validate {manifest}` for the list)")
+    return study
+
+
+@app.command()
+def features(
+    manifest: Path = typer.Argument(..., help="The study YAML."),
+    scheduler: str | None = typer.Option(None, help="Address of an existing Dask scheduler (tcp://host:8786)."),
+    out: Path | None = typer.Option(None, help="Output folder (default: <output_dir>/features)."),
+) -> None:
+    """Compute Tumor and Rliver features of every case not yet done, into one cohort table."""
+    from hccrad.features import extract_features
+
+    study = _load_study_or_exit(manifest)
+    with progress_bar() as bar:
+        task = bar.add_task("extracting features", total=None)
+        run = extract_features(study, out_dir=out, scheduler=scheduler,
+                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+    stdout.print(f"features: {len(run.computed)} computed, {len(run.reused)} reused, "
+                 f"{len(run.failures)} failed; table: {run.out_dir / 'features.parquet'}")
+    for _, failure in run.failures.iterrows():
+        console.print(f"[red]failed[/] {failure['patient_id']}: {failure['error_type']}: {failure['error']}")
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("hccrad-demo"), "--out", "-o", help="Folder for the demo cohort and results."),

@@ -8,7 +8,7 @@ the paper's value.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -109,6 +109,12 @@ class StudyConfig(_Strict):
     afp_cutoff_ng_ml: float = 400.0
     output_dir: Path = Path("hccrad-output")
     dicom_series: SeriesRule = SeriesRule()
+    # Each stage validates its own section with its own model (hccrad.features.FeatureConfig, ...), so
+    # that this input layer does not depend on the stages above it.
+    segmentation: dict[str, Any] = {}
+    features: dict[str, Any] = {}
+    models: dict[str, Any] = {}
+    evaluation: dict[str, Any] = {}
     base_dir: Path = Path(".")
 
     @field_validator("horizons_months")

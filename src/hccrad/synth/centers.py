@@ -30,8 +30,8 @@ class ScannerProfile:
     contrast_shift_hu: float  # center-level enhancement difference (injection protocol, timing)
 
     def scaled_matrix(self, full_resolution: bool) -> int:
-        """Pixel matrix of the written image: the real one, or a quarter of it for the fast demo."""
-        return self.matrix if full_resolution else max(64, self.matrix // 4)
+        """Pixel matrix of the written image: the real one, or a quarter of it (at most 128) for the fast demo."""
+        return self.matrix if full_resolution else max(64, min(128, self.matrix // 4))
 
     def pixel_spacing_mm(self, full_resolution: bool) -> float:
         return self.fov_mm / self.scaled_matrix(full_resolution)

@@ -165,6 +165,8 @@ def study_manifest(name: str) -> dict:
         "horizons_months": [6, 12],
         "treatment_categories": ["TACE", "TACE+systemic"],
         "output_dir": "output",
+        # The demo's coarse voxels would be upsampled ~60-fold by the paper's resampling: use the native grid.
+        "features": {"params": "demo"},
     }
 
 

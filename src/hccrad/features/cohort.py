@@ -1,0 +1,218 @@
+"""`hccrad features`: every case of a study through Dask, resumable, into one cohort table.
+
+Output folder (``<output_dir>/features``)::
+
+    cases/<patient_id>.json   one file per case, written atomically: features or the error, with the
+                              fingerprint of its inputs (a changed mask or parameter file recomputes it)
+    features.parquet / .csv   one row per patient: clinical columns, then morphological and PyRadiomics features
+    failures.csv              patient_id, error_type, error for every case without features
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hccrad import __version__
+from hccrad.features.config import FeatureConfig
+from hccrad.features.extract import CaseJob, case_fingerprint, compute_case
+from hccrad.io.manifest import Study
+
+CLINICAL_TABLE_COLUMNS = ["center", "dataset", "afp", "child_pugh", "child_pugh_score", "bclc", "treatment",
+                          "pfs_months", "pfs_event"]
+
+
+@dataclass
+class FeatureRun:
+    """What a features run produced and did."""
+
+    table: pd.DataFrame
+    failures: pd.DataFrame
+    computed: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    out_dir: Path | None = None
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data.encode() if isinstance(data, str) else data)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _read_case(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def build_jobs(study: Study, config: FeatureConfig) -> tuple[list[CaseJob], list[dict[str, Any]]]:
+    """The jobs of every patient with a CT and a mask, and a failure for every patient without."""
+    params = config.radiomics_params(study.config.base_dir)
+    settings = config.model_dump(mode="json")
+    rule = study.config.dicom_series.model_dump()
+    jobs, missing = [], []
+    for record in study.patients:
+        if record.ct is None or record.mask is None:
+            what = "CT" if record.ct is None else "mask"
+            missing.append({"status": "failed", "patient_id": record.patient_id, "error_type": "MissingInput",
+                            "error": f"no {what}: give one in the manifest or segment the case first"})
+            continue
+        fingerprint = case_fingerprint(record.ct, record.mask, record.portal_vein_diameter_mm, params, settings,
+                                       __version__)
+        jobs.append(CaseJob(record.patient_id, str(record.ct), str(record.mask), record.portal_vein_diameter_mm,
+                            params, settings, rule, fingerprint))
+    return jobs, missing
+
+
+def local_worker_count(config: FeatureConfig, n_jobs: int) -> int:
+    """Workers for a local cluster: one per core, no more than free memory / memory per case allows."""
+    import psutil
+
+    if config.n_workers:
+        return max(1, min(config.n_workers, n_jobs))
+    by_memory = int(psutil.virtual_memory().available / (config.memory_per_case_gb * 1024**3))
+    return max(1, min(os.cpu_count() or 1, by_memory, n_jobs))
+
+
+def run_jobs(jobs: list[CaseJob], cases_dir: Path, scheduler: str | None, config: FeatureConfig,
+             on_result: Callable[[dict[str, Any]], None] | None = None) -> list[str]:
+    """Run ``jobs`` on a Dask cluster; each result is written by this process, once, as it arrives.
+
+    A worker lost mid-task (killed, out of memory) makes Dask run the task again elsewhere; a task that
+    keeps killing workers is recorded as a failure of its case.
+    """
+    from distributed import Client, LocalCluster, as_completed
+
+    if not jobs:
+        return []
+    cluster = None
+    if scheduler:
+        client = Client(scheduler, timeout="30s")
+    else:
+        cluster = LocalCluster(n_workers=local_worker_count(config, len(jobs)), threads_per_worker=1,
+                               processes=True, dashboard_address=None, silence_logs=logging.ERROR,
+                               memory_limit=0)
+        client = Client(cluster)
+    done: list[str] = []
+    try:
+        futures = {client.submit(compute_case, job, key=f"features-{job.patient_id}-{job.fingerprint}"): job
+                   for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                result = future.result()
+            except Exception as exc:  # KilledWorker and other infrastructure errors
+                result = {"status": "failed", "patient_id": job.patient_id, "fingerprint": job.fingerprint,
+                          "error_type": type(exc).__name__, "error": str(exc)}
+            write_atomic(cases_dir / f"{job.patient_id}.json", json.dumps(result))
+            done.append(job.patient_id)
+            if on_result:
+                on_result(result)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return done
+
+
+def assemble(study: Study, jobs: list[CaseJob], missing: list[dict[str, Any]], cases_dir: Path
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cohort table (valid cases) and the failures table, from the current case files."""
+    clinical = study.table()
+    rows, failures = [], list(missing)
+    for job in jobs:
+        result = _read_case(cases_dir / f"{job.patient_id}.json")
+        if result is None or result.get("fingerprint") != job.fingerprint:
+            failures.append({"patient_id": job.patient_id, "error_type": "NotComputed",
+                             "error": "no current result (interrupted run?): run the command again"})
+        elif result["status"] != "ok":
+            failures.append(result)
+        else:
+            rows.append({"patient_id": job.patient_id, **result["features"]})
+    if rows:
+        features = pd.DataFrame(rows).set_index("patient_id")
+    else:
+        features = pd.DataFrame(index=pd.Index([], name="patient_id"))
+    table = clinical.loc[features.index, CLINICAL_TABLE_COLUMNS].join(features)
+    failure_table = pd.DataFrame(
+        [{key: failure.get(key) for key in ("patient_id", "error_type", "error")} for failure in failures],
+        columns=["patient_id", "error_type", "error"],
+    )
+    return table, failure_table
+
+
+def extract_features(study: Study, out_dir: Path | None = None, scheduler: str | None = None,
+                     config: FeatureConfig | None = None, progress: Callable[[int, int], None] | None = None,
+                     on_result: Callable[[dict[str, Any]], None] | None = None) -> FeatureRun:
+    """Compute the features of every case not yet done and write the cohort table.
+
+    Parameters
+    ----------
+    study
+        A loaded study; only its valid patients are processed.
+    out_dir
+        Default ``<output_dir>/features`` of the study.
+    scheduler
+        Address of an existing Dask scheduler (``tcp://host:8786``); default a local cluster.
+    config
+        Default: the study's ``features:`` section.
+    progress
+        ``progress(done, total)`` after each case computed in this run.
+    on_result
+        Called with each new case result (tests use it to interrupt a run).
+    """
+    config = config or FeatureConfig.model_validate(study.config.features)
+    out_dir = Path(out_dir) if out_dir else study.config.output_path / "features"
+    cases_dir = out_dir / "cases"
+    cases_dir.mkdir(parents=True, exist_ok=True)
+    jobs, missing = build_jobs(study, config)
+    pending, reused = [], []
+    for job in jobs:
+        cached = _read_case(cases_dir / f"{job.patient_id}.json")
+        if cached is not None and cached.get("fingerprint") == job.fingerprint:
+            reused.append(job.patient_id)
+        else:
+            pending.append(job)
+
+    counter = {"done": 0}
+
+    def report(result: dict[str, Any]) -> None:
+        counter["done"] += 1
+        if progress:
+            progress(counter["done"], len(pending))
+        if on_result:
+            on_result(result)
+
+    computed = run_jobs(pending, cases_dir, scheduler, config, report)
+    table, failures = assemble(study, jobs, missing, cases_dir)
+    write_atomic(out_dir / "features.csv", table.to_csv())
+    write_atomic(out_dir / "features.parquet", table.to_parquet())
+    write_atomic(out_dir / "failures.csv", failures.to_csv(index=False))
+    write_atomic(out_dir / "run.json", json.dumps({"computed": computed, "reused": reused,
+                                                    "failed": failures["patient_id"].tolist(),
+                                                    "config": config.model_dump(mode="json")}, indent=2))
+    return FeatureRun(table, failures, computed, reused, out_dir)
+
+
+def load_feature_table(path: Path) -> pd.DataFrame:
+    """Read a cohort table written by :func:`extract_features` (Parquet or CSV)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path, index_col="patient_id")

@@ -1,0 +1,136 @@
+"""Features of one case: regions, morphological factors and PyRadiomics features of Tumor and Rliver."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from hccrad.features.config import FeatureConfig, crop_pad_voxels
+from hccrad.features.morphology import largest_inscribed_diameter_mm, morphological_factors
+from hccrad.features.regions import check_region, remnant_liver_mask, tumor_mask
+from hccrad.io.config import SeriesRule
+from hccrad.io.images import array_with_spacing, read_image, read_mask
+from hccrad.io.masks import LABEL_PORTAL_VEIN
+
+REGIONS = ("Tumor", "Rliver")
+
+
+@dataclass(frozen=True)
+class CaseJob:
+    """Everything a worker needs to compute one case (plain data, so it travels to remote workers)."""
+
+    patient_id: str
+    ct: str
+    mask: str
+    portal_vein_diameter_mm: float | None
+    radiomics_params: dict[str, Any]
+    config: dict[str, Any]
+    series_rule: dict[str, Any]
+    fingerprint: str
+
+
+def _hash_update_path(digest: Any, path: Path, content: bool) -> None:
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(file.name.encode())
+        if content:
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        else:
+            stat = file.stat()
+            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+
+
+def case_fingerprint(ct: Path, mask: Path, portal_vein_diameter_mm: float | None, radiomics_params: dict,
+                     config: dict, version: str) -> str:
+    """A key that changes when anything the case's features depend on changes.
+
+    The mask is hashed by content (small, and edited by hand); the CT by file names, sizes and modification
+    times (large, rarely rewritten).
+    """
+    digest = hashlib.sha256()
+    digest.update(repr(sorted(radiomics_params.items(), key=str)).encode())
+    digest.update(repr(sorted(config.items())).encode())
+    digest.update(f"{portal_vein_diameter_mm}|{version}".encode())
+    _hash_update_path(digest, Path(mask), content=True)
+    _hash_update_path(digest, Path(ct), content=False)
+    return digest.hexdigest()[:32]
+
+
+def radiomics_extractor(params: dict[str, Any], pad_voxels: int):
+    """A PyRadiomics extractor for ``params`` that crops ``pad_voxels`` around the region before filtering."""
+    from radiomics import featureextractor
+
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
+    params = {key: (dict(value) if isinstance(value, dict) else value) for key, value in params.items()}
+    settings = params.setdefault("setting", {}) or {}
+    params["setting"] = settings
+    settings["padDistance"] = int(pad_voxels)
+    return featureextractor.RadiomicsFeatureExtractor(params)
+
+
+def radiomics_features(extractor, image: sitk.Image, region: np.ndarray, prefix: str) -> dict[str, float]:
+    """PyRadiomics features of one region, named ``<prefix>_<imagetype>_<class>_<feature>``."""
+    mask = sitk.GetImageFromArray(region.astype(np.uint8))
+    mask.CopyInformation(image)
+    raw = extractor.execute(image, mask, label=1)
+    return {f"{prefix}_{key}": float(value) for key, value in raw.items() if not key.startswith("diagnostics_")}
+
+
+def portal_vein_diameter(labels: np.ndarray, spacing_zyx: tuple[float, float, float],
+                         given_mm: float | None) -> tuple[float | None, str]:
+    """Portal-vein diameter (mm) and where it came from: the clinical table, the label-3 mask, or nowhere."""
+    if given_mm is not None and math.isfinite(given_mm):
+        return float(given_mm), "clinical table"
+    portal = labels == LABEL_PORTAL_VEIN
+    if portal.any():
+        return largest_inscribed_diameter_mm(portal, spacing_zyx), "mask label 3 (2 x max EDT)"
+    return None, "missing"
+
+
+def compute_case(job: CaseJob) -> dict[str, Any]:
+    """Compute one case; never raises: a failure comes back as ``{"status": "failed", "error": ...}``."""
+    try:
+        config = FeatureConfig.model_validate(job.config)
+        image = read_image(job.ct, SeriesRule.model_validate(job.series_rule))
+        image = sitk.Cast(image, sitk.sitkFloat32)
+        mask = read_mask(job.mask, image)
+        ct, spacing = array_with_spacing(image)
+        labels = sitk.GetArrayFromImage(mask)
+        tumor = tumor_mask(labels)
+        check_region(tumor, "Tumor", config.min_tumor_voxels)
+        rliver = remnant_liver_mask(labels, config.rliver_exclude_portal_vein)
+        check_region(rliver, "Rliver", config.min_tumor_voxels)
+        diameter, diameter_source = portal_vein_diameter(labels, spacing, job.portal_vein_diameter_mm)
+        features, notes = morphological_factors(ct, spacing, tumor, rliver, diameter, config.rates,
+                                                config.attenuation_rate)
+        pad = crop_pad_voxels(job.radiomics_params, spacing, config.pad_sigmas)
+        extractor = radiomics_extractor(job.radiomics_params, pad)
+        for name, region in (("Tumor", tumor), ("Rliver", rliver)):
+            features.update(radiomics_features(extractor, image, region, name))
+        return {
+            "status": "ok",
+            "patient_id": job.patient_id,
+            "fingerprint": job.fingerprint,
+            "features": features,
+            "notes": notes | {"PV_max_diameter_mm": diameter_source},
+            "worker_pid": os.getpid(),
+        }
+    except Exception as exc:  # every failure is recorded per case; the cohort goes on
+        return {
+            "status": "failed",
+            "patient_id": job.patient_id,
+            "fingerprint": job.fingerprint,
+            "error_type": type(exc).__name__,
+            "error": str(exc),
+            "worker_pid": os.getpid(),
+        }

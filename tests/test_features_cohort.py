@@ -1,0 +1,239 @@
+"""`hccrad features` over a cohort: local and remote Dask, resume, invalidation, failures, real CT cases."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import yaml
+from scipy import ndimage
+from typer.testing import CliRunner
+
+from hccrad.cli.main import app
+from hccrad.features import FeatureConfig, extract_features
+from hccrad.features.cohort import build_jobs
+from hccrad.io import load_study
+
+from .conftest import shared_path
+
+FAST_PARAMS = {
+    "setting": {"binWidth": 25, "label": 1, "preCrop": True},
+    "imageType": {"Original": {}},
+    "featureClass": {"shape": None, "firstorder": None, "glcm": None},
+}
+
+
+def copy_cohort(source_manifest: Path, target: Path, features: dict) -> Path:
+    shutil.copytree(source_manifest.parent, target)
+    manifest = target / "study.yaml"
+    settings = yaml.safe_load(manifest.read_text())
+    settings["features"] = features
+    manifest.write_text(yaml.safe_dump(settings))
+    return manifest
+
+
+def test_local_run_records_failures_resumes_and_invalidates_exactly(small_cohort, tmp_path):
+    (tmp_path / "fast.yaml").write_text(yaml.safe_dump(FAST_PARAMS))
+    manifest = copy_cohort(small_cohort, tmp_path / "study", {"params": str(tmp_path / "fast.yaml"),
+                                                              "n_workers": 2})
+    study = load_study(manifest)
+    ids = [p.patient_id for p in study.patients]
+    # Break two cases: one loses its tumor, one gets a mask from a center with another grid.
+    empty, mismatched = study.patients[0], study.patients[1]
+    labels = sitk.ReadImage(str(empty.mask))
+    array = sitk.GetArrayFromImage(labels)
+    array[array == 2] = 1
+    fixed = sitk.GetImageFromArray(array)
+    fixed.CopyInformation(labels)
+    sitk.WriteImage(fixed, str(empty.mask))
+    donor = next(p for p in study.patients if read_size(p.mask) != read_size(mismatched.mask))
+    shutil.copy(donor.mask, mismatched.mask)
+
+    run = extract_features(load_study(manifest))
+    assert sorted(run.computed) == sorted(ids) and run.reused == []
+    failures = run.failures.set_index("patient_id")
+    assert failures.loc[empty.patient_id, "error"] == "Tumor region is empty"
+    assert "does not match the CT geometry: size" in failures.loc[mismatched.patient_id, "error"]
+    assert len(run.table) == len(ids) - 2
+    written = pd.read_parquet(run.out_dir / "features.parquet")
+    assert list(written.index) == list(run.table.index)
+    assert {"center", "dataset", "pfs_months", "Tumor_volume_mL", "Rliver_original_glcm_ClusterShade"} <= set(written)
+    assert pd.read_csv(run.out_dir / "failures.csv")["patient_id"].tolist() == [empty.patient_id,
+                                                                                mismatched.patient_id]
+
+    again = extract_features(load_study(manifest))
+    assert again.computed == [] and sorted(again.reused) == sorted(ids)
+    pd.testing.assert_frame_equal(again.table, run.table)
+
+    # Editing one mask recomputes that case only; editing the parameter file changes every fingerprint.
+    edited = study.patients[4]
+    image = sitk.ReadImage(str(edited.mask))
+    array = sitk.GetArrayFromImage(image)
+    array[ndimage.binary_dilation(array == 2) & (array == 1)] = 2
+    grown = sitk.GetImageFromArray(array)
+    grown.CopyInformation(image)
+    sitk.WriteImage(grown, str(edited.mask))
+    third = extract_features(load_study(manifest))
+    assert third.computed == [edited.patient_id]
+    assert third.table.loc[edited.patient_id, "Tumor_volume_mL"] > run.table.loc[edited.patient_id, "Tumor_volume_mL"]
+    before = {job.patient_id: job.fingerprint for job in build_jobs(load_study(manifest), FeatureConfig(
+        params=str(tmp_path / "fast.yaml")))[0]}
+    (tmp_path / "fast.yaml").write_text(yaml.safe_dump({**FAST_PARAMS, "setting": {**FAST_PARAMS["setting"],
+                                                                                   "binWidth": 10}}))
+    after = {job.patient_id: job.fingerprint for job in build_jobs(load_study(manifest), FeatureConfig(
+        params=str(tmp_path / "fast.yaml")))[0]}
+    assert all(before[key] != after[key] for key in before)
+
+
+def read_size(path: Path) -> tuple[int, ...]:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    return reader.GetSize()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_remote_cluster_survives_a_worker_killed_mid_run(small_cohort, tmp_path):
+    manifest = copy_cohort(small_cohort, tmp_path / "study", {"params": "demo"})
+    dask = Path(sys.executable).parent / "dask"
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    processes = [subprocess.Popen([str(dask), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                   "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(2)
+        workers = [subprocess.Popen([str(dask), "worker", address, "--nthreads", "1", "--no-nanny",
+                                     "--no-dashboard", "--name", f"w{index}"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for index in range(2)]
+        processes += workers
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        results, killed = [], []
+
+        def kill_the_busy_one(result):
+            results.append(result)
+            if not killed:
+                victim = next(w for w in workers if w.pid != result["worker_pid"])
+                victim.send_signal(signal.SIGKILL)
+                killed.append(victim.pid)
+
+        study = load_study(manifest)
+        run = extract_features(study, scheduler=address, on_result=kill_the_busy_one)
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    ids = sorted(p.patient_id for p in study.patients)
+    assert sorted(run.computed) == ids  # each case written once
+    assert sorted(r["patient_id"] for r in results) == ids
+    assert len(run.table) == len(ids) and run.failures.empty
+    assert killed and killed[0] not in {r["worker_pid"] for r in results[1:]}
+    for patient_id in ids:
+        stored = json.loads((run.out_dir / "cases" / f"{patient_id}.json").read_text())
+        assert stored["status"] == "ok" and len(stored["features"]) > 2260
+
+
+def draw_lesion(labels: np.ndarray, spacing_zyx, radius_mm: float) -> np.ndarray:
+    """Label a sphere of tumor (2) around the liver voxel deepest inside the liver."""
+    liver = labels == 1
+    depth = ndimage.distance_transform_edt(liver, sampling=spacing_zyx)
+    center = np.unravel_index(np.argmax(depth), labels.shape)
+    grid = np.indices(labels.shape).astype(float)
+    distance = np.sqrt(sum(((grid[axis] - center[axis]) * spacing_zyx[axis]) ** 2 for axis in range(3)))
+    lesion = (distance <= radius_mm) & liver
+    out = labels.copy()
+    out[lesion] = 2
+    return out
+
+
+def totalseg_labels(segmentation: sitk.Image) -> np.ndarray:
+    classes = sitk.GetArrayFromImage(segmentation)
+    labels = np.zeros(classes.shape, np.uint8)
+    labels[classes == 5] = 1  # liver
+    labels[classes == 64] = 3  # portal and splenic vein
+    return labels
+
+
+def write_like(array: np.ndarray, reference: sitk.Image, path: Path) -> None:
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(reference)
+    sitk.WriteImage(image, str(path))
+
+
+def test_real_reference_cts_run_through_the_stage(tmp_path):
+    from hccrad.io import read_image, read_mask
+
+    rows = []
+    # 1. Real abdominal CT (NIfTI) with its liver; a hypodense lesion drawn into the real liver.
+    abdomen = shared_path("reference", "ct", "totalseg_abdomen")
+    ct = sitk.ReadImage(str(abdomen / "example_ct_sm.nii.gz"))
+    labels = draw_lesion(totalseg_labels(sitk.ReadImage(str(abdomen / "example_seg.nii.gz"))),
+                         ct.GetSpacing()[::-1], 20.0)
+    hu = sitk.GetArrayFromImage(ct)
+    hu[labels == 2] -= 40
+    lesion_ml = (labels == 2).sum() * np.prod(ct.GetSpacing()) / 1000
+    write_like(hu, ct, tmp_path / "abdomen_ct.nii.gz")
+    write_like(labels, ct, tmp_path / "abdomen_mask.nii.gz")
+    rows.append(("ABD", "abdomen_ct.nii.gz", "abdomen_mask.nii.gz"))
+    # 2. Real DICOM series with the flipped NIfTI segmentation beside it.
+    dicom = shared_path("reference", "ct", "totalseg_dicom")
+    series = read_image(dicom / "series")
+    seg = read_mask(dicom / "example_seg_dicom.nii.gz", series)
+    labels = draw_lesion(totalseg_labels(seg), series.GetSpacing()[::-1], 12.0)
+    write_like(labels, series, tmp_path / "dicom_mask.nii.gz")
+    rows.append(("DCM", str(dicom / "series"), "dicom_mask.nii.gz"))
+    # 3. Three real GE slices with the NRRD liver segmentation, a small lesion drawn in.
+    slices = shared_path("reference", "ct", "dcmqi_3slice")
+    ge = read_image(slices)
+    labels = sitk.GetArrayFromImage(read_mask(slices / "liver_seg.nrrd", ge)).astype(np.uint8)
+    labels = draw_lesion(labels, ge.GetSpacing()[::-1], 10.0)
+    write_like(labels, ge, tmp_path / "ge_mask.nii.gz")
+    rows.append(("GE3", str(slices), "ge_mask.nii.gz"))
+    # 4. A real sarcoma CT with its tumor but no liver: must fail with a clear error, not stop the run.
+    sts = shared_path("reference", "ct", "ibsi_sts_002")
+    sts_mask = sitk.ReadImage(str(sts / "CT_mask.nii.gz"))
+    write_like((sitk.GetArrayFromImage(sts_mask) > 0).astype(np.uint8) * 2, sts_mask, tmp_path / "sts_mask.nii.gz")
+    rows.append(("STS", str(sts / "CT_image.nii.gz"), "sts_mask.nii.gz"))
+
+    pd.DataFrame([{"patient_id": pid, "center": "REF", "ct": ct_path, "mask": mask, "afp": 10, "child_pugh": "A",
+                   "bclc": "B", "treatment": "TACE", "pfs_months": 6, "pfs_event": 1}
+                  for pid, ct_path, mask in rows]).to_csv(tmp_path / "clinical.csv", index=False)
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({
+        "name": "reference cases", "clinical_table": "clinical.csv", "split": {"validation_fraction": 0.5},
+        "features": {"params": "demo"}, "output_dir": "out"}))
+    result = CliRunner().invoke(app, ["features", str(tmp_path / "study.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "3 computed" not in result.output and "4 computed, 0 reused, 1 failed" in " ".join(result.output.split())
+    table = pd.read_parquet(tmp_path / "out" / "features" / "features.parquet")
+    assert sorted(table.index) == ["ABD", "DCM", "GE3"]
+    failures = pd.read_csv(tmp_path / "out" / "features" / "failures.csv")
+    assert failures.to_dict("records") == [{"patient_id": "STS", "error_type": "RegionError",
+                                            "error": "Rliver region is empty"}]
+    features = table.drop(columns=["center", "dataset", "child_pugh", "bclc", "treatment"])
+    assert features.shape[1] > 2 * 1130
+    # The real liver of the abdominal case is about 1.04 L (../shared/README.md); the lesion is one component.
+    assert table.loc["ABD", "Rliver_volume_mL"] + table.loc["ABD", "Tumor_volume_mL"] == pytest.approx(1040, rel=0.1)
+    assert table.loc["ABD", "Tumor_volume_mL"] == pytest.approx(lesion_ml)
+    # Soft-tissue HU for the (unenhanced) real liver; the drawn lesion is 40 HU darker than the tissue it replaced.
+    assert 20 < table.loc["ABD", "Rliver_HU_median"] < 200
+    assert table.loc["ABD", "Tumor_HU_median"] < table.loc["ABD", "Rliver_HU_median"] - 20
+    # Portal / splenic vein of a real CT: a diameter of a real vessel (5-25 mm).
+    assert 5 < table.loc["ABD", "PV_max_diameter_mm"] < 25
+    assert np.isfinite(features.loc[["ABD", "DCM"]].to_numpy(dtype=float)).mean() > 0.99
