@@ -25,3 +25,32 @@ def small_cohort(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("cohort")
     return generate_cohort(out, CohortSpec(n_patients=12, seed=11, n_jobs=2))
+
+
+#: A reduced PyRadiomics set for tests that need a whole cohort's features quickly (114 per region).
+FAST_COHORT_PARAMS = {
+    "setting": {"binWidth": 25, "label": 1, "preCrop": True},
+    "imageType": {"Original": {}, "LoG": {"sigma": [3]}},
+    "featureClass": {"shape": None, "firstorder": None, "glcm": None, "glszm": None},
+}
+
+
+@pytest.fixture(scope="session")
+def demo_cohort_features(tmp_path_factory):
+    """The default 120-patient demo cohort (seed 7) with a reduced feature set: (study, feature table)."""
+    import yaml
+
+    from hccrad.features import extract_features
+    from hccrad.io import load_study
+    from hccrad.synth import CohortSpec, generate_cohort
+
+    out = tmp_path_factory.mktemp("demo")
+    manifest = generate_cohort(out, CohortSpec(n_patients=120, seed=7, n_jobs=2))
+    (out / "fast.yaml").write_text(yaml.safe_dump(FAST_COHORT_PARAMS))
+    settings = yaml.safe_load(manifest.read_text())
+    settings["features"] = {"params": "fast.yaml", "n_workers": 2}
+    manifest.write_text(yaml.safe_dump(settings))
+    study = load_study(manifest)
+    run = extract_features(study)
+    assert run.failures.empty, run.failures
+    return study, run.table

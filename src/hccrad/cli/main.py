@@ -147,6 +147,92 @@ def features(
         console.print(f"[red]failed[/] {failure['patient_id']}: {failure['error_type']}: {failure['error']}")
 
 
+def _model_config(study):
+    from hccrad.survival import ModelConfig
+
+    return ModelConfig.model_validate(study.config.models)
+
+
+def _study_table(study, features: Path | None):
+    """The table the models are fitted on: the features table, or the clinical table of a clinical-only study."""
+    from hccrad.features import load_feature_table
+
+    path = features or study.config.output_path / "features" / "features.parquet"
+    if Path(path).is_file():
+        return load_feature_table(Path(path))
+    if study.config.require_images:
+        raise fail(f"no features table at {path}: run `hccrad features` first (or give --features)")
+    return study.table()
+
+
+@app.command()
+def fit(
+    manifest: Path = typer.Argument(..., help="The study YAML."),
+    features: Path | None = typer.Option(None, help="Cohort feature table (default: <output_dir>/features)."),
+    out: Path | None = typer.Option(None, help="Output folder (default: <output_dir>/models)."),
+) -> None:
+    """Fit the C, T, T&L and C-T&L Cox models on the training set and score every patient."""
+    from hccrad.survival import fit_models
+
+    study = _load_study_or_exit(manifest)
+    table = _study_table(study, features)
+    out_dir = out or study.config.output_path / "models"
+    with console.status("fitting models (selection on the training set only)"):
+        fitted = fit_models(table, _model_config(study), tuple(study.config.horizons_months), out_dir)
+    for name, model in fitted.models.items():
+        stdout.print(f"{name}: {len(model.covariates_)} factors, training Harrell C "
+                     f"{model.training_['harrell_c']:.3f} ({model.training_['n']} patients, "
+                     f"{model.training_['events']} events)")
+    for name, reason in fitted.skipped.items():
+        console.print(f"[yellow]skipped[/] {name}: {reason}")
+    for _, row in fitted.scoring_errors.iterrows():
+        console.print(f"[red]not scored[/] {row['patient_id']} ({row['model']}): {row['error']}")
+    stdout.print(f"models written to {out_dir}")
+
+
+def _read_patients(patients: Path | None, patient: str | None):
+    import json
+
+    import pandas as pd
+
+    if patient:
+        text = Path(patient).read_text() if Path(patient).is_file() else patient
+        record = json.loads(text)
+        return pd.DataFrame([record]).set_index("patient_id") if "patient_id" in record else pd.DataFrame(
+            [record], index=pd.Index(["patient"], name="patient_id"))
+    if patients is None:
+        raise fail("give --patients TABLE or --patient JSON")
+    if patients.suffix == ".parquet":
+        return pd.read_parquet(patients)
+    if patients.suffix in (".xlsx", ".xls"):
+        return pd.read_excel(patients, index_col="patient_id")
+    return pd.read_csv(patients, index_col="patient_id")
+
+
+@app.command()
+def predict(
+    model: Path = typer.Option(..., "--model", "-m", help="A model artifact (JSON) written by `hccrad fit`."),
+    patients: Path | None = typer.Option(None, help="Table of patients (CSV/XLSX/Parquet, column patient_id)."),
+    patient: str | None = typer.Option(None, help="One patient as a JSON object or a JSON file."),
+    out: Path | None = typer.Option(None, help="Write the predictions to this CSV."),
+    allow_impute: bool = typer.Option(False, help="Fill missing inputs with the training medians/modes."),
+    allow_extrapolation: bool = typer.Option(False, help="Score inputs far outside the training range."),
+) -> None:
+    """Risk score, risk group and PFS probabilities for new patients, from a saved model alone."""
+    from hccrad.survival import load_model, predict_patients
+
+    fitted = load_model(model)
+    table = _read_patients(patients, patient)
+    result = predict_patients(fitted, table, allow_impute, allow_extrapolation)
+    if out:
+        result.to_csv(out)
+    stdout.print(result.to_string())
+    failed = result[result["error"].fillna("") != ""] if "error" in result else result.iloc[0:0]
+    if len(failed):
+        console.print(f"[red]{len(failed)} of {len(result)} patients not scored[/] (see the error column)")
+        raise typer.Exit(1)
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("hccrad-demo"), "--out", "-o", help="Folder for the demo cohort and results."),

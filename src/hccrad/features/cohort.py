@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import pandas as pd
 from hccrad import __version__
 from hccrad.features.config import FeatureConfig
 from hccrad.features.extract import CaseJob, case_fingerprint, compute_case
+from hccrad.io.files import write_atomic
 from hccrad.io.manifest import Study
 
 CLINICAL_TABLE_COLUMNS = ["center", "dataset", "afp", "child_pugh", "child_pugh_score", "bclc", "treatment",
@@ -39,19 +39,6 @@ class FeatureRun:
     computed: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     out_dir: Path | None = None
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data.encode() if isinstance(data, str) else data)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def _read_case(path: Path) -> dict[str, Any] | None:

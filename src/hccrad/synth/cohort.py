@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from hccrad.io.files import write_atomic
 from hccrad.io.masks import LABEL_LIVER, LABEL_PORTAL_VEIN, LABEL_TUMOR, connected_components
 from hccrad.synth.anatomy import Grid, acquire, render_case
 from hccrad.synth.centers import (
@@ -213,22 +214,16 @@ def generate_cohort(out_dir: Path | str, spec: CohortSpec = CohortSpec(), progre
 
     clinical = pd.DataFrame([result["row"] for result in results])
     latent = pd.DataFrame([result["latent"] for result in results])
-    _write_text(out / "clinical.csv", clinical.to_csv(index=False))
+    write_atomic(out / "clinical.csv", clinical.to_csv(index=False))
     (out / "truth").mkdir(exist_ok=True)
-    _write_text(out / "truth" / "latent.csv", latent.to_csv(index=False))
+    write_atomic(out / "truth" / "latent.csv", latent.to_csv(index=False))
     truth = truth_document() | {"seed": spec.seed, "n_patients": spec.n_patients,
                                 "full_resolution": spec.full_resolution}
-    _write_text(out / "truth" / "model.json", json.dumps(truth, indent=2))
+    write_atomic(out / "truth" / "model.json", json.dumps(truth, indent=2))
     manifest = out / "study.yaml"
-    _write_text(manifest, yaml.safe_dump(study_manifest(f"hccrad synthetic cohort (seed {spec.seed})"),
+    write_atomic(manifest, yaml.safe_dump(study_manifest(f"hccrad synthetic cohort (seed {spec.seed})"),
                                          sort_keys=False))
     return manifest
-
-
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".tmp-{path.name}")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def event_rate(latent: pd.DataFrame) -> float:

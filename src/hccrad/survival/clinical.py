@@ -1,0 +1,122 @@
+"""Coding the clinical factors (AFP, Child-Pugh, BCLC, treatment) as Cox covariates."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hccrad.survival.config import ClinicalCoding
+
+BCLC_ORDER = {"0": 0, "A": 1, "B": 2, "C": 3, "D": 4}
+CHILD_PUGH_ORDER = {"A": 0, "B": 1, "C": 2}
+CLINICAL_INPUTS = ("afp", "child_pugh", "bclc", "treatment")
+
+
+class ClinicalInputError(ValueError):
+    """A clinical value that the fitted coding cannot represent (unknown category, impossible number)."""
+
+
+def fit_coding(train: pd.DataFrame, coding: ClinicalCoding) -> dict[str, Any]:
+    """The coding learned from training data: levels, reference categories and imputation values."""
+    treatments = train["treatment"].dropna().astype(str)
+    reference = coding.treatment_reference or (treatments.value_counts().index[0] if len(treatments) else None)
+    other_treatments = sorted(set(treatments) - {reference})
+    spec: dict[str, Any] = {
+        "afp": coding.afp,
+        "afp_cutoff_ng_ml": coding.afp_cutoff_ng_ml,
+        "child_pugh": coding.child_pugh,
+        "bclc": coding.bclc,
+        "treatment_reference": reference,
+        "treatment_levels": other_treatments,
+        "child_pugh_levels": sorted(set(train["child_pugh"].dropna().astype(str)) - {"A"}),
+        "bclc_levels": sorted(set(train["bclc"].dropna().astype(str)) - {"A"}, key=BCLC_ORDER.get),
+    }
+    encoded = encode(train, spec, impute=None)
+    spec["impute"] = {column: float(np.nanmedian(encoded[column])) if coding_is_continuous(column, spec)
+                      else float(encoded[column].mode().iloc[0]) if encoded[column].notna().any() else 0.0
+                      for column in encoded.columns}
+    return spec
+
+
+def coding_is_continuous(column: str, spec: dict[str, Any]) -> bool:
+    return column == "afp_log10"
+
+
+def covariate_description(column: str, spec: dict[str, Any]) -> str:
+    """Human-readable meaning of one coded covariate, with its reference level."""
+    if column == "afp_ge_cutoff":
+        return f"AFP >= {spec['afp_cutoff_ng_ml']:g} ng/mL (reference < {spec['afp_cutoff_ng_ml']:g})"
+    if column == "afp_log10":
+        return "AFP, per tenfold increase (log10 ng/mL)"
+    if column == "child_pugh_grade":
+        return "Child-Pugh grade, per grade (A=0, B=1, C=2)"
+    if column.startswith("child_pugh_"):
+        return f"Child-Pugh {column.rsplit('_', 1)[1]} (reference A)"
+    if column == "bclc_stage":
+        return "BCLC stage, per stage (0=0, A=1, B=2, C=3, D=4)"
+    if column.startswith("bclc_"):
+        return f"BCLC {column.rsplit('_', 1)[1]} (reference A)"
+    if column.startswith("treatment_"):
+        return f"Treatment {column[len('treatment_'):]} (reference {spec['treatment_reference']})"
+    return column
+
+
+def encode(frame: pd.DataFrame, spec: dict[str, Any], impute: dict[str, float] | None) -> pd.DataFrame:
+    """Code the clinical columns of ``frame``; missing values stay NaN unless ``impute`` is given.
+
+    Raises
+    ------
+    ClinicalInputError
+        For a category the training data did not have (listing the patients).
+    """
+    out = pd.DataFrame(index=frame.index)
+    afp = pd.to_numeric(frame["afp"], errors="coerce")
+    if spec["afp"] == "cutoff":
+        out["afp_ge_cutoff"] = np.where(afp.isna(), np.nan, (afp >= spec["afp_cutoff_ng_ml"]).astype(float))
+    else:
+        out["afp_log10"] = np.log10(afp.clip(lower=0.1))
+    child_pugh = frame["child_pugh"].astype("string")
+    _check_levels(child_pugh, set(CHILD_PUGH_ORDER), "child_pugh")
+    if spec["child_pugh"] == "ordinal":
+        out["child_pugh_grade"] = child_pugh.map(CHILD_PUGH_ORDER).astype(float)
+    else:
+        for level in spec["child_pugh_levels"]:
+            out[f"child_pugh_{level}"] = np.where(child_pugh.isna(), np.nan, (child_pugh == level).astype(float))
+    bclc = frame["bclc"].astype("string")
+    _check_levels(bclc, set(BCLC_ORDER), "bclc")
+    if spec["bclc"] == "ordinal":
+        out["bclc_stage"] = bclc.map(BCLC_ORDER).astype(float)
+    else:
+        for level in spec["bclc_levels"]:
+            out[f"bclc_{level}"] = np.where(bclc.isna(), np.nan, (bclc == level).astype(float))
+    treatment = frame["treatment"].astype("string")
+    known = {spec["treatment_reference"], *spec["treatment_levels"]}
+    _check_levels(treatment, known, "treatment")
+    for level in spec["treatment_levels"]:
+        out[f"treatment_{level}"] = np.where(treatment.isna(), np.nan, (treatment == level).astype(float))
+    if impute is not None:
+        out = out.fillna({column: value for column, value in impute.items() if column in out})
+    return out
+
+
+def _check_levels(values: pd.Series, allowed: set[str | None], field: str) -> None:
+    unknown = values.dropna()[~values.dropna().isin([a for a in allowed if a is not None])]
+    if len(unknown):
+        patients = ", ".join(f"{index} ({value!r})" for index, value in unknown.head(5).items())
+        raise ClinicalInputError(
+            f"{field}: categories unseen in training for {patients}; known: {sorted(a for a in allowed if a)}"
+        )
+
+
+def missing_clinical(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """Per patient, the clinical inputs that are missing."""
+    out = {}
+    for patient, row in frame[list(CLINICAL_INPUTS)].iterrows():
+        missing = [field for field, value in row.items()
+                   if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value)]
+        if missing:
+            out[str(patient)] = missing
+    return out

@@ -1,0 +1,71 @@
+"""Settings of the models stage (the ``models:`` section of the study YAML); defaults follow the paper."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MODEL_NAMES = ("C", "T", "T&L", "C-T&L")
+
+
+class ClinicalCoding(BaseModel):
+    """How the four clinical factors enter a Cox model (reference levels are stated in every output)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    afp: Literal["cutoff", "log10"] = "cutoff"
+    afp_cutoff_ng_ml: float = 400.0
+    child_pugh: Literal["ordinal", "dummy"] = "ordinal"
+    bclc: Literal["ordinal", "dummy"] = "ordinal"
+    treatment_reference: str | None = None  # default: the most frequent category in training
+
+
+class ModelConfig(BaseModel):
+    """Preprocessing, selection and model settings.
+
+    Attributes
+    ----------
+    univariate_p
+        Univariate Cox screen: keep features with Wald p below this.
+    correlation_threshold
+        Of each pair with |Pearson r| above this, keep the one more associated with PFS (larger |z|).
+    max_mode_fraction
+        A feature whose most frequent value covers more than this share of training patients is
+        near-constant and removed.
+    lasso_folds, lasso_rule
+        LASSO-Cox (scikit-survival's Coxnet, glmnet's algorithm) with k-fold cross-validated partial
+        likelihood deviance (glmnet's "grouped" deviance); ``lambda.min`` or ``lambda.1se``. The path runs
+        from lambda_max down to ``lasso_alpha_min_ratio`` x lambda_max (glmnet's default for n < p).
+    max_features
+        At most this many penalised features enter the multivariable model: when the chosen lambda keeps
+        more, the largest lambda on the path that keeps no more than this is used.
+    backward_aic
+        Backward elimination of the multivariable model by AIC.
+    c_tl_mode
+        C-T&L: ``union`` selects over clinical + T&L features with the clinical factors forced in (as the
+        paper implies); ``score`` uses the fitted T&L risk score as one covariate beside the clinical factors.
+    risk_cutoff
+        High/low risk groups: the training ``median`` risk score, or ``maxstat`` (maximally selected
+        log-rank statistic over the 10th-90th percentiles of training scores).
+    harmonize
+        ComBat harmonization of image features across centers (neuroCombat's model, fitted on training).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[Literal["C", "T", "T&L", "C-T&L"]] = list(MODEL_NAMES)
+    clinical: ClinicalCoding = ClinicalCoding()
+    univariate_p: float = Field(default=0.05, gt=0, le=1)
+    correlation_threshold: float = Field(default=0.9, gt=0, le=1)
+    max_mode_fraction: float = Field(default=0.95, gt=0, le=1)
+    lasso_folds: int = Field(default=10, ge=3)
+    lasso_rule: Literal["lambda.min", "lambda.1se"] = "lambda.min"
+    lasso_alpha_min_ratio: float = Field(default=0.01, gt=0, lt=1)
+    max_features: int = Field(default=12, ge=1)
+    backward_aic: bool = False
+    c_tl_mode: Literal["union", "score"] = "union"
+    risk_cutoff: Literal["median", "maxstat"] = "median"
+    harmonize: bool = False
+    seed: int = 20240601
+    horizons_months: list[float] | None = None  # default: the study's horizons

@@ -1,0 +1,410 @@
+"""The Cox risk models C, T, T&L and C-T&L as scikit-learn-style estimators, saved as versioned JSON.
+
+``CoxRiskModel(name).fit(X, y)`` learns, from training patients only, the clinical coding, imputation
+values, standardisation, selected features, coefficients, Breslow baseline survival and the risk cut-off.
+``predict`` returns the risk score (linear predictor), ``predict_survival`` PFS probabilities. ``save``
+writes a JSON artifact that :func:`load_model` reads back without executing any code.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hccrad import __version__
+from hccrad.io.files import write_atomic
+from hccrad.survival.clinical import CLINICAL_INPUTS, covariate_description, encode, fit_coding
+from hccrad.survival.config import ModelConfig
+from hccrad.survival.coxmath import breslow_baseline, step_value, univariate_cox
+from hccrad.survival.selection import (
+    SelectionLog,
+    backward_aic,
+    correlation_filter,
+    fit_lifelines,
+    lasso_cox_cv,
+    near_constant,
+)
+
+ARTIFACT_FORMAT = "hccrad-cox-model"
+ARTIFACT_VERSION = 1
+SCORE_COVARIATE = "TL_risk_score"
+
+
+class PredictionInputError(ValueError):
+    """A patient's inputs cannot be scored as asked (missing or out-of-range value); names patient and field."""
+
+
+def feature_family(column: str) -> str | None:
+    """``T`` for tumor features, ``L`` for liver-parenchyma features, None for anything else.
+
+    The tumor / parenchyma volume ratio is a liver-parenchyma factor in the paper (Supplementary Table 3).
+    """
+    if column == "Tumor_to_Rliver_volume_ratio":
+        return "L"
+    if column.startswith("Tumor_"):
+        return "T"
+    if column.startswith("Rliver_") or column == "PV_max_diameter_mm":
+        return "L"
+    return None
+
+
+def make_y(time: np.ndarray | pd.Series, event: np.ndarray | pd.Series) -> np.ndarray:
+    """A structured survival array (``event``, ``time``) as scikit-survival uses."""
+    y = np.empty(len(time), dtype=[("event", bool), ("time", float)])
+    y["event"], y["time"] = np.asarray(event, bool), np.asarray(time, float)
+    return y
+
+
+def software_versions() -> dict[str, str]:
+    versions = {"hccrad": __version__, "python": platform.python_version()}
+    for package in ("numpy", "pandas", "scipy", "scikit-survival", "lifelines", "scikit-learn",
+                    "pyradiomics-bhklab", "SimpleITK"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+class CoxRiskModel:
+    """One of the study's Cox models.
+
+    Parameters
+    ----------
+    name
+        ``C`` (clinical factors), ``T`` (tumor features), ``T&L`` (tumor + remnant-liver features) or
+        ``C-T&L`` (clinical + T&L).
+    config
+        Selection and coding settings (:class:`ModelConfig`).
+    base_model
+        For ``C-T&L`` with ``config.c_tl_mode == "score"``: the fitted T&L model whose risk score becomes
+        one covariate.
+    horizons_months
+        Horizons of the predicted PFS probabilities.
+    """
+
+    def __init__(self, name: str = "T&L", config: ModelConfig | None = None,
+                 base_model: CoxRiskModel | None = None, horizons_months: tuple[float, ...] = (6.0, 12.0)):
+        self.name = name
+        self.config = config or ModelConfig()
+        self.base_model = base_model
+        self.horizons_months = tuple(horizons_months)
+
+    # --- fitting -------------------------------------------------------------------------------------
+    @property
+    def uses_clinical(self) -> bool:
+        return self.name in ("C", "C-T&L")
+
+    def _families(self) -> set[str]:
+        return {"C": set(), "T": {"T"}, "T&L": {"T", "L"}, "C-T&L": {"T", "L"}}[self.name]
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> CoxRiskModel:
+        """Fit on training patients ``X`` (clinical columns and features) with outcomes ``y``."""
+        if self.name not in ("C", "T", "T&L", "C-T&L"):
+            raise ValueError(f"unknown model {self.name!r}; expected C, T, T&L or C-T&L")
+        time, event = np.asarray(y["time"], float), np.asarray(y["event"], int)
+        log = SelectionLog()
+        self.score_mode_ = self.name == "C-T&L" and self.config.c_tl_mode == "score"
+        clinical = pd.DataFrame(index=X.index)
+        if self.uses_clinical:
+            self.clinical_spec_ = fit_coding(X, self.config.clinical)
+            clinical = encode(X, self.clinical_spec_, impute=self.clinical_spec_["impute"])
+            for column in clinical:
+                log.add("clinical", column, "forced", note=covariate_description(column, self.clinical_spec_))
+        else:
+            self.clinical_spec_ = None
+
+        if self.score_mode_:
+            if self.base_model is None:
+                raise ValueError("C-T&L in score mode needs the fitted T&L model as base_model")
+            images = pd.DataFrame({SCORE_COVARIATE: self.base_model.predict(X)}, index=X.index)
+            self.feature_inputs_, self.impute_, self.center_, self.scale_ = [], {}, {}, {}
+            self.training_range_ = {}
+            selected = [SCORE_COVARIATE]
+            log.add("score", SCORE_COVARIATE, "forced", note="risk score of the fitted T&L model")
+        elif self._families():
+            images, selected = self._select_image_features(X, time, event, clinical, log)
+        else:
+            images, selected = pd.DataFrame(index=X.index), []
+            self.feature_inputs_, self.impute_, self.center_, self.scale_, self.training_range_ = [], {}, {}, {}, {}
+
+        design = clinical.join(images[selected])
+        forced = list(clinical.columns) + ([SCORE_COVARIATE] if self.score_mode_ else [])
+        if self.config.backward_aic and design.shape[1] > 1:
+            kept = backward_aic(design, time, event, forced, log)
+            design = design[kept]
+        fitted, penalizer = fit_lifelines(design, time, event)
+        if penalizer:
+            log.add("multivariable", "-", "note", "penalizer", penalizer, "ridge needed for convergence")
+        self.covariates_ = list(design.columns)
+        self.coef_ = fitted.params_.reindex(self.covariates_).to_numpy(float)
+        summary = fitted.summary.reindex(self.covariates_)
+        self.hazard_ratios_ = self._hazard_table(summary)
+        for covariate in self.covariates_:
+            log.add("multivariable", covariate, "kept", "p", summary.loc[covariate, "p"])
+        lp = design.to_numpy(float) @ self.coef_
+        self.baseline_times_, self.baseline_cumhaz_ = breslow_baseline(time, event, lp)
+        self.cutoff_ = self._fit_cutoff(lp, time, event)
+        from lifelines.utils import concordance_index
+
+        self.training_ = {"n": int(len(time)), "events": int(event.sum()),
+                          "harrell_c": float(concordance_index(time, -lp, event)),
+                          "penalizer": penalizer, "partial_aic": float(fitted.AIC_partial_)}
+        self.selection_log_ = log.table()
+        return self
+
+    def _select_image_features(self, X, time, event, clinical, log):
+        families = self._families()
+        candidates = [c for c in X.columns if feature_family(c) in families]
+        numeric = X[candidates].apply(pd.to_numeric, errors="coerce").astype(float)
+        numeric = numeric.replace([np.inf, -np.inf], np.nan)
+        empty = [c for c in candidates if numeric[c].isna().all()]
+        for column in empty:
+            log.add("missing", column, "removed", note="no value in training")
+        numeric = numeric.drop(columns=empty)
+        self.impute_ = numeric.median().to_dict()
+        numeric = numeric.fillna(self.impute_)
+        constant = near_constant(numeric, self.config.max_mode_fraction)
+        for column in constant:
+            log.add("near_constant", column, "removed", "mode share",
+                    numeric[column].value_counts(normalize=True).iloc[0])
+        numeric = numeric.drop(columns=constant)
+        self.feature_inputs_ = list(numeric.columns)
+        self.center_ = numeric.mean().to_dict()
+        self.scale_ = numeric.std(ddof=0).to_dict()
+        self.training_range_ = {c: (float(numeric[c].min()), float(numeric[c].max())) for c in numeric}
+        standardized = (numeric - pd.Series(self.center_)) / pd.Series(self.scale_)
+
+        screen = univariate_cox(standardized.to_numpy(), time, event)
+        z = pd.Series(screen.z, index=standardized.columns)
+        p = pd.Series(screen.p, index=standardized.columns)
+        passed = p[p < self.config.univariate_p].index.tolist()
+        for column in standardized.columns:
+            log.add("univariate", column, "kept" if column in passed else "removed", "p", p[column])
+        if not passed:
+            passed = [p.idxmin()]
+            log.add("univariate", passed[0], "kept", "p", p[passed[0]],
+                    f"no feature below p {self.config.univariate_p}: the strongest one is kept")
+        survivors = correlation_filter(standardized[passed], z, self.config.correlation_threshold, log)
+        lasso_input = clinical.join(standardized[survivors])
+        lasso = lasso_cox_cv(lasso_input, time, event, list(clinical.columns), self.config, log)
+        self.lasso_ = {"alphas": lasso.alphas.tolist(), "cv_mean": lasso.cv_mean.tolist(),
+                       "cv_se": lasso.cv_se.tolist(), "alpha_min": lasso.alpha_min, "alpha_1se": lasso.alpha_1se,
+                       "alpha_chosen": lasso.alpha_chosen}
+        selected = [c for c in survivors if lasso.coefficients[c] != 0]
+        if not selected:
+            best = max(survivors, key=lambda c: abs(z[c]))
+            selected = [best]
+            log.add("lasso", best, "kept", note="LASSO kept no feature: the strongest univariate one is used")
+        return standardized, selected
+
+    def _fit_cutoff(self, lp: np.ndarray, time: np.ndarray, event: np.ndarray) -> dict[str, Any]:
+        if self.config.risk_cutoff == "median":
+            return {"method": "median of training risk scores", "value": float(np.median(lp))}
+        from lifelines.statistics import logrank_test
+
+        candidates = np.unique(np.quantile(lp, np.linspace(0.1, 0.9, 33)))
+        best_value, best_stat = float(np.median(lp)), -np.inf
+        for value in candidates:
+            high = lp > value
+            if high.all() or not high.any():
+                continue
+            statistic = logrank_test(time[high], time[~high], event[high], event[~high]).test_statistic
+            if statistic > best_stat:
+                best_value, best_stat = float(value), float(statistic)
+        return {"method": "maximally selected log-rank statistic (10th-90th percentiles)", "value": best_value,
+                "statistic": best_stat}
+
+    def _hazard_table(self, summary: pd.DataFrame) -> pd.DataFrame:
+        from hccrad.features.names import PAPER_TABLE3
+
+        paper_by_column = {column: paper for paper, column in PAPER_TABLE3.items()}
+        rows = []
+        for covariate, row in summary.iterrows():
+            if self.clinical_spec_ and covariate in encode_columns(self.clinical_spec_):
+                description = covariate_description(covariate, self.clinical_spec_)
+                paper = {"afp": "AFP level", "chi": "Child-Pugh grade", "bcl": "BCLC stage",
+                         "tre": "Treatment style"}[covariate[:3]]
+            elif covariate == SCORE_COVARIATE:
+                description, paper = "T&L risk score, per unit", ""
+            else:
+                description, paper = "per standard deviation", paper_by_column.get(covariate, "")
+            rows.append({
+                "covariate": covariate, "description": description, "paper_factor": paper,
+                "coef": float(row["coef"]), "hr": float(row["exp(coef)"]),
+                "ci_low": float(row["exp(coef) lower 95%"]), "ci_high": float(row["exp(coef) upper 95%"]),
+                "p": float(row["p"]),
+            })
+        return pd.DataFrame(rows)
+
+    # --- prediction ----------------------------------------------------------------------------------
+    def design(self, X: pd.DataFrame, allow_impute: bool = True,
+               allow_extrapolation: bool = True) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+        """The model's covariates for ``X``, and per patient the inputs that were imputed.
+
+        With ``allow_impute=False`` a missing input raises :class:`PredictionInputError`; with
+        ``allow_extrapolation=False`` so does a feature more than 25% of its training range outside it.
+        """
+        imputed: dict[str, list[str]] = {}
+        parts = []
+        if self.clinical_spec_ is not None:
+            raw = X.reindex(columns=list(CLINICAL_INPUTS))
+            missing = raw.isna()
+            if not allow_impute and missing.any().any():
+                raise PredictionInputError(_describe_missing(missing))
+            for patient, row in missing.iterrows():
+                if row.any():
+                    imputed.setdefault(str(patient), []).extend(row[row].index.tolist())
+            parts.append(encode(raw, self.clinical_spec_, impute=self.clinical_spec_["impute"]))
+        if self.score_mode_:
+            parts.append(pd.DataFrame({SCORE_COVARIATE: self.base_model.predict(X, allow_impute,
+                                                                                allow_extrapolation)},
+                                      index=X.index))
+        elif self.feature_inputs_:
+            raw = X.reindex(columns=self.feature_inputs_).apply(pd.to_numeric, errors="coerce").astype(float)
+            raw = raw.replace([np.inf, -np.inf], np.nan)
+            missing = raw.isna()
+            if not allow_impute and missing.any().any():
+                raise PredictionInputError(_describe_missing(missing))
+            for patient, row in missing.iterrows():
+                if row.any():
+                    imputed.setdefault(str(patient), []).extend(row[row].index.tolist())
+            needed = [c for c in self.covariates_ if c in self.feature_inputs_]
+            if not allow_extrapolation:
+                _check_range(raw[needed], self.training_range_)
+            filled = raw.fillna(self.impute_)
+            parts.append((filled - pd.Series(self.center_)) / pd.Series(self.scale_))
+        design = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=X.index)
+        return design.reindex(columns=self.covariates_), imputed
+
+    def predict(self, X: pd.DataFrame, allow_impute: bool = True, allow_extrapolation: bool = True) -> np.ndarray:
+        """Risk score: the linear predictor (higher = shorter PFS)."""
+        design, _ = self.design(X, allow_impute, allow_extrapolation)
+        return design.to_numpy(float) @ self.coef_
+
+    def predict_survival(self, X: pd.DataFrame, times: list[float] | None = None, **kwargs) -> pd.DataFrame:
+        """PFS probability at ``times`` (default the horizons): S0(t) ** exp(risk score)."""
+        times = list(times or self.horizons_months)
+        lp = self.predict(X, **kwargs)
+        cumhaz = step_value(self.baseline_times_, self.baseline_cumhaz_, times)
+        values = np.exp(-np.outer(np.exp(lp), cumhaz))
+        return pd.DataFrame(values, index=X.index, columns=[f"pfs_{t:g}m" for t in times])
+
+    def risk_group(self, scores: np.ndarray) -> np.ndarray:
+        return np.where(np.asarray(scores) > self.cutoff_["value"], "high", "low")
+
+    # --- artifact ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The artifact's content: plain JSON types only, non-finite numbers as null."""
+        return _finite({
+            "format": ARTIFACT_FORMAT,
+            "format_version": ARTIFACT_VERSION,
+            "name": self.name,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "software": software_versions(),
+            "config": self.config.model_dump(mode="json"),
+            "horizons_months": list(self.horizons_months),
+            "clinical_coding": self.clinical_spec_,
+            "score_mode": self.score_mode_,
+            "base_model": self.base_model.to_dict() if self.score_mode_ else None,
+            "preprocessing": {
+                "feature_inputs": self.feature_inputs_,
+                "impute": self.impute_,
+                "center": self.center_,
+                "scale": self.scale_,
+                "training_range": {k: list(v) for k, v in self.training_range_.items()},
+            },
+            "covariates": self.covariates_,
+            "coefficients": dict(zip(self.covariates_, map(float, self.coef_), strict=True)),
+            "hazard_ratios": self.hazard_ratios_.to_dict(orient="records"),
+            "baseline": {"time": list(map(float, self.baseline_times_)),
+                         "cumulative_hazard": list(map(float, self.baseline_cumhaz_))},
+            "risk_cutoff": self.cutoff_,
+            "training": self.training_,
+            "lasso": getattr(self, "lasso_", None),
+            "selection_log": json.loads(self.selection_log_.to_json(orient="records")),
+        })
+
+    def save(self, path: Path | str) -> Path:
+        """Write the JSON artifact atomically."""
+        path = Path(path)
+        write_atomic(path, json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CoxRiskModel:
+        """Rebuild a fitted model from its artifact (plain data only; no code is executed)."""
+        if data.get("format") != ARTIFACT_FORMAT:
+            raise ValueError(f"not an hccrad model artifact (format {data.get('format')!r})")
+        if int(data.get("format_version", 0)) > ARTIFACT_VERSION:
+            raise ValueError(f"model artifact version {data['format_version']} is newer than this hccrad reads "
+                             f"({ARTIFACT_VERSION}); upgrade hccrad")
+        base = cls.from_dict(data["base_model"]) if data.get("base_model") else None
+        model = cls(data["name"], ModelConfig.model_validate(data["config"]), base, tuple(data["horizons_months"]))
+        prep = data["preprocessing"]
+        model.clinical_spec_ = data["clinical_coding"]
+        model.score_mode_ = bool(data["score_mode"])
+        model.feature_inputs_ = list(prep["feature_inputs"])
+        model.impute_ = {k: float(v) for k, v in prep["impute"].items()}
+        model.center_ = {k: float(v) for k, v in prep["center"].items()}
+        model.scale_ = {k: float(v) for k, v in prep["scale"].items()}
+        model.training_range_ = {k: (float(v[0]), float(v[1])) for k, v in prep["training_range"].items()}
+        model.covariates_ = list(data["covariates"])
+        model.coef_ = np.array([float(data["coefficients"][c]) for c in model.covariates_])
+        model.hazard_ratios_ = pd.DataFrame(data["hazard_ratios"])
+        model.baseline_times_ = np.array(data["baseline"]["time"], float)
+        model.baseline_cumhaz_ = np.array(data["baseline"]["cumulative_hazard"], float)
+        model.cutoff_ = data["risk_cutoff"]
+        model.training_ = data["training"]
+        model.lasso_ = data.get("lasso")
+        model.selection_log_ = pd.DataFrame(data.get("selection_log") or [])
+        return model
+
+
+def load_model(path: Path | str) -> CoxRiskModel:
+    """Read a model artifact written by :meth:`CoxRiskModel.save` (JSON only: safe to load)."""
+    return CoxRiskModel.from_dict(json.loads(Path(path).read_text()))
+
+
+def encode_columns(spec: dict[str, Any]) -> list[str]:
+    probe = pd.DataFrame({"afp": [1.0], "child_pugh": ["A"], "bclc": ["A"], "treatment": [spec["treatment_reference"]]})
+    return list(encode(probe, spec, impute=None).columns)
+
+
+def _describe_missing(missing: pd.DataFrame) -> str:
+    parts = []
+    for patient, row in missing.iterrows():
+        if row.any():
+            parts.append(f"patient {patient}: missing {', '.join(row[row].index)}")
+    return "; ".join(parts[:10]) + " (pass --allow-impute to use the training medians/modes)"
+
+
+def _check_range(raw: pd.DataFrame, ranges: dict[str, tuple[float, float]]) -> None:
+    problems = []
+    for column in raw.columns:
+        low, high = ranges[column]
+        margin = 0.25 * (high - low)
+        outside = raw[column][(raw[column] < low - margin) | (raw[column] > high + margin)]
+        for patient, value in outside.items():
+            problems.append(f"patient {patient}: {column} = {value:.4g} outside the training range "
+                            f"[{low:.4g}, {high:.4g}]")
+    if problems:
+        raise PredictionInputError("; ".join(problems[:10]) + " (pass --allow-extrapolation to score anyway)")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,185 @@
+"""Preprocessing and feature selection, fitted on training data only.
+
+The classic radiomics path: median imputation -> near-constant removal -> standardisation -> univariate
+Cox screen -> correlation filter -> LASSO-Cox with k-fold cross-validation -> multivariable Cox (optionally
+backward elimination by AIC). Every step appends to a selection log.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold
+
+from hccrad.survival.config import ModelConfig
+from hccrad.survival.coxmath import partial_loglik
+
+
+@dataclass
+class SelectionLog:
+    """Features entering and leaving each step, with the statistic that decided."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, step: str, feature: str, action: str, statistic: str = "", value: float | None = None,
+            note: str = "") -> None:
+        self.rows.append({"step": step, "feature": feature, "action": action, "statistic": statistic,
+                          "value": None if value is None else float(value), "note": note})
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=["step", "feature", "action", "statistic", "value", "note"])
+
+
+def near_constant(frame: pd.DataFrame, max_mode_fraction: float) -> list[str]:
+    """Columns whose most frequent value covers more than ``max_mode_fraction`` of rows, or with no spread."""
+    out = []
+    for column in frame.columns:
+        values = frame[column]
+        share = values.value_counts(normalize=True, dropna=False).iloc[0] if len(values) else 1.0
+        if share > max_mode_fraction or not np.isfinite(values.std(ddof=0)) or values.std(ddof=0) == 0:
+            out.append(column)
+    return out
+
+
+def correlation_filter(frame: pd.DataFrame, strength: pd.Series, threshold: float,
+                       log: SelectionLog) -> list[str]:
+    """Greedy: walk features from the strongest outcome association down, dropping any feature whose
+    |Pearson r| with an already kept one exceeds ``threshold``."""
+    order = strength.loc[frame.columns].abs().sort_values(ascending=False).index.tolist()
+    correlation = frame[order].corr().abs().to_numpy()
+    kept: list[int] = []
+    for index, name in enumerate(order):
+        partners = [k for k in kept if correlation[index, k] > threshold]
+        if partners:
+            partner = order[partners[0]]
+            log.add("correlation", name, "removed", "|r|", correlation[index, partners[0]],
+                    f"correlated with {partner}, which is more associated with PFS")
+        else:
+            kept.append(index)
+    return [order[k] for k in kept]
+
+
+@dataclass
+class LassoResult:
+    alphas: np.ndarray
+    cv_mean: np.ndarray
+    cv_se: np.ndarray
+    alpha_min: float
+    alpha_1se: float
+    alpha_chosen: float
+    coefficients: pd.Series  # at alpha_chosen, standardised scale
+
+
+def _coxnet(x: np.ndarray, time: np.ndarray, event: np.ndarray, penalty: np.ndarray,
+            alphas: np.ndarray | None = None, tol: float = 1e-7, alpha_min_ratio: float | str = "auto"):
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+    from sksurv.util import Surv
+
+    model = CoxnetSurvivalAnalysis(l1_ratio=1.0, alphas=alphas, penalty_factor=penalty, max_iter=200_000, tol=tol,
+                                   alpha_min_ratio=alpha_min_ratio,
+                                   fit_baseline_model=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, Surv.from_arrays(event.astype(bool), time))
+    return model
+
+
+def lasso_cox_cv(x: pd.DataFrame, time: np.ndarray, event: np.ndarray, forced: list[str], config: ModelConfig,
+                 log: SelectionLog) -> LassoResult:
+    """LASSO-Cox path on standardised ``x`` with glmnet's cross-validated partial-likelihood deviance.
+
+    Forced columns have penalty factor 0 (always in). The fold deviance is glmnet's "grouped" one:
+    ``-2 (loglik_full(beta_-k) - loglik_-k(beta_-k))``, averaged per event, with its standard error.
+    """
+    penalty = np.array([0.0 if column in forced else 1.0 for column in x.columns])
+    values = x.to_numpy(float)
+    full = _coxnet(values, time, event, penalty, alpha_min_ratio=config.lasso_alpha_min_ratio)
+    alphas = full.alphas_
+    folds = StratifiedKFold(n_splits=min(config.lasso_folds, int(event.sum()), int((1 - event).sum()) or 2),
+                            shuffle=True, random_state=config.seed)
+    deviances, weights = [], []
+    for train_index, _ in folds.split(values, event):
+        fold_model = _coxnet(values[train_index], time[train_index], event[train_index], penalty, alphas)
+        n_fit = fold_model.coef_.shape[1]
+        fold_deviance = np.full(len(alphas), np.nan)
+        for k in range(n_fit):
+            beta = fold_model.coef_[:, k]
+            full_ll = partial_loglik(time, event, values @ beta)
+            train_ll = partial_loglik(time[train_index], event[train_index], values[train_index] @ beta)
+            fold_deviance[k] = -2.0 * (full_ll - train_ll)
+        deviances.append(fold_deviance)
+        weights.append(event.sum() - event[train_index].sum())
+    deviances, weights = np.array(deviances), np.array(weights, float)
+    usable = ~np.isnan(deviances).any(axis=0)
+    per_event = deviances / weights[:, None]
+    cv_mean = np.average(per_event, axis=0, weights=weights)
+    cv_se = np.sqrt(np.average((per_event - cv_mean) ** 2, axis=0, weights=weights) / (len(weights) - 1))
+    cv_mean[~usable] = np.inf
+    best = int(np.argmin(cv_mean))
+    within = np.where(cv_mean <= cv_mean[best] + np.nan_to_num(cv_se[best]))[0]
+    one_se = int(within.min())  # alphas decrease along the path: the smallest index is the largest alpha
+    chosen = best if config.lasso_rule == "lambda.min" else one_se
+    coefficients = full.coef_[:, chosen]
+    penalized_nonzero = (np.abs(coefficients) > 0) & (penalty > 0)
+    if penalized_nonzero.sum() > config.max_features:
+        counts = ((np.abs(full.coef_) > 0) & (penalty[:, None] > 0)).sum(axis=0)
+        allowed = np.where(counts <= config.max_features)[0]
+        capped = int(allowed.max())
+        log.add("lasso", "-", "note", "alpha", alphas[capped],
+                f"{penalized_nonzero.sum()} features at {config.lasso_rule}; capped at max_features "
+                f"{config.max_features} (largest path step with no more)")
+        chosen = capped
+        coefficients = full.coef_[:, chosen]
+    series = pd.Series(coefficients, index=x.columns)
+    for column, value in series.items():
+        if column in forced:
+            continue
+        log.add("lasso", column, "kept" if value != 0 else "removed", "coefficient", value,
+                f"{config.lasso_rule}, alpha {alphas[chosen]:.4g}, {folds.get_n_splits()}-fold CV")
+    return LassoResult(alphas, cv_mean, cv_se, float(alphas[best]), float(alphas[one_se]), float(alphas[chosen]),
+                       series)
+
+
+def fit_lifelines(frame: pd.DataFrame, time: np.ndarray, event: np.ndarray):
+    """Multivariable Cox (lifelines, Breslow ties), with a small ridge penalty only if it fails to converge."""
+    from lifelines import CoxPHFitter
+
+    data = frame.copy()
+    data["__time"], data["__event"] = time, event
+    for penalizer in (0.0, 0.01, 0.1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fitted = CoxPHFitter(penalizer=penalizer).fit(data, "__time", "__event")
+            if np.all(np.isfinite(fitted.params_)):
+                return fitted, penalizer
+        except Exception:  # convergence failures of ill-conditioned designs: retry with a ridge
+            continue
+    raise RuntimeError("the multivariable Cox model did not converge even with a ridge penalty")
+
+
+def backward_aic(frame: pd.DataFrame, time: np.ndarray, event: np.ndarray, forced: list[str],
+                 log: SelectionLog) -> list[str]:
+    """Drop, one at a time, the non-forced covariate whose removal lowers the partial AIC most."""
+    columns = list(frame.columns)
+    current, _ = fit_lifelines(frame[columns], time, event)
+    while True:
+        candidates = [c for c in columns if c not in forced]
+        if len(columns) <= 1 or not candidates:
+            return columns
+        trials = {}
+        for column in candidates:
+            rest = [c for c in columns if c != column]
+            fitted, _ = fit_lifelines(frame[rest], time, event)
+            trials[column] = fitted.AIC_partial_
+        best = min(trials, key=trials.get)
+        if trials[best] >= current.AIC_partial_:
+            return columns
+        log.add("backward_aic", best, "removed", "AIC", trials[best],
+                f"AIC {current.AIC_partial_:.2f} -> {trials[best]:.2f}")
+        columns.remove(best)
+        current, _ = fit_lifelines(frame[columns], time, event)

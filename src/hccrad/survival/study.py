@@ -1,0 +1,196 @@
+"""`hccrad fit`: the four models on the training set, applied unchanged to every patient.
+
+Output folder (``<output_dir>/models``)::
+
+    C.json, T.json, T_L.json, C-T_L.json       model artifacts (versioned JSON)
+    <model>_hazard_ratios.csv                 HR with 95% CI and p per factor (Supplementary Figure 1)
+    <model>_selection_log.csv                 features entering and leaving each step
+    predictions.csv                           per patient and model: risk score, risk group, PFS probabilities
+    imputation.csv                            per patient and model: which inputs were imputed
+    selected_factors.csv                      the factors of every model (Supplementary Table 3)
+    summary.json                              training summary of each model
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hccrad.io.files import write_atomic
+from hccrad.survival.config import ModelConfig
+from hccrad.survival.coxmath import step_value
+from hccrad.survival.model import CoxRiskModel, load_model, make_y
+
+
+def model_slug(name: str) -> str:
+    """File-name form of a model name: ``T&L`` -> ``T_L``."""
+    return name.replace("&", "_")
+
+
+@dataclass
+class FittedStudy:
+    models: dict[str, CoxRiskModel]
+    predictions: pd.DataFrame
+    imputation: pd.DataFrame
+    out_dir: Path | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+    scoring_errors: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def score_table(model: CoxRiskModel, table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]], dict[str, str]]:
+    """Risk score, group and PFS probabilities of every patient (training imputation values allowed).
+
+    A patient whose inputs the model cannot code (a category unseen in training) gets empty predictions
+    and an error message; the other patients are scored.
+    """
+    errors: dict[str, str] = {}
+    try:
+        design, imputed = model.design(table)
+    except ValueError:
+        rows, imputed = [], {}
+        for patient in table.index:
+            try:
+                one, one_imputed = model.design(table.loc[[patient]])
+                rows.append(one)
+                imputed.update(one_imputed)
+            except ValueError as exc:
+                errors[str(patient)] = str(exc)
+                rows.append(pd.DataFrame(np.nan, index=[patient], columns=model.covariates_))
+        design = pd.concat(rows)
+    scores = design.to_numpy(float) @ model.coef_
+    out = pd.DataFrame({"risk": scores}, index=table.index)
+    out["group"] = np.where(np.isnan(scores), "", model.risk_group(scores))
+    for horizon in model.horizons_months:
+        baseline = float(step_value(model.baseline_times_, model.baseline_cumhaz_, horizon))
+        out[f"pfs_{horizon:g}m"] = np.exp(-baseline * np.exp(scores))
+    return out, imputed, errors
+
+
+def available_models(table: pd.DataFrame, config: ModelConfig) -> tuple[list[str], dict[str, str]]:
+    """The configured models that this table can support, and why the others are skipped."""
+    from hccrad.survival.model import feature_family
+
+    families = {feature_family(c) for c in table.columns}
+    skipped = {}
+    models = []
+    for name in config.models:
+        needs = {"C": set(), "T": {"T"}, "T&L": {"T", "L"}, "C-T&L": {"T", "L"}}[name]
+        if not needs <= families:
+            skipped[name] = f"the table has no {' / '.join(sorted(needs - families))} features"
+        else:
+            models.append(name)
+    return models, skipped
+
+
+def fit_models(table: pd.DataFrame, config: ModelConfig, horizons: tuple[float, ...] = (6.0, 12.0),
+               out_dir: Path | None = None) -> FittedStudy:
+    """Fit the configured models on ``table[dataset == training]`` and score every patient.
+
+    Parameters
+    ----------
+    table
+        One row per patient, indexed by patient id: ``dataset``, ``pfs_months``, ``pfs_event``, the clinical
+        columns and (for the image models) the feature columns.
+    config
+        Model settings.
+    horizons
+        Horizons (months) of the predicted PFS probabilities.
+    out_dir
+        When given, every output listed in this module's docstring is written there.
+    """
+    horizons = tuple(config.horizons_months or horizons)
+    training = table[table["dataset"] == "training"]
+    if len(training) < 10 or training["pfs_event"].sum() < 5:
+        raise ValueError(f"too few training patients to fit a model: {len(training)} patients, "
+                         f"{int(training['pfs_event'].sum())} events")
+    y = make_y(training["pfs_months"], training["pfs_event"])
+    names, skipped = available_models(table, config)
+    models: dict[str, CoxRiskModel] = {}
+    for name in names:
+        base = models.get("T&L") if name == "C-T&L" and config.c_tl_mode == "score" else None
+        if name == "C-T&L" and config.c_tl_mode == "score" and base is None:
+            base = CoxRiskModel("T&L", config, horizons_months=horizons).fit(training, y)
+        models[name] = CoxRiskModel(name, config, base, horizons).fit(training, y)
+
+    prediction_columns = {column: table[column] for column in ("center", "dataset", "pfs_months", "pfs_event")
+                          if column in table}
+    predictions = pd.DataFrame(prediction_columns, index=table.index)
+    imputation_rows, error_rows = [], []
+    for name, model in models.items():
+        scored, imputed, errors = score_table(model, table)
+        predictions[f"risk_{name}"] = scored["risk"]
+        predictions[f"group_{name}"] = scored["group"]
+        for column in scored.columns.drop(["risk", "group"]):
+            predictions[f"{column}_{name}"] = scored[column]
+        for patient, columns in imputed.items():
+            imputation_rows.append({"patient_id": patient, "model": name, "imputed": ";".join(columns)})
+        for patient, message in errors.items():
+            error_rows.append({"patient_id": patient, "model": name, "error": message})
+    imputation = pd.DataFrame(imputation_rows, columns=["patient_id", "model", "imputed"])
+    errors = pd.DataFrame(error_rows, columns=["patient_id", "model", "error"])
+    fitted = FittedStudy(models, predictions, imputation, out_dir, skipped, errors)
+    if out_dir is not None:
+        write_outputs(fitted, Path(out_dir))
+    return fitted
+
+
+def selected_factors(models: dict[str, CoxRiskModel]) -> pd.DataFrame:
+    """Supplementary Table 3: every model's factors with their HR."""
+    frames = []
+    for name, model in models.items():
+        frame = model.hazard_ratios_.copy()
+        frame.insert(0, "model", name)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def write_outputs(fitted: FittedStudy, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    for name, model in fitted.models.items():
+        slug = model_slug(name)
+        model.save(out_dir / f"{slug}.json")
+        write_atomic(out_dir / f"{slug}_hazard_ratios.csv", model.hazard_ratios_.to_csv(index=False))
+        write_atomic(out_dir / f"{slug}_selection_log.csv", model.selection_log_.to_csv(index=False))
+        summary[name] = {"covariates": model.covariates_, "training": model.training_,
+                         "risk_cutoff": model.cutoff_}
+    write_atomic(out_dir / "predictions.csv", fitted.predictions.to_csv())
+    write_atomic(out_dir / "imputation.csv", fitted.imputation.to_csv(index=False))
+    write_atomic(out_dir / "scoring_errors.csv", fitted.scoring_errors.to_csv(index=False))
+    write_atomic(out_dir / "selected_factors.csv", selected_factors(fitted.models).to_csv(index=False))
+    write_atomic(out_dir / "summary.json", json.dumps({"models": summary, "skipped": fitted.skipped}, indent=2))
+
+
+def load_models(out_dir: Path, names: list[str] | None = None) -> dict[str, CoxRiskModel]:
+    """The model artifacts in ``out_dir`` (all four names by default; missing ones are left out)."""
+    models = {}
+    for name in names or ["C", "T", "T&L", "C-T&L"]:
+        path = Path(out_dir) / f"{model_slug(name)}.json"
+        if path.is_file():
+            models[name] = load_model(path)
+    return models
+
+
+def predict_patients(model: CoxRiskModel, patients: pd.DataFrame, allow_impute: bool = False,
+                     allow_extrapolation: bool = False) -> pd.DataFrame:
+    """Risk score, risk group and PFS probabilities for new patients, from the artifact alone.
+
+    Each patient is scored separately, so one patient's bad input is reported without stopping the others:
+    the ``error`` column holds the reason and the other columns are empty for that patient.
+    """
+    rows = []
+    for patient_id in patients.index:
+        one = patients.loc[[patient_id]]
+        try:
+            score = float(model.predict(one, allow_impute, allow_extrapolation)[0])
+            survival = model.predict_survival(one, allow_impute=allow_impute,
+                                              allow_extrapolation=allow_extrapolation).iloc[0].to_dict()
+            rows.append({"patient_id": patient_id, "model": model.name, "risk_score": score,
+                         "risk_group": str(model.risk_group(np.array([score]))[0]), **survival, "error": ""})
+        except ValueError as exc:
+            rows.append({"patient_id": patient_id, "model": model.name, "error": str(exc)})
+    return pd.DataFrame(rows).set_index("patient_id")

@@ -1,0 +1,278 @@
+"""Survival models against references: R's coxph on rossi, glmnet's LASSO conventions, lifelines, the
+synthetic cohort's true signal, the real HCC-TACE-Seg table, leakage, and the JSON artifact."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from lifelines import CoxPHFitter
+from lifelines.datasets import load_rossi
+from lifelines.utils import concordance_index
+from typer.testing import CliRunner
+
+from hccrad.cli.main import app
+from hccrad.io import load_study
+from hccrad.survival import CoxRiskModel, ModelConfig, fit_models, load_model, make_y
+from hccrad.survival.coxmath import breslow_baseline, partial_loglik, univariate_cox
+from hccrad.survival.selection import SelectionLog, _coxnet, fit_lifelines, lasso_cox_cv
+
+from .conftest import shared_path
+
+#: R: coxph(Surv(week, arrest) ~ fin + age + race + wexp + mar + paro + prio, data = Rossi) (Fox & Weisberg).
+R_ROSSI = {"fin": -0.37942, "age": -0.05744, "race": 0.31390, "wexp": -0.14980, "mar": -0.43370,
+           "paro": -0.08487, "prio": 0.09150}
+
+
+def test_multivariable_cox_equals_r_coxph_on_rossi():
+    rossi = load_rossi()
+    fitted, penalizer = fit_lifelines(rossi.drop(columns=["week", "arrest"]), rossi["week"].to_numpy(),
+                                      rossi["arrest"].to_numpy())
+    assert penalizer == 0.0
+    for name, value in R_ROSSI.items():
+        assert fitted.params_[name] == pytest.approx(value, abs=5e-5)
+
+
+def test_vectorised_univariate_cox_equals_lifelines():
+    rossi = load_rossi()
+    covariates = rossi.drop(columns=["week", "arrest"])
+    ours = univariate_cox(covariates.to_numpy(), rossi["week"].to_numpy(), rossi["arrest"].to_numpy())
+    for index, name in enumerate(covariates.columns):
+        reference = CoxPHFitter(baseline_estimation_method="breslow")
+        # lifelines uses Efron's ties; Breslow's ties are what the screen uses: compare with a tie-free copy.
+        jitter = rossi[["week", "arrest", name]].copy()
+        jitter["week"] = jitter["week"] + np.random.default_rng(0).uniform(0, 1e-3, len(jitter))
+        mine = univariate_cox(jitter[[name]].to_numpy(), jitter["week"].to_numpy(), jitter["arrest"].to_numpy())
+        reference.fit(jitter, "week", "arrest")
+        assert mine.coef[0] == pytest.approx(reference.params_[name], rel=1e-5, abs=1e-7)
+        assert mine.se[0] == pytest.approx(reference.standard_errors_[name], rel=1e-4)
+        assert mine.p[0] == pytest.approx(reference.summary.loc[name, "p"], rel=1e-3, abs=1e-12)
+        assert np.sign(ours.coef[index]) == np.sign(R_ROSSI[name])
+
+
+def test_breslow_baseline_gives_lifelines_survival_predictions():
+    rossi = load_rossi()
+    x = rossi.drop(columns=["week", "arrest"])
+    reference = CoxPHFitter(baseline_estimation_method="breslow").fit(rossi, "week", "arrest")
+    lp = x.to_numpy() @ reference.params_.to_numpy()
+    times, cumhaz = breslow_baseline(rossi["week"], rossi["arrest"], lp)
+    ours = np.exp(-np.outer(np.exp(lp[:5]), cumhaz))
+    expected = reference.predict_survival_function(x.iloc[:5], times=times).T.to_numpy()
+    np.testing.assert_allclose(ours, expected, rtol=1e-6)
+
+
+def glmnet_example():
+    data = pd.read_csv(shared_path("reference", "stats", "glmnet_cox-example.csv"))
+    return data.drop(columns=["time", "status"]), data["time"].to_numpy(), data["status"].to_numpy()
+
+
+def test_lasso_cox_follows_glmnet_conventions():
+    x, time, event = glmnet_example()
+    # glmnet standardises with the 1/n standard deviation and reports coefficients on the original scale.
+    center, scale = x.mean(), x.std(ddof=0)
+    standardized = (x - center) / scale
+    model = _coxnet(standardized.to_numpy(), time, event, np.ones(x.shape[1]), tol=1e-10)
+    # lambda_max: the smallest lambda with every coefficient zero is max_j |score_j(0)| / n.
+    score = univariate_gradient_at_zero(standardized.to_numpy(), time, event)
+    assert model.alphas_[0] == pytest.approx(np.abs(score).max() / len(time), rel=1e-6)
+    assert np.all(model.coef_[:, 0] == 0) and np.any(model.coef_[:, 1] != 0)
+    # KKT conditions at an interior lambda: active |grad|/n = lambda, inactive |grad|/n <= lambda.
+    k = 20
+    beta, alpha = model.coef_[:, k], model.alphas_[k]
+    gradient = cox_gradient(standardized.to_numpy(), time, event, beta) / len(time)
+    active = beta != 0
+    np.testing.assert_allclose(np.abs(gradient[active]), alpha, rtol=1e-3)
+    np.testing.assert_allclose(np.sign(gradient[active]), np.sign(beta[active]))
+    assert np.all(np.abs(gradient[~active]) <= alpha * (1 + 1e-3))
+    # Back on the original scale the linear predictor is unchanged up to a constant.
+    original = beta / scale.to_numpy()
+    lp_standardized = standardized.to_numpy() @ beta
+    lp_original = x.to_numpy() @ original
+    np.testing.assert_allclose(lp_original - lp_original.mean(), lp_standardized - lp_standardized.mean(), atol=1e-9)
+
+
+def univariate_gradient_at_zero(x, time, event):
+    return cox_gradient(x, time, event, np.zeros(x.shape[1]))
+
+
+def cox_gradient(x, time, event, beta):
+    """Breslow score vector, written plainly (loop over events) as an independent reference."""
+    weights = np.exp(x @ beta)
+    gradient = np.zeros(x.shape[1])
+    for i in np.where(event == 1)[0]:
+        risk = time >= time[i]
+        gradient += x[i] - (weights[risk, None] * x[risk]).sum(0) / weights[risk].sum()
+    return gradient
+
+
+def test_cross_validated_lasso_picks_lambda_min_and_1se():
+    x, time, event = glmnet_example()
+    standardized = (x - x.mean()) / x.std(ddof=0)
+    log = SelectionLog()
+    result = lasso_cox_cv(standardized, time, event, [], ModelConfig(lasso_folds=10, max_features=30), log)
+    best = int(np.argmin(result.cv_mean))
+    assert result.alpha_min == result.alphas[best]
+    assert result.alpha_1se >= result.alpha_min
+    assert result.cv_mean[result.alphas == result.alpha_1se][0] <= result.cv_mean[best] + result.cv_se[best]
+    # CoxExample has a sparse truth (the first 10 features carry signal): lambda.min keeps them.
+    kept = set(result.coefficients[result.coefficients != 0].index)
+    assert {f"X{i}" for i in range(1, 11)} <= kept
+    # The deviance rests on the partial log-likelihood: equal to lifelines' at its fitted coefficients
+    # (no tied times in CoxExample, so Breslow and Efron agree).
+    frame = x.assign(time=time, status=event)
+    reference = CoxPHFitter().fit(frame, "time", "status")
+    ours = partial_loglik(time, event, x.to_numpy() @ reference.params_.to_numpy())
+    assert ours == pytest.approx(reference.log_likelihood_, rel=1e-9)
+
+
+@pytest.fixture(scope="module")
+def fitted_demo(demo_cohort_features, tmp_path_factory):
+    study, table = demo_cohort_features
+    out = tmp_path_factory.mktemp("models")
+    return study, table, fit_models(table, ModelConfig(), out_dir=out)
+
+
+def c_index(predictions: pd.DataFrame, model: str, dataset: str) -> float:
+    subset = predictions[predictions["dataset"] == dataset]
+    return concordance_index(subset["pfs_months"], -subset[f"risk_{model}"], subset["pfs_event"])
+
+
+def test_models_recover_the_synthetic_signal(fitted_demo):
+    study, table, fitted = fitted_demo
+    latent = pd.read_csv(study.config.base_dir / "truth" / "latent.csv").set_index("patient_id")
+    truth = pd.DataFrame({
+        "log tumor volume": np.log(latent["tumor_volume_ml"]),
+        "tumor heterogeneity": latent["tumor_heterogeneity"],
+        "tumor / liver ratio": np.log(latent["tumor_liver_ratio"]),
+        "liver fibrosis": latent["liver_fibrosis"],
+    }).loc[table.index]
+    selected = [c for c in fitted.models["T&L"].covariates_]
+    represented = set()
+    for feature in selected:
+        for name, values in truth.items():
+            if abs(pd.Series(table[feature]).corr(values, method="spearman")) > 0.5:
+                represented.add(name)
+    assert len(represented) >= 3, (represented, selected)
+    assert any(f.startswith("Rliver_") or f == "Tumor_to_Rliver_volume_ratio" for f in selected)
+    predictions = fitted.predictions
+    assert c_index(predictions, "C-T&L", "validation") > c_index(predictions, "C", "validation") + 0.03
+    assert c_index(predictions, "T&L", "validation") > 0.65
+
+
+def test_outputs_and_artifacts_are_complete(fitted_demo):
+    _, table, fitted = fitted_demo
+    out = fitted.out_dir
+    for slug in ("C", "T", "T_L", "C-T_L"):
+        data = json.loads((out / f"{slug}.json").read_text())
+        assert data["format"] == "hccrad-cox-model" and data["format_version"] == 1
+        assert data["software"]["hccrad"] and data["software"]["lifelines"]
+        assert len(data["baseline"]["time"]) == len(data["baseline"]["cumulative_hazard"]) > 10
+        hazard = pd.read_csv(out / f"{slug}_hazard_ratios.csv")
+        assert (hazard["ci_low"] <= hazard["hr"]).all() and (hazard["hr"] <= hazard["ci_high"]).all()
+        assert np.allclose(np.exp(hazard["coef"]), hazard["hr"])
+        log = pd.read_csv(out / f"{slug}_selection_log.csv")
+        assert set(log["step"]) >= ({"clinical", "multivariable"} if slug == "C" else {"univariate", "lasso"})
+    c_hazards = pd.read_csv(out / "C_hazard_ratios.csv")
+    assert c_hazards["paper_factor"].tolist() == ["AFP level", "Child-Pugh grade", "BCLC stage", "Treatment style"]
+    assert "reference TACE" in c_hazards["description"].iloc[3]
+    predictions = pd.read_csv(out / "predictions.csv", index_col="patient_id")
+    assert len(predictions) == len(table)
+    assert {"risk_C-T&L", "group_C-T&L", "pfs_6m_C-T&L", "pfs_12m_C-T&L"} <= set(predictions)
+    assert (predictions["pfs_6m_T&L"] >= predictions["pfs_12m_T&L"]).all()
+    training = predictions[predictions["dataset"] == "training"]
+    assert (training["group_T&L"] == "high").mean() == pytest.approx(0.5, abs=0.02)
+
+
+def test_artifact_round_trip_predicts_identically(fitted_demo, tmp_path):
+    _, table, fitted = fitted_demo
+    for model in fitted.models.values():
+        path = model.save(tmp_path / "model.json")
+        loaded = load_model(path)
+        np.testing.assert_allclose(loaded.predict(table), model.predict(table), rtol=1e-12)
+        pd.testing.assert_frame_equal(loaded.predict_survival(table), model.predict_survival(table))
+    data = json.loads(path.read_text())
+    data["format_version"] = 99
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="newer"):
+        load_model(path)
+
+
+def test_validation_patients_leak_into_nothing(fitted_demo):
+    _, table, fitted = fitted_demo
+    changed = table.copy()
+    validation = changed["dataset"] == "validation"
+    numeric = [c for c in changed.columns if c.startswith(("Tumor_", "Rliver_"))]
+    changed.loc[validation, numeric] = changed.loc[validation, numeric] * 3.0 + 100.0
+    changed.loc[validation, "pfs_months"] = 0.5
+    changed.loc[validation, "afp"] = 99999.0
+    refit = fit_models(changed, ModelConfig())
+    for name, model in fitted.models.items():
+        before, after = model.to_dict(), refit.models[name].to_dict()
+        for key in ("created",):
+            before.pop(key), after.pop(key)
+        assert before == after, name
+
+
+def test_clinical_model_on_the_real_hcc_tace_seg_table(tmp_path):
+    table_path = shared_path("reference", "clinical", "HCC-TACE-Seg_clinical_data-V2.xlsx")
+    manifest = {
+        "name": "HCC-TACE-Seg", "clinical_table": str(table_path), "sheet": "data table",
+        "columns": {"patient_id": "TCIA_ID", "center": None, "ct": None, "mask": None,
+                    "portal_vein_diameter_mm": None, "afp": "AFP", "child_pugh": "CPS", "bclc": "BCLC",
+                    "treatment": "chemotherapy", "pfs_months": "TTP", "pfs_event": "Censored_0_progressed_1"},
+        "value_maps": {"treatment": {"Cisplatin, doxorubicin, Mitomycin-C": "cTACE", "Cisplatin, Mitomycin-C": "cTACE",
+                                     "Cisplastin": "cTACE", "doxorubicin LC beads": "DEB-TACE"}},
+        "time_unit": "weeks", "default_center": "MDACC", "require_images": False,
+        "split": {"validation_fraction": 0.3, "seed": 1},
+    }
+    (tmp_path / "ttp.yaml").write_text(yaml.safe_dump(manifest))
+    ttp = fit_models(load_study(tmp_path / "ttp.yaml").table(), ModelConfig(models=["C"]))
+    hazards = ttp.models["C"].hazard_ratios_.set_index("covariate")
+    # AFP >= 400 ng/mL shortens time to progression.
+    assert hazards.loc["afp_ge_cutoff", "hr"] > 1 and hazards.loc["afp_ge_cutoff", "ci_low"] > 1
+    # On TTP, death before progression is censored, so sicker livers look protective; on overall survival
+    # Child-Pugh and BCLC take the expected direction. The same C model on OS:
+    manifest["columns"].update({"pfs_months": "OS", "pfs_event": "Death_1_StillAliveorLostToFU_0"})
+    (tmp_path / "os.yaml").write_text(yaml.safe_dump(manifest))
+    overall = fit_models(load_study(tmp_path / "os.yaml").table(), ModelConfig(models=["C"]))
+    hazards = overall.models["C"].hazard_ratios_.set_index("covariate")
+    assert hazards.loc["child_pugh_grade", "hr"] > 1 and hazards.loc["bclc_stage", "hr"] > 1
+    assert hazards.loc["afp_ge_cutoff", "hr"] > 1
+    # 17 patients have no regimen: imputed with the training mode, recorded per patient.
+    imputed = overall.imputation
+    assert (imputed["imputed"] == "treatment").sum() == 17
+
+
+def test_predict_new_patients_from_the_artifact_alone(fitted_demo, tmp_path):
+    _, table, fitted = fitted_demo
+    model_path = fitted.out_dir / "C-T_L.json"
+    patients = table[table["dataset"] == "validation"].head(3).drop(columns=["pfs_months", "pfs_event"]).copy()
+    patients.iloc[1, patients.columns.get_loc("afp")] = np.nan
+    patients.to_csv(tmp_path / "new.csv")
+    result = CliRunner().invoke(app, ["predict", "--model", str(model_path), "--patients", str(tmp_path / "new.csv"),
+                                      "--out", str(tmp_path / "pred.csv")])
+    assert result.exit_code == 1, result.output  # one patient could not be scored
+    scored = pd.read_csv(tmp_path / "pred.csv", index_col="patient_id")
+    bad = patients.index[1]
+    assert "missing afp" in scored.loc[bad, "error"] and np.isnan(scored.loc[bad, "risk_score"])
+    good = patients.index[0]
+    expected = fitted.predictions.loc[good]
+    assert scored.loc[good, "risk_score"] == pytest.approx(expected["risk_C-T&L"])
+    assert scored.loc[good, "pfs_12m"] == pytest.approx(expected["pfs_12m_C-T&L"])
+    assert scored.loc[good, "risk_group"] == expected["group_C-T&L"]
+    result = CliRunner().invoke(app, ["predict", "--model", str(model_path), "--patients", str(tmp_path / "new.csv"),
+                                      "--allow-impute", "--out", str(tmp_path / "pred2.csv")])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(tmp_path / "pred2.csv", index_col="patient_id")["risk_score"].notna().all()
+
+
+def test_model_is_an_estimator_with_fit_and_predict():
+    rossi = load_rossi()
+    frame = rossi.rename(columns={c: f"Tumor_{c}" for c in rossi.columns if c not in ("week", "arrest")})
+    y = make_y(rossi["week"], rossi["arrest"])
+    model = CoxRiskModel("T", ModelConfig(univariate_p=0.2, lasso_folds=5)).fit(frame, y)
+    assert model.predict(frame).shape == (len(frame),)
+    assert "Tumor_prio" in model.covariates_  # the strongest predictor of re-arrest
