@@ -15,7 +15,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -40,6 +39,10 @@ def make_case(folder: Path) -> tuple[Path, Path]:
 
 
 def _region_worker(ct: str, mask: str, region: str, params: dict, pad: int, out) -> None:
+    import threading
+
+    import psutil
+
     from hccrad.features.extract import radiomics_extractor, radiomics_features
     from hccrad.features.regions import remnant_liver_mask, tumor_mask
     from hccrad.io.images import read_image, read_mask
@@ -47,12 +50,28 @@ def _region_worker(ct: str, mask: str, region: str, params: dict, pad: int, out)
     image = sitk.Cast(read_image(ct), sitk.sitkFloat32)
     labels = sitk.GetArrayFromImage(read_mask(mask, image))
     region_mask = tumor_mask(labels) if region == "Tumor" else remnant_liver_mask(labels)
+    del labels
     extractor = radiomics_extractor(params, pad)
+    process = psutil.Process()
+    baseline = process.memory_info().rss
+    peak = [baseline]
+    running = [True]
+
+    def sample() -> None:  # the peak of this process's resident memory while PyRadiomics runs
+        while running[0]:
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     start = time.perf_counter()
     features = radiomics_features(extractor, image, region_mask, region)
     seconds = time.perf_counter() - start
+    running[0] = False
+    sampler.join()
     out.put({"seconds": seconds, "n_features": len(features), "voxels": int(region_mask.sum()),
-             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+             "input_mb": baseline / 2**20, "peak_rss_mb": peak[0] / 2**20,
+             "extraction_mb": (peak[0] - baseline) / 2**20})
 
 
 def measure(ct: Path, mask: Path, region: str, params: dict, pad: int) -> dict:
@@ -97,10 +116,11 @@ def main() -> None:
                     result = measure(ct, mask, region, setting, pad)
                     rows.append({"region": region, "setting": label, **result})
                     print(json.dumps(rows[-1]))
-        print(f"{'region':8} {'setting':36} {'voxels':>10} {'seconds':>9} {'peak MB':>9}")
+        print(f"{'region':8} {'setting':36} {'voxels':>10} {'seconds':>9} {'input MB':>9} {'peak MB':>9} "
+              f"{'+MB':>7}")
         for row in rows:
             print(f"{row['region']:8} {row['setting']:36} {row['voxels']:>10} {row['seconds']:>9.1f} "
-                  f"{row['peak_rss_mb']:>9.0f}")
+                  f"{row['input_mb']:>9.0f} {row['peak_rss_mb']:>9.0f} {row['extraction_mb']:>7.0f}")
     sys.stdout.flush()
     os._exit(0)
 

@@ -276,3 +276,42 @@ def test_model_is_an_estimator_with_fit_and_predict():
     model = CoxRiskModel("T", ModelConfig(univariate_p=0.2, lasso_folds=5)).fit(frame, y)
     assert model.predict(frame).shape == (len(frame),)
     assert "Tumor_prio" in model.covariates_  # the strongest predictor of re-arrest
+
+
+def test_combat_parameters_reproduce_neurocombat_on_its_training_data():
+    from neuroCombat import neuroCombat
+
+    from hccrad.survival.harmonize import HarmonizationError, apply_combat, fit_combat
+
+    rng = np.random.default_rng(3)
+    centers = pd.Series(np.repeat(["A", "B", "C"], [30, 20, 25]))
+    shift = centers.map({"A": 0.0, "B": 3.0, "C": -2.0}).to_numpy()[:, None]
+    scale = centers.map({"A": 1.0, "B": 2.0, "C": 0.5}).to_numpy()[:, None]
+    features = pd.DataFrame(rng.normal(size=(75, 6)) * scale + shift + np.arange(6) * 10,
+                            columns=[f"Tumor_f{i}" for i in range(6)])
+    params = fit_combat(features, centers)
+    ours = apply_combat(features, centers, params)
+    reference = neuroCombat(dat=features.to_numpy().T, covars=pd.DataFrame({"center": centers}),
+                            batch_col="center")["data"].T
+    np.testing.assert_allclose(ours.to_numpy(), reference, rtol=1e-9, atol=1e-9)
+    # Center means are pulled together: the spread of per-center means shrinks.
+    before = features.groupby(centers.to_numpy()).mean().std().mean()
+    after = ours.groupby(centers.to_numpy()).mean().std().mean()
+    assert after < 0.2 * before
+    with pytest.raises(HarmonizationError, match="center"):
+        apply_combat(features.head(2), pd.Series(["Z", "A"]), params)
+
+
+def test_harmonized_model_on_a_random_split(demo_cohort_features):
+    _, table = demo_cohort_features
+    shuffled = table.copy()
+    rng = np.random.default_rng(0)
+    shuffled["dataset"] = np.where(rng.random(len(table)) < 0.3, "validation", "training")
+    fitted = fit_models(shuffled, ModelConfig(models=["T&L"], harmonize=True))
+    model = fitted.models["T&L"]
+    assert model.combat_ and len(model.combat_["features"]) > 50
+    assert fitted.predictions["risk_T&L"].notna().all()
+    reloaded = CoxRiskModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    np.testing.assert_allclose(reloaded.predict(shuffled), model.predict(shuffled))
+    with pytest.raises(ValueError, match="harmonize: true needs every center in the training set"):
+        fit_models(table, ModelConfig(models=["T&L"], harmonize=True))

@@ -24,6 +24,7 @@ from hccrad.io.files import write_atomic
 from hccrad.survival.clinical import CLINICAL_INPUTS, covariate_description, encode, fit_coding
 from hccrad.survival.config import ModelConfig
 from hccrad.survival.coxmath import breslow_baseline, step_value, univariate_cox
+from hccrad.survival.harmonize import apply_combat, fit_combat
 from hccrad.survival.selection import (
     SelectionLog,
     backward_aic,
@@ -127,7 +128,7 @@ class CoxRiskModel:
                 raise ValueError("C-T&L in score mode needs the fitted T&L model as base_model")
             images = pd.DataFrame({SCORE_COVARIATE: self.base_model.predict(X)}, index=X.index)
             self.feature_inputs_, self.impute_, self.center_, self.scale_ = [], {}, {}, {}
-            self.training_range_ = {}
+            self.training_range_, self.combat_ = {}, None
             selected = [SCORE_COVARIATE]
             log.add("score", SCORE_COVARIATE, "forced", note="risk score of the fitted T&L model")
         elif self._families():
@@ -135,6 +136,7 @@ class CoxRiskModel:
         else:
             images, selected = pd.DataFrame(index=X.index), []
             self.feature_inputs_, self.impute_, self.center_, self.scale_, self.training_range_ = [], {}, {}, {}, {}
+            self.combat_ = None
 
         design = clinical.join(images[selected])
         forced = list(clinical.columns) + ([SCORE_COVARIATE] if self.score_mode_ else [])
@@ -177,6 +179,12 @@ class CoxRiskModel:
             log.add("near_constant", column, "removed", "mode share",
                     numeric[column].value_counts(normalize=True).iloc[0])
         numeric = numeric.drop(columns=constant)
+        self.combat_ = None
+        if self.config.harmonize:
+            self.combat_ = _finite_combat(fit_combat(numeric, X["center"]))
+            numeric[self.combat_["features"]] = apply_combat(numeric, X["center"], self.combat_)
+            log.add("harmonize", "-", "note", note=f"ComBat over centers {self.combat_['centers']} on "
+                    f"{len(self.combat_['features'])} features")
         self.feature_inputs_ = list(numeric.columns)
         self.center_ = numeric.mean().to_dict()
         self.scale_ = numeric.std(ddof=0).to_dict()
@@ -281,6 +289,10 @@ class CoxRiskModel:
             if not allow_extrapolation:
                 _check_range(raw[needed], self.training_range_)
             filled = raw.fillna(self.impute_)
+            if getattr(self, "combat_", None):
+                if "center" not in X:
+                    raise PredictionInputError("this model harmonizes features by center: give a center column")
+                filled[self.combat_["features"]] = apply_combat(filled, X["center"], self.combat_)
             parts.append((filled - pd.Series(self.center_)) / pd.Series(self.scale_))
         design = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=X.index)
         return design.reindex(columns=self.covariates_), imputed
@@ -321,6 +333,7 @@ class CoxRiskModel:
                 "center": self.center_,
                 "scale": self.scale_,
                 "training_range": {k: list(v) for k, v in self.training_range_.items()},
+                "combat": getattr(self, "combat_", None),
             },
             "covariates": self.covariates_,
             "coefficients": dict(zip(self.covariates_, map(float, self.coef_), strict=True)),
@@ -357,6 +370,7 @@ class CoxRiskModel:
         model.center_ = {k: float(v) for k, v in prep["center"].items()}
         model.scale_ = {k: float(v) for k, v in prep["scale"].items()}
         model.training_range_ = {k: (float(v[0]), float(v[1])) for k, v in prep["training_range"].items()}
+        model.combat_ = prep.get("combat")
         model.covariates_ = list(data["covariates"])
         model.coef_ = np.array([float(data["coefficients"][c]) for c in model.covariates_])
         model.hazard_ratios_ = pd.DataFrame(data["hazard_ratios"])
@@ -367,6 +381,19 @@ class CoxRiskModel:
         model.lasso_ = data.get("lasso")
         model.selection_log_ = pd.DataFrame(data.get("selection_log") or [])
         return model
+
+
+def _finite_combat(params: dict[str, Any]) -> dict[str, Any]:
+    """Keep only the features whose ComBat parameters are all finite (a feature constant within a center
+    has none); those are left unharmonized."""
+    arrays = [params["mean"], params["sd"], *params["gamma"].values(), *params["delta"].values()]
+    ok = np.all([np.isfinite(np.asarray(a, float)) for a in arrays], axis=0) & (np.asarray(params["sd"]) > 0)
+    ok &= np.all([np.asarray(d, float) > 0 for d in params["delta"].values()], axis=0)
+    keep = np.where(ok)[0]
+    pick = lambda values: [values[i] for i in keep]  # noqa: E731
+    return {**params, "features": pick(params["features"]), "mean": pick(params["mean"]), "sd": pick(params["sd"]),
+            "gamma": {c: pick(v) for c, v in params["gamma"].items()},
+            "delta": {c: pick(v) for c, v in params["delta"].items()}}
 
 
 def load_model(path: Path | str) -> CoxRiskModel:

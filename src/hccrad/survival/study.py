@@ -107,6 +107,12 @@ def fit_models(table: pd.DataFrame, config: ModelConfig, horizons: tuple[float, 
     if len(training) < 10 or training["pfs_event"].sum() < 5:
         raise ValueError(f"too few training patients to fit a model: {len(training)} patients, "
                          f"{int(training['pfs_event'].sum())} events")
+    if config.harmonize:
+        unseen = sorted(set(table["center"].astype(str)) - set(training["center"].astype(str)))
+        if unseen:
+            raise ValueError(f"harmonize: true needs every center in the training set, but {unseen} are only in "
+                             "validation (ComBat cannot harmonize a center it has not seen without learning from "
+                             "its patients); use a random split or harmonize: false")
     y = make_y(training["pfs_months"], training["pfs_event"])
     names, skipped = available_models(table, config)
     models: dict[str, CoxRiskModel] = {}
