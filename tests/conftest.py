@@ -54,3 +54,13 @@ def demo_cohort_features(tmp_path_factory):
     run = extract_features(study)
     assert run.failures.empty, run.failures
     return study, run.table
+
+
+@pytest.fixture(scope="session")
+def fitted_demo(demo_cohort_features, tmp_path_factory):
+    """The four models fitted on the demo cohort's training centers: (study, table, FittedStudy)."""
+    from hccrad.survival import ModelConfig, fit_models
+
+    study, table = demo_cohort_features
+    out = tmp_path_factory.mktemp("models")
+    return study, table, fit_models(table, ModelConfig(), out_dir=out)

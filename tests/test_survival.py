@@ -128,13 +128,6 @@ def test_cross_validated_lasso_picks_lambda_min_and_1se():
     assert ours == pytest.approx(reference.log_likelihood_, rel=1e-9)
 
 
-@pytest.fixture(scope="module")
-def fitted_demo(demo_cohort_features, tmp_path_factory):
-    study, table = demo_cohort_features
-    out = tmp_path_factory.mktemp("models")
-    return study, table, fit_models(table, ModelConfig(), out_dir=out)
-
-
 def c_index(predictions: pd.DataFrame, model: str, dataset: str) -> float:
     subset = predictions[predictions["dataset"] == dataset]
     return concordance_index(subset["pfs_months"], -subset[f"risk_{model}"], subset["pfs_event"])

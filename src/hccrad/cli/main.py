@@ -190,6 +190,35 @@ def fit(
     stdout.print(f"models written to {out_dir}")
 
 
+@app.command()
+def evaluate(
+    manifest: Path = typer.Argument(..., help="The study YAML."),
+    models: Path | None = typer.Option(None, help="Folder of `hccrad fit` (default: <output_dir>/models)."),
+    out: Path | None = typer.Option(None, help="Output folder (default: <output_dir>/evaluation)."),
+    bootstrap: int = typer.Option(500, help="Bootstrap resamples for the IPCW AUC, C-index and NRI/IDI CIs."),
+) -> None:
+    """Every statistic and figure of the results: ROC/AUC, DeLong, calibration, subgroups, risk groups."""
+    import pandas as pd
+
+    from hccrad.evaluate import EvaluationSettings, evaluate_study
+    from hccrad.survival import load_models
+
+    study = _load_study_or_exit(manifest)
+    models_dir = models or study.config.output_path / "models"
+    predictions_path = models_dir / "predictions.csv"
+    if not predictions_path.is_file():
+        raise fail(f"no predictions at {predictions_path}: run `hccrad fit` first")
+    fitted = load_models(models_dir)
+    predictions = pd.read_csv(predictions_path, index_col="patient_id")
+    predictions.index = predictions.index.astype(str)
+    settings = EvaluationSettings(horizons=tuple(study.config.horizons_months), n_bootstrap=bootstrap,
+                                  afp_cutoff=study.config.afp_cutoff_ng_ml)
+    out_dir = out or study.config.output_path / "evaluation"
+    with console.status("evaluating models"):
+        evaluation = evaluate_study(predictions, fitted, study.table(), settings, out_dir)
+    stdout.print(f"evaluation: {len(evaluation.tables)} tables, {len(evaluation.figures)} figure files in {out_dir}")
+
+
 def _read_patients(patients: Path | None, patient: str | None):
     import json
 

@@ -1,0 +1,226 @@
+"""Publication figures in one consistent style, written as PNG and SVG (text kept as text in SVG).
+
+Each figure prints the numbers of its table (AUCs, p-values, HRs) with the same rounding, so a reader (and
+the tests) can match figure and table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from hccrad.evaluate.discrimination import binary_outcome_at, roc_curve_points  # noqa: E402
+
+MODEL_COLORS = {"C": "#4C72B0", "T": "#DD8452", "T&L": "#55A868", "C-T&L": "#C44E52"}
+STYLE = {
+    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "figure.dpi": 110,
+    "savefig.dpi": 200, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",
+}
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    """The rounding shared by tables' display and figures."""
+    return "NA" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def fmt_p(p: float) -> str:
+    if p is None or not np.isfinite(p):
+        return "NA"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def p_label(p: float) -> str:
+    """``p=0.012`` or ``p<0.001``."""
+    text = fmt_p(p)
+    return f"p{text}" if text.startswith("<") else f"p={text}"
+
+
+def save(figure: plt.Figure, folder: Path, name: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for suffix in ("png", "svg"):
+        path = folder / f"{name}.{suffix}"
+        figure.savefig(path, bbox_inches="tight")
+        paths.append(path)
+    plt.close(figure)
+    return paths
+
+
+def forest_plot(hazards: pd.DataFrame, folder: Path, name: str = "hazard_ratios") -> list[Path]:
+    """Supplementary Figure 1: HR with 95% CI of every model's factors (log scale)."""
+    with plt.rc_context(STYLE):
+        models = list(dict.fromkeys(hazards["model"]))
+        heights = [max(1, (hazards["model"] == m).sum()) for m in models]
+        figure, axes = plt.subplots(len(models), 1, figsize=(8, 0.28 * sum(heights) + 1.2 * len(models)),
+                                    gridspec_kw={"height_ratios": heights}, squeeze=False)
+        for axis, model in zip(axes[:, 0], models, strict=True):
+            rows = hazards[hazards["model"] == model].reset_index(drop=True)
+            y = np.arange(len(rows))[::-1]
+            low = np.clip(rows["ci_low"], 1e-3, None)
+            high = np.clip(rows["ci_high"], None, 1e3)
+            axis.errorbar(rows["hr"], y, xerr=[rows["hr"] - low, high - rows["hr"]], fmt="s",
+                          color=MODEL_COLORS.get(model, "k"), capsize=2, markersize=4)
+            axis.axvline(1.0, color="grey", linewidth=0.8, linestyle="--")
+            axis.set_xscale("log")
+            axis.set_yticks(y)
+            axis.set_yticklabels([_short(c) for c in rows["covariate"]])
+            for yy, (_, row) in zip(y, rows.iterrows(), strict=True):
+                axis.annotate(f"{fmt(row['hr'], 2)} ({fmt(row['ci_low'], 2)}-{fmt(row['ci_high'], 2)}), "
+                              f"{p_label(row['p'])}", (1.01, yy), xycoords=("axes fraction", "data"),
+                              va="center", fontsize=7)
+            axis.set_title(f"{model} model", loc="left")
+        axes[-1, 0].set_xlabel("Hazard ratio (95% CI), log scale")
+        figure.tight_layout()
+        return save(figure, folder, name)
+
+
+def _short(name: str, width: int = 48) -> str:
+    return name if len(name) <= width else name[: width - 3] + "..."
+
+
+def roc_figure(predictions: pd.DataFrame, models: list[str], horizon: float, dataset: str,
+               aucs: pd.DataFrame, folder: Path, name: str) -> list[Path]:
+    """ROC curves (binary definition at the horizon) of several models, AUC with 95% CI in the legend."""
+    subset = predictions[predictions["dataset"] == dataset]
+    labels = binary_outcome_at(subset["pfs_months"], subset["pfs_event"], horizon)
+    keep = ~np.isnan(labels)
+    with plt.rc_context(STYLE):
+        figure, axis = plt.subplots(figsize=(4.2, 4.2))
+        for model in models:
+            row = aucs[(aucs["model"] == model) & (aucs["dataset"] == dataset) & (aucs["horizon"] == horizon)]
+            fpr, tpr = roc_curve_points(subset[f"risk_{model}"].to_numpy()[keep], labels[keep])
+            r = row.iloc[0]
+            axis.plot(fpr, tpr, color=MODEL_COLORS.get(model), label=f"{model}: AUC {fmt(r['auc_binary'])} "
+                      f"({fmt(r['auc_binary_ci_low'])}-{fmt(r['auc_binary_ci_high'])})")
+        axis.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":")
+        axis.set_xlabel("1 - specificity")
+        axis.set_ylabel("Sensitivity")
+        axis.set_title(f"{dataset.capitalize()}, {horizon:g}-month PFS")
+        axis.legend(loc="lower right")
+        return save(figure, folder, name)
+
+
+def calibration_axis(axis, groups: pd.DataFrame, smooth: pd.DataFrame | None, summary: dict, model: str) -> None:
+    color = MODEL_COLORS.get(model, "k")
+    below = groups["observed"] - groups["observed_ci_low"]
+    above = groups["observed_ci_high"] - groups["observed"]
+    axis.errorbar(groups["predicted"], groups["observed"], yerr=[below, above],
+                  fmt="o", color=color, capsize=2, markersize=4,
+                  label=f"{model}: ICI {fmt(summary['ici'])}, slope {fmt(summary['slope'], 2)}")
+    if smooth is not None:
+        order = np.argsort(smooth["predicted"].to_numpy())
+        axis.plot(smooth["predicted"].to_numpy()[order], smooth["observed"].to_numpy()[order], color=color,
+                  linewidth=1)
+    axis.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("Predicted probability of progression")
+    axis.set_ylabel("Observed (Kaplan-Meier)")
+
+
+def calibration_figure(entries: list[tuple[str, pd.DataFrame, pd.DataFrame, dict]], title: str, folder: Path,
+                       name: str) -> list[Path]:
+    with plt.rc_context(STYLE):
+        figure, axis = plt.subplots(figsize=(4.2, 4.2))
+        for model, groups, smooth, summary in entries:
+            calibration_axis(axis, groups, smooth, summary, model)
+        axis.set_title(title)
+        axis.legend(loc="upper left")
+        return save(figure, folder, name)
+
+
+def box_figure(predictions: pd.DataFrame, models: list[str], horizon: float, dataset: str,
+               stats_table: pd.DataFrame, folder: Path, name: str) -> list[Path]:
+    """Supplementary Figure 3: risk scores of patients with vs without progression by the horizon."""
+    subset = predictions[predictions["dataset"] == dataset]
+    labels = binary_outcome_at(subset["pfs_months"], subset["pfs_event"], horizon)
+    with plt.rc_context(STYLE):
+        figure, axes = plt.subplots(1, len(models), figsize=(2.6 * len(models), 3.4), squeeze=False)
+        for axis, model in zip(axes[0], models, strict=True):
+            scores = subset[f"risk_{model}"].to_numpy()
+            data = [scores[labels == 1], scores[labels == 0]]
+            axis.boxplot(data, widths=0.6)
+            axis.set_xticks([1, 2])
+            axis.set_xticklabels([f"PD <= {horizon:g} m", f"no PD > {horizon:g} m"])
+            row = stats_table[(stats_table["model"] == model) & (stats_table["dataset"] == dataset)
+                              & (stats_table["horizon"] == horizon)].iloc[0]
+            axis.set_title(f"{model}: Mann-Whitney {p_label(row['mann_whitney_p'])}")
+            axis.set_ylabel("Risk score")
+        figure.suptitle(f"{dataset.capitalize()} set")
+        figure.tight_layout()
+        return save(figure, folder, name)
+
+
+def subgroup_figure(rows: pd.DataFrame, tests: pd.DataFrame, title: str, folder: Path, name: str) -> list[Path]:
+    """Supplementary Figure 4: AUC (95% CI) of C-T&L within subgroups, with the heterogeneity p per factor."""
+    rows = rows.reset_index(drop=True)
+    with plt.rc_context(STYLE):
+        figure, axis = plt.subplots(figsize=(6.5, 0.32 * len(rows) + 1.2))
+        y = np.arange(len(rows))[::-1]
+        valid = rows["auc"].notna().to_numpy()
+        axis.errorbar(rows["auc"][valid], y[valid], xerr=[(rows["auc"] - rows["ci_low"])[valid],
+                                                         (rows["ci_high"] - rows["auc"])[valid]],
+                      fmt="o", color=MODEL_COLORS["C-T&L"], capsize=2, markersize=4)
+        labels = []
+        for _, row in rows.iterrows():
+            labels.append(f"{row['factor']}: {row['subgroup']} (n={row['n']})")
+        axis.set_yticks(y)
+        axis.set_yticklabels(labels)
+        for yy, (_, row) in zip(y, rows.iterrows(), strict=True):
+            axis.annotate(fmt(row["auc"]), (1.01, yy), xycoords=("axes fraction", "data"), va="center", fontsize=7)
+        axis.axvline(0.5, color="grey", linewidth=0.8, linestyle=":")
+        axis.set_xlim(0, 1)
+        axis.set_xlabel("AUC (95% CI)")
+        notes = "; ".join(f"{r['factor']} {p_label(r['p'])}" for _, r in tests.iterrows())
+        axis.set_title(f"{title}\nheterogeneity: {notes}", fontsize=8)
+        return save(figure, folder, name)
+
+
+def km_figure(predictions: pd.DataFrame, model: str, dataset: str, logrank: dict, folder: Path,
+              name: str) -> list[Path]:
+    """Kaplan-Meier PFS of the high- and low-risk groups with the log-rank p and numbers at risk."""
+    from lifelines import KaplanMeierFitter
+    from lifelines.plotting import add_at_risk_counts
+
+    subset = predictions[predictions["dataset"] == dataset]
+    with plt.rc_context(STYLE):
+        figure, axis = plt.subplots(figsize=(5, 4.2))
+        fitters = []
+        for group, color in (("low", "#4C72B0"), ("high", "#C44E52")):
+            mask = subset[f"group_{model}"] == group
+            if not mask.any():
+                continue
+            fitter = KaplanMeierFitter(label=f"{group} risk (n={int(mask.sum())})")
+            fitter.fit(subset.loc[mask, "pfs_months"], subset.loc[mask, "pfs_event"])
+            fitter.plot_survival_function(ax=axis, color=color, ci_show=True)
+            fitters.append(fitter)
+        axis.set_title(f"{model} model, {dataset} set: log-rank {p_label(logrank['logrank_p'])}")
+        axis.set_xlabel("Months")
+        axis.set_ylabel("Progression-free survival")
+        axis.set_ylim(0, 1.02)
+        if fitters:
+            add_at_risk_counts(*fitters, ax=axis, rows_to_show=["At risk"])
+        figure.tight_layout()
+        return save(figure, folder, name)
+
+
+def decision_figure(curves: pd.DataFrame, title: str, folder: Path, name: str) -> list[Path]:
+    with plt.rc_context(STYLE):
+        figure, axis = plt.subplots(figsize=(5, 3.8))
+        for model, rows in curves.groupby("model", sort=False):
+            style = {"all": dict(color="grey", linestyle="--"), "none": dict(color="black", linestyle=":")}.get(
+                model, dict(color=MODEL_COLORS.get(model)))
+            axis.plot(rows["threshold"], rows["net_benefit"], label=model, **style)
+        top = curves["net_benefit"].max()
+        axis.set_ylim(-0.05, max(0.05, top * 1.1))
+        axis.set_xlabel("Threshold probability of progression")
+        axis.set_ylabel("Net benefit")
+        axis.set_title(title)
+        axis.legend()
+        return save(figure, folder, name)

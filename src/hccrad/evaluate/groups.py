@@ -1,0 +1,100 @@
+"""Subgroups, risk groups, risk-score distributions and decision curves."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from hccrad.evaluate.discrimination import binary_outcome_at, delong_auc
+
+
+def subgroup_definitions(table: pd.DataFrame, afp_cutoff: float = 400.0) -> dict[str, pd.Series]:
+    """The paper's subgroup factors as labelled Series: AFP level, BCLC stage, Child-Pugh grade, treatment."""
+    afp = pd.to_numeric(table["afp"], errors="coerce")
+    return {
+        "AFP level": pd.Series(np.where(afp.isna(), None, np.where(afp >= afp_cutoff, f">= {afp_cutoff:g} ng/mL",
+                                                                    f"< {afp_cutoff:g} ng/mL")), index=table.index),
+        "BCLC stage": table["bclc"].map({"0": "0/A", "A": "0/A", "B": "B", "C": "C/D", "D": "C/D"}),
+        "Child-Pugh grade": table["child_pugh"].map({"A": "A", "B": "B/C", "C": "B/C"}),
+        "Treatment style": table["treatment"],
+    }
+
+
+def subgroup_auc(table: pd.DataFrame, score_column: str, horizon: float, afp_cutoff: float = 400.0
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Binary AUC at ``horizon`` within each subgroup, and a test that it does not differ between the
+    subgroups of a factor (Cochran's Q over independent subgroups with DeLong variances, df = k - 1)."""
+    outcome = binary_outcome_at(table["pfs_months"], table["pfs_event"], horizon)
+    rows, tests = [], []
+    for factor, labels in subgroup_definitions(table, afp_cutoff).items():
+        estimates = []
+        for level in sorted(labels.dropna().unique(), key=str):
+            mask = (labels == level).to_numpy() & ~np.isnan(outcome)
+            y = outcome[mask]
+            row = {"factor": factor, "subgroup": level, "n": int(mask.sum()), "cases": int((y == 1).sum()),
+                   "controls": int((y == 0).sum()), "auc": np.nan, "ci_low": np.nan, "ci_high": np.nan}
+            if row["cases"] >= 2 and row["controls"] >= 2:
+                result = delong_auc(table[score_column].to_numpy()[mask], y)
+                row.update(auc=result.auc, ci_low=result.ci_low, ci_high=result.ci_high)
+                if result.se > 0:
+                    estimates.append((result.auc, result.se))
+            rows.append(row)
+        if len(estimates) >= 2:
+            aucs, ses = np.array(estimates).T
+            weights = 1 / ses**2
+            pooled = np.sum(weights * aucs) / weights.sum()
+            q = float(np.sum(weights * (aucs - pooled) ** 2))
+            tests.append({"factor": factor, "q": q, "df": len(aucs) - 1, "p": float(stats.chi2.sf(q, len(aucs) - 1))})
+        else:
+            tests.append({"factor": factor, "q": np.nan, "df": 0, "p": np.nan})
+    return pd.DataFrame(rows), pd.DataFrame(tests)
+
+
+def risk_score_by_outcome(table: pd.DataFrame, score_column: str, horizon: float) -> dict[str, float]:
+    """Risk scores of patients with progression by ``horizon`` vs progression-free beyond it (Mann-Whitney)."""
+    outcome = binary_outcome_at(table["pfs_months"], table["pfs_event"], horizon)
+    scores = table[score_column].to_numpy(float)
+    progressed, free = scores[outcome == 1], scores[outcome == 0]
+    p = float(stats.mannwhitneyu(progressed, free, alternative="two-sided").pvalue) if len(progressed) and len(
+        free) else np.nan
+    return {"n_progressed": len(progressed), "n_free": len(free),
+            "median_progressed": float(np.median(progressed)) if len(progressed) else np.nan,
+            "median_free": float(np.median(free)) if len(free) else np.nan, "mann_whitney_p": p}
+
+
+def risk_group_logrank(table: pd.DataFrame, group_column: str) -> dict[str, float]:
+    """Log-rank test of PFS between the high- and low-risk groups, with each group's median PFS."""
+    from lifelines import KaplanMeierFitter
+    from lifelines.statistics import logrank_test
+
+    high = (table[group_column] == "high").to_numpy()
+    low = (table[group_column] == "low").to_numpy()
+    time, event = table["pfs_months"].to_numpy(float), table["pfs_event"].to_numpy(int)
+    result = {"n_high": int(high.sum()), "n_low": int(low.sum()), "logrank_p": np.nan,
+              "median_pfs_high": np.nan, "median_pfs_low": np.nan}
+    if high.any() and low.any():
+        result["logrank_p"] = float(logrank_test(time[high], time[low], event[high], event[low]).p_value)
+        result["median_pfs_high"] = float(KaplanMeierFitter().fit(time[high], event[high]).median_survival_time_)
+        result["median_pfs_low"] = float(KaplanMeierFitter().fit(time[low], event[low]).median_survival_time_)
+    return result
+
+
+def decision_curve(table: pd.DataFrame, risk_columns: dict[str, str], horizon: float,
+                   thresholds: np.ndarray | None = None) -> pd.DataFrame:
+    """Net benefit vs threshold probability at ``horizon`` (dcurves, survival outcome), with treat-all/none."""
+    import dcurves
+
+    thresholds = thresholds if thresholds is not None else np.round(np.arange(0.05, 0.96, 0.05), 2)
+    data = pd.DataFrame({"time": table["pfs_months"].to_numpy(float), "event": table["pfs_event"].to_numpy(int)})
+    for name, column in risk_columns.items():
+        data[name] = table[column].to_numpy(float)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        result = dcurves.dca(data=data, outcome="event", modelnames=list(risk_columns), thresholds=thresholds,
+                             time=horizon, time_to_outcome_col="time")
+    return result[["model", "threshold", "net_benefit"]].reset_index(drop=True)

@@ -1,0 +1,357 @@
+"""`hccrad evaluate`: every statistic and figure of the paper's results, per data set and horizon.
+
+Output folder (``<output_dir>/evaluation``): ``tables/*.csv`` and ``figures/*.png|svg``, listed in
+docs/evaluation.md, plus ``evaluation.json`` with the settings and the list of files.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hccrad.evaluate import figures
+from hccrad.evaluate.calibration import brier_scores, calibration_summary, grouped_calibration, smooth_observed_risk
+from hccrad.evaluate.comparison import delong_test, likelihood_ratio_test, nri_idi_with_ci
+from hccrad.evaluate.discrimination import (
+    binary_outcome_at,
+    bootstrap_ci,
+    delong_auc,
+    harrell_c,
+    ipcw_auc_with_ci,
+    uno_c,
+)
+from hccrad.evaluate.groups import decision_curve, risk_group_logrank, risk_score_by_outcome, subgroup_auc
+from hccrad.io.files import write_atomic
+from hccrad.survival.coxmath import partial_loglik, step_value
+from hccrad.survival.model import CoxRiskModel
+
+#: Pairs of Supplementary Table 4 (first vs second).
+PAPER_COMPARISONS = (("T", "T&L"), ("C", "C-T&L"), ("T&L", "C-T&L"))
+DATASETS = ("training", "validation")
+
+
+@dataclass
+class EvaluationSettings:
+    horizons: tuple[float, ...] = (6.0, 12.0)
+    n_bootstrap: int = 500
+    calibration_groups: int = 5
+    seed: int = 20240601
+    afp_cutoff: float = 400.0
+
+
+@dataclass
+class Evaluation:
+    tables: dict[str, pd.DataFrame]
+    figures: list[Path] = field(default_factory=list)
+    out_dir: Path | None = None
+
+
+def _subset(predictions: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    return predictions[predictions["dataset"] == dataset]
+
+
+def _scored(frame: pd.DataFrame, model: str) -> pd.DataFrame:
+    return frame[frame[f"risk_{model}"].notna()]
+
+
+def discrimination_table(predictions, models, settings) -> pd.DataFrame:
+    rows = []
+    for model in models:
+        for dataset in DATASETS:
+            subset = _scored(_subset(predictions, dataset), model)
+            time, event = subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int)
+            scores = subset[f"risk_{model}"].to_numpy(float)
+            for horizon in settings.horizons:
+                labels = binary_outcome_at(time, event, horizon)
+                keep = ~np.isnan(labels)
+                row = {"model": model, "dataset": dataset, "horizon": horizon}
+                if keep.any() and 0 < labels[keep].sum() < keep.sum():
+                    binary = delong_auc(scores[keep], labels[keep])
+                    row.update(auc_binary=binary.auc, auc_binary_ci_low=binary.ci_low,
+                               auc_binary_ci_high=binary.ci_high, n_cases=binary.n_cases,
+                               n_controls=binary.n_controls)
+                else:
+                    row.update(auc_binary=np.nan, auc_binary_ci_low=np.nan, auc_binary_ci_high=np.nan,
+                               n_cases=int(np.nansum(labels == 1)), n_controls=int(np.nansum(labels == 0)))
+                ipcw = ipcw_auc_with_ci(time, event, scores, horizon, settings.n_bootstrap, settings.seed)
+                row.update(auc_ipcw=ipcw.auc, auc_ipcw_ci_low=ipcw.ci_low, auc_ipcw_ci_high=ipcw.ci_high)
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def concordance_table(predictions, models, settings) -> pd.DataFrame:
+    rows = []
+    for model in models:
+        for dataset in DATASETS:
+            subset = _scored(_subset(predictions, dataset), model)
+            time, event = subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int)
+            scores = subset[f"risk_{model}"].to_numpy(float)
+            if event.sum() == 0:
+                continue
+            tau = float(max(settings.horizons))
+            harrell = harrell_c(time, event, scores)
+            uno = uno_c(time, event, scores, tau)
+            harrell_ci = bootstrap_ci(
+                lambda i, t=time, e=event, s=scores: harrell_c(t[i], e[i], s[i]) if e[i].sum() else np.nan,
+                len(time), settings.n_bootstrap, settings.seed)
+            uno_ci = bootstrap_ci(
+                lambda i, t=time, e=event, s=scores, u=tau: _safe(lambda: uno_c(t[i], e[i], s[i], u)),
+                len(time), max(100, settings.n_bootstrap // 5), settings.seed)
+            rows.append({"model": model, "dataset": dataset, "n": len(time), "events": int(event.sum()),
+                         "harrell_c": harrell, "harrell_ci_low": harrell_ci[0], "harrell_ci_high": harrell_ci[1],
+                         "uno_c": uno, "uno_tau_months": tau, "uno_ci_low": uno_ci[0], "uno_ci_high": uno_ci[1]})
+    return pd.DataFrame(rows)
+
+
+def _safe(function):
+    try:
+        return function()
+    except Exception:  # a bootstrap sample without usable pairs
+        return np.nan
+
+
+def delong_table(predictions, models, settings) -> pd.DataFrame:
+    rows = []
+    for first, second in PAPER_COMPARISONS:
+        if first not in models or second not in models:
+            continue
+        for dataset in DATASETS:
+            subset = _scored(_scored(_subset(predictions, dataset), first), second)
+            for horizon in settings.horizons:
+                labels = binary_outcome_at(subset["pfs_months"], subset["pfs_event"], horizon)
+                keep = ~np.isnan(labels)
+                if not keep.any() or labels[keep].min() == labels[keep].max():
+                    continue
+                test = delong_test(subset[f"risk_{first}"].to_numpy()[keep], subset[f"risk_{second}"].to_numpy()[keep],
+                                   labels[keep])
+                rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon,
+                             "auc_first": test.auc_1, "auc_second": test.auc_2, "difference": test.difference,
+                             "ci_low": test.ci_low, "ci_high": test.ci_high, "z": test.z, "p": test.p,
+                             "n_cases": test.n_cases, "n_controls": test.n_controls})
+    return pd.DataFrame(rows)
+
+
+def lrt_table(predictions, fitted: dict[str, CoxRiskModel]) -> pd.DataFrame:
+    """Likelihood-ratio tests between nested models on the training set (where they were fitted)."""
+    training = _subset(predictions, "training")
+    time, event = training["pfs_months"].to_numpy(float), training["pfs_event"].to_numpy(int)
+    rows = []
+    for reduced, full in (("C", "C-T&L"), ("T", "T&L"), ("T", "C-T&L"), ("T&L", "C-T&L")):
+        if reduced not in fitted or full not in fitted:
+            continue
+        nested = set(fitted[reduced].covariates_) < set(fitted[full].covariates_)
+        row = {"reduced": reduced, "full": full, "nested": nested, "statistic": np.nan, "df": np.nan, "p": np.nan}
+        if nested:
+            ll_reduced = partial_loglik(time, event, training[f"risk_{reduced}"].to_numpy(float))
+            ll_full = partial_loglik(time, event, training[f"risk_{full}"].to_numpy(float))
+            df = len(fitted[full].covariates_) - len(fitted[reduced].covariates_)
+            statistic, p = likelihood_ratio_test(ll_reduced, ll_full, df)
+            row.update(statistic=statistic, df=df, p=p)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def risk_at(predictions: pd.DataFrame, model: str, horizon: float) -> np.ndarray:
+    return 1.0 - predictions[f"pfs_{horizon:g}m_{model}"].to_numpy(float)
+
+
+def nri_table(predictions, models, settings) -> pd.DataFrame:
+    rows = []
+    for first, second in PAPER_COMPARISONS:
+        if first not in models or second not in models:
+            continue
+        for dataset in DATASETS:
+            subset = _scored(_scored(_subset(predictions, dataset), first), second)
+            for horizon in settings.horizons:
+                labels = binary_outcome_at(subset["pfs_months"], subset["pfs_event"], horizon)
+                keep = ~np.isnan(labels)
+                if not keep.any() or labels[keep].min() == labels[keep].max():
+                    continue
+                result = nri_idi_with_ci(risk_at(subset, first, horizon)[keep], risk_at(subset, second, horizon)[keep],
+                                         labels[keep], settings.n_bootstrap, settings.seed)
+                rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon, **result})
+    return pd.DataFrame(rows)
+
+
+def calibration_tables(predictions, models, settings):
+    summary_rows, group_rows, smooth_rows = [], [], []
+    for model in models:
+        for dataset in DATASETS:
+            subset = _scored(_subset(predictions, dataset), model)
+            time, event = subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int)
+            for horizon in settings.horizons:
+                risk = risk_at(subset, model, horizon)
+                key = {"model": model, "dataset": dataset, "horizon": horizon}
+                try:
+                    summary = calibration_summary(time, event, subset[f"risk_{model}"].to_numpy(float), risk, horizon)
+                    observed = smooth_observed_risk(time, event, risk, horizon)
+                except Exception as exc:  # too few events for the smooth curve: report why
+                    summary, observed = {"note": f"not estimable: {exc}"}, None
+                summary_rows.append({**key, **summary})
+                groups = grouped_calibration(time, event, risk, horizon, settings.calibration_groups)
+                group_rows.extend({**key, **row} for row in groups.to_dict("records"))
+                if observed is not None:
+                    smooth_rows.extend({**key, "patient_id": pid, "predicted": p, "observed": o}
+                                       for pid, p, o in zip(subset.index, risk, observed, strict=True))
+    return pd.DataFrame(summary_rows), pd.DataFrame(group_rows), pd.DataFrame(smooth_rows)
+
+
+def brier_table(predictions, fitted, settings) -> pd.DataFrame:
+    rows = []
+    grid = np.linspace(0.5, max(settings.horizons) * 1.5, 40)
+    for name, model in fitted.items():
+        for dataset in DATASETS:
+            subset = _scored(_subset(predictions, dataset), name)
+            scores = subset[f"risk_{name}"].to_numpy(float)
+            cumhaz = step_value(model.baseline_times_, model.baseline_cumhaz_, grid)
+            survival = pd.DataFrame(np.exp(-np.outer(np.exp(scores), cumhaz)), columns=grid, index=subset.index)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                values = _safe(lambda s=subset, v=survival: brier_scores(s["pfs_months"], s["pfs_event"], v,
+                                                                        list(settings.horizons)))
+            rows.append({"model": name, "dataset": dataset, **(values if isinstance(values, dict) else {})})
+    return pd.DataFrame(rows)
+
+
+def box_table(predictions, models, settings) -> pd.DataFrame:
+    rows = []
+    for model in models:
+        for dataset in DATASETS:
+            subset = _scored(_subset(predictions, dataset), model)
+            for horizon in settings.horizons:
+                rows.append({"model": model, "dataset": dataset, "horizon": horizon,
+                             **risk_score_by_outcome(subset, f"risk_{model}", horizon)})
+    return pd.DataFrame(rows)
+
+
+def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], clinical: pd.DataFrame | None = None,
+                   settings: EvaluationSettings | None = None, out_dir: Path | None = None) -> Evaluation:
+    """Compute every table (and, with ``out_dir``, every figure) of the results.
+
+    Parameters
+    ----------
+    predictions
+        ``predictions.csv`` of the models stage (dataset, pfs_months, pfs_event, risk_*, group_*, pfs_*m_*).
+    fitted
+        The fitted models (artifacts), for hazard ratios, baseline survival and the LR tests.
+    clinical
+        Clinical columns (afp, bclc, child_pugh, treatment) per patient, for the subgroup analysis.
+    """
+    settings = settings or EvaluationSettings()
+    models = [m for m in ("C", "T", "T&L", "C-T&L") if m in fitted and f"risk_{m}" in predictions]
+    tables: dict[str, pd.DataFrame] = {}
+    hazards = []
+    for name in models:
+        frame = fitted[name].hazard_ratios_.copy()
+        frame.insert(0, "model", name)
+        hazards.append(frame)
+    tables["hazard_ratios"] = pd.concat(hazards, ignore_index=True)
+    tables["discrimination"] = discrimination_table(predictions, models, settings)
+    tables["concordance"] = concordance_table(predictions, models, settings)
+    tables["delong"] = delong_table(predictions, models, settings)
+    tables["likelihood_ratio"] = lrt_table(predictions, fitted)
+    tables["nri_idi"] = nri_table(predictions, models, settings)
+    tables["calibration"], tables["calibration_groups"], tables["calibration_smooth"] = calibration_tables(
+        predictions, models, settings)
+    tables["brier"] = brier_table(predictions, {m: fitted[m] for m in models}, settings)
+    tables["risk_score_boxes"] = box_table(predictions, models, settings)
+    tables["risk_groups"] = pd.DataFrame([{"model": m, "dataset": d,
+                                           **risk_group_logrank(_scored(_subset(predictions, d), m), f"group_{m}")}
+                                          for m in models for d in DATASETS])
+    curves = []
+    for dataset in DATASETS:
+        subset = _subset(predictions, dataset).dropna(subset=[f"risk_{m}" for m in models])
+        for horizon in settings.horizons:
+            curve = _safe(lambda s=subset, h=horizon: decision_curve(
+                s.assign(**{f"_risk_{m}": risk_at(s, m, h) for m in models}), {m: f"_risk_{m}" for m in models}, h))
+            if isinstance(curve, pd.DataFrame):
+                curves.append(curve.assign(dataset=dataset, horizon=horizon))
+    tables["decision_curves"] = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+    if clinical is not None and "C-T&L" in models:
+        merged = predictions.join(clinical[["afp", "bclc", "child_pugh", "treatment"]], how="left")
+        subgroup_rows, test_rows = [], []
+        for dataset in DATASETS:
+            for horizon in settings.horizons:
+                rows, tests = subgroup_auc(_scored(_subset(merged, dataset), "C-T&L"), "risk_C-T&L", horizon,
+                                           settings.afp_cutoff)
+                subgroup_rows.append(rows.assign(dataset=dataset, horizon=horizon))
+                test_rows.append(tests.assign(dataset=dataset, horizon=horizon))
+        tables["subgroups"] = pd.concat(subgroup_rows, ignore_index=True)
+        tables["subgroup_tests"] = pd.concat(test_rows, ignore_index=True)
+    evaluation = Evaluation(tables, [], out_dir)
+    if out_dir is not None:
+        write_evaluation(evaluation, predictions, models, settings)
+    return evaluation
+
+
+def write_evaluation(evaluation: Evaluation, predictions: pd.DataFrame, models: list[str],
+                     settings: EvaluationSettings) -> None:
+    out_dir = Path(evaluation.out_dir)
+    tables_dir, figures_dir = out_dir / "tables", out_dir / "figures"
+    for name, table in evaluation.tables.items():
+        write_atomic(tables_dir / f"{name}.csv", table.to_csv(index=False))
+    tables = evaluation.tables
+    paths = figures.forest_plot(tables["hazard_ratios"], figures_dir)
+    for horizon in settings.horizons:
+        for dataset in DATASETS:
+            tag = f"{dataset}_{horizon:g}m"
+            paths += figures.roc_figure(predictions, models, horizon, dataset, tables["discrimination"], figures_dir,
+                                        f"roc_all_{tag}")
+            pair = [m for m in ("T", "T&L") if m in models]
+            if pair:
+                paths += figures.roc_figure(predictions, pair, horizon, dataset, tables["discrimination"], figures_dir,
+                                            f"roc_T_vs_TL_{tag}")
+            for group_name, group in (("T_vs_TL", pair), ("all", models)):
+                entries = _calibration_entries(tables, group, dataset, horizon)
+                if entries:
+                    paths += figures.calibration_figure(entries, f"{dataset.capitalize()}, {horizon:g}-month PFS",
+                                                        figures_dir, f"calibration_{group_name}_{tag}")
+            box_models = [m for m in ("C", "T&L", "C-T&L") if m in models]
+            if box_models:
+                paths += figures.box_figure(predictions, box_models, horizon, dataset, tables["risk_score_boxes"],
+                                            figures_dir, f"risk_boxes_{tag}")
+            if "subgroups" in tables:
+                rows = tables["subgroups"][(tables["subgroups"]["dataset"] == dataset)
+                                           & (tables["subgroups"]["horizon"] == horizon)]
+                tests = tables["subgroup_tests"][(tables["subgroup_tests"]["dataset"] == dataset)
+                                                 & (tables["subgroup_tests"]["horizon"] == horizon)]
+                paths += figures.subgroup_figure(rows, tests, f"C-T&L subgroups, {dataset}, {horizon:g} months",
+                                                 figures_dir, f"subgroups_{tag}")
+            curves = tables["decision_curves"]
+            if len(curves):
+                rows = curves[(curves["dataset"] == dataset) & (curves["horizon"] == horizon)]
+                if len(rows):
+                    paths += figures.decision_figure(rows, f"Decision curves, {dataset}, {horizon:g} months",
+                                                     figures_dir, f"decision_{tag}")
+    for model in models:
+        for dataset in DATASETS:
+            logrank = tables["risk_groups"][(tables["risk_groups"]["model"] == model)
+                                            & (tables["risk_groups"]["dataset"] == dataset)].iloc[0].to_dict()
+            paths += figures.km_figure(predictions, model, dataset, logrank, figures_dir,
+                                       f"km_{model.replace('&', '_')}_{dataset}")
+    evaluation.figures = paths
+    write_atomic(out_dir / "evaluation.json", json.dumps({
+        "settings": settings.__dict__, "models": models,
+        "tables": sorted(f"tables/{name}.csv" for name in tables),
+        "figures": sorted(str(p.relative_to(out_dir)) for p in paths)}, indent=2, default=str))
+
+
+def _calibration_entries(tables, models, dataset, horizon):
+    entries = []
+    for model in models:
+        key = (tables["calibration"]["model"] == model) & (tables["calibration"]["dataset"] == dataset) & (
+            tables["calibration"]["horizon"] == horizon)
+        summary = tables["calibration"][key]
+        if summary.empty or "ici" not in summary or not np.isfinite(summary["ici"].iloc[0]):
+            continue
+        groups = tables["calibration_groups"]
+        groups = groups[(groups["model"] == model) & (groups["dataset"] == dataset) & (groups["horizon"] == horizon)]
+        smooth = tables["calibration_smooth"]
+        smooth = smooth[(smooth["model"] == model) & (smooth["dataset"] == dataset) & (smooth["horizon"] == horizon)]
+        entries.append((model, groups, smooth if len(smooth) else None, summary.iloc[0].to_dict()))
+    return entries

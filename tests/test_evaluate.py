@@ -1,0 +1,289 @@
+"""Evaluation statistics against R (timeROC, pROC), independent computation, simulation truth and
+textbook cases; the study-level tables and figures."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from lifelines import CoxPHFitter
+from lifelines.datasets import load_rossi
+from scipy import stats
+
+from hccrad.evaluate import EvaluationSettings, evaluate_study
+from hccrad.evaluate.calibration import brier_scores, calibration_summary
+from hccrad.evaluate.comparison import delong_test, likelihood_ratio_test, nri_idi
+from hccrad.evaluate.discrimination import binary_outcome_at, delong_auc, delong_components, ipcw_auc
+from hccrad.evaluate.groups import decision_curve, subgroup_auc
+from hccrad.survival.coxmath import partial_loglik
+
+from .conftest import shared_path
+
+
+def test_ipcw_auc_reproduces_r_timeroc_on_the_six_benchmark_cases():
+    cases = json.loads(shared_path("reference", "stats", "torchsurv_benchmark_auc_R.json").read_text())
+    for case in cases:
+        time, event = np.array(case["test_time"], float), np.array(case["test_status"], int)
+        scores = np.array(case["estimate"], float)
+        ours = [ipcw_auc(time, event, scores, horizon) for horizon in case["times_se"]]
+        # timeROC's values are printed to 4 decimals.
+        np.testing.assert_allclose(ours, case["auc_cd_Uno_timeROC"], atol=1e-4 + 1e-9)
+
+
+@pytest.fixture(scope="module")
+def asah():
+    data = pd.read_csv(shared_path("reference", "stats", "aSAH.csv"))
+    return data, (data["outcome"] == "Poor").astype(int).to_numpy()
+
+
+def test_delong_auc_and_ci_equal_proc_on_asah(asah):
+    data, labels = asah
+    # pROC: auc(aSAH$outcome, aSAH$s100b) = 0.7314, 95% CI 0.6301-0.8326 (DeLong); wfns 0.8237; ndka 0.6120.
+    s100b = delong_auc(data["s100b"], labels)
+    assert s100b.auc == pytest.approx(0.7314, abs=5e-5)
+    assert (s100b.ci_low, s100b.ci_high) == pytest.approx((0.6301, 0.8326), abs=5e-5)
+    assert delong_auc(data["wfns"], labels).auc == pytest.approx(0.8237, abs=5e-5)
+    assert delong_auc(data["ndka"], labels).auc == pytest.approx(0.6120, abs=5e-5)
+    # Mann-Whitney: AUC = U / (m n).
+    cases, controls = data["s100b"][labels == 1], data["s100b"][labels == 0]
+    u = stats.mannwhitneyu(cases, controls).statistic
+    assert s100b.auc == pytest.approx(u / (len(cases) * len(controls)))
+
+
+def test_delong_paired_test_equals_proc_and_independent_computation(asah):
+    data, labels = asah
+    # pROC: roc.test(roc(outcome, s100b), roc(outcome, wfns)): Z = -2.209, p = 0.02718 (sign: s100b - wfns).
+    test = delong_test(data["s100b"], data["wfns"], labels)
+    assert test.z == pytest.approx(2.209, abs=5e-4) and test.p == pytest.approx(0.02718, abs=5e-5)
+    # roc.test(s100b, ndka): Z = 1.3908, p = 0.1643.
+    other = delong_test(data["s100b"], data["ndka"], labels)
+    assert abs(other.z) == pytest.approx(1.3908, abs=5e-4) and other.p == pytest.approx(0.1643, abs=5e-4)
+    # Structural components by their definition (O(m n) loops) equal the midrank algorithm's.
+    _, v10, v01 = delong_components(data["wfns"], labels)
+    scores = data["wfns"].to_numpy()
+    cases, controls = scores[labels == 1], scores[labels == 0]
+    psi = (cases[:, None] > controls[None, :]) + 0.5 * (cases[:, None] == controls[None, :])
+    np.testing.assert_allclose(v10, psi.mean(axis=1))
+    np.testing.assert_allclose(v01, psi.mean(axis=0))
+    # A large stratified bootstrap agrees with DeLong's standard error of the difference.
+    rng = np.random.default_rng(1)
+    case_index, control_index = np.where(labels == 1)[0], np.where(labels == 0)[0]
+    differences = []
+    for _ in range(2000):
+        index = np.concatenate([rng.choice(case_index, len(case_index)), rng.choice(control_index, len(control_index))])
+        y = labels[index]
+        differences.append(delong_components(data["wfns"].to_numpy()[index], y)[0]
+                           - delong_components(data["s100b"].to_numpy()[index], y)[0])
+    delong_se = (test.ci_high - test.ci_low) / (2 * 1.959964)
+    assert np.std(differences) == pytest.approx(delong_se, rel=0.1)
+
+
+def test_binary_outcome_excludes_patients_censored_before_the_horizon():
+    time = np.array([2.0, 5.0, 6.0, 7.0, 4.0, 9.0])
+    event = np.array([1, 0, 1, 1, 1, 0])
+    np.testing.assert_array_equal(binary_outcome_at(time, event, 6.0), [1, np.nan, 1, 0, 1, 0])
+
+
+def test_likelihood_ratio_test_equals_lifelines_refits():
+    rossi = load_rossi()
+    full = CoxPHFitter().fit(rossi, "week", "arrest")
+    reduced = CoxPHFitter().fit(rossi[["week", "arrest", "fin", "age"]], "week", "arrest")
+    # The models' own linear predictors; Breslow partial likelihood equals Efron's up to ties, so compare with
+    # the Breslow fits' likelihoods.
+    full_b = CoxPHFitter().fit(rossi, "week", "arrest")
+    lp_full = rossi.drop(columns=["week", "arrest"]).to_numpy() @ full_b.params_.to_numpy()
+    lp_reduced = rossi[["fin", "age"]].to_numpy() @ reduced.params_.to_numpy()
+    ll_full = partial_loglik(rossi["week"], rossi["arrest"], lp_full)
+    ll_reduced = partial_loglik(rossi["week"], rossi["arrest"], lp_reduced)
+    statistic, p = likelihood_ratio_test(ll_reduced, ll_full, 5)
+    reference = 2 * (full.log_likelihood_ - reduced.log_likelihood_)
+    assert statistic == pytest.approx(reference, rel=0.02)
+    assert p == pytest.approx(stats.chi2.sf(statistic, 5))
+
+
+def test_nri_and_idi_on_a_hand_computed_case():
+    old = np.array([0.2, 0.4, 0.6, 0.3, 0.5, 0.1])
+    new = np.array([0.3, 0.3, 0.7, 0.2, 0.6, 0.1])
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    result = nri_idi(old, new, labels)
+    # events: up 2/3, down 1/3 -> 1/3; non-events: down 1/3, up 1/3 -> 0.
+    assert result["nri"] == pytest.approx(1 / 3)
+    # IDI: mean change in events (0.1 - 0.1 + 0.1)/3 minus in non-events (-0.1 + 0.1 + 0)/3.
+    assert result["idi"] == pytest.approx(0.1 / 3)
+
+
+def simulate(n, seed, beta=0.8):
+    """Cox-Weibull data with a known survival function: returns x, time, event and the true S(t | x)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    scale, shape = 0.05, 1.2
+    true_time = (rng.exponential(size=n) / (scale * np.exp(beta * x))) ** (1 / shape)
+    censor = rng.uniform(5, 40, n)
+    time, event = np.minimum(true_time, censor), (true_time <= censor).astype(int)
+
+    def survival(t, lp):
+        return np.exp(-scale * t**shape * np.exp(lp))
+
+    return x, time, event, survival
+
+
+def test_calibration_is_ideal_for_true_probabilities_and_detects_overfitting():
+    x, time, event, survival = simulate(3000, 5)
+    horizon = 10.0
+    true_lp = 0.8 * x
+    ideal = calibration_summary(time, event, true_lp, 1 - survival(horizon, true_lp), horizon)
+    assert ideal["slope"] == pytest.approx(1.0, abs=0.08)
+    assert ideal["oe_ratio"] == pytest.approx(1.0, abs=0.06)
+    assert ideal["ici"] < 0.02 and ideal["e90"] < 0.05
+    overfit_lp = 2 * true_lp  # an overconfident model: risks too extreme, slope 0.5
+    overfit = calibration_summary(time, event, overfit_lp, 1 - survival(horizon, overfit_lp), horizon)
+    assert overfit["slope"] == pytest.approx(0.5, abs=0.05)
+    assert overfit["ici"] > 3 * ideal["ici"]
+
+
+def mclernon_cohorts():
+    rotterdam = pd.read_csv(shared_path("reference", "stats", "mclernon_rotterdam.csv"))
+    gbsg = pd.read_csv(shared_path("reference", "stats", "mclernon_gbsg.csv"))
+    # McLernon et al.: recurrence-free survival, administratively censored at 5 years, node-positive patients.
+    rotterdam["ryear"] = rotterdam["rtime"] / 365.25
+    rotterdam["rfs"] = np.maximum(rotterdam["recur"], rotterdam["death"])
+    death_first = (rotterdam["rfs"] == 1) & (rotterdam["recur"] == 0)
+    rotterdam.loc[death_first, "ryear"] = rotterdam.loc[death_first, "dtime"] / 365.25
+    gbsg["ryear"], gbsg["rfs"] = gbsg["rfstime"] / 365.25, gbsg["status"]
+    out = []
+    for frame, size in ((rotterdam[rotterdam["nodes"] > 0].copy(), None), (gbsg, "numeric")):
+        frame.loc[frame["ryear"] > 5, "rfs"] = 0
+        frame["ryear"] = frame["ryear"].clip(upper=5)
+        category = (pd.cut(frame["size"], [-np.inf, 20, 50, np.inf], labels=False) if size
+                    else frame["size"].map({"<=20": 0, "20-50": 1, ">50": 2}))
+        out.append(pd.DataFrame({"size_20_50": (category == 1).astype(float),
+                                 "size_gt50": (category == 2).astype(float),
+                                 "nodes": frame["nodes"].clip(upper=19).astype(float),
+                                 "grade3": (frame["grade"] == 3).astype(float),
+                                 "ryear": frame["ryear"].to_numpy(), "rfs": frame["rfs"].to_numpy()}))
+    return out
+
+
+def test_calibration_on_the_mclernon_external_validation():
+    from lifelines.calibration import survival_probability_calibration
+
+    development, validation = mclernon_cohorts()
+    model = CoxPHFitter().fit(development, "ryear", "rfs")
+    lp = validation[model.params_.index].to_numpy() @ model.params_.to_numpy()
+    risk = 1 - model.predict_survival_function(validation, times=[5]).to_numpy()[0]
+    ours = calibration_summary(validation["ryear"], validation["rfs"], lp, risk, 5.0)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    _, lifelines_ici, lifelines_e50 = survival_probability_calibration(model, validation, t0=5)
+    # Two smoothers of the same quantity (Cox + RCS here, a flexible parametric model in lifelines).
+    assert ours["ici"] == pytest.approx(lifelines_ici, abs=0.02)
+    assert ours["e50"] == pytest.approx(lifelines_e50, abs=0.025)
+    # O/E: Kaplan-Meier risk at 5 years over the mean prediction, computed independently.
+    from lifelines import KaplanMeierFitter
+
+    observed = 1 - KaplanMeierFitter().fit(validation["ryear"], validation["rfs"]).survival_function_at_times(5).iloc[0]
+    assert ours["oe_ratio"] == pytest.approx(observed / risk.mean(), rel=1e-9)
+    assert ours["slope_ci_low"] < 1 < ours["slope_ci_high"]
+
+
+def test_brier_score_without_censoring_is_the_mean_squared_error():
+    rng = np.random.default_rng(2)
+    time = rng.exponential(10, 200)
+    event = np.ones(200, int)
+    survival = pd.DataFrame({6.0: np.full(200, 0.6), 12.0: np.full(200, 0.3)})
+    scores = brier_scores(time, event, survival, [6.0, 12.0])
+    assert scores["brier_6m"] == pytest.approx(np.mean(((time > 6) - 0.6) ** 2))
+    assert scores["brier_12m"] == pytest.approx(np.mean(((time > 12) - 0.3) ** 2))
+
+
+def test_decision_curve_treat_all_matches_the_formula():
+    x, time, event, survival = simulate(400, 8)
+    table = pd.DataFrame({"pfs_months": time, "pfs_event": event, "risk": 1 - survival(10.0, 0.8 * x)})
+    curves = decision_curve(table, {"model": "risk"}, 10.0, np.array([0.2, 0.4]))
+    from lifelines import KaplanMeierFitter
+
+    prevalence = 1 - KaplanMeierFitter().fit(time, event).survival_function_at_times(10.0).iloc[0]
+    treat_all = curves[curves["model"] == "all"].set_index("threshold")["net_benefit"]
+    for threshold in (0.2, 0.4):
+        assert treat_all[threshold] == pytest.approx(prevalence - (1 - prevalence) * threshold / (1 - threshold),
+                                                     abs=1e-6)
+    assert (curves[curves["model"] == "none"]["net_benefit"] == 0).all()
+
+
+def test_subgroup_heterogeneity_with_two_groups_is_the_squared_z_of_the_difference():
+    x, time, event, _ = simulate(600, 9)
+    table = pd.DataFrame({"pfs_months": time, "pfs_event": event, "score": x,
+                          "afp": np.where(np.arange(600) % 2, 1000.0, 10.0), "bclc": "B", "child_pugh": "A",
+                          "treatment": "TACE"})
+    rows, tests = subgroup_auc(table, "score", 10.0)
+    afp_rows = rows[rows["factor"] == "AFP level"]
+    outcome = binary_outcome_at(time, event, 10.0)
+    results = []
+    for parity in (0, 1):
+        mask = (np.arange(600) % 2 == parity) & ~np.isnan(outcome)
+        results.append(delong_auc(x[mask], outcome[mask]))
+    z2 = (results[0].auc - results[1].auc) ** 2 / (results[0].se**2 + results[1].se**2)
+    q = tests.set_index("factor").loc["AFP level", "q"]
+    assert q == pytest.approx(z2, rel=1e-9)
+    assert sorted(afp_rows["auc"].round(10)) == sorted(round(r.auc, 10) for r in results)
+
+
+@pytest.fixture(scope="module")
+def evaluated(fitted_demo, tmp_path_factory):
+    study, table, fitted = fitted_demo
+    out = tmp_path_factory.mktemp("evaluation")
+    evaluation = evaluate_study(fitted.predictions, fitted.models, study.table(), EvaluationSettings(n_bootstrap=100),
+                                out_dir=out)
+    return evaluation, out
+
+
+def test_study_evaluation_writes_every_table(evaluated):
+    evaluation, out = evaluated
+    expected = {"hazard_ratios", "discrimination", "concordance", "delong", "likelihood_ratio", "nri_idi",
+                "calibration", "calibration_groups", "calibration_smooth", "brier", "risk_score_boxes",
+                "risk_groups", "decision_curves", "subgroups", "subgroup_tests"}
+    assert expected <= {p.stem for p in (out / "tables").glob("*.csv")}
+    delong = pd.read_csv(out / "tables" / "delong.csv")
+    # Supplementary Table 4: three comparisons x two data sets x two horizons.
+    assert len(delong) == 12 and set(delong["comparison"]) == {"T vs T&L", "C vs C-T&L", "T&L vs C-T&L"}
+    discrimination = pd.read_csv(out / "tables" / "discrimination.csv")
+    assert len(discrimination) == 4 * 2 * 2
+    assert (discrimination["auc_binary_ci_low"] <= discrimination["auc_binary"]).all()
+    lrt = pd.read_csv(out / "tables" / "likelihood_ratio.csv").set_index(["reduced", "full"])
+    assert lrt.loc[("C", "C-T&L"), "nested"] and lrt.loc[("C", "C-T&L"), "p"] < 0.05
+
+
+def svg_text(path) -> str:
+    return " ".join(re.findall(r">([^<>]+)<", path.read_text()))
+
+
+def test_figures_exist_and_carry_the_numbers_of_their_tables(evaluated):
+    evaluation, out = evaluated
+    figures = out / "figures"
+    for path in evaluation.figures:
+        assert path.stat().st_size > 5000, path
+    discrimination = evaluation.tables["discrimination"]
+    text = svg_text(figures / "roc_all_validation_12m.svg")
+    for _, row in discrimination[(discrimination["dataset"] == "validation")
+                                 & (discrimination["horizon"] == 12)].iterrows():
+        assert f"AUC {row['auc_binary']:.3f} ({row['auc_binary_ci_low']:.3f}-{row['auc_binary_ci_high']:.3f})" in text
+    boxes = evaluation.tables["risk_score_boxes"]
+    text = svg_text(figures / "risk_boxes_training_6m.svg")
+    p = boxes[(boxes["model"] == "C-T&L") & (boxes["dataset"] == "training") & (boxes["horizon"] == 6)].iloc[0]
+    assert ("p<0.001" if p["mann_whitney_p"] < 0.001 else f"p={p['mann_whitney_p']:.3f}") in text
+    hazards = evaluation.tables["hazard_ratios"]
+    text = svg_text(figures / "hazard_ratios.svg")
+    for _, row in hazards.iterrows():
+        assert f"{row['hr']:.2f} ({row['ci_low']:.2f}-{row['ci_high']:.2f})" in text
+    groups = evaluation.tables["risk_groups"].set_index(["model", "dataset"])
+    text = svg_text(figures / "km_C-T_L_validation.svg")
+    p = groups.loc[("C-T&L", "validation"), "logrank_p"]
+    assert ("p<0.001" if p < 0.001 else f"p={p:.3f}") in text and "At risk" in text
+    subgroups = evaluation.tables["subgroups"]
+    text = svg_text(figures / "subgroups_validation_12m.svg")
+    for value in subgroups[(subgroups["dataset"] == "validation") & (subgroups["horizon"] == 12)]["auc"].dropna():
+        assert f"{value:.3f}" in text
