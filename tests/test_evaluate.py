@@ -3,6 +3,7 @@ textbook cases; the study-level tables and figures."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -258,7 +259,7 @@ def test_study_evaluation_writes_every_table(evaluated):
 
 
 def svg_text(path) -> str:
-    return " ".join(re.findall(r">([^<>]+)<", path.read_text()))
+    return html.unescape(" ".join(re.findall(r">([^<>]+)<", path.read_text())))
 
 
 def test_figures_exist_and_carry_the_numbers_of_their_tables(evaluated):

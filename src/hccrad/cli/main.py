@@ -262,15 +262,51 @@ def predict(
         raise typer.Exit(1)
 
 
+def _run(manifest: Path, scheduler: str | None, bootstrap: int) -> None:
+    from hccrad.pipeline import run_study
+
+    bars = {}
+    with progress_bar() as bar:
+        def progress(stage: str, done: int, total: int | None) -> None:
+            if stage not in bars:
+                bars[stage] = bar.add_task(stage, total=total)
+            bar.update(bars[stage], completed=done, total=total)
+
+        result = run_study(manifest, scheduler=scheduler, n_bootstrap=bootstrap, progress=progress)
+    for record in result.stages:
+        colour = {"ran": "green", "reused": "cyan", "skipped": "yellow", "failed": "red"}.get(record.status, "white")
+        stdout.print(f"[{colour}]{record.status:8}[/] {record.name:9} {record.seconds:7.1f} s  {record.detail}")
+    for case in result.failed_cases:
+        console.print(f"[red]failed[/] {case['patient_id']} ({case['stage']}): {case['error']}")
+    if result.report is None:
+        raise fail("the run stopped before the report; see hccrad-run.log in the output folder", code=1)
+    stdout.print(f"report: {result.report}")
+
+
+@app.command()
+def run(
+    manifest: Path = typer.Argument(..., help="The study YAML."),
+    scheduler: str | None = typer.Option(None, help="Dask scheduler address for the features stage."),
+    bootstrap: int = typer.Option(500, help="Bootstrap resamples for confidence intervals."),
+) -> None:
+    """The whole study: validate, features, fit, evaluate, report (reusing what is still valid)."""
+    _run(manifest, scheduler, bootstrap)
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("hccrad-demo"), "--out", "-o", help="Folder for the demo cohort and results."),
     n_patients: int = typer.Option(120, "--patients", "-n", min=6),
     seed: int = typer.Option(7),
+    bootstrap: int = typer.Option(200, help="Bootstrap resamples for confidence intervals."),
 ) -> None:
-    """Synthesize the default demo cohort and check its manifest."""
-    synth(out=out, n_patients=n_patients, seed=seed, full_resolution=False, jobs=0)
-    validate(manifest=out / "study.yaml", report=None, acquisition=True)
+    """Synthesize the default six-center demo cohort and run the whole study on it."""
+    manifest = out / "study.yaml"
+    if not manifest.is_file():
+        synth(out=out, n_patients=n_patients, seed=seed, full_resolution=False, jobs=0)
+    else:
+        stdout.print(f"reusing the demo cohort in {out} (delete the folder to synthesize it again)")
+    _run(manifest, None, bootstrap)
 
 
 def main() -> None:

@@ -1,0 +1,225 @@
+"""`hccrad run`: validate -> (segment) -> features -> fit -> evaluate -> report, reusing valid earlier work.
+
+Each stage records the fingerprint of its inputs in ``<output_dir>/run_state.json`` once it has finished; a
+later run skips a stage whose inputs are unchanged and whose outputs are still there. The features stage
+reuses finished cases on its own, so after a crash or after adding patients only the new cases are computed.
+Every run appends to ``hccrad-run.log`` and writes ``run_summary.json`` (what ran, what was reused, which
+cases failed and why, and the seconds each stage took).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hccrad.io.files import write_atomic
+from hccrad.io.manifest import Study, load_study
+
+log = logging.getLogger("hccrad.run")
+
+
+@dataclass
+class StageRecord:
+    name: str
+    status: str  # ran, reused, skipped, failed
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class RunResult:
+    study: Study
+    stages: list[StageRecord] = field(default_factory=list)
+    failed_cases: list[dict[str, Any]] = field(default_factory=list)
+    report: Path | None = None
+
+
+def _digest(*parts: Any) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Path):
+            digest.update(part.read_bytes() if part.is_file() else b"<missing>")
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:24]
+
+
+class RunState:
+    """Fingerprints of finished stages, written atomically after each stage."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def is_current(self, stage: str, fingerprint: str, outputs: list[Path]) -> bool:
+        return self.data.get(stage) == fingerprint and all(p.exists() for p in outputs)
+
+    def done(self, stage: str, fingerprint: str) -> None:
+        self.data[stage] = fingerprint
+        write_atomic(self.path, json.dumps(self.data, indent=2))
+
+
+def _setup_log(out_dir: Path) -> logging.Handler:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out_dir / "hccrad-run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def run_study(manifest: Path, scheduler: str | None = None, n_bootstrap: int = 500,
+              progress: Callable[[str, int, int | None], None] | None = None) -> RunResult:
+    """Run the whole study for ``manifest``; see the module docstring.
+
+    Parameters
+    ----------
+    manifest
+        The study YAML.
+    scheduler
+        Dask scheduler address for the features stage (default: a local cluster).
+    n_bootstrap
+        Bootstrap resamples of the evaluation's confidence intervals.
+    progress
+        ``progress(stage, done, total)`` for long stages.
+    """
+    study = load_study(manifest)
+    out_dir = study.config.output_path
+    handler = _setup_log(out_dir)
+    result = RunResult(study)
+    state = RunState(out_dir / "run_state.json")
+    try:
+        log.info("run of %s: %d rows, %d valid patients, %d errors", manifest, study.n_rows, len(study.patients),
+                 len(study.errors))
+        result.failed_cases += [{"patient_id": i.patient_id, "stage": "manifest", "error": str(i)}
+                                for i in study.errors]
+        write_atomic(out_dir / "manifest_issues.csv", study.issues_table().to_csv(index=False))
+        result.stages.append(StageRecord("validate", "ran", 0.0,
+                                         f"{len(study.patients)} valid patients, {len(study.errors)} errors"))
+        _segment_stage(study, result)
+        table = _features_stage(study, state, result, scheduler, progress)
+        fitted = _fit_stage(study, state, result, table)
+        _evaluate_stage(study, state, result, fitted, n_bootstrap)
+        _report_stage(study, result, manifest)
+    finally:
+        summary = {
+            "manifest": str(Path(manifest).resolve()),
+            "stages": [record.__dict__ for record in result.stages],
+            "failed_cases": result.failed_cases,
+            "report": str(result.report) if result.report else None,
+        }
+        write_atomic(out_dir / "run_summary.json", json.dumps(summary, indent=2, default=str))
+        log.info("summary: %s", json.dumps(summary["stages"], default=str))
+        log.removeHandler(handler)
+        handler.close()
+    return result
+
+
+def _timed(result: RunResult, name: str):
+    class _Timer:
+        def __enter__(self):
+            self.start = time.perf_counter()
+            log.info("stage %s: start", name)
+            return self
+
+        def __exit__(self, kind, value, traceback):
+            if kind is not None:
+                result.stages.append(StageRecord(name, "failed", time.perf_counter() - self.start, str(value)))
+                log.error("stage %s failed: %s", name, value)
+            return False
+
+    return _Timer()
+
+
+def _segment_stage(study: Study, result: RunResult) -> None:
+    missing = [p.patient_id for p in study.patients if p.ct is not None and p.mask is None]
+    if not study.config.require_images:
+        result.stages.append(StageRecord("segment", "skipped", 0.0, "clinical-only study"))
+        return
+    if not missing:
+        result.stages.append(StageRecord("segment", "skipped", 0.0, "every case has a mask"))
+        return
+    model = study.config.segmentation.get("model")
+    detail = (f"{len(missing)} cases without a mask; segmentation model {model} configured but automatic "
+              "segmentation is not available in this version: run `hccrad segment predict` or give masks"
+              if model else f"{len(missing)} cases without a mask and no segmentation model configured")
+    result.failed_cases += [{"patient_id": pid, "stage": "segment", "error": "no mask"} for pid in missing]
+    result.stages.append(StageRecord("segment", "skipped", 0.0, detail))
+
+
+def _features_stage(study, state, result, scheduler, progress) -> pd.DataFrame:
+    if not study.config.require_images:
+        result.stages.append(StageRecord("features", "skipped", 0.0, "clinical-only study: no images"))
+        return study.table()
+    from hccrad.features import extract_features
+
+    with _timed(result, "features") as timer:
+        run = extract_features(study, scheduler=scheduler,
+                               progress=(lambda done, total: progress("features", done, total)) if progress else None)
+    status = "ran" if run.computed else "reused"
+    result.stages.append(StageRecord("features", status, time.perf_counter() - timer.start,
+                                     f"{len(run.computed)} computed, {len(run.reused)} reused, "
+                                     f"{len(run.failures)} failed"))
+    result.failed_cases += [{"patient_id": row["patient_id"], "stage": "features",
+                             "error": f"{row['error_type']}: {row['error']}"} for _, row in run.failures.iterrows()]
+    return run.table
+
+
+def _fit_stage(study, state, result, table):
+    from hccrad.survival import ModelConfig, fit_models, load_models
+
+    out_dir = study.config.output_path / "models"
+    config = ModelConfig.model_validate(study.config.models)
+    fingerprint = _digest(pd.util.hash_pandas_object(table, index=True).sum().item(), config.model_dump(mode="json"),
+                          study.config.horizons_months)
+    predictions = out_dir / "predictions.csv"
+    if state.is_current("fit", fingerprint, [predictions]):
+        fitted = load_models(out_dir)
+        result.stages.append(StageRecord("fit", "reused", 0.0, f"{len(fitted)} models unchanged"))
+        return fitted
+    with _timed(result, "fit") as timer:
+        fitted_study = fit_models(table, config, tuple(study.config.horizons_months), out_dir)
+    state.done("fit", fingerprint)
+    result.failed_cases += [{"patient_id": row["patient_id"], "stage": f"fit ({row['model']})", "error": row["error"]}
+                            for _, row in fitted_study.scoring_errors.iterrows()]
+    detail = ", ".join(f"{name}: {len(model.covariates_)} factors" for name, model in fitted_study.models.items())
+    if fitted_study.skipped:
+        detail += "; skipped " + ", ".join(f"{k} ({v})" for k, v in fitted_study.skipped.items())
+    result.stages.append(StageRecord("fit", "ran", time.perf_counter() - timer.start, detail))
+    return fitted_study.models
+
+
+def _evaluate_stage(study, state, result, fitted, n_bootstrap) -> None:
+    from hccrad.evaluate import EvaluationSettings, evaluate_study
+
+    out_dir = study.config.output_path / "evaluation"
+    predictions_path = study.config.output_path / "models" / "predictions.csv"
+    settings = EvaluationSettings(horizons=tuple(study.config.horizons_months), n_bootstrap=n_bootstrap,
+                                  afp_cutoff=study.config.afp_cutoff_ng_ml)
+    fingerprint = _digest(predictions_path, settings.__dict__)
+    if state.is_current("evaluate", fingerprint, [out_dir / "evaluation.json"]):
+        result.stages.append(StageRecord("evaluate", "reused", 0.0, "predictions unchanged"))
+        return
+    predictions = pd.read_csv(predictions_path, index_col="patient_id")
+    predictions.index = predictions.index.astype(str)
+    with _timed(result, "evaluate") as timer:
+        evaluation = evaluate_study(predictions, fitted, study.table(), settings, out_dir)
+    state.done("evaluate", fingerprint)
+    result.stages.append(StageRecord("evaluate", "ran", time.perf_counter() - timer.start,
+                                     f"{len(evaluation.tables)} tables, {len(evaluation.figures)} figure files"))
+
+
+def _report_stage(study, result, manifest) -> None:
+    from hccrad.report import build_report
+
+    with _timed(result, "report") as timer:
+        result.report = build_report(study, Path(manifest), result.stages, result.failed_cases)
+    result.stages.append(StageRecord("report", "ran", time.perf_counter() - timer.start, str(result.report)))

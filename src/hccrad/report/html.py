@@ -1,0 +1,402 @@
+"""The study report: one self-contained HTML file (figures embedded) plus its tables and figures beside it.
+
+Sections follow the paper: 1 cohort, 2 acquisition, 3 segmentation and quality control, 4 features,
+5 models, 6 reproducibility. The report reads what the stages wrote under ``<output_dir>``; a section whose
+stage did not run says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from hccrad.io.files import write_atomic
+from hccrad.io.manifest import Study
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#222;line-height:1.4}
+header{background:#1f3b57;color:#fff;padding:18px 32px}header h1{margin:0;font-size:22px}
+nav{background:#eef2f6;padding:8px 32px;position:sticky;top:0;z-index:2}nav a{margin-right:16px;color:#1f3b57}
+main{padding:8px 32px 40px;max-width:1300px}h2{border-bottom:2px solid #1f3b57;padding-top:18px}
+table{border-collapse:collapse;font-size:12px;margin:8px 0 16px}th,td{border:1px solid #ccd;padding:3px 7px;
+text-align:right}th{background:#f0f3f7}td:first-child,th:first-child{text-align:left}
+.fig{display:inline-block;margin:6px;vertical-align:top}.fig img{max-width:560px;border:1px solid #dde}
+.qc{display:inline-block;width:150px;margin:4px;font-size:11px;text-align:center;vertical-align:top}
+.qc img{width:146px;border:2px solid #9ab}.qc.flag img{border-color:#c33}.flag-text{color:#c33}
+.note{color:#555;font-style:italic}details{margin:6px 0}.scroll{max-height:420px;overflow:auto}
+.ok{color:#2a7}.bad{color:#c33}
+"""
+
+SCRIPT = """
+window.addEventListener('load', function () {
+  var images = document.images, decoded = 0;
+  for (var i = 0; i < images.length; i++) { if (images[i].complete && images[i].naturalWidth > 0) decoded++; }
+  document.documentElement.setAttribute('data-images', decoded + '/' + images.length);
+});
+"""
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def table_html(frame: pd.DataFrame, digits: int = 3, index: bool = False, max_rows: int | None = None,
+               link_column: str | None = None) -> str:
+    """A DataFrame as an HTML table (numbers rounded), optionally linking a column to QC anchors."""
+    if frame is None or frame.empty:
+        return '<p class="note">no rows</p>'
+    frame = frame.reset_index() if index else frame
+    if max_rows is not None:
+        frame = frame.head(max_rows)
+    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
+    rows = []
+    for _, row in frame.iterrows():
+        cells = []
+        for column, value in row.items():
+            if isinstance(value, (float, np.floating)):
+                text = "" if not np.isfinite(value) else (f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}")
+            else:
+                text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else esc(value)
+            if column == link_column and text:
+                text = f'<a href="#qc-{esc(value)}">{text}</a>'
+            cells.append(f"<td>{text}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def image_html(path: Path, caption: str = "") -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return (f'<div class="fig"><img alt="{esc(caption or Path(path).stem)}" src="data:image/png;base64,{data}">'
+            f"<div>{esc(caption)}</div></div>")
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path) if path.is_file() else None
+
+
+# --- section 1: cohort ---------------------------------------------------------------------------------
+def baseline_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Table 1: characteristics of the training and validation sets with tests of difference."""
+    from lifelines import KaplanMeierFitter
+    from lifelines.statistics import logrank_test
+
+    sets = [s for s in ("training", "validation") if (table["dataset"] == s).any()]
+    rows = []
+
+    def continuous(name, values):
+        row = {"characteristic": name}
+        groups = []
+        for s in sets:
+            v = pd.to_numeric(values[table["dataset"] == s], errors="coerce").dropna()
+            groups.append(v)
+            row[s] = f"{v.median():.1f} [{v.quantile(.25):.1f}-{v.quantile(.75):.1f}]" if len(v) else ""
+        row["p"] = stats.mannwhitneyu(*groups).pvalue if len(groups) == 2 and all(len(g) for g in groups) else np.nan
+        row["test"] = "Mann-Whitney"
+        rows.append(row)
+
+    def categorical(name, values):
+        counts = pd.crosstab(values.fillna("missing"), table["dataset"])
+        p = np.nan
+        if len(sets) == 2 and counts.shape[0] > 1:
+            p = stats.chi2_contingency(counts.to_numpy())[1] if counts.to_numpy().min() >= 5 or counts.shape != (
+                2, 2) else stats.fisher_exact(counts.to_numpy())[1]
+        test = "Fisher" if counts.shape == (2, 2) and counts.to_numpy().min() < 5 else "chi-square"
+        rows.append({"characteristic": name, **{s: "" for s in sets}, "p": p, "test": test})
+        for level in counts.index:
+            rows.append({"characteristic": f"  {level}", **{s: f"{counts.loc[level, s]} "
+                         f"({100 * counts.loc[level, s] / counts[s].sum():.0f}%)" for s in sets}, "p": np.nan,
+                         "test": ""})
+
+    rows.append({"characteristic": "patients", **{s: str(int((table["dataset"] == s).sum())) for s in sets},
+                 "p": np.nan, "test": ""})
+    continuous("AFP, ng/mL, median [IQR]", table["afp"])
+    table_afp = pd.to_numeric(table["afp"], errors="coerce")
+    categorical("AFP >= 400 ng/mL", pd.Series(np.where(table_afp.isna(), None, np.where(table_afp >= 400, "yes", "no")),
+                                             index=table.index))
+    categorical("Child-Pugh grade", table["child_pugh"])
+    categorical("BCLC stage", table["bclc"])
+    categorical("Treatment", table["treatment"])
+    categorical("Center", table["center"])
+    row = {"characteristic": "PFS events", "test": "log-rank"}
+    for s in sets:
+        subset = table[table["dataset"] == s]
+        row[s] = f"{int(subset['pfs_event'].sum())} ({100 * subset['pfs_event'].mean():.0f}%)"
+    if len(sets) == 2:
+        a, b = (table[table["dataset"] == s] for s in sets)
+        row["p"] = logrank_test(a["pfs_months"], b["pfs_months"], a["pfs_event"], b["pfs_event"]).p_value
+    rows.append(row)
+    row = {"characteristic": "median PFS, months", "p": np.nan, "test": ""}
+    follow = {"characteristic": "median follow-up, months (reverse KM)", "p": np.nan, "test": ""}
+    for s in sets:
+        subset = table[table["dataset"] == s]
+        pfs = KaplanMeierFitter().fit(subset["pfs_months"], subset["pfs_event"])
+        reverse = KaplanMeierFitter().fit(subset["pfs_months"], 1 - subset["pfs_event"])
+        row[s], follow[s] = f"{pfs.median_survival_time_:.1f}", f"{reverse.median_survival_time_:.1f}"
+    rows += [row, follow]
+    return pd.DataFrame(rows, columns=["characteristic", *sets, "p", "test"])
+
+
+# --- section 3: quality control ------------------------------------------------------------------------
+def qc_flags(liver_ml: float, tumor_ml: float) -> list[str]:
+    """Plausibility flags of a case's volumes."""
+    flags = []
+    if tumor_ml <= 0:
+        flags.append("no tumor")
+    elif tumor_ml < 1:
+        flags.append("tumor under 1 mL")
+    if liver_ml < 500:
+        flags.append("liver under 500 mL")
+    if liver_ml > 4000:
+        flags.append("liver over 4 L")
+    if tumor_ml > liver_ml:
+        flags.append("tumor larger than the liver")
+    return flags
+
+
+def qc_image(record, rule, out: Path) -> dict[str, Any]:
+    """Overlay of liver (yellow) and tumor (red) contours on the CT at the tumor's largest axial slice."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import SimpleITK as sitk
+
+    from hccrad.io.images import read_image, read_mask
+
+    image = read_image(record.ct, rule)
+    labels = sitk.GetArrayFromImage(read_mask(record.mask, image))
+    ct = sitk.GetArrayFromImage(image)
+    voxel_ml = float(np.prod(image.GetSpacing())) / 1000
+    tumor, liver = labels == 2, np.isin(labels, (1, 3))
+    per_slice = tumor.sum(axis=(1, 2)) if tumor.any() else liver.sum(axis=(1, 2))
+    z = int(np.argmax(per_slice))
+    figure, axis = plt.subplots(figsize=(2.0, 2.0), dpi=75)
+    spacing = image.GetSpacing()
+    axis.imshow(ct[z], cmap="gray", vmin=-160, vmax=240, aspect=spacing[1] / spacing[0])
+    if liver[z].any():
+        axis.contour(liver[z], levels=[0.5], colors=["yellow"], linewidths=0.7)
+    if tumor[z].any():
+        axis.contour(tumor[z], levels=[0.5], colors=["red"], linewidths=0.7)
+    axis.axis("off")
+    figure.subplots_adjust(0, 0, 1, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out)
+    plt.close(figure)
+    liver_ml, tumor_ml = float((liver | tumor).sum()) * voxel_ml, float(tumor.sum()) * voxel_ml
+    return {"liver_ml": liver_ml, "tumor_ml": tumor_ml, "flags": qc_flags(liver_ml, tumor_ml), "slice": z}
+
+
+def qc_gallery(study: Study, qc_dir: Path) -> tuple[str, pd.DataFrame]:
+    cards, rows = [], []
+    for record in study.patients:
+        if record.ct is None or record.mask is None:
+            continue
+        key = hashlib.sha256(f"{record.mask}:{Path(record.mask).stat().st_mtime_ns}".encode()).hexdigest()[:10]
+        path = qc_dir / f"{record.patient_id}-{key}.png"
+        meta_path = path.with_suffix(".json")
+        try:
+            if path.is_file() and meta_path.is_file():
+                meta = json.loads(meta_path.read_text())
+            else:
+                meta = qc_image(record, study.config.dicom_series, path)
+                write_atomic(meta_path, json.dumps(meta))
+        except Exception as exc:  # an unreadable case is shown as such
+            cards.append(f'<div class="qc flag" id="qc-{esc(record.patient_id)}"><b>{esc(record.patient_id)}</b>'
+                         f'<div class="flag-text">{esc(exc)}</div></div>')
+            rows.append({"patient_id": record.patient_id, "flags": f"error: {exc}"})
+            continue
+        flags = meta["flags"]
+        data = base64.b64encode(path.read_bytes()).decode()
+        cards.append(
+            f'<div class="qc{" flag" if flags else ""}" id="qc-{esc(record.patient_id)}">'
+            f'<img alt="QC {esc(record.patient_id)}" src="data:image/png;base64,{data}">'
+            f"<div><b>{esc(record.patient_id)}</b> ({esc(record.center)}) liver {meta['liver_ml']:.0f} mL, "
+            f"tumor {meta['tumor_ml']:.1f} mL</div>"
+            + (f'<div class="flag-text">{esc("; ".join(flags))}</div>' if flags else "") + "</div>")
+        rows.append({"patient_id": record.patient_id, "liver_ml": meta["liver_ml"], "tumor_ml": meta["tumor_ml"],
+                     "flags": "; ".join(flags)})
+    return "".join(cards), pd.DataFrame(rows)
+
+
+# --- assembly ------------------------------------------------------------------------------------------
+def _figure_block(figures_dir: Path, names: list[tuple[str, str]]) -> str:
+    parts = [image_html(figures_dir / f"{name}.png", caption) for name, caption in names
+             if (figures_dir / f"{name}.png").is_file()]
+    return "".join(parts) or '<p class="note">not available</p>'
+
+
+def build_report(study: Study, manifest: Path, stages: list | None = None, failed_cases: list | None = None) -> Path:
+    """Write ``<output_dir>/report/report.html`` (self-contained) with ``tables/`` and ``figures/`` beside it."""
+    from hccrad.io.acquisition import acquisition_table, center_acquisition_summary
+    from hccrad.survival.model import software_versions
+
+    out = study.config.output_path
+    report_dir = out / "report"
+    figures_dir = out / "evaluation" / "figures"
+    tables_dir = out / "evaluation" / "tables"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    table = study.table()
+    horizons = study.config.horizons_months
+    sections = []
+
+    # 1. Cohort
+    counts = pd.crosstab(table["center"], table["dataset"], margins=True, margins_name="total")
+    cohort_rows = table.reset_index()[["patient_id", "center", "dataset", "afp", "child_pugh", "bclc", "treatment",
+                                       "pfs_months", "pfs_event"]]
+    sections.append(("cohort", "1. Cohort",
+                     f"<p>{len(table)} valid patients of {study.n_rows} rows; {len(study.errors)} manifest errors "
+                     f"(see manifest_issues.csv).</p><h3>Patients per center</h3>{table_html(counts, index=True)}"
+                     f"<h3>Baseline characteristics (Table 1)</h3>{table_html(baseline_table(table))}"
+                     f"<details><summary>Every patient (click an id for its QC image)</summary><div class='scroll'>"
+                     f"{table_html(cohort_rows, 2, link_column='patient_id' if study.config.require_images else None)}"
+                     "</div></details>"))
+
+    # 2. Acquisition
+    if study.config.require_images:
+        acquisition = acquisition_table(study.patients, study.config.dicom_series)
+        summary = center_acquisition_summary(acquisition)
+        write_atomic(report_dir / "tables" / "acquisition.csv", summary.to_csv(index=False))
+        body = table_html(summary)
+    else:
+        body = '<p class="note">clinical-only study: no CT headers.</p>'
+    sections.append(("acquisition", "2. CT acquisition (Supplementary Table 1)", body))
+
+    # 3. Segmentation
+    if study.config.require_images:
+        seg_eval = _read_csv(out / "segmentation" / "evaluation_summary.csv")
+        metrics = table_html(seg_eval) if seg_eval is not None else (
+            '<p class="note">no segmentation evaluation: reference masks were used as given '
+            "(run <code>hccrad segment evaluate</code> to compare predicted with reference masks).</p>")
+        gallery, qc_table = qc_gallery(study, report_dir / "qc")
+        flagged = int((qc_table["flags"].fillna("") != "").sum()) if len(qc_table) else 0
+        write_atomic(report_dir / "tables" / "qc.csv", qc_table.to_csv(index=False))
+        body = (f"<h3>DSC and HD95</h3>{metrics}<h3>Quality control</h3><p>Liver (yellow) and tumor (red) contours "
+                f"at the tumor's largest slice; {flagged} case(s) flagged (red frame).</p>{gallery}")
+    else:
+        body = '<p class="note">clinical-only study: no images.</p>'
+    sections.append(("segmentation", "3. Segmentation", body))
+
+    # 4. Features
+    features_path = out / "features" / "features.parquet"
+    body = ""
+    if features_path.is_file():
+        features = pd.read_parquet(features_path)
+        from hccrad.features.morphology import PAPER_MORPHOLOGY_NAMES
+
+        candidates = [(paper, column) for paper, column in PAPER_MORPHOLOGY_NAMES.items() if column in features]
+        rows = []
+        for paper, column in candidates:
+            row = {"factor (Supplementary Table 2)": paper, "column": column}
+            for dataset in ("training", "validation"):
+                values = features.loc[features["dataset"] == dataset, column].dropna()
+                row[dataset] = (f"{values.median():.2f} [{values.quantile(.25):.2f}-{values.quantile(.75):.2f}]"
+                                if len(values) else "")
+            rows.append(row)
+        failures = _read_csv(out / "features" / "failures.csv")
+        body += (f"<p>{len(features)} patients with features ({features.shape[1]} columns); "
+                 f"{0 if failures is None else len(failures)} failed.</p><h3>Candidate morphological factors, median "
+                 f"[IQR]</h3>{table_html(pd.DataFrame(rows))}")
+        if failures is not None and len(failures):
+            body += f"<h3>Cases without features</h3>{table_html(failures)}"
+    else:
+        body += '<p class="note">no image features (clinical-only study or features not computed).</p>'
+    selected = _read_csv(out / "models" / "selected_factors.csv")
+    if selected is not None:
+        body += f"<h3>Factors of every model (Supplementary Table 3)</h3>{table_html(selected)}"
+        for log_path in sorted((out / "models").glob("*_selection_log.csv")):
+            log = pd.read_csv(log_path)
+            counts = log.groupby(["step", "action"]).size().rename("features").reset_index()
+            body += (f"<details><summary>Selection log: {esc(log_path.stem.replace('_selection_log', ''))}"
+                     f"</summary>{table_html(counts)}<div class='scroll'>"
+                     f"{table_html(log[log['action'] != 'removed'])}</div></details>")
+    sections.append(("features", "4. Features", body))
+
+    # 5. Models
+    body = ""
+    if (tables_dir / "hazard_ratios.csv").is_file():
+        body += "<h3>Hazard ratios (Supplementary Figure 1)</h3>" + _figure_block(figures_dir, [("hazard_ratios", "")])
+        body += table_html(pd.read_csv(tables_dir / "hazard_ratios.csv"))
+        body += "<h3>Discrimination</h3>" + table_html(_read_csv(tables_dir / "discrimination.csv"))
+        body += table_html(_read_csv(tables_dir / "concordance.csv"))
+        body += "<h3>ROC and calibration, T vs T&amp;L (Supplementary Figure 2) and all models</h3>"
+        for horizon in horizons:
+            names = []
+            for dataset in ("training", "validation"):
+                tag = f"{dataset}_{horizon:g}m"
+                names += [(f"roc_T_vs_TL_{tag}", f"ROC {dataset} {horizon:g} m"),
+                          (f"calibration_T_vs_TL_{tag}", f"calibration {dataset} {horizon:g} m")]
+            body += _figure_block(figures_dir, names)
+        body += "<details><summary>All four models</summary>" + _figure_block(
+            figures_dir, [(f"{kind}_all_{d}_{h:g}m", f"{kind} {d} {h:g} m") for h in horizons
+                          for d in ("training", "validation") for kind in ("roc", "calibration")]) + "</details>"
+        body += table_html(_read_csv(tables_dir / "calibration.csv"))
+        body += "<h3>DeLong tests (Supplementary Table 4)</h3>" + table_html(_read_csv(tables_dir / "delong.csv"))
+        body += "<h3>Likelihood-ratio tests and NRI / IDI</h3>" + table_html(
+            _read_csv(tables_dir / "likelihood_ratio.csv")) + table_html(_read_csv(tables_dir / "nri_idi.csv"))
+        per_set = [(h, d) for h in horizons for d in ("training", "validation")]
+        body += "<h3>Risk scores by outcome (Supplementary Figure 3)</h3>" + _figure_block(
+            figures_dir, [(f"risk_boxes_{d}_{h:g}m", f"{d} {h:g} m") for h, d in per_set])
+        body += "<h3>Subgroups of C-T&amp;L (Supplementary Figure 4)</h3>" + _figure_block(
+            figures_dir, [(f"subgroups_{d}_{h:g}m", f"{d} {h:g} m") for h, d in per_set])
+        body += table_html(_read_csv(tables_dir / "subgroup_tests.csv"))
+        body += "<h3>Kaplan-Meier risk groups</h3>" + _figure_block(
+            figures_dir, [(f"km_{m.replace('&', '_')}_{d}", f"{m} {d}") for m in ("C", "T", "T&L", "C-T&L")
+                          for d in ("training", "validation")])
+        body += table_html(_read_csv(tables_dir / "risk_groups.csv"))
+        body += "<h3>Brier score and decision curves</h3>" + table_html(_read_csv(tables_dir / "brier.csv"))
+        body += _figure_block(figures_dir, [(f"decision_{d}_{h:g}m", f"{d} {h:g} m") for h in horizons
+                                            for d in ("training", "validation")])
+    else:
+        body = '<p class="note">models not evaluated.</p>'
+    sections.append(("models", "5. Models", body))
+
+    # 6. Reproducibility
+    checksums = {"manifest (sha256)": _sha256(manifest),
+                 "clinical table (sha256)": _sha256(study.config.clinical_table_path)}
+    params = ""
+    if study.config.require_images:
+        from hccrad.features import FeatureConfig
+
+        feature_config = FeatureConfig.model_validate(study.config.features)
+        params = (f"<h3>PyRadiomics parameters ({esc(feature_config.params)})</h3><pre>"
+                  f"{esc(feature_config.params_path(study.config.base_dir).read_text())}</pre>")
+    from hccrad.survival import ModelConfig
+
+    model_config = ModelConfig.model_validate(study.config.models)
+    stage_rows = pd.DataFrame([s.__dict__ for s in stages or []])
+    body = (table_html(pd.DataFrame(list(checksums.items()), columns=["file", "checksum"]))
+            + "<h3>Software</h3>" + table_html(pd.DataFrame(list(software_versions().items()),
+                                                            columns=["package", "version"]))
+            + f"<h3>Settings and seeds</h3><pre>{esc(json.dumps(model_config.model_dump(mode='json'), indent=1))}</pre>"
+            + f"<p>Split: {esc(study.config.split.model_dump())}</p>" + params
+            + "<h3>This run</h3>" + table_html(stage_rows, 1)
+            + "<h3>Cases that failed</h3>" + table_html(pd.DataFrame(failed_cases or [])))
+    sections.append(("reproducibility", "6. Reproducibility", body))
+
+    nav = "".join(f'<a href="#{key}">{esc(title)}</a>' for key, title, _ in sections)
+    content = "".join(f'<section id="{key}"><h2>{esc(title)}</h2>{body}</section>' for key, title, body in sections)
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(study.config.name)}</title>"
+            f"<style>{CSS}</style><script>{SCRIPT}</script></head><body><header><h1>{esc(study.config.name)}</h1>"
+            f"<div>hccrad study report: 3D synergistic tumor-liver analysis of PFS</div></header><nav>{nav}</nav>"
+            f"<main>{content}</main></body></html>")
+    path = report_dir / "report.html"
+    write_atomic(path, page)
+    for source, target in ((tables_dir, report_dir / "tables"), (figures_dir, report_dir / "figures")):
+        if source.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            for file in source.iterdir():
+                shutil.copy2(file, target / file.name)
+    return path
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else "missing"
