@@ -129,4 +129,4 @@ def test_clinical_only_run_on_the_real_hcc_tace_seg_table(tmp_path):
     assert discrimination["auc_ipcw"].between(0.3, 1.0).all()
     assert (out / "evaluation" / "figures" / "km_C_validation.png").is_file()
     report = (out / "report" / "report.html").read_text()
-    assert "clinical-only study" in report and "km C validation" in report
+    assert "clinical-only study" in report and "Kaplan-Meier risk groups" in report and "alt=\"C validation\"" in report

@@ -80,7 +80,13 @@ def image_html(path: Path, caption: str = "") -> str:
 
 
 def _read_csv(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path) if path.is_file() else None
+    """A table written by a stage; None when the stage did not write it, empty when it had no rows."""
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
 
 
 # --- section 1: cohort ---------------------------------------------------------------------------------
