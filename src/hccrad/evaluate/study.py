@@ -115,8 +115,9 @@ def _safe(function):
         return np.nan
 
 
-def delong_table(predictions, models, settings) -> pd.DataFrame:
-    rows = []
+def _paired_outcomes(predictions, models, settings):
+    """For every paper comparison, data set and horizon with both outcomes present: the pair, the scored
+    patients and their binary outcome (patients censored before the horizon removed)."""
     for first, second in PAPER_COMPARISONS:
         if first not in models or second not in models:
             continue
@@ -125,14 +126,18 @@ def delong_table(predictions, models, settings) -> pd.DataFrame:
             for horizon in settings.horizons:
                 labels = binary_outcome_at(subset["pfs_months"], subset["pfs_event"], horizon)
                 keep = ~np.isnan(labels)
-                if not keep.any() or labels[keep].min() == labels[keep].max():
-                    continue
-                test = delong_test(subset[f"risk_{first}"].to_numpy()[keep], subset[f"risk_{second}"].to_numpy()[keep],
-                                   labels[keep])
-                rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon,
-                             "auc_first": test.auc_1, "auc_second": test.auc_2, "difference": test.difference,
-                             "ci_low": test.ci_low, "ci_high": test.ci_high, "z": test.z, "p": test.p,
-                             "n_cases": test.n_cases, "n_controls": test.n_controls})
+                if keep.any() and labels[keep].min() != labels[keep].max():
+                    yield first, second, dataset, horizon, subset[keep], labels[keep]
+
+
+def delong_table(predictions, models, settings) -> pd.DataFrame:
+    rows = []
+    for first, second, dataset, horizon, subset, labels in _paired_outcomes(predictions, models, settings):
+        test = delong_test(subset[f"risk_{first}"].to_numpy(), subset[f"risk_{second}"].to_numpy(), labels)
+        rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon,
+                     "auc_first": test.auc_1, "auc_second": test.auc_2, "difference": test.difference,
+                     "ci_low": test.ci_low, "ci_high": test.ci_high, "z": test.z, "p": test.p,
+                     "n_cases": test.n_cases, "n_controls": test.n_controls})
     return pd.DataFrame(rows)
 
 
@@ -162,19 +167,10 @@ def risk_at(predictions: pd.DataFrame, model: str, horizon: float) -> np.ndarray
 
 def nri_table(predictions, models, settings) -> pd.DataFrame:
     rows = []
-    for first, second in PAPER_COMPARISONS:
-        if first not in models or second not in models:
-            continue
-        for dataset in DATASETS:
-            subset = _scored(_scored(_subset(predictions, dataset), first), second)
-            for horizon in settings.horizons:
-                labels = binary_outcome_at(subset["pfs_months"], subset["pfs_event"], horizon)
-                keep = ~np.isnan(labels)
-                if not keep.any() or labels[keep].min() == labels[keep].max():
-                    continue
-                result = nri_idi_with_ci(risk_at(subset, first, horizon)[keep], risk_at(subset, second, horizon)[keep],
-                                         labels[keep], settings.n_bootstrap, settings.seed)
-                rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon, **result})
+    for first, second, dataset, horizon, subset, labels in _paired_outcomes(predictions, models, settings):
+        result = nri_idi_with_ci(risk_at(subset, first, horizon), risk_at(subset, second, horizon), labels,
+                                 settings.n_bootstrap, settings.seed)
+        rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon, **result})
     return pd.DataFrame(rows)
 
 

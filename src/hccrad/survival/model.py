@@ -265,12 +265,7 @@ class CoxRiskModel:
         parts = []
         if self.clinical_spec_ is not None:
             raw = X.reindex(columns=list(CLINICAL_INPUTS))
-            missing = raw.isna()
-            if not allow_impute and missing.any().any():
-                raise PredictionInputError(_describe_missing(missing))
-            for patient, row in missing.iterrows():
-                if row.any():
-                    imputed.setdefault(str(patient), []).extend(row[row].index.tolist())
+            _record_missing(raw.isna(), allow_impute, imputed)
             parts.append(encode(raw, self.clinical_spec_, impute=self.clinical_spec_["impute"]))
         if self.score_mode_:
             parts.append(pd.DataFrame({SCORE_COVARIATE: self.base_model.predict(X, allow_impute,
@@ -279,12 +274,7 @@ class CoxRiskModel:
         elif self.feature_inputs_:
             raw = X.reindex(columns=self.feature_inputs_).apply(pd.to_numeric, errors="coerce").astype(float)
             raw = raw.replace([np.inf, -np.inf], np.nan)
-            missing = raw.isna()
-            if not allow_impute and missing.any().any():
-                raise PredictionInputError(_describe_missing(missing))
-            for patient, row in missing.iterrows():
-                if row.any():
-                    imputed.setdefault(str(patient), []).extend(row[row].index.tolist())
+            _record_missing(raw.isna(), allow_impute, imputed)
             needed = [c for c in self.covariates_ if c in self.feature_inputs_]
             if not allow_extrapolation:
                 _check_range(raw[needed], self.training_range_)
@@ -404,6 +394,15 @@ def load_model(path: Path | str) -> CoxRiskModel:
 def encode_columns(spec: dict[str, Any]) -> list[str]:
     probe = pd.DataFrame({"afp": [1.0], "child_pugh": ["A"], "bclc": ["A"], "treatment": [spec["treatment_reference"]]})
     return list(encode(probe, spec, impute=None).columns)
+
+
+def _record_missing(missing: pd.DataFrame, allow_impute: bool, imputed: dict[str, list[str]]) -> None:
+    """Add each patient's missing inputs to ``imputed``, or raise when imputation is not allowed."""
+    if not allow_impute and missing.any().any():
+        raise PredictionInputError(_describe_missing(missing))
+    for patient, row in missing.iterrows():
+        if row.any():
+            imputed.setdefault(str(patient), []).extend(row[row].index.tolist())
 
 
 def _describe_missing(missing: pd.DataFrame) -> str:
