@@ -219,6 +219,29 @@ def evaluate(
     stdout.print(f"evaluation: {len(evaluation.tables)} tables, {len(evaluation.figures)} figure files in {out_dir}")
 
 
+segment_app = typer.Typer(help="Segmentation: evaluation of predicted masks (nnU-Net training is not built yet).",
+                          no_args_is_help=True)
+app.add_typer(segment_app, name="segment")
+
+
+@segment_app.command("evaluate")
+def segment_evaluate(
+    manifest: Path = typer.Argument(..., help="The study YAML (its masks are the references)."),
+    predictions: Path | None = typer.Option(None, help="Folder of <patient_id>.nii.gz predicted masks "
+                                                        "(default: <output_dir>/segmentation/masks)."),
+) -> None:
+    """DSC and HD95 of predicted masks against the manifest's reference masks, per case, label and center."""
+    from hccrad.segment.evaluate import evaluate_segmentations
+
+    study = _load_study_or_exit(manifest)
+    cases, summary = evaluate_segmentations(study, predictions)
+    if cases.empty:
+        raise fail("no patient has both a reference mask and a predicted mask", code=1)
+    overall = summary[summary["center"] == "all"][["region", "n", "dsc_mean", "dsc_sd", "hd95_mm_median"]]
+    stdout.print(overall.to_string(index=False))
+    stdout.print(f"written: {study.config.output_path / 'segmentation' / 'evaluation.csv'}")
+
+
 def _read_patients(patients: Path | None, patient: str | None):
     import json
 
