@@ -176,3 +176,13 @@ def test_reads_the_real_hcc_tace_seg_table_with_week_conversion(tmp_path):
     treatment_warnings = [i for i in study.warnings if i.field == "treatment"]
     assert len(treatment_warnings) == 17 and loaded["treatment"].isna().sum() == 17
     assert loaded.loc["HCC_001", "afp"] == pytest.approx(raw.loc["HCC_001", "AFP"])
+
+
+def test_validate_checks_the_stage_sections(tmp_path):
+    path = write_study(tmp_path, [good_row("P1"), good_row("P2", center="V")],
+                       features={"params": "missing.yaml"}, models={"lasso_rule": "lambda.max"})
+    result = CliRunner().invoke(app, ["validate", str(path), "--no-acquisition", "--report", str(tmp_path / "i.csv")])
+    assert result.exit_code == 1
+    issues = pd.read_csv(tmp_path / "i.csv").set_index("field")
+    assert "parameter file not found" in issues.loc["features", "message"]
+    assert "lasso_rule" in issues.loc["models", "message"]

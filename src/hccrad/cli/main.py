@@ -65,6 +65,21 @@ def synth(
     stdout.print(f"cohort written: {manifest}")
 
 
+def _check_stage_settings(study) -> None:
+    """Validate the stage sections of the YAML with their own models; problems join the study's issues."""
+    from hccrad.features import FeatureConfig
+    from hccrad.io.manifest import ValidationIssue
+    from hccrad.survival import ModelConfig
+
+    for section, model in (("features", FeatureConfig), ("models", ModelConfig)):
+        try:
+            config = model.model_validate(getattr(study.config, section))
+            if section == "features" and study.config.require_images:
+                config.params_path(study.config.base_dir)
+        except Exception as exc:  # pydantic's ValidationError or a missing parameter file
+            study.issues.append(ValidationIssue(None, None, section, str(exc).replace("\n", " ")))
+
+
 def _print_issues(study) -> None:
     if not study.issues:
         return
@@ -92,6 +107,7 @@ def validate(
         study = load_study(manifest)
     except ManifestError as exc:
         raise fail(str(exc)) from exc
+    _check_stage_settings(study)
     _print_issues(study)
     if report is not None:
         study.issues_table().to_csv(report, index=False)
