@@ -235,9 +235,70 @@ def evaluate(
     stdout.print(f"evaluation: {len(evaluation.tables)} tables, {len(evaluation.figures)} figure files in {out_dir}")
 
 
-segment_app = typer.Typer(help="Segmentation: evaluation of predicted masks (nnU-Net training is not built yet).",
+segment_app = typer.Typer(help="Segmentation with nnU-Net v2 in the paper's configuration, and its evaluation.",
                           no_args_is_help=True)
 app.add_typer(segment_app, name="segment")
+
+
+def _segmentation_config(study):
+    from hccrad.segment.nnunet import SegmentationConfig
+
+    return SegmentationConfig.model_validate(study.config.segmentation)
+
+
+@segment_app.command("prepare")
+def segment_prepare(manifest: Path = typer.Argument(..., help="The study YAML.")) -> None:
+    """Write the cases that have reference masks as an nnU-Net v2 raw dataset."""
+    from hccrad.segment.nnunet import prepare_dataset
+
+    study = _load_study_or_exit(manifest)
+    stdout.print(f"nnU-Net raw dataset: {prepare_dataset(study, _segmentation_config(study))}")
+
+
+@segment_app.command("plan")
+def segment_plan(
+    manifest: Path = typer.Argument(..., help="The study YAML."),
+    workers: int = typer.Option(2, help="Processes for fingerprinting and preprocessing."),
+) -> None:
+    """Fingerprint, plan (paper's spacing, patch, batch size and derived topology) and preprocess."""
+    from hccrad.segment.nnunet import plan_and_preprocess
+
+    study = _load_study_or_exit(manifest)
+    stdout.print(f"plans: {plan_and_preprocess(study, _segmentation_config(study), workers)}")
+
+
+@segment_app.command("train")
+def segment_train(
+    manifest: Path = typer.Argument(..., help="The study YAML."),
+    fold: list[int] = typer.Option(None, "--fold", help="Fold(s) to train (default: all five)."),
+    epochs: int | None = typer.Option(None, help="Epochs (default 1000, the paper's)."),
+    iterations: int | None = typer.Option(None, help="Iterations per epoch (default 250)."),
+) -> None:
+    """Train nnU-Net folds on the best device available (CUDA, else CPU)."""
+    from hccrad.segment.nnunet import train_folds
+
+    study = _load_study_or_exit(manifest)
+    folder = train_folds(study, _segmentation_config(study), list(fold) or None, epochs, iterations)
+    stdout.print(f"model folder: {folder}")
+
+
+@segment_app.command("predict")
+def segment_predict(
+    manifest: Path = typer.Argument(..., help="The study YAML."),
+    model: Path | None = typer.Option(None, help="A trained nnU-Net model folder (default: this study's)."),
+    overwrite: bool = typer.Option(False, help="Segment every case, not only those without a mask."),
+    mirroring: bool = typer.Option(True, help="Test-time mirroring (8x slower, slightly better)."),
+    tile_step: float = typer.Option(0.5, help="Sliding-window step as a fraction of the patch."),
+    workers: int = typer.Option(2, help="Worker processes for preprocessing and export."),
+) -> None:
+    """Segment the study's cases, post-process, and write <output_dir>/segmentation/masks/<id>.nii.gz."""
+    from hccrad.segment.nnunet import predict_cases
+
+    study = _load_study_or_exit(manifest)
+    config = _segmentation_config(study).model_copy(update={"use_mirroring": mirroring,
+                                                            "tile_step_size": tile_step, "n_workers": workers})
+    written = predict_cases(study, config, model, overwrite)
+    stdout.print(f"{len(written)} masks written to {study.config.output_path / 'segmentation' / 'masks'}")
 
 
 @segment_app.command("evaluate")

@@ -140,19 +140,38 @@ def _timed(result: RunResult, name: str):
 
 
 def _segment_stage(study: Study, result: RunResult) -> None:
-    missing = [p.patient_id for p in study.patients if p.ct is not None and p.mask is None]
+    """Segment the cases without a mask when a trained model is configured (``segmentation: {model: ...}``)."""
     if not study.config.require_images:
         result.stages.append(StageRecord("segment", "skipped", 0.0, "clinical-only study"))
         return
+    missing = [p for p in study.patients if p.ct is not None and p.mask is None]
     if not missing:
         result.stages.append(StageRecord("segment", "skipped", 0.0, "every case has a mask"))
         return
-    model = study.config.segmentation.get("model")
-    detail = (f"{len(missing)} cases without a mask; segmentation model {model} configured but automatic "
-              "segmentation is not available in this version: run `hccrad segment predict` or give masks"
-              if model else f"{len(missing)} cases without a mask and no segmentation model configured")
-    result.failed_cases += [{"patient_id": pid, "stage": "segment", "error": "no mask"} for pid in missing]
-    result.stages.append(StageRecord("segment", "skipped", 0.0, detail))
+    if not study.config.segmentation.get("model"):
+        result.failed_cases += [{"patient_id": p.patient_id, "stage": "segment", "error": "no mask and no "
+                                 "segmentation model configured"} for p in missing]
+        result.stages.append(StageRecord("segment", "skipped", 0.0,
+                                         f"{len(missing)} cases without a mask and no segmentation model"))
+        return
+    from hccrad.segment.nnunet import SegmentationConfig, predict_cases
+
+    config = SegmentationConfig.model_validate(study.config.segmentation)
+    reused = {}
+    for record in missing:  # masks predicted by an earlier run are kept
+        path = study.config.output_path / "segmentation" / "masks" / f"{record.patient_id}.nii.gz"
+        if path.is_file():
+            reused[record.patient_id] = path
+    todo = [r for r in missing if r.patient_id not in reused]
+    with _timed(result, "segment") as timer:
+        written = {}
+        if todo:
+            subset = Study(study.config, todo, [], len(todo))
+            written = predict_cases(subset, config, study.config.resolve(config.model))
+    for record in missing:
+        record.mask = written.get(record.patient_id) or reused.get(record.patient_id)
+    result.stages.append(StageRecord("segment", "ran" if written else "reused", time.perf_counter() - timer.start,
+                                     f"{len(written)} segmented, {len(reused)} reused"))
 
 
 def _features_stage(study, state, result, scheduler, progress) -> pd.DataFrame:

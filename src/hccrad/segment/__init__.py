@@ -1,7 +1,5 @@
-"""Segmentation: post-processing of liver/tumor label maps, DSC and HD95.
-
-The nnU-Net v2 training and inference of the paper's configuration are not built yet (see docs/segmentation.md).
-"""
+"""Segmentation: nnU-Net v2 in the paper's configuration (``hccrad.segment.nnunet``, needs torch), the
+post-processing of liver/tumor label maps, and DSC / HD95."""
 
 from hccrad.segment.metrics import compare_labels, dice, hd95
 from hccrad.segment.postprocess import postprocess_labels
