@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -138,3 +139,28 @@ def test_segment_evaluate_command_summarises_per_label_and_center(small_cohort, 
     assert tumor["dsc"].between(0.5, 0.999).all() and (tumor["hd95_mm"] > 0).all()
     summary = pd.read_csv(tmp_path / "out" / "segmentation" / "evaluation_summary.csv")
     assert {"all"} <= set(summary["center"]) and len(set(summary["center"])) > 2
+
+
+def test_totalsegmentator_label_mapping_on_built_masks():
+    from hccrad.segment.totalseg import TotalSegmentatorUnavailable, map_totalsegmentator, run_totalsegmentator
+
+    total = np.zeros((20, 40, 80), np.uint8)
+    total[5:15, 5:35, 5:35] = 5  # liver
+    total[8:12, 18:22, 35:40] = 64  # portal vein entering the liver
+    total[8:12, 18:22, 70:78] = 64  # splenic vein, far away
+    total[8:12, 25:30, 60:65] = 1  # spleen: not mapped
+    vessels = np.zeros_like(total)
+    vessels[8:12, 10:16, 10:16] = 2  # tumor inside the liver
+    vessels[6:8, 20:24, 20:24] = 1  # liver vessels: stay liver
+    labels = map_totalsegmentator(total, vessels, (1.0, 1.0, 1.0))
+    assert (labels[8:12, 10:16, 10:16] == 2).all()
+    assert (labels[6:8, 20:24, 20:24] == 1).all()
+    assert (labels[8:12, 18:22, 35:40] == 3).all() and (labels[8:12, 18:22, 70:78] == 0).all()
+    assert (labels[8:12, 25:30, 60:65] == 0).all()
+    assert set(np.unique(labels)) == {0, 1, 2, 3}
+    # Without the package (or its weights) the backend says what is missing instead of failing obscurely.
+    try:
+        import totalsegmentator  # noqa: F401
+    except ImportError:
+        with pytest.raises(TotalSegmentatorUnavailable, match="pip install TotalSegmentator"):
+            run_totalsegmentator(Path("ct.nii.gz"), Path("work"))

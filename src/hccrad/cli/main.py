@@ -290,11 +290,23 @@ def segment_predict(
     mirroring: bool = typer.Option(True, help="Test-time mirroring (8x slower, slightly better)."),
     tile_step: float = typer.Option(0.5, help="Sliding-window step as a fraction of the patch."),
     workers: int = typer.Option(2, help="Worker processes for preprocessing and export."),
+    backend: str = typer.Option("nnunet", help="nnunet (a trained model) or totalsegmentator (no training)."),
 ) -> None:
     """Segment the study's cases, post-process, and write <output_dir>/segmentation/masks/<id>.nii.gz."""
     from hccrad.segment.nnunet import predict_cases
 
     study = _load_study_or_exit(manifest)
+    if backend == "totalsegmentator":
+        from hccrad.segment.totalseg import TotalSegmentatorUnavailable, predict_with_totalsegmentator
+
+        try:
+            written = predict_with_totalsegmentator(study, overwrite)
+        except TotalSegmentatorUnavailable as exc:
+            raise fail(str(exc), code=1) from exc
+        stdout.print(f"{len(written)} masks written to {study.config.output_path / 'segmentation' / 'masks'}")
+        return
+    if backend != "nnunet":
+        raise fail(f"unknown backend {backend!r}: nnunet or totalsegmentator")
     config = _segmentation_config(study).model_copy(update={"use_mirroring": mirroring,
                                                             "tile_step_size": tile_step, "n_workers": workers})
     written = predict_cases(study, config, model, overwrite)
