@@ -98,3 +98,25 @@ def test_train_predict_postprocess_and_evaluate_on_the_cpu(tmp_path):
     assert sorted(liver["patient_id"]) == ["P5", "P6"]
     assert (liver["dsc"] > 0.5).all(), liver
     assert np.isfinite(liver["hd95_mm"]).all()
+
+    # `hccrad run` with the trained model configured segments the cases without a mask and uses those masks.
+    from hccrad.pipeline import run_study
+
+    settings = yaml.safe_load((tmp_path / "study.yaml").read_text())
+    settings["segmentation"] = {**tiny, "model": str(model_dir)}
+    settings["features"] = {"params": str(tmp_path / "fast.yaml"), "n_workers": 1, "min_tumor_voxels": 5}
+    (tmp_path / "fast.yaml").write_text(yaml.safe_dump({
+        "setting": {"binWidth": 25, "label": 1}, "imageType": {"Original": {}},
+        "featureClass": {"firstorder": None}}))
+    clinical["mask"] = [f"mask{i}.nii.gz" if i < 5 else "" for i in range(7)]
+    clinical.to_csv(tmp_path / "clinical.csv", index=False)
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(settings))
+    with pytest.raises(ValueError, match="too few training patients"):
+        run_study(tmp_path / "study.yaml", n_bootstrap=10)  # seven phantoms are too few to fit a Cox model
+    summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
+    stages = {stage["name"]: stage for stage in summary["stages"]}
+    assert stages["segment"]["status"] == "reused"  # the masks predicted above are kept
+    # The features stage processed the two cases with their predicted masks (not "no mask").
+    for patient in ("P5", "P6"):
+        case = json.loads((tmp_path / "out" / "features" / "cases" / f"{patient}.json").read_text())
+        assert case["status"] == "ok" or case["error_type"] == "RegionError", case
