@@ -193,6 +193,31 @@ def read_mask(path: Path | str, image: sitk.Image) -> sitk.Image:
     return mask
 
 
+def write_image_atomic(image: sitk.Image, path: Path) -> None:
+    """Write an image (compressed) through a temporary file in the same folder, then rename it into place."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix="".join(path.suffixes), dir=path.parent)
+    os.close(handle)
+    try:
+        sitk.WriteImage(image, temporary, useCompression=True)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def write_labels_like(labels: np.ndarray, reference: sitk.Image, path: Path) -> Path:
+    """Write a (z, y, x) label array on ``reference``'s grid as UInt8, atomically."""
+    image = sitk.GetImageFromArray(labels.astype(np.uint8))
+    image.CopyInformation(reference)
+    write_image_atomic(image, Path(path))
+    return Path(path)
+
+
 def array_with_spacing(image: sitk.Image) -> tuple[np.ndarray, tuple[float, float, float]]:
     """The voxel array in (z, y, x) order with the spacing in the same order, in mm."""
     spacing_xyz = image.GetSpacing()

@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from pydantic import BaseModel, ConfigDict, Field
 
 from hccrad.io.files import write_atomic
-from hccrad.io.images import read_image, read_mask
+from hccrad.io.images import read_image, read_mask, write_labels_like
 from hccrad.io.manifest import Study
 from hccrad.io.masks import LABEL_LIVER, LABEL_PORTAL_VEIN
 from hccrad.segment.postprocess import postprocess_labels
@@ -215,11 +215,6 @@ def predict_cases(study: Study, config: SegmentationConfig, model_dir: Path | No
         for record in todo:
             raw = sitk.ReadImage(str(Path(scratch) / f"{record.patient_id}.nii.gz"))
             labels = postprocess_labels(sitk.GetArrayFromImage(raw).astype(np.uint8))
-            mask = sitk.GetImageFromArray(labels)
-            mask.CopyInformation(images[record.patient_id])
-            target = out_dir / f"{record.patient_id}.nii.gz"
-            temporary = out_dir / f".tmp-{record.patient_id}.nii.gz"
-            sitk.WriteImage(mask, str(temporary))
-            os.replace(temporary, target)
-            written[record.patient_id] = target
+            written[record.patient_id] = write_labels_like(labels, images[record.patient_id],
+                                                           out_dir / f"{record.patient_id}.nii.gz")
     return written

@@ -65,12 +65,11 @@ def run_totalsegmentator(ct_path: Path, work_dir: Path) -> tuple[Path, Path]:
 
 def predict_with_totalsegmentator(study, overwrite: bool = False) -> dict[str, Path]:
     """Segment the study's cases with TotalSegmentator, map, post-process and write them beside the outputs."""
-    import os
     import tempfile
 
     import SimpleITK as sitk
 
-    from hccrad.io.images import read_image, read_mask
+    from hccrad.io.images import read_image, read_mask, write_labels_like
     from hccrad.segment.postprocess import postprocess_labels
 
     out_dir = study.config.output_path / "segmentation" / "masks"
@@ -88,11 +87,5 @@ def predict_with_totalsegmentator(study, overwrite: bool = False) -> dict[str, P
             vessels = sitk.GetArrayFromImage(read_mask(vessels_path, image))
         spacing = image.GetSpacing()[::-1]
         labels = postprocess_labels(map_totalsegmentator(total, vessels, spacing))
-        mask = sitk.GetImageFromArray(labels)
-        mask.CopyInformation(image)
-        target = out_dir / f"{record.patient_id}.nii.gz"
-        temporary = out_dir / f".tmp-{record.patient_id}.nii.gz"
-        sitk.WriteImage(mask, str(temporary))
-        os.replace(temporary, target)
-        written[record.patient_id] = target
+        written[record.patient_id] = write_labels_like(labels, image, out_dir / f"{record.patient_id}.nii.gz")
     return written

@@ -24,6 +24,7 @@ import pandas as pd
 import yaml
 
 from hccrad.io.files import write_atomic
+from hccrad.io.images import write_image_atomic
 from hccrad.io.masks import LABEL_LIVER, LABEL_PORTAL_VEIN, LABEL_TUMOR, connected_components
 from hccrad.synth.anatomy import Grid, acquire, render_case
 from hccrad.synth.centers import (
@@ -34,7 +35,7 @@ from hccrad.synth.centers import (
     profile_for,
 )
 from hccrad.synth.patients import draw_outcome, draw_patient, linear_predictor, true_terms, truth_document
-from hccrad.synth.writers import to_sitk, write_dicom_series, write_image_atomic
+from hccrad.synth.writers import to_sitk, write_dicom_series
 
 #: Extent of the scanned volume along z (mm), covering the liver from dome to tip with margin.
 Z_RANGE_MM = (-110.0, 100.0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,20 +21,6 @@ def to_sitk(array: np.ndarray, grid: Grid) -> sitk.Image:
     image.SetSpacing((grid.spacing[2], grid.spacing[1], grid.spacing[0]))
     image.SetOrigin(grid.origin)
     return image
-
-
-def write_image_atomic(image: sitk.Image, path: Path) -> None:
-    """Write an image through a temporary file in the same folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    try:
-        sitk.WriteImage(image, temporary, useCompression=True)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def _uid(*parts: object) -> str:
