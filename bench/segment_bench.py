@@ -59,10 +59,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         folder = Path(root)
         rows = []
-        for index in range(args.cases + 2):
+        for index in range(args.cases + 5):
             write_case(folder, index, tuple(args.shape), args.spacing)
             rows.append({"patient_id": f"P{index}", "center": "A", "ct": f"ct{index}.nii.gz",
-                         "mask": f"mask{index}.nii.gz" if index < 2 else "", "afp": 1, "child_pugh": "A",
+                         "mask": f"mask{index}.nii.gz" if index < 5 else "", "afp": 1, "child_pugh": "A",
                          "bclc": "A", "treatment": "TACE", "pfs_months": 1, "pfs_event": 1})
         pd.DataFrame(rows).to_csv(folder / "clinical.csv", index=False)
         (folder / "study.yaml").write_text(yaml.safe_dump({

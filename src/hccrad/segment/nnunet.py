@@ -94,8 +94,9 @@ def prepare_dataset(study: Study, config: SegmentationConfig) -> Path:
         sitk.WriteImage(image, str(dataset / "imagesTr" / f"{record.patient_id}_0000.nii.gz"))
         sitk.WriteImage(out_labels, str(dataset / "labelsTr" / f"{record.patient_id}.nii.gz"))
         count += 1
-    if count < 2:
-        raise ValueError(f"nnU-Net needs at least 2 cases with reference masks; the study has {count}")
+    if count < 5:
+        raise ValueError(f"nnU-Net's five-fold cross-validation needs at least 5 cases with reference masks; "
+                         f"the study has {count}")
     dataset_json = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1, "tumor": 2},
                     "numTraining": count, "file_ending": ".nii.gz", "name": config.dataset_name}
     write_atomic(dataset / "dataset.json", json.dumps(dataset_json, indent=2))
