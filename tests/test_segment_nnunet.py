@@ -57,7 +57,7 @@ def write_study(folder, n_cases: int, with_masks: int, segmentation: dict) -> tu
 
 
 def test_plans_have_exactly_the_papers_spacing_patch_and_batch(tmp_path):
-    study, _ = write_study(tmp_path, 4, 4, {"dataset_id": 502})
+    study, _ = write_study(tmp_path, 5, 5, {"dataset_id": 502})
     config = SegmentationConfig.model_validate(study.config.segmentation)
     prepare_dataset(study, config)
     plans = json.loads(plan_and_preprocess(study, config).read_text())
