@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -153,4 +152,3 @@ def test_outcomes_follow_the_stated_weibull_cox_model():
     fit = CoxPHFitter().fit(frame, "t", "e")
     assert fit.params_["x"] == pytest.approx(0.7, abs=0.08)
     assert 0.5 < frame["e"].mean() < 0.9
-    assert math.isclose(frame["t"].min(), 0.1) or frame["t"].min() > 0.1
