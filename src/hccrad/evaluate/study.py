@@ -59,52 +59,53 @@ def _scored(frame: pd.DataFrame, model: str) -> pd.DataFrame:
     return frame[frame[f"risk_{model}"].notna()]
 
 
-def discrimination_table(predictions, models, settings) -> pd.DataFrame:
-    rows = []
+def _per_model_and_set(predictions: pd.DataFrame, models):
+    """Each model and data set with that set's scored patients and their time, event and risk score."""
     for model in models:
         for dataset in DATASETS:
             subset = _scored(_subset(predictions, dataset), model)
-            time, event = subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int)
-            scores = subset[f"risk_{model}"].to_numpy(float)
-            for horizon in settings.horizons:
-                labels = binary_outcome_at(time, event, horizon)
-                keep = ~np.isnan(labels)
-                row = {"model": model, "dataset": dataset, "horizon": horizon}
-                if keep.any() and 0 < labels[keep].sum() < keep.sum():
-                    binary = delong_auc(scores[keep], labels[keep])
-                    row.update(auc_binary=binary.auc, auc_binary_ci_low=binary.ci_low,
-                               auc_binary_ci_high=binary.ci_high, n_cases=binary.n_cases,
-                               n_controls=binary.n_controls)
-                else:
-                    row.update(auc_binary=np.nan, auc_binary_ci_low=np.nan, auc_binary_ci_high=np.nan,
-                               n_cases=int(np.nansum(labels == 1)), n_controls=int(np.nansum(labels == 0)))
-                ipcw = ipcw_auc_with_ci(time, event, scores, horizon, settings.n_bootstrap, settings.seed)
-                row.update(auc_ipcw=ipcw.auc, auc_ipcw_ci_low=ipcw.ci_low, auc_ipcw_ci_high=ipcw.ci_high)
-                rows.append(row)
+            yield (model, dataset, subset, subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int),
+                   subset[f"risk_{model}"].to_numpy(float))
+
+
+def discrimination_table(predictions, models, settings) -> pd.DataFrame:
+    rows = []
+    for model, dataset, _subset, time, event, scores in _per_model_and_set(predictions, models):
+        for horizon in settings.horizons:
+            labels = binary_outcome_at(time, event, horizon)
+            keep = ~np.isnan(labels)
+            row = {"model": model, "dataset": dataset, "horizon": horizon}
+            if keep.any() and 0 < labels[keep].sum() < keep.sum():
+                binary = delong_auc(scores[keep], labels[keep])
+                row.update(auc_binary=binary.auc, auc_binary_ci_low=binary.ci_low,
+                           auc_binary_ci_high=binary.ci_high, n_cases=binary.n_cases,
+                           n_controls=binary.n_controls)
+            else:
+                row.update(auc_binary=np.nan, auc_binary_ci_low=np.nan, auc_binary_ci_high=np.nan,
+                           n_cases=int(np.nansum(labels == 1)), n_controls=int(np.nansum(labels == 0)))
+            ipcw = ipcw_auc_with_ci(time, event, scores, horizon, settings.n_bootstrap, settings.seed)
+            row.update(auc_ipcw=ipcw.auc, auc_ipcw_ci_low=ipcw.ci_low, auc_ipcw_ci_high=ipcw.ci_high)
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
 def concordance_table(predictions, models, settings) -> pd.DataFrame:
     rows = []
-    for model in models:
-        for dataset in DATASETS:
-            subset = _scored(_subset(predictions, dataset), model)
-            time, event = subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int)
-            scores = subset[f"risk_{model}"].to_numpy(float)
-            if event.sum() == 0:
-                continue
-            tau = float(max(settings.horizons))
-            harrell = harrell_c(time, event, scores)
-            uno = uno_c(time, event, scores, tau)
-            harrell_ci = bootstrap_ci(
-                lambda i, t=time, e=event, s=scores: harrell_c(t[i], e[i], s[i]) if e[i].sum() else np.nan,
-                len(time), settings.n_bootstrap, settings.seed)
-            uno_ci = bootstrap_ci(
-                lambda i, t=time, e=event, s=scores, u=tau: _safe(lambda: uno_c(t[i], e[i], s[i], u)),
-                len(time), max(100, settings.n_bootstrap // 5), settings.seed)
-            rows.append({"model": model, "dataset": dataset, "n": len(time), "events": int(event.sum()),
-                         "harrell_c": harrell, "harrell_ci_low": harrell_ci[0], "harrell_ci_high": harrell_ci[1],
-                         "uno_c": uno, "uno_tau_months": tau, "uno_ci_low": uno_ci[0], "uno_ci_high": uno_ci[1]})
+    for model, dataset, _subset, time, event, scores in _per_model_and_set(predictions, models):
+        if event.sum() == 0:
+            continue
+        tau = float(max(settings.horizons))
+        harrell = harrell_c(time, event, scores)
+        uno = uno_c(time, event, scores, tau)
+        harrell_ci = bootstrap_ci(
+            lambda i, t=time, e=event, s=scores: harrell_c(t[i], e[i], s[i]) if e[i].sum() else np.nan,
+            len(time), settings.n_bootstrap, settings.seed)
+        uno_ci = bootstrap_ci(
+            lambda i, t=time, e=event, s=scores, u=tau: _safe(lambda: uno_c(t[i], e[i], s[i], u)),
+            len(time), max(100, settings.n_bootstrap // 5), settings.seed)
+        rows.append({"model": model, "dataset": dataset, "n": len(time), "events": int(event.sum()),
+                     "harrell_c": harrell, "harrell_ci_low": harrell_ci[0], "harrell_ci_high": harrell_ci[1],
+                     "uno_c": uno, "uno_tau_months": tau, "uno_ci_low": uno_ci[0], "uno_ci_high": uno_ci[1]})
     return pd.DataFrame(rows)
 
 
@@ -176,24 +177,21 @@ def nri_table(predictions, models, settings) -> pd.DataFrame:
 
 def calibration_tables(predictions, models, settings):
     summary_rows, group_rows, smooth_rows = [], [], []
-    for model in models:
-        for dataset in DATASETS:
-            subset = _scored(_subset(predictions, dataset), model)
-            time, event = subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int)
-            for horizon in settings.horizons:
-                risk = risk_at(subset, model, horizon)
-                key = {"model": model, "dataset": dataset, "horizon": horizon}
-                try:
-                    summary = calibration_summary(time, event, subset[f"risk_{model}"].to_numpy(float), risk, horizon)
-                    observed = smooth_observed_risk(time, event, risk, horizon)
-                except Exception as exc:  # too few events for the smooth curve: report why
-                    summary, observed = {"note": f"not estimable: {exc}"}, None
-                summary_rows.append({**key, **summary})
-                groups = grouped_calibration(time, event, risk, horizon, settings.calibration_groups)
-                group_rows.extend({**key, **row} for row in groups.to_dict("records"))
-                if observed is not None:
-                    smooth_rows.extend({**key, "patient_id": pid, "predicted": p, "observed": o}
-                                       for pid, p, o in zip(subset.index, risk, observed, strict=True))
+    for model, dataset, subset, time, event, _scores in _per_model_and_set(predictions, models):
+        for horizon in settings.horizons:
+            risk = risk_at(subset, model, horizon)
+            key = {"model": model, "dataset": dataset, "horizon": horizon}
+            try:
+                summary = calibration_summary(time, event, subset[f"risk_{model}"].to_numpy(float), risk, horizon)
+                observed = smooth_observed_risk(time, event, risk, horizon)
+            except Exception as exc:  # too few events for the smooth curve: report why
+                summary, observed = {"note": f"not estimable: {exc}"}, None
+            summary_rows.append({**key, **summary})
+            groups = grouped_calibration(time, event, risk, horizon, settings.calibration_groups)
+            group_rows.extend({**key, **row} for row in groups.to_dict("records"))
+            if observed is not None:
+                smooth_rows.extend({**key, "patient_id": pid, "predicted": p, "observed": o}
+                                   for pid, p, o in zip(subset.index, risk, observed, strict=True))
     return pd.DataFrame(summary_rows), pd.DataFrame(group_rows), pd.DataFrame(smooth_rows)
 
 
@@ -216,12 +214,10 @@ def brier_table(predictions, fitted, settings) -> pd.DataFrame:
 
 def box_table(predictions, models, settings) -> pd.DataFrame:
     rows = []
-    for model in models:
-        for dataset in DATASETS:
-            subset = _scored(_subset(predictions, dataset), model)
-            for horizon in settings.horizons:
-                rows.append({"model": model, "dataset": dataset, "horizon": horizon,
-                             **risk_score_by_outcome(subset, f"risk_{model}", horizon)})
+    for model, dataset, subset, _time, _event, _scores in _per_model_and_set(predictions, models):
+        for horizon in settings.horizons:
+            rows.append({"model": model, "dataset": dataset, "horizon": horizon,
+                         **risk_score_by_outcome(subset, f"risk_{model}", horizon)})
     return pd.DataFrame(rows)
 
 

@@ -20,8 +20,6 @@ from hccrad.io.config import SeriesRule
 from hccrad.io.images import array_with_spacing, read_image, read_mask
 from hccrad.io.masks import LABEL_PORTAL_VEIN
 
-REGIONS = ("Tumor", "Rliver")
-
 
 @dataclass(frozen=True)
 class CaseJob:

@@ -79,9 +79,6 @@ PAPER_FIGURE1_CODES: dict[str, str] = {
     "L-m": "Rliver_wavelet-LHH_glszm_GrayLevelNonUniformityNormalized",
 }
 
-CLINICAL_COLUMNS = ("afp", "child_pugh", "bclc", "treatment")
-
-
 def paper_column(name: str) -> str:
     """hccrad's column for a paper factor name or Figure 1 code."""
     if name in PAPER_FIGURE1_CODES:
@@ -90,11 +87,3 @@ def paper_column(name: str) -> str:
         return PAPER_TABLE3[name]
     except KeyError:
         raise KeyError(f"{name!r} is not a factor of the paper's Supplementary Table 3") from None
-
-
-def region_of(column: str) -> str | None:
-    """``Tumor``, ``Rliver`` or None (clinical) for a feature column."""
-    for region in ("Tumor", "Rliver"):
-        if column.startswith(f"{region}_"):
-            return region
-    return None

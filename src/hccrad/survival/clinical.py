@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -35,14 +34,10 @@ def fit_coding(train: pd.DataFrame, coding: ClinicalCoding) -> dict[str, Any]:
         "bclc_levels": sorted(set(train["bclc"].dropna().astype(str)) - {"A"}, key=BCLC_ORDER.get),
     }
     encoded = encode(train, spec, impute=None)
-    spec["impute"] = {column: float(np.nanmedian(encoded[column])) if coding_is_continuous(column, spec)
+    spec["impute"] = {column: float(np.nanmedian(encoded[column])) if column == "afp_log10"
                       else float(encoded[column].mode().iloc[0]) if encoded[column].notna().any() else 0.0
                       for column in encoded.columns}
     return spec
-
-
-def coding_is_continuous(column: str, spec: dict[str, Any]) -> bool:
-    return column == "afp_log10"
 
 
 def covariate_description(column: str, spec: dict[str, Any]) -> str:
@@ -109,14 +104,3 @@ def _check_levels(values: pd.Series, allowed: set[str | None], field: str) -> No
         raise ClinicalInputError(
             f"{field}: categories unseen in training for {patients}; known: {sorted(a for a in allowed if a)}"
         )
-
-
-def missing_clinical(frame: pd.DataFrame) -> dict[str, list[str]]:
-    """Per patient, the clinical inputs that are missing."""
-    out = {}
-    for patient, row in frame[list(CLINICAL_INPUTS)].iterrows():
-        missing = [field for field, value in row.items()
-                   if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value)]
-        if missing:
-            out[str(patient)] = missing
-    return out

@@ -235,9 +235,10 @@ class CoxRiskModel:
         from hccrad.features.names import PAPER_TABLE3
 
         paper_by_column = {column: paper for paper, column in PAPER_TABLE3.items()}
+        clinical_columns = set(encode_columns(self.clinical_spec_)) if self.clinical_spec_ else set()
         rows = []
         for covariate, row in summary.iterrows():
-            if self.clinical_spec_ and covariate in encode_columns(self.clinical_spec_):
+            if covariate in clinical_columns:
                 description = covariate_description(covariate, self.clinical_spec_)
                 paper = {"afp": "AFP level", "chi": "Child-Pugh grade", "bcl": "BCLC stage",
                          "tre": "Treatment style"}[covariate[:3]]

@@ -13,7 +13,6 @@ Layout of the written folder::
 from __future__ import annotations
 
 import json
-import math
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -225,7 +224,3 @@ def generate_cohort(out_dir: Path | str, spec: CohortSpec = CohortSpec(), progre
     write_atomic(manifest, yaml.safe_dump(study_manifest(f"hccrad synthetic cohort (seed {spec.seed})"),
                                          sort_keys=False))
     return manifest
-
-
-def event_rate(latent: pd.DataFrame) -> float:
-    return float(latent["pfs_event"].mean()) if len(latent) else math.nan

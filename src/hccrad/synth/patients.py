@@ -9,7 +9,7 @@ ratio and the liver's fibrotic texture.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -205,7 +205,3 @@ def truth_document() -> dict:
             "z_liver_fibrosis": "latent liver texture amplitude (0..1), drives parenchymal HU variance",
         },
     }
-
-
-def anatomy_dict(anatomy: PatientAnatomy) -> dict:
-    return asdict(anatomy)

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -88,8 +87,3 @@ def write_dicom_series(array: np.ndarray, grid: Grid, folder: Path, profile: Sca
         target, temporary = folder / name, folder / f".tmp-{name}"
         ds.save_as(temporary, enforce_file_format=True)
         os.replace(temporary, target)
-
-
-def read_back_dicom_tag(path: Path, keyword: str) -> object:
-    """Read one tag of a written file (used by tests and the CLI's sanity checks)."""
-    return pydicom.dcmread(path, stop_before_pixels=True).get(keyword)
