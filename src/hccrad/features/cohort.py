@@ -20,9 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from hccrad import __version__
 from hccrad.features.config import FeatureConfig
-from hccrad.features.extract import CaseJob, case_fingerprint, compute_case
+from hccrad.features.extract import CaseJob, case_fingerprint, compute_case, engine_version
 from hccrad.io.files import write_atomic
 from hccrad.io.manifest import Study
 
@@ -61,7 +60,7 @@ def build_jobs(study: Study, config: FeatureConfig) -> tuple[list[CaseJob], list
                             "error": f"no {what}: give one in the manifest or segment the case first"})
             continue
         fingerprint = case_fingerprint(record.ct, record.mask, record.portal_vein_diameter_mm, params, settings,
-                                       __version__)
+                                       engine_version(config.engine))
         jobs.append(CaseJob(record.patient_id, str(record.ct), str(record.mask), record.portal_vein_diameter_mm,
                             params, settings, rule, fingerprint))
     return jobs, missing
@@ -73,7 +72,7 @@ def local_worker_count(config: FeatureConfig, n_jobs: int) -> int:
 
     if config.n_workers:
         return max(1, min(config.n_workers, n_jobs))
-    by_memory = int(psutil.virtual_memory().available / (config.memory_per_case_gb * 1024**3))
+    by_memory = int(psutil.virtual_memory().available / (config.memory_per_case() * 1024**3))
     return max(1, min(os.cpu_count() or 1, by_memory, n_jobs))
 
 

@@ -31,9 +31,12 @@ class FeatureConfig(BaseModel):
         region's HU; ``robust_range`` uses the 1st and 99th percentiles instead of min and max.
     pad_sigmas
         Crop margin around each region before filtering, in multiples of the largest LoG sigma.
+    engine
+        Which code computes the PyRadiomics features: ``hccrad`` (default; hccrad's engine, the same values
+        to within 1e-6, about 10x faster and in a fraction of the memory) or ``pyradiomics`` (the reference).
     memory_per_case_gb
-        Memory one case may take (PyRadiomics on a real remnant liver reaches about 3 GB); the local
-        cluster starts no more workers than the free memory allows.
+        Memory one case may take (about 1 GB with the hccrad engine; PyRadiomics on a real remnant liver
+        reaches about 3.4 GB); the local cluster starts no more workers than the free memory allows.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -44,8 +47,15 @@ class FeatureConfig(BaseModel):
     attenuation_rate: Literal["range", "robust_range"] = "range"
     rates: tuple[float, float] = (0.25, 0.75)
     pad_sigmas: float = Field(default=5.0, ge=0)
-    memory_per_case_gb: float = Field(default=3.0, gt=0)
+    engine: Literal["hccrad", "pyradiomics"] = "hccrad"
+    memory_per_case_gb: float | None = Field(default=None, gt=0)
     n_workers: int | None = None
+
+    def memory_per_case(self) -> float:
+        """GB of memory one case may take: the setting, else the engine's measured peak with some margin."""
+        if self.memory_per_case_gb is not None:
+            return self.memory_per_case_gb
+        return 1.5 if self.engine == "hccrad" else 3.5
 
     def params_path(self, base_dir: Path | None = None) -> Path:
         if self.params in ("paper", "demo"):

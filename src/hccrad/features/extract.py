@@ -64,6 +64,36 @@ def case_fingerprint(ct: Path, mask: Path, portal_vein_diameter_mm: float | None
     return digest.hexdigest()[:32]
 
 
+def engine_version(engine: str) -> str:
+    """hccrad's version plus the feature engine's name and version: part of every case fingerprint, so a change of
+    engine, or of either engine's version, recomputes the features."""
+    from hccrad import __version__
+
+    if engine == "pyradiomics":
+        import radiomics
+
+        return f"{__version__}|pyradiomics {radiomics.__version__}"
+    from hccrad.features.engine import ENGINE_VERSION
+
+    return f"{__version__}|hccrad-engine {ENGINE_VERSION}"
+
+
+def region_radiomics(engine: str, params: dict[str, Any], pad_voxels: int):
+    """A function ``(image, region, prefix) -> features`` computing PyRadiomics' features with ``engine``."""
+    if engine == "pyradiomics":
+        extractor = radiomics_extractor(params, pad_voxels)
+        return lambda image, region, prefix: radiomics_features(extractor, image, region, prefix)
+    from hccrad.features.engine import check_params, region_features
+
+    check_params(params)
+
+    def compute(image: sitk.Image, region: np.ndarray, prefix: str) -> dict[str, float]:
+        return {f"{prefix}_{key}": float(value) for key, value in
+                region_features(image, region, params, pad_voxels).items()}
+
+    return compute
+
+
 def radiomics_extractor(params: dict[str, Any], pad_voxels: int):
     """A PyRadiomics extractor for ``params`` that crops ``pad_voxels`` around the region before filtering."""
     from radiomics import featureextractor
@@ -112,9 +142,10 @@ def compute_case(job: CaseJob) -> dict[str, Any]:
         features, notes = morphological_factors(ct, spacing, tumor, rliver, diameter, config.rates,
                                                 config.attenuation_rate)
         pad = crop_pad_voxels(job.radiomics_params, spacing, config.pad_sigmas)
-        extractor = radiomics_extractor(job.radiomics_params, pad)
+        compute = region_radiomics(config.engine, job.radiomics_params, pad)
+        del labels, ct  # the features need only the image and the two regions
         for name, region in (("Tumor", tumor), ("Rliver", rliver)):
-            features.update(radiomics_features(extractor, image, region, name))
+            features.update(compute(image, region, name))
         return {
             "status": "ok",
             "patient_id": job.patient_id,

@@ -1,0 +1,8 @@
+"""hccrad's feature engine: PyRadiomics' features, the same values, computed much faster.
+
+See ``docs/features.md`` ("The feature engine") for what it matches and how to switch engines.
+"""
+
+from hccrad.features.engine.extract import ENGINE_VERSION, UnsupportedSetting, check_params, region_features
+
+__all__ = ["ENGINE_VERSION", "UnsupportedSetting", "check_params", "region_features"]

@@ -1,0 +1,373 @@
+"""First-order and texture features (PyRadiomics' firstorder, glcm, glrlm, glszm, gldm, ngtdm) of one region.
+
+Inputs are the filtered image values and the discretised gray levels of a region cropped to its bounding box.
+Matrices are built by the compiled kernels already compacted to the gray levels present (and, for run lengths,
+zone sizes and dependences, to the sizes present), which is what PyRadiomics obtains after deleting empty rows
+and columns; the formulas below are PyRadiomics' own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hccrad.features.engine.kernels import (
+    DIRECTIONS_13,
+    OFFSETS_26,
+    flat_offsets,
+    glcm_counts,
+    has_two_on_a_line,
+    neighbourhood_counts,
+    run_length_counts,
+    zone_sizes,
+)
+
+EPS = np.spacing(1)
+
+
+class RegionGrid:
+    """A region's discretised gray levels in flat form for the compiled kernels.
+
+    Parameters
+    ----------
+    levels_box
+        Gray levels (int32, z y x) on the region's bounding box, 0 outside the region.
+    mask_box
+        The region (bool, z y x) on its bounding box.
+    """
+
+    def __init__(self, levels_box: np.ndarray, mask_box: np.ndarray):
+        padded_mask = np.pad(mask_box, 1)
+        self.shape = padded_mask.shape
+        self.box_shape = mask_box.shape
+        self.mask = padded_mask.ravel()
+        self.binned = np.pad(levels_box, 1).ravel()
+        self.voxels = np.flatnonzero(self.mask).astype(np.int64)
+        self.directions = flat_offsets(DIRECTIONS_13, self.shape)
+        self.neighbours = flat_offsets(OFFSETS_26, self.shape)
+        self.n_gray = int(self.binned.max())
+
+
+def bin_edges(values: np.ndarray, bin_width: float | None = 25, bin_count: int | None = None) -> np.ndarray:
+    """PyRadiomics' bin edges: equally spaced from 0 with ``bin_width`` (the lowest edge at or below the region
+    minimum), or ``bin_count`` bins over the range. Arithmetic in the values' own type, as PyRadiomics does."""
+    if bin_count is not None:
+        edges = np.histogram(values, bin_count)[1]
+        edges[-1] += 1
+        return edges
+    minimum = np.min(values)
+    maximum = np.max(values)
+    low = minimum - (minimum % bin_width)
+    high = maximum + 2 * bin_width
+    edges = np.arange(low, high, bin_width)
+    if len(edges) == 1:
+        edges = np.array([edges[0] - .5, edges[0] + .5])
+    return edges
+
+
+def discretise(values: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
+    """Gray levels (1-based int32) of the region values, with PyRadiomics' ``binWidth``/``binCount`` rule."""
+    edges = bin_edges(values, settings.get("binWidth", 25), settings.get("binCount"))
+    return np.digitize(values, edges).astype(np.int32)
+
+
+def firstorder_features(values: np.ndarray, levels: np.ndarray, voxel_volume_mm3: float,
+                        shift: float = 0.0) -> dict[str, float]:
+    """The 18 first-order features of the region values (HU after filtering) and their gray levels."""
+    x = values.astype(np.float64)
+    n = x.size
+    shifted = x + shift
+    counts = np.bincount(levels)
+    counts = counts[counts > 0]
+    p = counts / float(counts.sum())
+    mean = np.mean(x)
+    centred = x - mean
+    squared = centred * centred
+    m2 = np.mean(squared)
+    m3 = np.mean(squared * centred)
+    m4 = np.mean(squared * squared)
+    p10, p25, median, p75, p90 = np.percentile(x, [10, 25, 50, 75, 90])
+    robust = x[(x >= p10) & (x <= p90)]
+    energy = float(np.sum(shifted * shifted))
+    features = {
+        "10Percentile": p10,
+        "90Percentile": p90,
+        "Energy": energy,
+        "Entropy": -float(np.sum(p * np.log2(p + EPS))),
+        "InterquartileRange": p75 - p25,
+        "Kurtosis": m4 / m2 ** 2.0 if m2 != 0 else 0.0,
+        "Maximum": np.max(x),
+        "Mean": mean,
+        "MeanAbsoluteDeviation": np.mean(np.abs(centred)),
+        "Median": median,
+        "Minimum": np.min(x),
+        "Range": np.max(x) - np.min(x),
+        "RobustMeanAbsoluteDeviation": np.mean(np.abs(robust - np.mean(robust))),
+        "RootMeanSquared": np.sqrt(energy / n) if n else 0.0,
+        "Skewness": m3 / m2 ** 1.5 if m2 != 0 else 0.0,
+        "TotalEnergy": energy * voxel_volume_mm3,
+        "Uniformity": float(np.sum(p ** 2)),
+        "Variance": np.std(x) ** 2,
+    }
+    return {name: float(value) for name, value in features.items()}
+
+
+def _angle_mean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if values.size else float("nan")
+
+
+def glcm_features(grid: RegionGrid, gray_levels: np.ndarray, symmetrical: bool = True) -> dict[str, float]:
+    """The 24 GLCM features: 13 directions at distance 1, symmetrical, normalised per direction, averaged."""
+    n_gray = grid.n_gray
+    counts = glcm_counts(grid.binned, grid.mask, grid.voxels, grid.directions, n_gray)
+    present = gray_levels - 1
+    P = counts[np.ix_(present, present)]
+    if symmetrical:
+        P = P + np.transpose(P, (1, 0, 2))
+    totals = P.sum((0, 1))
+    if P.shape[2] > 1:
+        P = P[:, :, totals != 0]
+        totals = totals[totals != 0]
+    P = P / np.where(totals == 0, np.nan, totals)[None, None, :]
+    g = gray_levels.astype(np.float64)
+    i, j = g[:, None, None], g[None, :, None]
+    px = P.sum(1, keepdims=True)
+    py = P.sum(0, keepdims=True)
+    ux = np.sum(i * P, (0, 1), keepdims=True)
+    uy = np.sum(j * P, (0, 1), keepdims=True)
+    k_sum = np.arange(2, 2 * n_gray + 1, dtype=np.float64)
+    k_diff = np.arange(0, n_gray, dtype=np.float64)
+    plane_sum = (g[:, None] + g[None, :]).astype(np.int64)
+    plane_diff = np.abs(g[:, None] - g[None, :]).astype(np.int64)
+    flat = P.reshape(-1, P.shape[2])
+    p_sum = np.zeros((len(k_sum), P.shape[2]))
+    np.add.at(p_sum, plane_sum.ravel() - 2, flat)
+    p_diff = np.zeros((len(k_diff), P.shape[2]))
+    np.add.at(p_diff, plane_diff.ravel(), flat)
+    hxy = -np.sum(P * np.log2(P + EPS), (0, 1))
+    hx = -np.sum(px * np.log2(px + EPS), (0, 1))
+    hy = -np.sum(py * np.log2(py + EPS), (0, 1))
+    hxy1 = -np.sum(P * np.log2(px * py + EPS), (0, 1))
+    hxy2 = -np.sum((px * py) * np.log2(px * py + EPS), (0, 1))
+    shade = (i + j) - ux - uy
+    sigx = np.sum(P * (i - ux) ** 2, (0, 1), keepdims=True) ** 0.5
+    sigy = np.sum(P * (j - uy) ** 2, (0, 1), keepdims=True) ** 0.5
+    corm = np.sum(P * (i - ux) * (j - uy), (0, 1), keepdims=True)
+    corr = corm / (sigx * sigy + EPS)
+    corr[sigx * sigy == 0] = 1
+    div = np.fmax(hx, hy)
+    imc1 = hxy - hxy1
+    imc1 = np.where(div != 0, imc1 / np.where(div != 0, div, 1), 0.0)
+    imc2 = (1 - np.e ** (-2 * (hxy2 - hxy))) ** 0.5
+    imc2[hxy2 == hxy] = 0
+    diff_avg = np.sum(k_diff[:, None] * p_diff, 0)
+    features = {
+        "Autocorrelation": _angle_mean(np.sum(P * (i * j), (0, 1))),
+        "ClusterProminence": _angle_mean(np.sum(P * shade ** 4, (0, 1))),
+        "ClusterShade": _angle_mean(np.sum(P * shade ** 3, (0, 1))),
+        "ClusterTendency": _angle_mean(np.sum(P * shade ** 2, (0, 1))),
+        "Contrast": _angle_mean(np.sum(P * np.abs(i - j) ** 2, (0, 1))),
+        "Correlation": _angle_mean(corr),
+        "DifferenceAverage": _angle_mean(diff_avg),
+        "DifferenceEntropy": _angle_mean(-np.sum(p_diff * np.log2(p_diff + EPS), 0)),
+        "DifferenceVariance": _angle_mean(np.sum(p_diff * (k_diff[:, None] - diff_avg[None, :]) ** 2, 0)),
+        "Id": _angle_mean(np.sum(p_diff / (1 + k_diff[:, None]), 0)),
+        "Idm": _angle_mean(np.sum(p_diff / (1 + k_diff[:, None] ** 2), 0)),
+        "Idmn": _angle_mean(np.sum(p_diff / (1 + k_diff[:, None] ** 2 / n_gray ** 2), 0)),
+        "Idn": _angle_mean(np.sum(p_diff / (1 + k_diff[:, None] / n_gray), 0)),
+        "Imc1": _angle_mean(imc1),
+        "Imc2": _angle_mean(imc2),
+        "InverseVariance": _angle_mean(np.sum(p_diff[1:] / k_diff[1:, None] ** 2, 0)),
+        "JointAverage": float(ux.mean()),
+        "JointEnergy": _angle_mean(np.sum(P ** 2, (0, 1))),
+        "JointEntropy": _angle_mean(hxy),
+        "MCC": _mcc(P, px, py),
+        "MaximumProbability": _angle_mean(np.amax(P, (0, 1))),
+        "SumAverage": _angle_mean(np.sum(k_sum[:, None] * p_sum, 0)),
+        "SumEntropy": _angle_mean(-np.sum(p_sum * np.log2(p_sum + EPS), 0)),
+        "SumSquares": _angle_mean(np.sum(P * (i - ux) ** 2, (0, 1))),
+    }
+    return features
+
+
+def _mcc(P: np.ndarray, px: np.ndarray, py: np.ndarray) -> float:
+    """Maximal correlation coefficient: the root of the second largest eigenvalue of Q, averaged over angles."""
+    if P.shape[0] < 2:
+        return 1.0
+    # Q_ij = sum_k P_ik P_jk / (px_i py_k + eps), per angle (PyRadiomics' expression)
+    denominator = px[:, 0, None, :] * py[0, None, :, :] + EPS  # (i, k, angle)
+    Q = np.einsum("ika,jka->ija", P / denominator, P)
+    eigen = np.linalg.eigvals(Q.transpose((2, 0, 1)))
+    eigen.sort()
+    return float(np.nanmean(np.sqrt(eigen[:, -2])).real)
+
+
+def _size_emphasis(P: np.ndarray, ivector: np.ndarray, jvector: np.ndarray, total: float
+                   ) -> dict[str, float]:
+    """Features shared by GLRLM, GLSZM and GLDM for one matrix P (gray levels x sizes), normalised by ``total``."""
+    pr = P.sum(0)
+    pg = P.sum(1)
+    i2 = ivector[:, None] ** 2
+    j2 = jvector[None, :] ** 2
+    pg_n = pg / total
+    pr_n = pr / total
+    u_i = np.sum(pg_n * ivector)
+    u_j = np.sum(pr_n * jvector)
+    p_n = P / total
+    return {
+        "short": np.sum(pr / j2[0]) / total,
+        "long": np.sum(pr * j2[0]) / total,
+        "gln": np.sum(pg ** 2) / total,
+        "glnn": np.sum(pg ** 2) / total ** 2,
+        "sn": np.sum(pr ** 2) / total,
+        "snn": np.sum(pr ** 2) / total ** 2,
+        "glv": np.sum(pg_n * (ivector - u_i) ** 2),
+        "sv": np.sum(pr_n * (jvector - u_j) ** 2),
+        "entropy": -np.sum(p_n * np.log2(p_n + EPS)),
+        "low": np.sum(pg / ivector ** 2) / total,
+        "high": np.sum(pg * ivector ** 2) / total,
+        "short_low": np.sum(P / (i2 * j2)) / total,
+        "short_high": np.sum(P * i2 / j2) / total,
+        "long_low": np.sum(P * j2 / i2) / total,
+        "long_high": np.sum(P * (j2 * i2)) / total,
+    }
+
+
+def glrlm_features(grid: RegionGrid, gray_levels: np.ndarray) -> dict[str, float]:
+    """The 16 GLRLM features: runs along 13 directions, each direction's features averaged.
+
+    PyRadiomics drops a direction in which no line holds two region voxels (the region is flat for it).
+    """
+    counts, multi = run_length_counts(grid.binned, grid.mask, grid.voxels, grid.directions, grid.n_gray,
+                                      max(grid.box_shape))
+    if not multi.all():
+        coordinates = np.argwhere(grid.mask.reshape(grid.shape))
+        for a in np.flatnonzero(~multi):
+            if not has_two_on_a_line(coordinates, DIRECTIONS_13[a]):
+                counts[:, :, a] = 0.0
+    P = counts[gray_levels - 1]
+    n_runs = P.sum((0, 1))
+    if P.shape[2] > 1:
+        P = P[:, :, n_runs != 0]
+        n_runs = n_runs[n_runs != 0]
+    lengths_present = P.sum((0, 2)) != 0
+    P = P[:, lengths_present]
+    ivector = gray_levels.astype(np.float64)
+    jvector = (np.nonzero(lengths_present)[0] + 1).astype(np.float64)
+    per_angle = [_size_emphasis(P[:, :, a], ivector, jvector, n_runs[a]) for a in range(P.shape[2])]
+    run_voxels = np.array([np.sum(P[:, :, a].sum(0) * jvector) for a in range(P.shape[2])])
+
+    def mean(key: str) -> float:
+        return _angle_mean(np.array([values[key] for values in per_angle]))
+
+    return {
+        "GrayLevelNonUniformity": mean("gln"),
+        "GrayLevelNonUniformityNormalized": mean("glnn"),
+        "GrayLevelVariance": mean("glv"),
+        "HighGrayLevelRunEmphasis": mean("high"),
+        "LongRunEmphasis": mean("long"),
+        "LongRunHighGrayLevelEmphasis": mean("long_high"),
+        "LongRunLowGrayLevelEmphasis": mean("long_low"),
+        "LowGrayLevelRunEmphasis": mean("low"),
+        "RunEntropy": mean("entropy"),
+        "RunLengthNonUniformity": mean("sn"),
+        "RunLengthNonUniformityNormalized": mean("snn"),
+        "RunPercentage": _angle_mean(n_runs / run_voxels),
+        "RunVariance": mean("sv"),
+        "ShortRunEmphasis": mean("short"),
+        "ShortRunHighGrayLevelEmphasis": mean("short_high"),
+        "ShortRunLowGrayLevelEmphasis": mean("short_low"),
+    }
+
+
+def _compact(levels: np.ndarray, sizes: np.ndarray, gray_levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A (gray level x size) count matrix from one (level, size) pair per item, over the sizes present."""
+    size_values, size_index = np.unique(sizes, return_inverse=True)
+    level_index = np.searchsorted(gray_levels, levels)
+    P = np.zeros((len(gray_levels), len(size_values)))
+    np.add.at(P, (level_index, size_index), 1.0)
+    return P, size_values.astype(np.float64)
+
+
+def glszm_features(grid: RegionGrid, gray_levels: np.ndarray) -> dict[str, float]:
+    """The 16 GLSZM features: 26-connected zones of equal gray level."""
+    zones = zone_sizes(grid.binned, grid.mask, grid.voxels, grid.neighbours)
+    P, jvector = _compact(zones[:, 0], zones[:, 1], gray_levels)
+    n_zones = float(len(zones))
+    n_voxels = float(np.sum(P.sum(0) * jvector))
+    values = _size_emphasis(P, gray_levels.astype(np.float64), jvector, n_zones)
+    return {
+        "GrayLevelNonUniformity": values["gln"],
+        "GrayLevelNonUniformityNormalized": values["glnn"],
+        "GrayLevelVariance": values["glv"],
+        "HighGrayLevelZoneEmphasis": values["high"],
+        "LargeAreaEmphasis": values["long"],
+        "LargeAreaHighGrayLevelEmphasis": values["long_high"],
+        "LargeAreaLowGrayLevelEmphasis": values["long_low"],
+        "LowGrayLevelZoneEmphasis": values["low"],
+        "SizeZoneNonUniformity": values["sn"],
+        "SizeZoneNonUniformityNormalized": values["snn"],
+        "SmallAreaEmphasis": values["short"],
+        "SmallAreaHighGrayLevelEmphasis": values["short_high"],
+        "SmallAreaLowGrayLevelEmphasis": values["short_low"],
+        "ZoneEntropy": values["entropy"],
+        "ZonePercentage": n_zones / n_voxels,
+        "ZoneVariance": values["sv"],
+    }
+
+
+def neighbourhood_features(grid: RegionGrid, gray_levels: np.ndarray, alpha: int = 0
+                           ) -> tuple[dict[str, float], dict[str, float]]:
+    """The 14 GLDM features (dependence: |i - j| <= ``alpha`` in the 26-neighbourhood) and the 5 NGTDM features."""
+    dependence, ngtdm = neighbourhood_counts(grid.binned, grid.mask, grid.voxels, grid.neighbours, grid.n_gray,
+                                             alpha)
+    P = dependence[gray_levels - 1]
+    present = P.sum(0) != 0
+    P = P[:, present]
+    jvector = (np.nonzero(present)[0] + 1).astype(np.float64)
+    n_voxels = float(P.sum())
+    values = _size_emphasis(P, gray_levels.astype(np.float64), jvector, n_voxels)
+    gldm = {
+        "DependenceEntropy": values["entropy"],
+        "DependenceNonUniformity": values["sn"],
+        "DependenceNonUniformityNormalized": values["snn"],
+        "DependenceVariance": values["sv"],
+        "GrayLevelNonUniformity": values["gln"],
+        "GrayLevelVariance": values["glv"],
+        "HighGrayLevelEmphasis": values["high"],
+        "LargeDependenceEmphasis": values["long"],
+        "LargeDependenceHighGrayLevelEmphasis": values["long_high"],
+        "LargeDependenceLowGrayLevelEmphasis": values["long_low"],
+        "LowGrayLevelEmphasis": values["low"],
+        "SmallDependenceEmphasis": values["short"],
+        "SmallDependenceHighGrayLevelEmphasis": values["short_high"],
+        "SmallDependenceLowGrayLevelEmphasis": values["short_low"],
+    }
+    return {name: float(value) for name, value in gldm.items()}, _ngtdm_features(ngtdm, gray_levels)
+
+
+def _ngtdm_features(ngtdm: np.ndarray, gray_levels: np.ndarray) -> dict[str, float]:
+    counts = ngtdm[gray_levels - 1, 0]
+    s = ngtdm[gray_levels - 1, 1]
+    i = gray_levels.astype(np.float64)
+    n_voxels = counts.sum()
+    p = counts / n_voxels
+    n_gray = float(len(gray_levels))
+    sum_s = s.sum()
+    ps = p * s
+    coarse = np.sum(ps)
+    coarseness = 1 / coarse if coarse != 0 else 1e6
+    div = n_gray * (n_gray - 1)
+    contrast = np.sum(p[:, None] * p[None, :] * (i[:, None] - i[None, :]) ** 2) * sum_s / n_voxels
+    contrast = contrast / div if div != 0 else 0.0
+    i_p = i * p
+    absdiff = np.sum(np.abs(i_p[:, None] - i_p[None, :]))
+    busyness = coarse / absdiff if absdiff != 0 else 0.0
+    divisor = p[:, None] + p[None, :]
+    divisor[divisor == 0] = 1
+    complexity = np.sum(np.abs(i[:, None] - i[None, :]) * (ps[:, None] + ps[None, :]) / divisor) / n_voxels
+    strength = np.sum((p[:, None] + p[None, :]) * (i[:, None] - i[None, :]) ** 2)
+    strength = strength / sum_s if sum_s != 0 else 0.0
+    return {"Busyness": float(busyness), "Coarseness": float(coarseness), "Complexity": float(complexity),
+            "Contrast": float(contrast), "Strength": float(strength)}
