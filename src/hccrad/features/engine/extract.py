@@ -35,7 +35,7 @@ def check_params(params: dict[str, Any]) -> None:
     """Refuse parameters the engine would not reproduce exactly, naming each one."""
     settings = params.get("setting") or {}
     problems = []
-    for key, value in settings.items():
+    for key in settings:
         if key not in SUPPORTED_SETTINGS:
             problems.append(f"setting '{key}' is not implemented")
     if settings.get("normalize"):
@@ -150,7 +150,8 @@ def region_features(image: sitk.Image, region: np.ndarray, params: dict[str, Any
     check_params(params)
     settings = {**(params.get("setting") or {}), "padDistance": int(pad)}
     image_types = params.get("imageType") or {"Original": {}}
-    classes = params.get("featureClass") or {name: None for name in SUPPORTED_CLASSES}
+    # without a featureClass section PyRadiomics enables every class, in the alphabetical order of its modules
+    classes = params.get("featureClass") or {name: None for name in sorted(SUPPORTED_CLASSES)}
     cropped, mask = images.prepare(image, region, settings, int(pad))
     if not mask.any():
         raise ValueError("the region is empty after resampling")

@@ -109,7 +109,7 @@ def log_images(image: sitk.Image, sigmas: list[float]) -> Iterator[tuple[str, si
             log = sitk.LaplacianRecursiveGaussianImageFilter()
             log.SetNormalizeAcrossScale(True)
             log.SetSigma(sigma)
-            yield "log-sigma-%s-mm-3D" % str(sigma).replace(".", "-"), log.Execute(image)
+            yield "log-sigma-{}-mm-3D".format(str(sigma).replace(".", "-")), log.Execute(image)
 
 
 def wavelet_images(image: sitk.Image, wavelet: str = "coif1", level: int = 1, start_level: int = 0

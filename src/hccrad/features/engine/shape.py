@@ -90,7 +90,6 @@ def mesh_area_volume(padded: np.ndarray, spacing_zyx: tuple[float, float, float]
     counts = np.bincount(kinds, minlength=256).astype(np.float64)
     area = float(counts @ area_table)
     volume6 = float(counts @ volume6_table)
-    spacing = np.asarray(spacing_zyx, dtype=np.float64)
     for axis in range(3):
         position_sums = np.bincount(kinds, weights=positions[axis].astype(np.float64), minlength=256)
         volume6 += float(position_sums @ gradient_table[:, axis])
