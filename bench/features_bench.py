@@ -1,20 +1,22 @@
-"""Per-region seconds and peak memory of the features stage on a paper-sized case.
+"""hccrad's feature engine beside PyRadiomics on paper-sized cases: CPU and wall seconds, peak memory, equality.
 
-A synthetic patient is rendered on a 512 x 512 x 150 grid (0.684 x 0.684 x 1.5 mm, liver about 1.5 L) and
-each region goes through PyRadiomics in a fresh process, so that the peak resident memory is the region's
-own. hccrad's configuration (crop with the sigma-derived pad) runs beside PyRadiomics' plain behaviour on
-the same case (`--reference`: no pre-crop; with resampling PyRadiomics crops to the mask during resampling
-anyway, so the reference is also run on the native grid, where pre-cropping matters most).
+Each synthetic patient is rendered on a 512 x 512 x 150 grid (0.684 x 0.684 x 1.5 mm; tumor and remnant liver of
+paper-like size) and goes through the features stage's own code path (read CT and mask, regions, both regions'
+2 x 1130 features with the paper's parameter file, resampling to 0.647 x 0.647 x 1.5 mm included) in a fresh
+process per engine, so that CPU time and peak resident memory (CT included) are that case's own.
 
-    python bench/features_bench.py [--params paper|demo] [--reference] [--regions Tumor Rliver]
+    python bench/features_bench.py                 # 1 case with both engines, then 9 more with hccrad's
+    python bench/features_bench.py --cases 3 --reference-cases 1
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -23,106 +25,146 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+STUDY_PATIENTS = 422
+#: Seeds of the synthetic patients; the first gives a 1.5 L liver (the earlier bench's case).
+FIRST_SEED = 12345
 
-def make_case(folder: Path) -> tuple[Path, Path]:
+
+def make_case(folder: Path, seed: int) -> tuple[Path, Path]:
     from hccrad.synth.anatomy import Grid, acquire, render_case
     from hccrad.synth.patients import draw_patient
     from hccrad.synth.writers import to_sitk
 
     grid = Grid(shape=(150, 512, 512), spacing=(1.5, 350 / 512, 350 / 512), origin=(-175.0, -170.0, -110.0))
-    patient = draw_patient("BENCH", "D", 12345, 0.0)
+    patient = draw_patient("BENCH", "D", seed, 0.0)
     rendered = render_case(patient.anatomy, grid)
-    ct = acquire(rendered, 1.0, 14.0, 1.5, 1)
-    sitk.WriteImage(to_sitk(ct, grid), str(folder / "ct.nii.gz"))
-    sitk.WriteImage(to_sitk(rendered.labels, grid), str(folder / "mask.nii.gz"))
-    return folder / "ct.nii.gz", folder / "mask.nii.gz"
+    ct = acquire(rendered, 1.0, 14.0, 1.5, seed)
+    ct_path, mask_path = folder / f"ct{seed}.nii.gz", folder / f"mask{seed}.nii.gz"
+    sitk.WriteImage(to_sitk(ct, grid), str(ct_path))
+    sitk.WriteImage(to_sitk(rendered.labels, grid), str(mask_path))
+    return ct_path, mask_path
 
 
-def _region_worker(ct: str, mask: str, region: str, params: dict, pad: int, out) -> None:
-    import threading
-
-    import psutil
-
-    from hccrad.features.extract import radiomics_extractor, radiomics_features
+def _worker(ct: str, mask: str, engine: str, out) -> None:
+    """One case's radiomics features, in this fresh process, as the features stage computes them."""
+    from hccrad.features.config import FeatureConfig, crop_pad_voxels
+    from hccrad.features.extract import region_radiomics
     from hccrad.features.regions import remnant_liver_mask, tumor_mask
     from hccrad.io.images import read_image, read_mask
 
+    start_cpu, start_wall = time.process_time(), time.perf_counter()
     image = sitk.Cast(read_image(ct), sitk.sitkFloat32)
     labels = sitk.GetArrayFromImage(read_mask(mask, image))
-    region_mask = tumor_mask(labels) if region == "Tumor" else remnant_liver_mask(labels)
+    tumor, rliver = tumor_mask(labels), remnant_liver_mask(labels)
     del labels
-    extractor = radiomics_extractor(params, pad)
-    process = psutil.Process()
-    baseline = process.memory_info().rss
-    peak = [baseline]
-    running = [True]
-
-    def sample() -> None:  # the peak of this process's resident memory while PyRadiomics runs
-        while running[0]:
-            peak[0] = max(peak[0], process.memory_info().rss)
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    features = radiomics_features(extractor, image, region_mask, region)
-    seconds = time.perf_counter() - start
-    running[0] = False
-    sampler.join()
-    out.put({"seconds": seconds, "n_features": len(features), "voxels": int(region_mask.sum()),
-             "input_mb": baseline / 2**20, "peak_rss_mb": peak[0] / 2**20,
-             "extraction_mb": (peak[0] - baseline) / 2**20})
+    config = FeatureConfig(engine=engine)
+    params = config.radiomics_params()
+    pad = crop_pad_voxels(params, image.GetSpacing()[::-1], config.pad_sigmas)
+    compute = region_radiomics(engine, params, pad)
+    features = {}
+    for name, region in (("Tumor", tumor), ("Rliver", rliver)):
+        features.update(compute(image, region, name))
+    voxel_ml = float(np.prod(image.GetSpacing())) / 1000
+    out.put({"engine": engine, "cpu_s": time.process_time() - start_cpu,
+             "wall_s": time.perf_counter() - start_wall,
+             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+             "tumor_ml": float(tumor.sum()) * voxel_ml, "rliver_ml": float(rliver.sum()) * voxel_ml,
+             "features": features})
 
 
-def measure(ct: Path, mask: Path, region: str, params: dict, pad: int) -> dict:
-    queue: mp.Queue = mp.get_context("spawn").Queue()
-    process = mp.get_context("spawn").Process(target=_region_worker, args=(str(ct), str(mask), region, params,
-                                                                           pad, queue))
+def in_fresh_process(target, *args):
+    """Run ``target(*args, queue)`` in a new process and return what it puts on the queue. Rendering happens
+    in such a process too, so that this parent stays small: Linux carries a parent's peak resident memory over
+    to a child's ``ru_maxrss``."""
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(*args, queue))
     process.start()
     result = queue.get()
     process.join()
     return result
 
 
-def main() -> None:
-    from hccrad.features.config import FeatureConfig, crop_pad_voxels
+def measure(ct: Path, mask: Path, engine: str) -> dict:
+    return in_fresh_process(_worker, str(ct), str(mask), engine)
 
+
+def _make_case_worker(folder: str, seed: int, out) -> None:
+    out.put(tuple(str(path) for path in make_case(Path(folder), seed)))
+
+
+def largest_difference(ours: dict[str, float], reference: dict[str, float]) -> tuple[float, str]:
+    worst, worst_name = 0.0, ""
+    for name, expected in reference.items():
+        value = ours[name]
+        if math.isnan(expected) and math.isnan(value):
+            continue
+        difference = abs(value - expected)
+        relative = 0.0 if difference <= 1e-9 else difference / max(abs(value), abs(expected))
+        if not relative <= worst:
+            worst, worst_name = relative, name
+    return worst, worst_name
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="paper")
-    parser.add_argument("--reference", action="store_true", help="also run PyRadiomics without pre-cropping")
-    parser.add_argument("--regions", nargs="+", default=["Tumor", "Rliver"])
+    parser.add_argument("--cases", type=int, default=10, help="paper-sized cases for hccrad's engine")
+    parser.add_argument("--reference-cases", type=int, default=1, help="of which also with PyRadiomics")
     args = parser.parse_args()
-    config = FeatureConfig(params=args.params)
-    params = config.radiomics_params()
+    # warm numba's on-disk cache so that no case pays the one-time compilation
+    warm = mp.get_context("spawn").Process(target=_warm)
+    warm.start()
+    warm.join()
+    rows = []
     with tempfile.TemporaryDirectory() as folder:
-        start = time.perf_counter()
-        ct, mask = make_case(Path(folder))
-        labels = sitk.GetArrayFromImage(sitk.ReadImage(str(mask)))
-        voxel_ml = 0.684 * 0.684 * 1.5 / 1000
-        print(f"case: 512 x 512 x 150, liver {np.isin(labels, (1, 2)).sum() * voxel_ml:.0f} mL, "
-              f"tumor {(labels == 2).sum() * voxel_ml:.0f} mL (made in {time.perf_counter() - start:.0f} s)")
-        pad = crop_pad_voxels(params, (1.5, 0.684, 0.684), config.pad_sigmas)
-        rows = []
-        for region in args.regions:
-            result = measure(ct, mask, region, params, pad)
-            rows.append({"region": region, "setting": f"hccrad ({args.params}, pad {pad})", **result})
-            print(json.dumps(rows[-1]))
-            if args.reference:
-                native = {**params, "setting": {**params["setting"], "preCrop": False}}
-                native["setting"].pop("resampledPixelSpacing", None)
-                ours = {**params, "setting": {**params["setting"]}}
-                ours["setting"].pop("resampledPixelSpacing", None)
-                for label, setting in (("hccrad native grid", ours), ("PyRadiomics native, no pre-crop", native)):
-                    result = measure(ct, mask, region, setting, pad)
-                    rows.append({"region": region, "setting": label, **result})
-                    print(json.dumps(rows[-1]))
-        print(f"{'region':8} {'setting':36} {'voxels':>10} {'seconds':>9} {'input MB':>9} {'peak MB':>9} "
-              f"{'+MB':>7}")
-        for row in rows:
-            print(f"{row['region']:8} {row['setting']:36} {row['voxels']:>10} {row['seconds']:>9.1f} "
-                  f"{row['input_mb']:>9.0f} {row['peak_rss_mb']:>9.0f} {row['extraction_mb']:>7.0f}")
+        for seed in range(1, args.cases + 1):
+            start = time.perf_counter()
+            ct, mask = in_fresh_process(_make_case_worker, folder, FIRST_SEED + seed - 1)
+            made = time.perf_counter() - start
+            ours = measure(ct, mask, "hccrad")
+            row = {"case": seed, "tumor_ml": round(ours["tumor_ml"], 1), "rliver_ml": round(ours["rliver_ml"], 1),
+                   "hccrad_cpu_s": round(ours["cpu_s"], 2), "hccrad_wall_s": round(ours["wall_s"], 2),
+                   "hccrad_peak_mb": round(ours["peak_mb"]), "n_features": len(ours["features"]),
+                   "made_s": round(made, 1)}
+            if seed <= args.reference_cases:
+                reference = measure(ct, mask, "pyradiomics")
+                worst, name = largest_difference(ours["features"], reference["features"])
+                assert list(ours["features"]) == list(reference["features"])
+                row.update({"pyradiomics_cpu_s": round(reference["cpu_s"], 2),
+                            "pyradiomics_wall_s": round(reference["wall_s"], 2),
+                            "pyradiomics_peak_mb": round(reference["peak_mb"]),
+                            "cpu_ratio": round(reference["cpu_s"] / ours["cpu_s"], 1),
+                            "largest_relative_difference": worst, "worst_feature": name})
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            os.remove(ct)
+            os.remove(mask)
+    print()
+    print(f"{'case':>4} {'tumor mL':>9} {'Rliver mL':>10} {'hccrad CPU s':>13} {'wall s':>7} {'peak MB':>8} "
+          f"{'PyRadiomics CPU s':>18} {'wall s':>7} {'peak MB':>8} {'ratio':>6}  largest rel. difference")
+    for row in rows:
+        reference = (f"{row['pyradiomics_cpu_s']:>18.1f} {row['pyradiomics_wall_s']:>7.1f} "
+                     f"{row['pyradiomics_peak_mb']:>8} {row['cpu_ratio']:>6.1f}  "
+                     f"{row['largest_relative_difference']:.2e} ({row['worst_feature']})"
+                     if "cpu_ratio" in row else f"{'':>18} {'':>7} {'':>8} {'':>6}")
+        print(f"{row['case']:>4} {row['tumor_ml']:>9.1f} {row['rliver_ml']:>10.1f} {row['hccrad_cpu_s']:>13.1f} "
+              f"{row['hccrad_wall_s']:>7.1f} {row['hccrad_peak_mb']:>8} {reference}")
+    cpu = np.array([row["hccrad_cpu_s"] for row in rows])
+    print(f"\nhccrad engine: {cpu.mean():.1f} s CPU per patient (mean of {len(rows)}, max {cpu.max():.1f}), "
+          f"peak {max(row['hccrad_peak_mb'] for row in rows)} MB")
+    cores = os.cpu_count() or 1
+    print(f"{STUDY_PATIENTS} patients on {cores} cores, one case per core: "
+          f"{STUDY_PATIENTS * cpu.mean() / cores / 3600:.2f} h (extrapolated from the CPU time per case)")
     sys.stdout.flush()
-    os._exit(0)
+
+
+def _warm() -> None:
+    from hccrad.features.engine import region_features
+
+    image = sitk.GetImageFromArray(np.random.default_rng(0).normal(size=(12, 12, 12)).astype(np.float32) * 50)
+    region = np.zeros((12, 12, 12), dtype=bool)
+    region[3:9, 3:9, 3:9] = True
+    region_features(image, region, {"setting": {"binWidth": 25}, "imageType": {"Original": {}}}, 2)
 
 
 if __name__ == "__main__":

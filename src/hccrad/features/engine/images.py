@@ -60,6 +60,7 @@ def resample_to_spacing(image: sitk.Image, mask: sitk.Image, settings: dict[str,
     interpolator = settings.get("interpolator", sitk.sitkBSpline)
     if isinstance(interpolator, str):
         interpolator = getattr(sitk, interpolator)
+    image, mask = _input_support(image, mask, origin, target, size)
     resampler = sitk.ResampleImageFilter()
     resampler.SetOutputSpacing(target)
     resampler.SetOutputDirection(np.array(mask.GetDirection()))
@@ -71,6 +72,34 @@ def resample_to_spacing(image: sitk.Image, mask: sitk.Image, settings: dict[str,
     resampler.SetOutputPixelType(mask.GetPixelID())
     resampler.SetInterpolator(sitk.sitkNearestNeighbor)
     return resampled_image, resampler.Execute(mask)
+
+
+#: Input voxels kept around the output grid's footprint before B-spline resampling. The cubic B-spline's
+#: prefilter is recursive with pole -0.268, so a value this far inside a crop differs from the uncropped one by
+#: about 0.268^24 = 2e-14 relative, far below float32 resolution.
+BSPLINE_MARGIN = 24
+
+
+def _input_support(image: sitk.Image, mask: sitk.Image, origin: tuple[float, ...], spacing: np.ndarray,
+                   size: list[int]) -> tuple[sitk.Image, sitk.Image]:
+    """Image and mask cropped to the input voxels the output grid reads, plus :data:`BSPLINE_MARGIN`.
+
+    SimpleITK's B-spline interpolator prefilters its whole input image on every call; resampling a region's
+    crop of a 512 x 512 x 150 CT otherwise spends most of its time there. The output grid is unchanged.
+    """
+    direction = np.array(mask.GetDirection()).reshape(3, 3)
+    corners = [np.asarray(origin) + direction @ (np.array(corner) * (np.array(size) - 1) * spacing)
+               for corner in np.ndindex(2, 2, 2)]
+    indices = np.array([image.TransformPhysicalPointToContinuousIndex(tuple(float(c) for c in corner))
+                        for corner in corners])
+    full = np.array(image.GetSize())
+    lower = np.clip(np.floor(indices.min(axis=0)).astype(int) - BSPLINE_MARGIN, 0, full)
+    upper = np.clip(np.ceil(indices.max(axis=0)).astype(int) + BSPLINE_MARGIN, 0, full - 1)
+    if np.any(upper < lower):
+        return image, mask
+    extent = (upper - lower + 1).tolist()
+    return (sitk.RegionOfInterest(image, extent, lower.tolist()),
+            sitk.RegionOfInterest(mask, extent, lower.tolist()))
 
 
 def crop_to_box(image: sitk.Image, mask: sitk.Image, start_xyz: np.ndarray, stop_xyz: np.ndarray, pad: int
