@@ -45,8 +45,14 @@ def make_case(folder: Path, seed: int) -> tuple[Path, Path]:
     return ct_path, mask_path
 
 
-def _worker(ct: str, mask: str, engine: str, out) -> None:
+def _worker(ct: str, mask: str, engine: str, profile: bool, out) -> None:
     """One case's radiomics features, in this fresh process, as the features stage computes them."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
     from hccrad.features.config import FeatureConfig, crop_pad_voxels
     from hccrad.features.extract import region_radiomics
     from hccrad.features.regions import remnant_liver_mask, tumor_mask
@@ -65,7 +71,12 @@ def _worker(ct: str, mask: str, engine: str, out) -> None:
     for name, region in (("Tumor", tumor), ("Rliver", rliver)):
         features.update(compute(image, region, name))
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000
-    out.put({"engine": engine, "cpu_s": time.process_time() - start_cpu,
+    top = []
+    if profiler:
+        profiler.disable()
+        stats = pstats.Stats(profiler).stats
+        top = sorted(((value[2], f"{Path(key[0]).name}:{key[2]}") for key, value in stats.items()), reverse=True)
+    out.put({"engine": engine, "profile": top[:12], "cpu_s": time.process_time() - start_cpu,
              "wall_s": time.perf_counter() - start_wall,
              "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
              "tumor_ml": float(tumor.sum()) * voxel_ml, "rliver_ml": float(rliver.sum()) * voxel_ml,
@@ -85,8 +96,8 @@ def in_fresh_process(target, *args):
     return result
 
 
-def measure(ct: Path, mask: Path, engine: str) -> dict:
-    return in_fresh_process(_worker, str(ct), str(mask), engine)
+def measure(ct: Path, mask: Path, engine: str, profile: bool = False) -> dict:
+    return in_fresh_process(_worker, str(ct), str(mask), engine, profile)
 
 
 def _make_case_worker(folder: str, seed: int, out) -> None:
@@ -110,6 +121,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=10, help="paper-sized cases for hccrad's engine")
     parser.add_argument("--reference-cases", type=int, default=1, help="of which also with PyRadiomics")
+    parser.add_argument("--profile", action="store_true",
+                        help="print where hccrad's engine spends its time on the first case (cProfile, so slower)")
     args = parser.parse_args()
     # warm numba's on-disk cache so that no case pays the one-time compilation
     warm = mp.get_context("spawn").Process(target=_warm)
@@ -122,6 +135,11 @@ def main() -> None:
             ct, mask = in_fresh_process(_make_case_worker, folder, FIRST_SEED + seed - 1)
             made = time.perf_counter() - start
             ours = measure(ct, mask, "hccrad")
+            if args.profile and seed == 1:
+                profiled = measure(ct, mask, "hccrad", profile=True)
+                print("hccrad engine, case 1, seconds spent in each function itself (cProfile):")
+                for seconds, name in profiled["profile"]:
+                    print(f"  {seconds:7.2f}  {name}")
             row = {"case": seed, "tumor_ml": round(ours["tumor_ml"], 1), "rliver_ml": round(ours["rliver_ml"], 1),
                    "hccrad_cpu_s": round(ours["cpu_s"], 2), "hccrad_wall_s": round(ours["wall_s"], 2),
                    "hccrad_peak_mb": round(ours["peak_mb"]), "n_features": len(ours["features"]),
@@ -153,8 +171,13 @@ def main() -> None:
     print(f"\nhccrad engine: {cpu.mean():.1f} s CPU per patient (mean of {len(rows)}, max {cpu.max():.1f}), "
           f"peak {max(row['hccrad_peak_mb'] for row in rows)} MB")
     cores = os.cpu_count() or 1
-    print(f"{STUDY_PATIENTS} patients on {cores} cores, one case per core: "
-          f"{STUDY_PATIENTS * cpu.mean() / cores / 3600:.2f} h (extrapolated from the CPU time per case)")
+    print(f"{STUDY_PATIENTS} patients on {cores} cores, one case per core, extrapolated from the CPU time per case: "
+          f"hccrad engine {STUDY_PATIENTS * cpu.mean() / cores / 3600:.2f} h", end="")
+    reference_cpu = [row["pyradiomics_cpu_s"] for row in rows if "pyradiomics_cpu_s" in row]
+    if reference_cpu:
+        print(f", PyRadiomics {STUDY_PATIENTS * np.mean(reference_cpu) / cores / 3600:.2f} h "
+              f"(from {len(reference_cpu)} case(s))", end="")
+    print()
     sys.stdout.flush()
 
 

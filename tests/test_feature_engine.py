@@ -238,3 +238,16 @@ def test_downsampled_paper_like_case():
     params = {**PAPER, "setting": {**PAPER["setting"], "resampledPixelSpacing": [2.6, 2.6, 6.0]}}
     for region in (tumor_mask(rendered.labels), remnant_liver_mask(rendered.labels)):
         compare(image, region, params, pad=8)
+
+
+def test_two_level_wavelet_and_custom_image_type_settings():
+    """Level 2 names its bands ``wavelet2-*`` and decomposes level 1's approximation; per-type settings apply."""
+    spacing = (1.5, 0.7, 0.7)
+    volume = textured_volume((24, 48, 48), seed=9)
+    region = sphere(volume.shape, (12, 24, 24), 8.0, spacing)
+    params = {"setting": {"binWidth": 15, "label": 1},
+              "imageType": {"Wavelet": {"level": 2, "binWidth": 5}, "Gradient": {"gradientUseSpacing": False}},
+              "featureClass": {"firstorder": None, "glszm": ["ZonePercentage", "SmallAreaEmphasis"]}}
+    features = compare(image_from(volume, spacing), region, params, pad=10)
+    assert any(name.startswith("wavelet2-HHH_") for name in features)
+    assert list(features)[-1].startswith("gradient_glszm_SmallAreaEmphasis")

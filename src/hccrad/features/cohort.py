@@ -52,6 +52,7 @@ def build_jobs(study: Study, config: FeatureConfig) -> tuple[list[CaseJob], list
     params = config.radiomics_params(study.config.base_dir)
     settings = config.model_dump(mode="json")
     rule = study.config.dicom_series.model_dump()
+    version = engine_version(config.engine)
     jobs, missing = [], []
     for record in study.patients:
         if record.ct is None or record.mask is None:
@@ -60,7 +61,7 @@ def build_jobs(study: Study, config: FeatureConfig) -> tuple[list[CaseJob], list
                             "error": f"no {what}: give one in the manifest or segment the case first"})
             continue
         fingerprint = case_fingerprint(record.ct, record.mask, record.portal_vein_diameter_mm, params, settings,
-                                       engine_version(config.engine))
+                                       version)
         jobs.append(CaseJob(record.patient_id, str(record.ct), str(record.mask), record.portal_vein_diameter_mm,
                             params, settings, rule, fingerprint))
     return jobs, missing

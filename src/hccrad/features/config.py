@@ -36,8 +36,8 @@ class FeatureConfig(BaseModel):
         to within 1e-6, about 5x less CPU and half the memory on a paper-sized case) or ``pyradiomics``
         (the reference).
     memory_per_case_gb
-        Memory one case may take (about 1 GB with the hccrad engine; PyRadiomics on a real remnant liver
-        reaches about 3.4 GB); the local cluster starts no more workers than the free memory allows.
+        Memory one case may take (default 2 GB with the hccrad engine, whose paper-sized cases peak at 1.2-1.5 GB;
+        3.5 GB with PyRadiomics, 2.7-3.4 GB); the local cluster starts no more workers than the free memory allows.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -56,7 +56,7 @@ class FeatureConfig(BaseModel):
         """GB of memory one case may take: the setting, else the engine's measured peak with some margin."""
         if self.memory_per_case_gb is not None:
             return self.memory_per_case_gb
-        return 1.5 if self.engine == "hccrad" else 3.5
+        return 2.0 if self.engine == "hccrad" else 3.5
 
     def params_path(self, base_dir: Path | None = None) -> Path:
         if self.params in ("paper", "demo"):

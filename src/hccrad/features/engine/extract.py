@@ -16,15 +16,14 @@ ENGINE_VERSION = "1"
 
 SUPPORTED_IMAGE_TYPES = ("Original", "Wavelet", "LoG", "Gradient")
 SUPPORTED_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
-#: Settings the engine reads, with PyRadiomics' defaults; any other setting is refused rather than ignored.
-SUPPORTED_SETTINGS = {
-    "binWidth": 25, "binCount": None, "resampledPixelSpacing": None, "interpolator": "sitkBSpline",
-    "padDistance": 5, "label": 1, "preCrop": False, "correctMask": False, "geometryTolerance": None,
-    "normalize": False, "minimumROIDimensions": 2, "minimumROISize": None, "voxelArrayShift": 0,
-    "symmetricalGLCM": True, "gldm_a": 0, "distances": [1], "weightingNorm": None, "force2D": False,
-    "sigma": [], "wavelet": "coif1", "level": 1, "start_level": 0, "gradientUseSpacing": True,
-    "additionalInfo": False, "enableCExtensions": True,
-}
+#: Settings the engine reads (PyRadiomics' defaults apply when absent); any other setting is refused rather than
+#: ignored, and some of these only with their default value (see :func:`check_params`).
+SUPPORTED_SETTINGS = frozenset({
+    "binWidth", "binCount", "resampledPixelSpacing", "interpolator", "padDistance", "label", "preCrop",
+    "correctMask", "geometryTolerance", "normalize", "minimumROIDimensions", "minimumROISize", "voxelArrayShift",
+    "symmetricalGLCM", "gldm_a", "distances", "weightingNorm", "force2D", "sigma", "wavelet", "level",
+    "start_level", "gradientUseSpacing", "additionalInfo", "enableCExtensions",
+})
 
 
 class UnsupportedSetting(ValueError):
@@ -79,25 +78,27 @@ def _check_dimensions(box: tuple[slice, ...], settings: dict[str, Any], n_voxels
 
 
 def _filtered_images(image: sitk.Image, image_types: dict[str, Any], settings: dict[str, Any]
-                     ) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, array z y x) of every enabled image type, one at a time, in PyRadiomics' order."""
+                     ) -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
+    """(name, array z y x, settings with the image type's own) of every enabled image type, one at a time."""
     for image_type, custom in image_types.items():
         options = {**settings, **(custom or {})}
         if image_type == "Original":
-            yield "original", sitk.GetArrayFromImage(image)
+            yield "original", sitk.GetArrayFromImage(image), options
         elif image_type == "LoG":
             for name, filtered in images.log_images(image, list(options.get("sigma", []))):
-                yield name, sitk.GetArrayFromImage(filtered)
+                yield name, sitk.GetArrayFromImage(filtered), options
         elif image_type == "Wavelet":
-            yield from images.wavelet_images(image, options.get("wavelet", "coif1"), options.get("level", 1),
-                                             options.get("start_level", 0))
+            for name, band in images.wavelet_images(image, options.get("wavelet", "coif1"),
+                                                    options.get("level", 1), options.get("start_level", 0)):
+                yield name, band, options
         elif image_type == "Gradient":
-            yield "gradient", sitk.GetArrayFromImage(images.gradient_image(image,
-                                                                           options.get("gradientUseSpacing", True)))
+            gradient = images.gradient_image(image, options.get("gradientUseSpacing", True))
+            yield "gradient", sitk.GetArrayFromImage(gradient), options
 
 
-def _class_features(values: np.ndarray, box_image: np.ndarray, box_mask: np.ndarray, classes: dict[str, Any],
-                    options: dict[str, Any], voxel_volume: float) -> dict[str, dict[str, float]]:
+def _class_features(values: np.ndarray, box_mask: np.ndarray, classes: dict[str, Any], options: dict[str, Any],
+                    voxel_volume: float) -> dict[str, dict[str, float]]:
+    """Every texture class's features of one filtered image's region ``values`` (in ``box_mask`` order)."""
     levels = texture.discretise(values, options)
     binned = np.zeros(box_mask.shape, dtype=np.int32)
     binned[box_mask] = levels
@@ -121,7 +122,6 @@ def _class_features(values: np.ndarray, box_image: np.ndarray, box_mask: np.ndar
                 neighbourhood = texture.neighbourhood_features(grid, gray_levels,
                                                                int(options.get("gldm_a", 0)))
             out[feature_class] = neighbourhood[0] if feature_class == "gldm" else neighbourhood[1]
-    del box_image
     return out
 
 
@@ -167,12 +167,10 @@ def region_features(image: sitk.Image, region: np.ndarray, params: dict[str, Any
     texture_classes = {name: wanted for name, wanted in classes.items() if name != "shape"}
     voxel_volume = float(np.multiply.reduce(cropped.GetSpacing()))
     per_image: dict[str, dict[str, float]] = {}
-    for image_name, array in _filtered_images(cropped, image_types, settings):
-        options = {**settings, **(image_types.get(_image_type_of(image_name)) or {})}
-        box_image = np.ascontiguousarray(array[box])
+    for image_name, array, options in _filtered_images(cropped, image_types, settings):
+        values = array[box][box_mask]
         del array
-        values = box_image[box_mask]
-        computed = _class_features(values, box_image, box_mask, texture_classes, options, voxel_volume)
+        computed = _class_features(values, box_mask, texture_classes, options, voxel_volume)
         per_image[image_name] = {f"{image_name}_{feature_class}_{name}": value
                                  for feature_class, wanted in texture_classes.items()
                                  for name, value in _selected(computed[feature_class], wanted).items()}
@@ -191,10 +189,3 @@ def _pyradiomics_order(names: list[str]) -> list[str]:
         ordered[last_wavelet + 1:last_wavelet + 1] = approximation
     return ordered
 
-
-def _image_type_of(image_name: str) -> str:
-    if image_name.startswith("log"):
-        return "LoG"
-    if image_name.startswith("wavelet"):
-        return "Wavelet"
-    return image_name.capitalize()
