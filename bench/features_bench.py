@@ -1,9 +1,10 @@
 """hccrad's feature engine beside PyRadiomics on paper-sized cases: CPU and wall seconds, peak memory, equality.
 
-Each synthetic patient is rendered on a 512 x 512 x 150 grid (0.684 x 0.684 x 1.5 mm; tumor and remnant liver of
-paper-like size) and goes through the features stage's own code path (read CT and mask, regions, both regions'
-2 x 1130 features with the paper's parameter file, resampling to 0.647 x 0.647 x 1.5 mm included) in a fresh
-process per engine, so that CPU time and peak resident memory (CT included) are that case's own.
+Each synthetic patient is rendered on a 512 x 512 x 150 grid (0.684 x 0.684 x 1.5 mm; a tumor of 44-56 mm drawn
+diameter and a remnant liver of paper-like size) and goes through the features stage's worker function
+(``compute_case``: read CT and mask, regions, morphological factors, both regions' 2 x 1130 features with the
+paper's parameter file, resampling to 0.647 x 0.647 x 1.5 mm included) in a fresh process per engine, so that CPU
+time and peak resident memory (CT included) are that case's own.
 
     python bench/features_bench.py                 # 1 case with both engines, then 9 more with hccrad's
     python bench/features_bench.py --cases 3 --reference-cases 1
@@ -26,8 +27,21 @@ import numpy as np
 import SimpleITK as sitk
 
 STUDY_PATIENTS = 422
-#: Seeds of the synthetic patients; the first gives a 1.5 L liver (the earlier bench's case).
+#: The first seed scanned for paper-sized synthetic patients.
 FIRST_SEED = 12345
+
+
+def paper_sized_seeds(count: int) -> list[int]:
+    """Seeds, from :data:`FIRST_SEED` on, of synthetic patients with a paper-sized tumor: a drawn diameter of
+    44-56 mm, about 45-90 mL (the issue's paper-sized case has about 60 mL)."""
+    from hccrad.synth.patients import draw_patient
+
+    seeds, seed = [], FIRST_SEED
+    while len(seeds) < count:
+        if 44.0 <= draw_patient("BENCH", "D", seed, 0.0).extra["diameter_mm"] <= 56.0:
+            seeds.append(seed)
+        seed += 1
+    return seeds
 
 
 def make_case(folder: Path, seed: int) -> tuple[Path, Path]:
@@ -46,41 +60,38 @@ def make_case(folder: Path, seed: int) -> tuple[Path, Path]:
 
 
 def _worker(ct: str, mask: str, engine: str, profile: bool, out) -> None:
-    """One case's radiomics features, in this fresh process, as the features stage computes them."""
+    """One case through the features stage's worker function (:func:`hccrad.features.extract.compute_case`: read
+    CT and mask, regions, morphological factors, both regions' 2 x 1130 features with the paper's parameter
+    file), in this fresh process."""
     import cProfile
     import pstats
 
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
-    from hccrad.features.config import FeatureConfig, crop_pad_voxels
-    from hccrad.features.extract import region_radiomics
-    from hccrad.features.regions import remnant_liver_mask, tumor_mask
-    from hccrad.io.images import read_image, read_mask
+    from hccrad.features.config import FeatureConfig
+    from hccrad.features.extract import CaseJob, compute_case
 
-    start_cpu, start_wall = time.process_time(), time.perf_counter()
-    image = sitk.Cast(read_image(ct), sitk.sitkFloat32)
-    labels = sitk.GetArrayFromImage(read_mask(mask, image))
-    tumor, rliver = tumor_mask(labels), remnant_liver_mask(labels)
-    del labels
     config = FeatureConfig(engine=engine)
-    params = config.radiomics_params()
-    pad = crop_pad_voxels(params, image.GetSpacing()[::-1], config.pad_sigmas)
-    compute = region_radiomics(engine, params, pad)
-    features = {}
-    for name, region in (("Tumor", tumor), ("Rliver", rliver)):
-        features.update(compute(image, region, name))
-    voxel_ml = float(np.prod(image.GetSpacing())) / 1000
+    job = CaseJob("BENCH", ct, mask, None, config.radiomics_params(), config.model_dump(mode="json"), {}, "")
+    start_cpu, start_wall = time.process_time(), time.perf_counter()
+    result = compute_case(job)
+    cpu, wall = time.process_time() - start_cpu, time.perf_counter() - start_wall
+    if result["status"] != "ok":
+        raise RuntimeError(f"{engine}: {result['error_type']}: {result['error']}")
+    features = result["features"]
     top = []
     if profiler:
         profiler.disable()
         stats = pstats.Stats(profiler).stats
         top = sorted(((value[2], f"{Path(key[0]).name}:{key[2]}") for key, value in stats.items()), reverse=True)
-    out.put({"engine": engine, "profile": top[:12], "cpu_s": time.process_time() - start_cpu,
-             "wall_s": time.perf_counter() - start_wall,
+    out.put({"engine": engine, "profile": top[:12], "cpu_s": cpu, "wall_s": wall,
              "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-             "tumor_ml": float(tumor.sum()) * voxel_ml, "rliver_ml": float(rliver.sum()) * voxel_ml,
-             "features": features})
+             "tumor_ml": features["Tumor_volume_mL"], "rliver_ml": features["Rliver_volume_mL"],
+             "features": {name: value for name, value in features.items()
+                          if name.startswith(("Tumor_original", "Tumor_wavelet", "Tumor_log", "Tumor_gradient",
+                                              "Rliver_original", "Rliver_wavelet", "Rliver_log",
+                                              "Rliver_gradient"))}})
 
 
 def in_fresh_process(target, *args):
@@ -130,9 +141,9 @@ def main() -> None:
     warm.join()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for seed in range(1, args.cases + 1):
+        for seed, patient_seed in enumerate(paper_sized_seeds(args.cases), start=1):
             start = time.perf_counter()
-            ct, mask = in_fresh_process(_make_case_worker, folder, FIRST_SEED + seed - 1)
+            ct, mask = in_fresh_process(_make_case_worker, folder, patient_seed)
             made = time.perf_counter() - start
             ours = measure(ct, mask, "hccrad")
             if args.profile and seed == 1:

@@ -195,7 +195,7 @@ def test_real_reference_cts_run_through_the_stage(tmp_path):
     # 2. Real DICOM series with the flipped NIfTI segmentation beside it.
     dicom = shared_path("reference", "ct", "totalseg_dicom")
     series = read_image(dicom / "series")
-    seg = read_mask(dicom / "example_seg_dicom.nii.gz", series)
+    seg = read_mask(dicom / "example_seg_dicom.nii.gz", series, allowed_labels=None)
     labels = draw_lesion(totalseg_labels(seg), series.GetSpacing()[::-1], 12.0)
     write_like(labels, series, tmp_path / "dicom_mask.nii.gz")
     rows.append(("DCM", str(dicom / "series"), "dicom_mask.nii.gz"))
@@ -219,12 +219,12 @@ def test_real_reference_cts_run_through_the_stage(tmp_path):
         "name": "reference cases", "clinical_table": "clinical.csv", "split": {"validation_fraction": 0.5},
         "features": {"params": "demo"}, "output_dir": "out"}))
     result = CliRunner().invoke(app, ["features", str(tmp_path / "study.yaml")])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a failed case makes the exit code non-zero; the others are done
     assert "3 computed" not in result.output and "4 computed, 0 reused, 1 failed" in " ".join(result.output.split())
     table = pd.read_parquet(tmp_path / "out" / "features" / "features.parquet")
     assert sorted(table.index) == ["ABD", "DCM", "GE3"]
     failures = pd.read_csv(tmp_path / "out" / "features" / "failures.csv")
-    assert failures.to_dict("records") == [{"patient_id": "STS", "error_type": "RegionError",
+    assert failures.to_dict("records") == [{"patient_id": "STS", "severity": "error", "error_type": "RegionError",
                                             "error": "Rliver region is empty"}]
     features = table.drop(columns=["center", "dataset", "child_pugh", "bclc", "treatment"])
     assert features.shape[1] > 2 * 1130

@@ -74,13 +74,14 @@ def test_every_problem_is_reported_at_once_with_row_and_field(tmp_path):
         assert (row, field, "error") in found, (row, field, study.issues)
     assert (10, "afp", "warning") in found
     messages = {(issue.row, issue.field): issue.message for issue in study.issues}
-    assert "duplicate identifier, first used on row 2" in messages[(4, "patient_id")]
+    assert "duplicate identifier, also on row 2" in messages[(4, "patient_id")]
+    assert "duplicate identifier, also on row 4" in messages[(2, "patient_id")]  # the first row has its own issue
     assert "'E'" in messages[(5, "bclc")] and "0, A, B, C, D" in messages[(5, "bclc")]
     assert "negative" in messages[(6, "pfs_months")]
     assert "'high' is not a number" in messages[(8, "afp")]
     # P1 is ambiguous (duplicate) and every row with an error is out; the warning row stays in.
     assert [p.patient_id for p in study.patients] == ["P9"]
-    assert len(study.errors) == 8
+    assert len(study.errors) == 9
 
 
 def test_missing_image_file_is_an_error(tmp_path):

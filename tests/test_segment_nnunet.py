@@ -32,7 +32,9 @@ def phantom(seed: int) -> tuple[np.ndarray, np.ndarray]:
     labels[((z - 12) / 9) ** 2 + ((y - 24) / 18) ** 2 + ((x - 24) / 18) ** 2 < 1] = 1
     cy, cx = rng.integers(18, 30, 2)
     labels[((z - 12) / 4) ** 2 + ((y - cy) / 5) ** 2 + ((x - cx) / 5) ** 2 < 1] = 2
-    ct = np.where(labels == 1, 110, np.where(labels == 2, 55, -100)) + rng.normal(0, 10, labels.shape)
+    body = ((y - 24) / 23) ** 2 + ((x - 24) / 23) ** 2 < 1  # air around the body, as in every CT
+    ct = np.where(labels == 1, 110, np.where(labels == 2, 55, np.where(body, -100, -1000)))
+    ct = ct + rng.normal(0, 10, labels.shape)
     return ct.astype(np.int16), labels
 
 
@@ -111,9 +113,10 @@ def test_train_predict_postprocess_and_evaluate_on_the_cpu(tmp_path):
     clinical["mask"] = [f"mask{i}.nii.gz" if i < 5 else "" for i in range(7)]
     clinical.to_csv(tmp_path / "clinical.csv", index=False)
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(settings))
-    with pytest.raises(ValueError, match="too few training patients"):
-        run_study(tmp_path / "study.yaml", n_bootstrap=10)  # seven phantoms are too few to fit a Cox model
+    result = run_study(tmp_path / "study.yaml", n_bootstrap=10)  # seven phantoms are too few to fit a Cox model
+    assert result.report is None and result.stopped.startswith("fit: too few training patients to fit a model: 3 patients")
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
+    assert summary["stopped"] == result.stopped
     stages = {stage["name"]: stage for stage in summary["stages"]}
     assert stages["segment"]["status"] == "reused"  # the masks predicted above are kept
     # The features stage processed the two cases with their predicted masks (not "no mask").

@@ -18,6 +18,7 @@ from hccrad.cli.main import app
 from hccrad.io import load_study
 from hccrad.survival import CoxRiskModel, ModelConfig, fit_models, load_model, make_y
 from hccrad.survival.coxmath import breslow_baseline, partial_loglik, univariate_cox
+from hccrad.survival.model import ModelArtifactError, content_checksum
 from hccrad.survival.selection import SelectionLog, _coxnet, fit_lifelines, lasso_cox_cv
 
 from .conftest import shared_path
@@ -160,7 +161,8 @@ def test_outputs_and_artifacts_are_complete(fitted_demo):
     out = fitted.out_dir
     for slug in ("C", "T", "T_L", "C-T_L"):
         data = json.loads((out / f"{slug}.json").read_text())
-        assert data["format"] == "hccrad-cox-model" and data["format_version"] == 1
+        assert data["format"] == "hccrad-cox-model" and data["format_version"] == 2
+        assert data["checksum"]["algorithm"] == "sha256" and len(data["checksum"]["value"]) == 64
         assert data["software"]["hccrad"] and data["software"]["lifelines"]
         assert len(data["baseline"]["time"]) == len(data["baseline"]["cumulative_hazard"]) > 10
         hazard = pd.read_csv(out / f"{slug}_hazard_ratios.csv")
@@ -189,8 +191,59 @@ def test_artifact_round_trip_predicts_identically(fitted_demo, tmp_path):
     data = json.loads(path.read_text())
     data["format_version"] = 99
     path.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="newer"):
+    with pytest.raises(ModelArtifactError, match="format version 99; this hccrad reads versions 1, 2"):
         load_model(path)
+
+
+def _saved(model, path):
+    model.save(path)
+    return json.loads(path.read_text())
+
+
+def test_an_altered_or_damaged_artifact_is_refused_in_one_line(fitted_demo, tmp_path):
+    _, table, fitted = fitted_demo
+    model = fitted.models["C"]
+    path = tmp_path / "C.json"
+    data = _saved(model, path)
+    covariate = data["covariates"][0]
+    # 1. An edited coefficient fails the checksum.
+    edited = json.loads(json.dumps(data))
+    edited["coefficients"][covariate] += 0.5
+    path.write_text(json.dumps(edited))
+    with pytest.raises(ModelArtifactError, match="fails its checksum"):
+        load_model(path)
+    # 2. Edited and re-sealed with a fresh checksum, it still disagrees with its own hazard-ratio table.
+    del edited["checksum"]
+    edited["checksum"] = {"algorithm": "sha256", "value": content_checksum(edited)}
+    path.write_text(json.dumps(edited))
+    with pytest.raises(ModelArtifactError, match=f"coefficient of {covariate} .* disagrees with its hazard-ratio"):
+        load_model(path)
+    # 3. A missing field, re-sealed.
+    incomplete = json.loads(json.dumps(data))
+    del incomplete["checksum"], incomplete["baseline"]
+    incomplete["checksum"] = {"algorithm": "sha256", "value": content_checksum(incomplete)}
+    path.write_text(json.dumps(incomplete))
+    with pytest.raises(ModelArtifactError, match="lacks the field"):
+        load_model(path)
+    # 4. A truncated file.
+    path.write_text(json.dumps(data)[:5000])
+    with pytest.raises(ModelArtifactError, match="not complete JSON"):
+        load_model(path)
+    # 5. The CLI prints one line and exits 2, never a traceback.
+    result = CliRunner().invoke(app, ["predict", "--model", str(path), "--patient",
+                                      '{"afp": 10, "child_pugh": "A", "bclc": "B", "treatment": "TACE"}'])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "not complete JSON" in result.output
+
+
+def test_version_1_artifacts_without_checksum_still_load(fitted_demo, tmp_path):
+    _, table, fitted = fitted_demo
+    model = fitted.models["C"]
+    data = _saved(model, tmp_path / "C.json")
+    del data["checksum"]
+    data["format_version"] = 1
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    np.testing.assert_allclose(load_model(tmp_path / "old.json").predict(table), model.predict(table), rtol=1e-12)
 
 
 def test_validation_patients_leak_into_nothing(fitted_demo):
@@ -260,6 +313,38 @@ def test_predict_new_patients_from_the_artifact_alone(fitted_demo, tmp_path):
                                       "--allow-impute", "--out", str(tmp_path / "pred2.csv")])
     assert result.exit_code == 0, result.output
     assert pd.read_csv(tmp_path / "pred2.csv", index_col="patient_id")["risk_score"].notna().all()
+
+
+def test_predict_reads_clinical_values_as_the_manifest_does(fitted_demo, tmp_path):
+    _, table, fitted = fitted_demo
+    model_path = fitted.out_dir / "C.json"
+    base = {"afp": "25", "child_pugh": "A", "bclc": "B", "treatment": table["treatment"].mode().iloc[0]}
+    cases = {
+        "ok": {},
+        "score7": {"child_pugh": "7"},          # a Child-Pugh score, as the manifest accepts: grade B
+        "gradeB": {"child_pugh": "B"},
+        "abc": {"afp": "abc"},                  # unreadable: refused without --allow-impute
+        "negative": {"afp": "-5"},              # never a concentration
+        "thousands": {"afp": "1,234"},          # ambiguous separator: refused
+        "bound": {"afp": "<20"},                # a bound, not a value
+    }
+    pd.DataFrame([{"patient_id": name, **base, **change} for name, change in cases.items()]).to_csv(
+        tmp_path / "new.csv", index=False)
+    result = CliRunner().invoke(app, ["predict", "--model", str(model_path), "--patients", str(tmp_path / "new.csv"),
+                                      "--out", str(tmp_path / "pred.csv")])
+    assert result.exit_code == 1, result.output
+    scored = pd.read_csv(tmp_path / "pred.csv", index_col="patient_id", keep_default_na=False)
+    assert scored.loc["ok", "error"] == "" and scored.loc["score7", "error"] == ""
+    assert float(scored.loc["score7", "risk_score"]) == pytest.approx(float(scored.loc["gradeB", "risk_score"]))
+    assert "afp 'abc' is not a number" in scored.loc["abc", "error"] and "--allow-impute" in scored.loc["abc", "error"]
+    assert "afp -5 is not a concentration" in scored.loc["negative", "error"]
+    assert "ambiguous" in scored.loc["thousands", "error"]
+    assert "bound" in scored.loc["bound", "error"]
+    # --allow-impute fills the unreadable AFP with the training median; the negative one stays refused.
+    CliRunner().invoke(app, ["predict", "--model", str(model_path), "--patients", str(tmp_path / "new.csv"),
+                             "--allow-impute", "--out", str(tmp_path / "pred2.csv")])
+    imputed = pd.read_csv(tmp_path / "pred2.csv", index_col="patient_id", keep_default_na=False)
+    assert imputed.loc["abc", "error"] == "" and "not a concentration" in imputed.loc["negative", "error"]
 
 
 def test_model_is_an_estimator_with_fit_and_predict():

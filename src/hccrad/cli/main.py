@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from rich.table import Table
 
 from hccrad import __version__
 from hccrad.io.config import ManifestError
+from hccrad.io.errors import InputError
+from hccrad.io.files import ensure_writable_dir, write_atomic
 
 app = typer.Typer(
     name="hccrad",
@@ -35,8 +38,22 @@ def progress_bar() -> Progress:
     )
 
 
+def _one_line_errors(command):
+    """Print an :class:`~hccrad.io.errors.InputError` (bad input, unwritable output, altered model) as one line
+    and exit with status 2, instead of a traceback."""
+
+    @functools.wraps(command)
+    def run_command(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except InputError as exc:
+            raise fail(str(exc)) from exc
+
+    return run_command
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # one line, however long
     return typer.Exit(code)
 
 
@@ -48,6 +65,7 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
 
 @app.command()
+@_one_line_errors
 def synth(
     out: Path = typer.Option(Path("hccrad-demo"), "--out", "-o", help="Folder to write the cohort into."),
     n_patients: int = typer.Option(120, "--patients", "-n", min=6, help="Number of patients."),
@@ -65,21 +83,6 @@ def synth(
     stdout.print(f"cohort written: {manifest}")
 
 
-def _check_stage_settings(study) -> None:
-    """Validate the stage sections of the YAML with their own models; problems join the study's issues."""
-    from hccrad.features import FeatureConfig
-    from hccrad.io.manifest import ValidationIssue
-    from hccrad.survival import ModelConfig
-
-    for section, model in (("features", FeatureConfig), ("models", ModelConfig)):
-        try:
-            config = model.model_validate(getattr(study.config, section))
-            if section == "features" and study.config.require_images:
-                config.params_path(study.config.base_dir)
-        except Exception as exc:  # pydantic's ValidationError or a missing parameter file
-            study.issues.append(ValidationIssue(None, None, section, str(exc).replace("\n", " ")))
-
-
 def _print_issues(study) -> None:
     if not study.issues:
         return
@@ -94,6 +97,7 @@ def _print_issues(study) -> None:
 
 
 @app.command()
+@_one_line_errors
 def validate(
     manifest: Path = typer.Argument(..., help="The study YAML."),
     report: Path | None = typer.Option(None, help="Also write every issue to this CSV."),
@@ -107,7 +111,9 @@ def validate(
         study = load_study(manifest)
     except ManifestError as exc:
         raise fail(str(exc)) from exc
-    _check_stage_settings(study)
+    from hccrad.pipeline.run import check_stage_settings
+
+    check_stage_settings(study)
     _print_issues(study)
     if report is not None:
         study.issues_table().to_csv(report, index=False)
@@ -144,6 +150,7 @@ def _load_study_or_exit(manifest: Path):
 
 
 @app.command()
+@_one_line_errors
 def features(
     manifest: Path = typer.Argument(..., help="The study YAML."),
     scheduler: str | None = typer.Option(None, help="Address of an existing Dask scheduler (tcp://host:8786)."),
@@ -161,6 +168,10 @@ def features(
                  f"{len(run.failures)} failed; table: {run.out_dir / 'features.parquet'}")
     for _, failure in run.failures.iterrows():
         console.print(f"[red]failed[/] {failure['patient_id']}: {failure['error_type']}: {failure['error']}")
+    for _, warning in run.qc_warnings.iterrows():
+        console.print(f"[yellow]QC warning[/] {warning['patient_id']}: {warning['error']}")
+    if len(run.failures):
+        raise typer.Exit(code=1)
 
 
 def _model_config(study):
@@ -182,6 +193,7 @@ def _study_table(study, features: Path | None):
 
 
 @app.command()
+@_one_line_errors
 def fit(
     manifest: Path = typer.Argument(..., help="The study YAML."),
     features: Path | None = typer.Option(None, help="Cohort feature table (default: <output_dir>/features)."),
@@ -207,11 +219,13 @@ def fit(
 
 
 @app.command()
+@_one_line_errors
 def evaluate(
     manifest: Path = typer.Argument(..., help="The study YAML."),
     models: Path | None = typer.Option(None, help="Folder of `hccrad fit` (default: <output_dir>/models)."),
     out: Path | None = typer.Option(None, help="Output folder (default: <output_dir>/evaluation)."),
-    bootstrap: int = typer.Option(500, help="Bootstrap resamples for the IPCW AUC, C-index and NRI/IDI CIs."),
+    bootstrap: int | None = typer.Option(None, help="Bootstrap resamples for the IPCW AUC, C-index and NRI/IDI CIs "
+                                         "(default: the manifest's evaluation: {n_bootstrap}, 500)."),
 ) -> None:
     """Every statistic and figure of the results: ROC/AUC, DeLong, calibration, subgroups, risk groups."""
     import pandas as pd
@@ -227,8 +241,7 @@ def evaluate(
     fitted = load_models(models_dir)
     predictions = pd.read_csv(predictions_path, index_col="patient_id")
     predictions.index = predictions.index.astype(str)
-    settings = EvaluationSettings(horizons=tuple(study.config.horizons_months), n_bootstrap=bootstrap,
-                                  afp_cutoff=study.config.afp_cutoff_ng_ml)
+    settings = EvaluationSettings.from_study(study.config, bootstrap)
     out_dir = out or study.config.output_path / "evaluation"
     with console.status("evaluating models"):
         evaluation = evaluate_study(predictions, fitted, study.table(), settings, out_dir)
@@ -247,6 +260,7 @@ def _segmentation_config(study):
 
 
 @segment_app.command("prepare")
+@_one_line_errors
 def segment_prepare(manifest: Path = typer.Argument(..., help="The study YAML.")) -> None:
     """Write the cases that have reference masks as an nnU-Net v2 raw dataset."""
     from hccrad.segment.nnunet import prepare_dataset
@@ -256,6 +270,7 @@ def segment_prepare(manifest: Path = typer.Argument(..., help="The study YAML.")
 
 
 @segment_app.command("plan")
+@_one_line_errors
 def segment_plan(
     manifest: Path = typer.Argument(..., help="The study YAML."),
     workers: int = typer.Option(2, help="Processes for fingerprinting and preprocessing."),
@@ -268,6 +283,7 @@ def segment_plan(
 
 
 @segment_app.command("train")
+@_one_line_errors
 def segment_train(
     manifest: Path = typer.Argument(..., help="The study YAML."),
     fold: list[int] = typer.Option(None, "--fold", help="Fold(s) to train (default: all five)."),
@@ -283,6 +299,7 @@ def segment_train(
 
 
 @segment_app.command("predict")
+@_one_line_errors
 def segment_predict(
     manifest: Path = typer.Argument(..., help="The study YAML."),
     model: Path | None = typer.Option(None, help="A trained nnU-Net model folder (default: this study's)."),
@@ -314,6 +331,7 @@ def segment_predict(
 
 
 @segment_app.command("evaluate")
+@_one_line_errors
 def segment_evaluate(
     manifest: Path = typer.Argument(..., help="The study YAML (its masks are the references)."),
     predictions: Path | None = typer.Option(None, help="Folder of <patient_id>.nii.gz predicted masks "
@@ -351,6 +369,7 @@ def _read_patients(patients: Path | None, patient: str | None):
 
 
 @app.command()
+@_one_line_errors
 def predict(
     model: Path = typer.Option(..., "--model", "-m", help="A model artifact (JSON) written by `hccrad fit`."),
     patients: Path | None = typer.Option(None, help="Table of patients (CSV/XLSX/Parquet, column patient_id)."),
@@ -366,7 +385,8 @@ def predict(
     table = _read_patients(patients, patient)
     result = predict_patients(fitted, table, allow_impute, allow_extrapolation)
     if out:
-        result.to_csv(out)
+        ensure_writable_dir(Path(out).parent)
+        write_atomic(out, result.to_csv())
     stdout.print(result.to_string())
     failed = result[result["error"].fillna("") != ""] if "error" in result else result.iloc[0:0]
     if len(failed):
@@ -374,7 +394,7 @@ def predict(
         raise typer.Exit(1)
 
 
-def _run(manifest: Path, scheduler: str | None, bootstrap: int) -> None:
+def _run(manifest: Path, scheduler: str | None, bootstrap: int | None) -> None:
     from hccrad.pipeline import run_study
 
     bars = {}
@@ -391,21 +411,28 @@ def _run(manifest: Path, scheduler: str | None, bootstrap: int) -> None:
     for case in result.failed_cases:
         console.print(f"[red]failed[/] {case['patient_id']} ({case['stage']}): {case['error']}")
     if result.report is None:
-        raise fail("the run stopped before the report; see hccrad-run.log in the output folder", code=1)
+        reason = f" ({result.stopped})" if result.stopped else ""
+        raise fail(f"the run stopped before the report{reason}; see hccrad-run.log in the output folder", code=1)
     stdout.print(f"report: {result.report}")
+    if result.failed_cases:
+        console.print(f"[red]{len(result.failed_cases)} case(s) failed[/]; the report covers the others")
+        raise typer.Exit(code=1)
 
 
 @app.command()
+@_one_line_errors
 def run(
     manifest: Path = typer.Argument(..., help="The study YAML."),
     scheduler: str | None = typer.Option(None, help="Dask scheduler address for the features stage."),
-    bootstrap: int = typer.Option(500, help="Bootstrap resamples for confidence intervals."),
+    bootstrap: int | None = typer.Option(None, help="Bootstrap resamples for confidence intervals (default: the "
+                                         "manifest's evaluation: {n_bootstrap}, 500)."),
 ) -> None:
     """The whole study: validate, features, fit, evaluate, report (reusing what is still valid)."""
     _run(manifest, scheduler, bootstrap)
 
 
 @app.command()
+@_one_line_errors
 def demo(
     out: Path = typer.Option(Path("hccrad-demo"), "--out", "-o", help="Folder for the demo cohort and results."),
     n_patients: int = typer.Option(120, "--patients", "-n", min=6),
@@ -426,7 +453,7 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: finished outputs are kept; run the command again to resume.")
+        console.print("interrupted; run again to resume")
         sys.exit(130)
 
 

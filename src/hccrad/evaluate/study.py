@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from hccrad.evaluate import figures
 from hccrad.evaluate.calibration import brier_scores, calibration_summary, grouped_calibration, smooth_observed_risk
@@ -26,6 +27,7 @@ from hccrad.evaluate.discrimination import (
     uno_c,
 )
 from hccrad.evaluate.groups import decision_curve, risk_group_logrank, risk_score_by_outcome, subgroup_auc
+from hccrad.io.config import StudyConfig
 from hccrad.io.files import write_atomic
 from hccrad.survival.coxmath import partial_loglik, step_value
 from hccrad.survival.model import CoxRiskModel
@@ -35,13 +37,37 @@ PAPER_COMPARISONS = (("T", "T&L"), ("C", "C-T&L"), ("T&L", "C-T&L"))
 DATASETS = ("training", "validation")
 
 
+class EvaluationConfig(BaseModel):
+    """The ``evaluation:`` section of the study YAML (unknown keys are refused); defaults as the paper's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Bootstrap resamples of the confidence intervals (IPCW AUC, C-index, NRI/IDI).
+    n_bootstrap: int = Field(default=500, ge=10)
+    #: Risk groups of the grouped calibration plot.
+    calibration_groups: int = Field(default=5, ge=2, le=20)
+    #: Seed of every resampling of the evaluation.
+    seed: int = 20240601
+
+
 @dataclass
 class EvaluationSettings:
+    """Everything the evaluation needs: the study's horizons and AFP cut-off with its ``evaluation:`` section."""
+
     horizons: tuple[float, ...] = (6.0, 12.0)
     n_bootstrap: int = 500
     calibration_groups: int = 5
     seed: int = 20240601
     afp_cutoff: float = 400.0
+
+    @classmethod
+    def from_study(cls, config: StudyConfig, n_bootstrap: int | None = None) -> EvaluationSettings:
+        """Settings from a study's YAML; ``n_bootstrap`` (a command-line option) overrides the section's."""
+        section = EvaluationConfig.model_validate(config.evaluation)
+        return cls(horizons=tuple(config.horizons_months),
+                   n_bootstrap=section.n_bootstrap if n_bootstrap is None else n_bootstrap,
+                   calibration_groups=section.calibration_groups, seed=section.seed,
+                   afp_cutoff=config.afp_cutoff_ng_ml)
 
 
 @dataclass

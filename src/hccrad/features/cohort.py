@@ -22,7 +22,8 @@ import pandas as pd
 
 from hccrad.features.config import FeatureConfig
 from hccrad.features.extract import CaseJob, case_fingerprint, compute_case, engine_version
-from hccrad.io.files import write_atomic
+from hccrad.io.files import ensure_writable_dir, write_atomic
+from hccrad.io.ids import case_path
 from hccrad.io.manifest import Study
 
 CLINICAL_TABLE_COLUMNS = ["center", "dataset", "afp", "child_pugh", "child_pugh_score", "bclc", "treatment",
@@ -34,10 +35,21 @@ class FeatureRun:
     """What a features run produced and did."""
 
     table: pd.DataFrame
-    failures: pd.DataFrame
+    #: failures.csv: the cases without features (severity "error") and QC warnings of cases with features.
+    issues: pd.DataFrame
     computed: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     out_dir: Path | None = None
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        """The cases without features, with the error of each."""
+        return self.issues[self.issues["severity"] == "error"]
+
+    @property
+    def qc_warnings(self) -> pd.DataFrame:
+        """QC warnings of cases whose features were computed."""
+        return self.issues[self.issues["severity"] == "warning"]
 
 
 def _read_case(path: Path) -> dict[str, Any] | None:
@@ -107,7 +119,7 @@ def run_jobs(jobs: list[CaseJob], cases_dir: Path, scheduler: str | None, config
             except Exception as exc:  # KilledWorker and other infrastructure errors
                 result = {"status": "failed", "patient_id": job.patient_id, "fingerprint": job.fingerprint,
                           "error_type": type(exc).__name__, "error": str(exc)}
-            write_atomic(cases_dir / f"{job.patient_id}.json", json.dumps(result))
+            write_atomic(case_path(cases_dir, job.patient_id, ".json"), json.dumps(result))
             done.append(job.patient_id)
             if on_result:
                 on_result(result)
@@ -124,7 +136,7 @@ def assemble(study: Study, jobs: list[CaseJob], missing: list[dict[str, Any]], c
     clinical = study.table()
     rows, failures = [], list(missing)
     for job in jobs:
-        result = _read_case(cases_dir / f"{job.patient_id}.json")
+        result = _read_case(case_path(cases_dir, job.patient_id, ".json"))
         if result is None or result.get("fingerprint") != job.fingerprint:
             failures.append({"patient_id": job.patient_id, "error_type": "NotComputed",
                              "error": "no current result (interrupted run?): run the command again"})
@@ -132,14 +144,18 @@ def assemble(study: Study, jobs: list[CaseJob], missing: list[dict[str, Any]], c
             failures.append(result)
         else:
             rows.append({"patient_id": job.patient_id, **result["features"]})
+            failures.extend({"patient_id": job.patient_id, "severity": "warning", "error_type": "QCWarning",
+                             "error": warning} for warning in result.get("qc_warnings", []))
     if rows:
         features = pd.DataFrame(rows).set_index("patient_id")
     else:
         features = pd.DataFrame(index=pd.Index([], name="patient_id"))
     table = clinical.loc[features.index, CLINICAL_TABLE_COLUMNS].join(features)
+    columns = ["patient_id", "severity", "error_type", "error"]
     failure_table = pd.DataFrame(
-        [{key: failure.get(key) for key in ("patient_id", "error_type", "error")} for failure in failures],
-        columns=["patient_id", "error_type", "error"],
+        [{**{key: failure.get(key) for key in columns}, "severity": failure.get("severity", "error")}
+         for failure in failures],
+        columns=columns,
     )
     return table, failure_table
 
@@ -166,12 +182,11 @@ def extract_features(study: Study, out_dir: Path | None = None, scheduler: str |
     """
     config = config or FeatureConfig.model_validate(study.config.features)
     out_dir = Path(out_dir) if out_dir else study.config.output_path / "features"
-    cases_dir = out_dir / "cases"
-    cases_dir.mkdir(parents=True, exist_ok=True)
+    cases_dir = ensure_writable_dir(out_dir / "cases")
     jobs, missing = build_jobs(study, config)
     pending, reused = [], []
     for job in jobs:
-        cached = _read_case(cases_dir / f"{job.patient_id}.json")
+        cached = _read_case(case_path(cases_dir, job.patient_id, ".json"))
         if cached is not None and cached.get("fingerprint") == job.fingerprint:
             reused.append(job.patient_id)
         else:
@@ -191,8 +206,9 @@ def extract_features(study: Study, out_dir: Path | None = None, scheduler: str |
     write_atomic(out_dir / "features.csv", table.to_csv())
     write_atomic(out_dir / "features.parquet", table.to_parquet())
     write_atomic(out_dir / "failures.csv", failures.to_csv(index=False))
+    errors = failures[failures["severity"] == "error"]
     write_atomic(out_dir / "run.json", json.dumps({"computed": computed, "reused": reused,
-                                                    "failed": failures["patient_id"].tolist(),
+                                                    "failed": errors["patient_id"].tolist(),
                                                     "config": config.model_dump(mode="json")}, indent=2))
     return FeatureRun(table, failures, computed, reused, out_dir)
 

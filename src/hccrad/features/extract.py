@@ -15,9 +15,15 @@ import SimpleITK as sitk
 
 from hccrad.features.config import FeatureConfig, crop_pad_voxels
 from hccrad.features.morphology import largest_inscribed_diameter_mm, morphological_factors
-from hccrad.features.regions import check_region, remnant_liver_mask, tumor_mask
+from hccrad.features.regions import (
+    RegionError,
+    check_region,
+    region_attenuation_problems,
+    remnant_liver_mask,
+    tumor_mask,
+)
 from hccrad.io.config import SeriesRule
-from hccrad.io.images import array_with_spacing, read_image, read_mask
+from hccrad.io.images import ImageReadError, ct_intensity_problems, read_image, read_mask
 from hccrad.io.masks import LABEL_PORTAL_VEIN
 
 
@@ -107,7 +113,10 @@ def radiomics_extractor(params: dict[str, Any], pad_voxels: int):
 
 
 def radiomics_features(extractor, image: sitk.Image, region: np.ndarray, prefix: str) -> dict[str, float]:
-    """PyRadiomics features of one region, named ``<prefix>_<imagetype>_<class>_<feature>``."""
+    """PyRadiomics features of one region of the CT cast to float32, named ``<prefix>_<imagetype>_<class>_<feature>``.
+    """
+    if image.GetPixelID() != sitk.sitkFloat32:
+        image = sitk.Cast(image, sitk.sitkFloat32)
     mask = sitk.GetImageFromArray(region.astype(np.uint8))
     mask.CopyInformation(image)
     raw = extractor.execute(image, mask, label=1)
@@ -130,14 +139,22 @@ def compute_case(job: CaseJob) -> dict[str, Any]:
     try:
         config = FeatureConfig.model_validate(job.config)
         image = read_image(job.ct, SeriesRule.model_validate(job.series_rule))
-        image = sitk.Cast(image, sitk.sitkFloat32)
         mask = read_mask(job.mask, image)
-        ct, spacing = array_with_spacing(image)
+        # the CT keeps its pixel type (int16 for most CTs): each engine casts the region's crop to float32
+        ct, spacing = sitk.GetArrayViewFromImage(image), tuple(float(s) for s in image.GetSpacing()[::-1])
+        errors, qc_warnings = ct_intensity_problems(ct, job.ct)
+        if errors:
+            raise ImageReadError("; ".join(errors))
         labels = sitk.GetArrayFromImage(mask)
         tumor = tumor_mask(labels)
         check_region(tumor, "Tumor", config.min_tumor_voxels)
         rliver = remnant_liver_mask(labels, config.rliver_exclude_portal_vein)
         check_region(rliver, "Rliver", config.min_tumor_voxels)
+        for region, name in ((tumor, "Tumor"), (rliver, "Rliver")):
+            errors, warnings = region_attenuation_problems(ct, region, name)
+            if errors:
+                raise RegionError("; ".join(errors))
+            qc_warnings += warnings
         diameter, diameter_source = portal_vein_diameter(labels, spacing, job.portal_vein_diameter_mm)
         features, notes = morphological_factors(ct, spacing, tumor, rliver, diameter, config.rates,
                                                 config.attenuation_rate)
@@ -152,6 +169,7 @@ def compute_case(job: CaseJob) -> dict[str, Any]:
             "fingerprint": job.fingerprint,
             "features": features,
             "notes": notes | {"PV_max_diameter_mm": diameter_source},
+            "qc_warnings": qc_warnings,
             "worker_pid": os.getpid(),
         }
     except Exception as exc:  # every failure is recorded per case; the cohort goes on

@@ -12,6 +12,8 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
+from hccrad.io.masks import bounding_box
+
 #: Paper factor (Supplementary Table 2) -> hccrad column.
 PAPER_MORPHOLOGY_NAMES: dict[str, str] = {
     "Tumor volume": "Tumor_volume_mL",
@@ -70,9 +72,12 @@ def largest_inscribed_diameter_mm(mask: np.ndarray, spacing_zyx: tuple[float, fl
     The distance runs from a voxel centre to the nearest voxel centre outside the mask, so for a digitised
     cylinder of radius R it lies between R and R + one voxel.
     """
-    if not mask.any():
+    box = bounding_box(mask)
+    if box is None:
         return math.nan
-    distance = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=spacing_zyx)
+    # On the mask's box plus one empty voxel: the nearest outside voxel of a voxel in the box is never farther than
+    # its projection on that empty border, so the distances are those of the whole image at a fraction of the cost.
+    distance = ndimage.distance_transform_edt(np.pad(mask[box], 1), sampling=spacing_zyx)
     return 2.0 * float(distance.max())
 
 

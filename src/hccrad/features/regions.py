@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from hccrad.io.masks import LABEL_LIVER, LABEL_PORTAL_VEIN, LABEL_TUMOR, largest_component
+from hccrad.io.errors import InputError
+from hccrad.io.masks import LABEL_LIVER, LABEL_PORTAL_VEIN, LABEL_TUMOR, bounding_box, largest_component
 
 
-class RegionError(ValueError):
+class RegionError(InputError, ValueError):
     """A region is empty or too small for features."""
 
 
@@ -25,9 +26,12 @@ def intrahepatic_portal_vein(labels: np.ndarray) -> np.ndarray:
     """
     liver_or_tumor = np.isin(labels, (LABEL_LIVER, LABEL_TUMOR))
     enclosed = np.zeros_like(liver_or_tumor)
-    for index in range(labels.shape[0]):
-        if liver_or_tumor[index].any():
-            enclosed[index] = ndimage.binary_fill_holes(liver_or_tumor[index])
+    box = bounding_box(liver_or_tumor)
+    if box is None:
+        return enclosed
+    # hole filling on the liver's box gives the same result as on the whole slice, which is outside-connected
+    for index in range(box[0].start, box[0].stop):
+        enclosed[index][box[1:]] = ndimage.binary_fill_holes(liver_or_tumor[index][box[1:]])
     return enclosed & (labels == LABEL_PORTAL_VEIN)
 
 
@@ -49,3 +53,29 @@ def check_region(mask: np.ndarray, name: str, min_voxels: int) -> None:
         raise RegionError(f"{name} region is empty")
     if count < min_voxels:
         raise RegionError(f"{name} region has {count} voxels, fewer than the minimum {min_voxels}")
+
+
+#: A region whose mean lies below this (HU) is in air or lung: the mask does not lie on the CT's anatomy.
+REGION_HU_MEAN_AT_LEAST = -200.0
+#: A region whose mean lies above this (HU) is in bone, metal or lipiodol; the features are computed, with a warning.
+REGION_HU_MEAN_WARNING = 300.0
+
+
+def region_attenuation_problems(ct: np.ndarray, region: np.ndarray, name: str) -> tuple[list[str], list[str]]:
+    """(errors, warnings) about a region's mean HU, by the rules in docs/manifest.md ("Image checks").
+
+    Parameters
+    ----------
+    ct
+        CT voxels in HU (z, y, x).
+    region
+        Boolean mask of the region, same shape.
+    """
+    mean = float(np.mean(ct[region], dtype=np.float64))
+    if mean < REGION_HU_MEAN_AT_LEAST:
+        return [f"{name} mean attenuation is {mean:.0f} HU, in air or lung (below {REGION_HU_MEAN_AT_LEAST:g}): "
+                "the mask does not lie on the CT's anatomy"], []
+    if mean > REGION_HU_MEAN_WARNING:
+        return [], [f"{name} mean attenuation is {mean:.0f} HU (above {REGION_HU_MEAN_WARNING:g}): bone, metal or "
+                    "lipiodol in the region; check the mask"]
+    return [], []

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hccrad.io.errors import InputError
+
 CANONICAL_FIELDS = (
     "patient_id",
     "center",
@@ -104,6 +106,8 @@ class StudyConfig(_Strict):
     default_center: str | None = None
     require_images: bool = True
     treatment_categories: list[str] | None = None
+    #: Lab values given as bounds (``<20``): refused (default), or their limit used with a warning.
+    censored_values: Literal["refuse", "limit"] = "refuse"
     split: SplitConfig
     horizons_months: list[float] = [6.0, 12.0]
     afp_cutoff_ng_ml: float = 400.0
@@ -146,7 +150,7 @@ class StudyConfig(_Strict):
         return self.resolve(self.output_dir)
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError, ValueError):
     """The YAML manifest itself cannot be read or is invalid."""
 
 

@@ -6,17 +6,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import SimpleITK as sitk
 
 from hccrad.io.config import SeriesRule
+from hccrad.io.errors import InputError
 
 
-class ImageReadError(RuntimeError):
+class ImageReadError(InputError, RuntimeError):
     """An image or mask could not be read; the message names the file and the reason."""
 
 
-class GeometryMismatchError(ValueError):
+class GeometryMismatchError(InputError, ValueError):
     """Image and mask do not share size, spacing, origin and direction."""
 
 
@@ -36,6 +36,8 @@ class DicomSeries:
 
 def list_dicom_series(folder: Path) -> list[DicomSeries]:
     """List the DICOM series in ``folder`` (not recursive), with their SeriesDescription."""
+    import pydicom  # here, not at the top: a worker reading NIfTI files need not load it (about 40 MB)
+
     reader = sitk.ImageSeriesReader()
     series = []
     for uid in reader.GetGDCMSeriesIDs(str(folder)) or ():
@@ -94,6 +96,68 @@ def read_dicom_series(folder: Path, rule: SeriesRule | None = None) -> sitk.Imag
         raise ImageReadError(f"cannot read DICOM series {chosen.description!r} in {folder}: {exc}") from exc
 
 
+#: NIfTI-1 header fields used to check a file's length: (offset, numpy type) of sizeof_hdr, dim, bitpix, vox_offset.
+_NIFTI1 = {"sizeof_hdr": (0, "i4"), "dim": (40, ("i2", 8)), "bitpix": (72, "i2"), "vox_offset": (108, "f4")}
+
+
+def _nifti1_data_end(header: bytes) -> int | None:
+    """The byte count a NIfTI-1 file must hold (header, extensions and voxels), or None if not NIfTI-1."""
+    if len(header) < 348:
+        return None
+    for order in ("<", ">"):
+        fields = {name: np.frombuffer(header, dtype=np.dtype((order + kind[0], kind[1])) if isinstance(kind, tuple)
+                                      else np.dtype(order + kind), count=1, offset=offset)[0]
+                  for name, (offset, kind) in _NIFTI1.items()}
+        if int(fields["sizeof_hdr"]) == 348:
+            dim = [int(d) for d in fields["dim"]]
+            if not 1 <= dim[0] <= 7 or any(d < 0 for d in dim[1:dim[0] + 1]):
+                return None
+            voxels = int(np.prod(dim[1:dim[0] + 1], dtype=np.int64))
+            return int(fields["vox_offset"]) + voxels * int(fields["bitpix"]) // 8
+    return None
+
+
+def check_image_file(path: Path) -> None:
+    """Refuse a truncated or corrupt image file before SimpleITK reads it.
+
+    SimpleITK reads a truncated ``.nii.gz`` without complaint and fills the missing voxels with whatever memory
+    held. This check decompresses a gzip file to its end (the stream's CRC and length are verified), and for a
+    NIfTI-1 file compares the bytes present with the header's dimensions and bits per voxel.
+
+    Raises
+    ------
+    ImageReadError
+        Naming the file and what is wrong.
+    """
+    import gzip
+    import zlib
+
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        size = 0
+        header = b""
+        try:
+            with gzip.open(path, "rb") as stream:
+                while block := stream.read(1 << 22):
+                    if len(header) < 348:
+                        header += block[:348]
+                    size += len(block)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise ImageReadError(f"image {path} is truncated or corrupt: its gzip stream is broken ({exc}); "
+                                 "copy the file again") from exc
+    elif name.endswith(".nii"):
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            header = handle.read(348)
+    else:
+        return
+    if name.endswith((".nii", ".nii.gz")):
+        expected = _nifti1_data_end(header)
+        if expected is not None and size < expected:
+            raise ImageReadError(f"image {path} is truncated: its header describes {expected} bytes of data but "
+                                 f"the file holds {size}; copy the file again")
+
+
 def read_image(path: Path | str, rule: SeriesRule | None = None) -> sitk.Image:
     """Read a NIfTI/NRRD/MHA file or a DICOM series folder.
 
@@ -107,6 +171,7 @@ def read_image(path: Path | str, rule: SeriesRule | None = None) -> sitk.Image:
         raise ImageReadError(f"image not found: {path}")
     if path.is_dir():
         return read_dicom_series(path, rule)
+    check_image_file(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -179,15 +244,73 @@ def align_mask(image: sitk.Image, mask: sitk.Image, what: str = "mask") -> sitk.
     raise GeometryMismatchError(f"{what} does not match the CT geometry: " + "; ".join(problems))
 
 
-def read_mask(path: Path | str, image: sitk.Image) -> sitk.Image:
-    """Read a label mask onto ``image``'s grid (see :func:`align_mask`) as UInt8 labels."""
+#: A CT in HU has air at about -1000; an image whose lowest value lies above this is not a CT in HU.
+HU_LOWEST_AT_MOST = -500.0
+#: Values above this (HU) are unusual outside metal; a warning asks to check the rescale.
+HU_HIGHEST_WARNING = 4000.0
+
+
+def ct_intensity_problems(values: np.ndarray, path: Path | str) -> tuple[list[str], list[str]]:
+    """(errors, warnings) about a CT's voxel values, by the rules in docs/manifest.md ("Image checks").
+
+    Errors: NaN or infinite voxels; no voxel below :data:`HU_LOWEST_AT_MOST` (an image without its rescale to HU,
+    or not a CT). Warning: voxels above :data:`HU_HIGHEST_WARNING`.
+
+    Parameters
+    ----------
+    values
+        The CT's voxels (z, y, x), any numeric type.
+    """
+    errors, warnings = [], []
+    if np.issubdtype(values.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        if bad:
+            errors.append(f"CT {path} has {bad} NaN or infinite voxels of {values.size}")
+            return errors, warnings
+    lowest, highest = float(values.min()), float(values.max())
+    if lowest > HU_LOWEST_AT_MOST:
+        errors.append(f"CT {path} is not in HU: its lowest value is {lowest:g}, but a CT in HU has air at about "
+                      f"-1000 (below {HU_LOWEST_AT_MOST:g}); is the rescale slope/intercept missing?")
+    elif highest > HU_HIGHEST_WARNING:
+        warnings.append(f"CT {path} reaches {highest:g} HU, above {HU_HIGHEST_WARNING:g}: metal, or a wrong "
+                        "rescale; check the image")
+    return errors, warnings
+
+
+#: The labels of an hccrad mask: background, liver, tumor, portal vein.
+HCCRAD_LABELS = (0, 1, 2, 3)
+
+
+def read_mask(path: Path | str, image: sitk.Image, allowed_labels: tuple[int, ...] | None = HCCRAD_LABELS
+              ) -> sitk.Image:
+    """Read a label mask onto ``image``'s grid (see :func:`align_mask`) as UInt8 labels.
+
+    Parameters
+    ----------
+    allowed_labels
+        The label values the mask may hold (hccrad's 0-3 by default); ``None`` accepts any of 0-255 (a
+        TotalSegmentator output, for instance).
+
+    Raises
+    ------
+    ImageReadError
+        When the mask holds non-integer values, or labels outside ``allowed_labels`` (with their voxel counts):
+        a tumor partly labelled 7 would otherwise lose those voxels without a word.
+    """
     mask = align_mask(image, read_image(path), what=f"mask {Path(path).name}")
     array = sitk.GetArrayViewFromImage(mask)
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.equal(np.mod(array, 1), 0)):
-        raise ImageReadError(f"mask {path} holds non-integer values; expected labels 0, 1, 2, 3")
-    labels = np.unique(array)
-    if labels.min() < 0 or labels.max() > 255:
-        raise ImageReadError(f"mask {path} holds labels outside 0-255: {labels[:10]}")
+        raise ImageReadError(f"mask {path} holds non-integer values; expected labels "
+                             f"{', '.join(map(str, allowed_labels or range(256)))}")
+    labels, counts = np.unique(array, return_counts=True)
+    allowed = set(allowed_labels) if allowed_labels is not None else set(range(256))
+    unexpected = [(int(label), int(count)) for label, count in zip(labels, counts, strict=True)
+                  if int(label) not in allowed]
+    if unexpected:
+        listing = ", ".join(f"{label} ({count} voxels)" for label, count in unexpected[:10])
+        expected = ("0 background, 1 liver, 2 tumor, 3 portal vein" if allowed_labels == HCCRAD_LABELS
+                    else "0-255" if allowed_labels is None else ", ".join(map(str, allowed_labels)))
+        raise ImageReadError(f"mask {path} holds unexpected labels {listing}; expected {expected}")
     mask = sitk.Cast(mask, sitk.sitkUInt8)
     mask.CopyInformation(image)
     return mask

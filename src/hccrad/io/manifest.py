@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from hccrad.io.config import MONTHS_PER_UNIT, StudyConfig, load_config
+from hccrad.io.ids import patient_id_problem
 
 Severity = Literal["error", "warning"]
 BCLC_STAGES = ("0", "A", "B", "C", "D")
@@ -131,10 +132,82 @@ def _as_text(value: Any) -> str:
     return str(value).strip()
 
 
-def _as_number(value: Any) -> float:
+class CensoredValue(ValueError):
+    """A lab value given as a bound (``<20``, ``>1000``) rather than a number."""
+
+    def __init__(self, text: str, limit: float):
+        super().__init__(text)
+        self.limit = limit
+
+
+_GROUPED = re.compile(r"^\d{1,3}(?:[,. \u00a0\u202f]\d{3})+$")
+_CENSORED = re.compile(r"^(<=|>=|<|>|\u2264|\u2265)\s*(.+)$")
+#: Follow-up longer than this (months) is implausible and refused; longer than the warning limit is flagged.
+MAX_PFS_MONTHS = 1200.0
+WARN_PFS_MONTHS = 240.0
+
+
+def parse_number(value: Any) -> float:
+    """A number from a table cell, by a stated rule for separators (docs/manifest.md, "Numbers").
+
+    - A cell the spreadsheet already holds as a number is taken as it is.
+    - Spaces between digit groups are thousands separators: ``1 234`` is 1234.
+    - With both ``.`` and ``,``, the last one is the decimal mark and the other must group thousands:
+      ``1,234.5`` and ``1.234,5`` are both 1234.5.
+    - A separator that appears more than once groups thousands: ``1,234,567`` and ``1.234.567``.
+    - A single ``.`` is a decimal point: ``1.234`` is 1.234.
+    - A single ``,`` is a decimal comma (``12,5`` is 12.5), except when exactly three digits follow it and one
+      to three digits (not a lone 0) precede it: ``1,234`` could be 1234 or 1.234 and is refused as ambiguous.
+    - A bound such as ``<20`` raises :class:`CensoredValue`.
+
+    Raises
+    ------
+    ValueError
+        With a message saying why, when the text is not a number by these rules.
+    """
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         return float(value)
-    return float(str(value).strip().replace(",", "."))
+    text = str(value).strip()
+    censored = _CENSORED.match(text)
+    if censored:
+        raise CensoredValue(text, parse_number(censored.group(2)))
+    if not text:
+        raise ValueError("empty text is not a number")
+    sign = ""
+    if text[0] in "+-":
+        sign, text = text[0], text[1:].strip()
+    digits_only = re.sub(r"[.,\s\u00a0\u202f]", "", text)
+    if not digits_only.isdigit():
+        return float(sign + text)  # scientific notation, inf, nan, or a ValueError naming the text
+    spaces = re.findall(r"[\s\u00a0\u202f]", text)
+    commas, dots = text.count(","), text.count(".")
+    if spaces:
+        whole, fraction = (re.split(r"[.,]", text) if commas + dots == 1 else (text, ""))
+        if commas + dots > 1 or not _GROUPED.match(whole):
+            raise ValueError(f"{text!r}: spaces must group thousands in threes")
+        return float(sign + re.sub(r"[\s\u00a0\u202f]", "", whole) + ("." + fraction if fraction else ""))
+    if commas and dots:
+        decimal = "," if text.rfind(",") > text.rfind(".") else "."
+        grouping = "." if decimal == "," else ","
+        whole, fraction = text.rsplit(decimal, 1)
+        if text.count(decimal) > 1 or not _GROUPED.match(whole) or grouping not in whole:
+            raise ValueError(f"{text!r}: mixes '.' and ',' without grouping thousands in threes")
+        return float(sign + whole.replace(grouping, "") + "." + fraction)
+    separator = "," if commas else "." if dots else None
+    count = commas or dots
+    if separator is None:
+        return float(sign + text)
+    if count > 1:
+        if not _GROUPED.match(text):
+            raise ValueError(f"{text!r}: repeated {separator!r} must group thousands in threes")
+        return float(sign + text.replace(separator, ""))
+    if separator == ".":
+        return float(sign + text)
+    whole, fraction = text.split(",")
+    if len(fraction) == 3 and 1 <= len(whole) <= 3 and whole != "0":
+        raise ValueError(f"{text!r} is ambiguous: {whole}{fraction} with a thousands separator, or "
+                         f"{whole}.{fraction} with a decimal comma; write it without the comma or with a point")
+    return float(sign + whole + "." + fraction)
 
 
 def normalize_bclc(value: str) -> str | None:
@@ -158,6 +231,55 @@ def normalize_child_pugh(value: Any) -> tuple[str | None, int | None]:
     score = int(number)
     grade = "A" if score <= 6 else "B" if score <= 9 else "C"
     return grade, score
+
+
+def parse_clinical_inputs(values: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[str]]:
+    """One new patient's clinical factors read by the manifest's rules, for ``hccrad predict``.
+
+    Parameters
+    ----------
+    values
+        Raw ``afp`` (ng/mL), ``child_pugh`` (grade or score 5-15), ``bclc`` and ``treatment``; blanks are missing.
+
+    Returns
+    -------
+    (clean, errors, unreadable)
+        ``clean`` has canonical values (None where missing or not readable). ``errors`` are refused whatever the
+        options (a negative AFP, a bound such as ``<20``); ``unreadable`` are values that could not be read,
+        which ``--allow-impute`` turns into missing values.
+    """
+    clean: dict[str, Any] = {name: None for name in ("afp", "child_pugh", "child_pugh_score", "bclc", "treatment")}
+    errors: list[str] = []
+    unreadable: list[str] = []
+    afp = values.get("afp")
+    if not _blank(afp):
+        try:
+            number = parse_number(afp)
+        except CensoredValue:
+            errors.append(f"afp {_as_text(afp)!r} is a bound, not a value; give a number in ng/mL")
+        except ValueError as exc:
+            unreadable.append(f"afp {_as_text(afp)!r} is not a number in ng/mL ({exc})")
+        else:
+            if not math.isfinite(number) or number < 0:
+                errors.append(f"afp {number:g} is not a concentration; expected a number >= 0 (ng/mL)")
+            else:
+                clean["afp"] = number
+    child_pugh = values.get("child_pugh")
+    if not _blank(child_pugh):
+        grade, score = normalize_child_pugh(child_pugh)
+        if grade is None:
+            unreadable.append(f"child_pugh {_as_text(child_pugh)!r} is not a grade A, B, C or a score 5-15")
+        clean["child_pugh"], clean["child_pugh_score"] = grade, score
+    bclc = values.get("bclc")
+    if not _blank(bclc):
+        stage = normalize_bclc(_as_text(bclc))
+        if stage is None:
+            unreadable.append(f"bclc {_as_text(bclc)!r} is not one of 0, A, B, C, D")
+        clean["bclc"] = stage
+    treatment = values.get("treatment")
+    if not _blank(treatment):
+        clean["treatment"] = _as_text(treatment)
+    return clean, errors, unreadable
 
 
 class _RowChecker:
@@ -195,9 +317,19 @@ class _RowChecker:
                 self.add(canonical, "missing value", "warning")
             return None
         try:
-            number = _as_number(value)
-        except ValueError:
-            self.add(canonical, f"{_as_text(value)!r} is not a number")
+            number = parse_number(value)
+        except CensoredValue as censored:
+            if self.config.censored_values == "refuse":
+                self.add(canonical, f"{censored} is a bound, not a value; give a number, or set "
+                                    "censored_values: limit in the manifest to use the bound itself")
+                return None
+            self.add(canonical, f"{censored} is a bound; its limit {censored.limit:g} is used", "warning")
+            number = censored.limit
+        except ValueError as exc:
+            reason = str(exc)
+            if reason.startswith("could not convert"):
+                reason = f"{_as_text(value)!r} is not a number"
+            self.add(canonical, reason)
             return None
         if not math.isfinite(number):
             self.add(canonical, f"{number} is not a finite number")
@@ -228,7 +360,12 @@ class _RowChecker:
         if patient_value is None:
             self.add("patient_id", "missing patient identifier")
         else:
-            self.patient_id = _as_text(patient_value)
+            text = str(patient_value) if isinstance(patient_value, str) else _as_text(patient_value)
+            problem = patient_id_problem(text)
+            if problem is None:
+                self.patient_id = text
+            else:
+                self.add("patient_id", f"{text!r} {problem}; an id becomes a file name in the output folder")
 
         center_value = self.value("center")
         center = _as_text(center_value) if center_value is not None else config.default_center
@@ -247,6 +384,13 @@ class _RowChecker:
 
         time_raw = self.number("pfs_months", required=True, minimum=0)
         pfs_months = time_raw * MONTHS_PER_UNIT[config.time_unit] if time_raw is not None else None
+        if pfs_months is not None and pfs_months > MAX_PFS_MONTHS:
+            self.add("pfs_months", f"{time_raw:g} {config.time_unit} is {pfs_months:.0f} months, above the plausible "
+                                   f"limit of {MAX_PFS_MONTHS:.0f}; check the value and time_unit")
+            pfs_months = None
+        elif pfs_months is not None and pfs_months > WARN_PFS_MONTHS:
+            self.add("pfs_months", f"{pfs_months:.0f} months of follow-up is unusually long (over "
+                                   f"{WARN_PFS_MONTHS:.0f}); check the value and time_unit", "warning")
         event = self._event()
 
         if any(issue.severity == "error" for issue in self.issues):
@@ -309,7 +453,7 @@ class _RowChecker:
             self.add("pfs_event", "missing; expected 0 (censored) or 1 (progression)")
             return None
         try:
-            number = _as_number(value)
+            number = parse_number(value)
         except ValueError:
             number = math.nan
         if number not in (0.0, 1.0):
@@ -389,27 +533,27 @@ def load_study(manifest: Path | str) -> Study:
         return Study(config, [], issues, n_rows=len(frame))
 
     patients: list[PatientRecord] = []
-    seen: dict[str, int] = {}
+    rows_by_key: dict[str, list[tuple[int, str]]] = {}
     for offset, raw in enumerate(frame.to_dict(orient="records")):
         checker = _RowChecker(config, offset + 2, raw)
         record = checker.check()
         issues.extend(checker.issues)
         if checker.patient_id is not None:
-            if checker.patient_id in seen:
-                issues.append(
-                    ValidationIssue(
-                        checker.row,
-                        checker.patient_id,
-                        "patient_id",
-                        f"duplicate identifier, first used on row {seen[checker.patient_id]}; "
-                        "both rows are left out until it is fixed",
-                    )
-                )
-                record = None
-                patients = [p for p in patients if p.patient_id != checker.patient_id]
-            else:
-                seen[checker.patient_id] = checker.row
+            # ids that differ only in case would share a file on Windows and macOS file systems
+            rows_by_key.setdefault(checker.patient_id.casefold(), []).append((checker.row, checker.patient_id))
         if record is not None:
             patients.append(record)
+    duplicated: set[str] = set()
+    for rows in rows_by_key.values():
+        if len(rows) < 2:
+            continue
+        for row, patient_id in rows:
+            others = ", ".join(f"row {other} ({other_id!r})" for other, other_id in rows if other != row)
+            same = all(other_id == patient_id for _, other_id in rows)
+            kind = "duplicate identifier" if same else "identifier that differs only in case from another"
+            issues.append(ValidationIssue(row, patient_id, "patient_id",
+                                          f"{kind}, also on {others}; all these rows are left out until it is fixed"))
+            duplicated.add(patient_id)
+    patients = [record for record in patients if record.patient_id not in duplicated]
     issues.extend(assign_split(patients, config))
     return Study(config, patients, issues, n_rows=len(frame))

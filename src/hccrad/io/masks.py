@@ -22,10 +22,30 @@ def connected_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 26-connected component of a boolean mask (an empty mask stays empty)."""
-    components, count = ndimage.label(mask, structure=FULL_CONNECTIVITY)
+    """The largest 26-connected component of a boolean mask (an empty mask stays empty).
+
+    Components are labelled on the mask's bounding box only, so a small region of a large image costs little.
+    """
+    largest = np.zeros(mask.shape, dtype=bool)
+    box = bounding_box(mask)
+    if box is None:
+        return largest
+    components, count = ndimage.label(mask[box], structure=FULL_CONNECTIVITY)
     if count <= 1:
-        return mask.astype(bool, copy=True)
+        largest[box] = mask[box]
+        return largest
     sizes = np.bincount(components.ravel())
     sizes[0] = 0
-    return components == int(np.argmax(sizes))
+    largest[box] = components == int(np.argmax(sizes))
+    return largest
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box (one slice per axis) holding every true voxel of ``mask``; None when it has none."""
+    extent = []
+    for axis in range(mask.ndim):
+        occupied = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if occupied.size == 0:
+            return None
+        extent.append(slice(int(occupied[0]), int(occupied[-1]) + 1))
+    return tuple(extent)

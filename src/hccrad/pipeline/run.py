@@ -20,8 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-from hccrad.io.files import write_atomic
-from hccrad.io.manifest import Study, load_study
+from hccrad.io.config import ManifestError
+from hccrad.io.files import ensure_writable_dir, write_atomic
+from hccrad.io.ids import case_path
+from hccrad.io.manifest import Study, ValidationIssue, load_study
 
 log = logging.getLogger("hccrad.run")
 
@@ -40,6 +42,8 @@ class RunResult:
     stages: list[StageRecord] = field(default_factory=list)
     failed_cases: list[dict[str, Any]] = field(default_factory=list)
     report: Path | None = None
+    #: Why the run stopped before the report ("<stage>: <reason>"), or None.
+    stopped: str | None = None
 
 
 def _digest(*parts: Any) -> str:
@@ -76,7 +80,7 @@ def _setup_log(out_dir: Path) -> logging.Handler:
     return handler
 
 
-def run_study(manifest: Path, scheduler: str | None = None, n_bootstrap: int = 500,
+def run_study(manifest: Path, scheduler: str | None = None, n_bootstrap: int | None = None,
               progress: Callable[[str, int, int | None], None] | None = None) -> RunResult:
     """Run the whole study for ``manifest``; see the module docstring.
 
@@ -87,18 +91,24 @@ def run_study(manifest: Path, scheduler: str | None = None, n_bootstrap: int = 5
     scheduler
         Dask scheduler address for the features stage (default: a local cluster).
     n_bootstrap
-        Bootstrap resamples of the evaluation's confidence intervals.
+        Bootstrap resamples of the evaluation's confidence intervals (default: the manifest's
+        ``evaluation: {n_bootstrap}``, 500).
     progress
         ``progress(stage, done, total)`` for long stages.
     """
     study = load_study(manifest)
-    out_dir = study.config.output_path
+    out_dir = ensure_writable_dir(study.config.output_path)
     handler = _setup_log(out_dir)
     result = RunResult(study)
     state = RunState(out_dir / "run_state.json")
     try:
         log.info("run of %s: %d rows, %d valid patients, %d errors", manifest, study.n_rows, len(study.patients),
                  len(study.errors))
+        check_stage_settings(study)
+        section_errors = [i for i in study.errors if i.row is None and i.field in STAGE_SECTIONS]
+        if section_errors:
+            write_atomic(out_dir / "manifest_issues.csv", study.issues_table().to_csv(index=False))
+            raise ManifestError("; ".join(f"{i.field}: {i.message}" for i in section_errors))
         result.failed_cases += [{"patient_id": i.patient_id, "stage": "manifest", "error": str(i)}
                                 for i in study.errors]
         write_atomic(out_dir / "manifest_issues.csv", study.issues_table().to_csv(index=False))
@@ -109,18 +119,61 @@ def run_study(manifest: Path, scheduler: str | None = None, n_bootstrap: int = 5
         fitted = _fit_stage(study, state, result, table)
         _evaluate_stage(study, state, result, fitted, n_bootstrap)
         _report_stage(study, result, manifest)
+    except KeyboardInterrupt:
+        result.stopped = "interrupted (Ctrl-C); run again to resume"
+        raise
+    except Exception as exc:  # a stage failed: the summary says which and why, the caller exits non-zero
+        stage = result.stages[-1].name if result.stages and result.stages[-1].status == "failed" else "run"
+        result.stopped = f"{stage}: {_reason(exc)}"
+        log.exception("run stopped at %s", stage)
     finally:
         summary = {
             "manifest": str(Path(manifest).resolve()),
             "stages": [record.__dict__ for record in result.stages],
             "failed_cases": result.failed_cases,
             "report": str(result.report) if result.report else None,
+            "stopped": result.stopped,
         }
         write_atomic(out_dir / "run_summary.json", json.dumps(summary, indent=2, default=str))
         log.info("summary: %s", json.dumps(summary["stages"], default=str))
         log.removeHandler(handler)
         handler.close()
     return result
+
+
+STAGE_SECTIONS = ("segmentation", "features", "models", "evaluation")
+
+
+def check_stage_settings(study: Study) -> None:
+    """Validate the stage sections of the YAML (``segmentation``, ``features``, ``models``, ``evaluation``) with
+    their own models, before any stage runs; each problem joins the study's issues as an error."""
+    from hccrad.evaluate import EvaluationConfig
+    from hccrad.features import FeatureConfig
+    from hccrad.segment.nnunet import SegmentationConfig
+    from hccrad.survival import ModelConfig
+
+    sections = (("segmentation", SegmentationConfig), ("features", FeatureConfig), ("models", ModelConfig),
+                ("evaluation", EvaluationConfig))
+    for section, model in sections:
+        try:
+            config = model.model_validate(getattr(study.config, section))
+            if section == "features" and study.config.require_images:
+                config.params_path(study.config.base_dir)
+        except Exception as exc:  # pydantic's ValidationError or a missing parameter file
+            study.issues.append(ValidationIssue(None, None, section, _validation_message(exc)))
+
+
+def _validation_message(error: Exception) -> str:
+    """pydantic's multi-line report on one line, without its documentation links."""
+    lines = [line.strip() for line in str(error).splitlines()
+             if line.strip() and not line.strip().startswith("For further information")]
+    return "; ".join(lines)
+
+
+def _reason(error: BaseException) -> str:
+    """One line for an error: its message, or its type when it has none."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return text or type(error).__name__
 
 
 def _timed(result: RunResult, name: str):
@@ -132,8 +185,9 @@ def _timed(result: RunResult, name: str):
 
         def __exit__(self, kind, value, traceback):
             if kind is not None:
-                result.stages.append(StageRecord(name, "failed", time.perf_counter() - self.start, str(value)))
-                log.error("stage %s failed: %s", name, value)
+                detail = "interrupted (Ctrl-C)" if issubclass(kind, KeyboardInterrupt) else _reason(value)
+                result.stages.append(StageRecord(name, "failed", time.perf_counter() - self.start, detail))
+                log.error("stage %s failed: %s", name, detail)
             return False
 
     return _Timer()
@@ -159,7 +213,7 @@ def _segment_stage(study: Study, result: RunResult) -> None:
     config = SegmentationConfig.model_validate(study.config.segmentation)
     reused = {}
     for record in missing:  # masks predicted by an earlier run are kept
-        path = study.config.output_path / "segmentation" / "masks" / f"{record.patient_id}.nii.gz"
+        path = case_path(study.config.output_path / "segmentation" / "masks", record.patient_id, ".nii.gz")
         if path.is_file():
             reused[record.patient_id] = path
     todo = [r for r in missing if r.patient_id not in reused]
@@ -221,8 +275,7 @@ def _evaluate_stage(study, state, result, fitted, n_bootstrap) -> None:
 
     out_dir = study.config.output_path / "evaluation"
     predictions_path = study.config.output_path / "models" / "predictions.csv"
-    settings = EvaluationSettings(horizons=tuple(study.config.horizons_months), n_bootstrap=n_bootstrap,
-                                  afp_cutoff=study.config.afp_cutoff_ng_ml)
+    settings = EvaluationSettings.from_study(study.config, n_bootstrap)
     fingerprint = _digest(predictions_path, settings.__dict__)
     if state.is_current("evaluate", fingerprint, [out_dir / "evaluation.json"]):
         result.stages.append(StageRecord("evaluate", "reused", 0.0, "predictions unchanged"))

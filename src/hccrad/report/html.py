@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from hccrad.io.files import write_atomic
+from hccrad.io.ids import case_path
 from hccrad.io.manifest import Study
 
 CSS = """
@@ -207,7 +208,7 @@ def qc_gallery(study: Study, qc_dir: Path) -> tuple[str, pd.DataFrame]:
         if record.ct is None or record.mask is None:
             continue
         key = hashlib.sha256(f"{record.mask}:{Path(record.mask).stat().st_mtime_ns}".encode()).hexdigest()[:10]
-        path = qc_dir / f"{record.patient_id}-{key}.png"
+        path = case_path(qc_dir, f"{record.patient_id}-{key}", ".png")
         meta_path = path.with_suffix(".json")
         try:
             if path.is_file() and meta_path.is_file():
@@ -307,12 +308,18 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
                 row[dataset] = (f"{values.median():.2f} [{values.quantile(.25):.2f}-{values.quantile(.75):.2f}]"
                                 if len(values) else "")
             rows.append(row)
-        failures = _read_csv(out / "features" / "failures.csv")
+        issues = _read_csv(out / "features" / "failures.csv")
+        if issues is not None and "severity" not in issues:
+            issues["severity"] = "error"  # a failures table written before QC warnings existed
+        failures = None if issues is None else issues[issues["severity"] == "error"]
+        qc_warnings = None if issues is None else issues[issues["severity"] == "warning"]
         body += (f"<p>{len(features)} patients with features ({features.shape[1]} columns); "
                  f"{0 if failures is None else len(failures)} failed.</p><h3>Candidate morphological factors, median "
                  f"[IQR]</h3>{table_html(pd.DataFrame(rows))}")
         if failures is not None and len(failures):
             body += f"<h3>Cases without features</h3>{table_html(failures)}"
+        if qc_warnings is not None and len(qc_warnings):
+            body += f"<h3>QC warnings (features computed)</h3>{table_html(qc_warnings)}"
     else:
         body += '<p class="note">no image features (clinical-only study or features not computed).</p>'
     selected = _read_csv(out / "models" / "selected_factors.csv")

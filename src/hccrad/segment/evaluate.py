@@ -9,6 +9,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from hccrad.io.files import write_atomic
+from hccrad.io.ids import case_path
 from hccrad.io.images import array_with_spacing, read_image, read_mask
 from hccrad.io.manifest import Study
 from hccrad.segment.metrics import compare_labels
@@ -16,7 +17,7 @@ from hccrad.segment.metrics import compare_labels
 
 def predicted_mask_path(study: Study, patient_id: str) -> Path:
     """Where the segmentation stage writes a patient's predicted mask."""
-    return study.config.output_path / "segmentation" / "masks" / f"{patient_id}.nii.gz"
+    return case_path(study.config.output_path / "segmentation" / "masks", patient_id, ".nii.gz")
 
 
 def evaluate_segmentations(study: Study, predictions_dir: Path | None = None,
@@ -28,7 +29,7 @@ def evaluate_segmentations(study: Study, predictions_dir: Path | None = None,
     """
     rows = []
     for record in study.patients:
-        predicted = (Path(predictions_dir) / f"{record.patient_id}.nii.gz" if predictions_dir
+        predicted = (case_path(predictions_dir, record.patient_id, ".nii.gz") if predictions_dir
                      else predicted_mask_path(study, record.patient_id))
         if record.mask is None or record.ct is None or not predicted.is_file():
             continue

@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from pydantic import BaseModel, ConfigDict, Field
 
 from hccrad.io.files import write_atomic
+from hccrad.io.ids import case_path
 from hccrad.io.images import read_image, read_mask, write_labels_like
 from hccrad.io.manifest import Study
 from hccrad.io.masks import LABEL_LIVER, LABEL_PORTAL_VEIN
@@ -91,8 +92,8 @@ def prepare_dataset(study: Study, config: SegmentationConfig) -> Path:
         array[array == LABEL_PORTAL_VEIN] = LABEL_LIVER
         out_labels = sitk.GetImageFromArray(array.astype(np.uint8))
         out_labels.CopyInformation(image)
-        sitk.WriteImage(image, str(dataset / "imagesTr" / f"{record.patient_id}_0000.nii.gz"))
-        sitk.WriteImage(out_labels, str(dataset / "labelsTr" / f"{record.patient_id}.nii.gz"))
+        sitk.WriteImage(image, str(case_path(dataset / "imagesTr", record.patient_id, "_0000.nii.gz")))
+        sitk.WriteImage(out_labels, str(case_path(dataset / "labelsTr", record.patient_id, ".nii.gz")))
         count += 1
     if count < 5:
         raise ValueError(f"nnU-Net's five-fold cross-validation needs at least 5 cases with reference masks; "
@@ -204,18 +205,18 @@ def predict_cases(study: Study, config: SegmentationConfig, model_dir: Path | No
         inputs, outputs, images = [], [], {}
         for record in todo:
             image = read_image(record.ct, study.config.dicom_series)
-            path = Path(scratch) / f"{record.patient_id}_0000.nii.gz"
+            path = case_path(scratch, record.patient_id, "_0000.nii.gz")
             sitk.WriteImage(image, str(path))
             inputs.append([str(path)])
-            outputs.append(str(Path(scratch) / f"{record.patient_id}.nii.gz"))
+            outputs.append(str(case_path(scratch, record.patient_id, ".nii.gz")))
             images[record.patient_id] = image
         if inputs:
             predictor.predict_from_files(inputs, outputs, save_probabilities=False, overwrite=True,
                                          num_processes_preprocessing=config.n_workers,
                                          num_processes_segmentation_export=config.n_workers)
         for record in todo:
-            raw = sitk.ReadImage(str(Path(scratch) / f"{record.patient_id}.nii.gz"))
+            raw = sitk.ReadImage(str(case_path(scratch, record.patient_id, ".nii.gz")))
             labels = postprocess_labels(sitk.GetArrayFromImage(raw).astype(np.uint8))
             written[record.patient_id] = write_labels_like(labels, images[record.patient_id],
-                                                           out_dir / f"{record.patient_id}.nii.gz")
+                                                           case_path(out_dir, record.patient_id, ".nii.gz"))
     return written

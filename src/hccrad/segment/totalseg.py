@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from hccrad.io.ids import case_path
 from hccrad.io.masks import LABEL_LIVER, LABEL_PORTAL_VEIN, LABEL_TUMOR
 
 TOTAL_LIVER, TOTAL_PORTAL_SPLENIC_VEIN = 5, 64
@@ -83,9 +84,9 @@ def predict_with_totalsegmentator(study, overwrite: bool = False) -> dict[str, P
             ct_path = Path(scratch) / "ct.nii.gz"
             sitk.WriteImage(image, str(ct_path))
             total_path, vessels_path = run_totalsegmentator(ct_path, Path(scratch) / "out")
-            total = sitk.GetArrayFromImage(read_mask(total_path, image))
-            vessels = sitk.GetArrayFromImage(read_mask(vessels_path, image))
+            total = sitk.GetArrayFromImage(read_mask(total_path, image, allowed_labels=None))
+            vessels = sitk.GetArrayFromImage(read_mask(vessels_path, image, allowed_labels=None))
         spacing = image.GetSpacing()[::-1]
         labels = postprocess_labels(map_totalsegmentator(total, vessels, spacing))
-        written[record.patient_id] = write_labels_like(labels, image, out_dir / f"{record.patient_id}.nii.gz")
+        written[record.patient_id] = write_labels_like(labels, image, case_path(out_dir, record.patient_id, ".nii.gz"))
     return written

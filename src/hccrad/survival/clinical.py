@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hccrad.io.errors import InputError
 from hccrad.survival.config import ClinicalCoding
 
 BCLC_ORDER = {"0": 0, "A": 1, "B": 2, "C": 3, "D": 4}
@@ -14,7 +15,7 @@ CHILD_PUGH_ORDER = {"A": 0, "B": 1, "C": 2}
 CLINICAL_INPUTS = ("afp", "child_pugh", "bclc", "treatment")
 
 
-class ClinicalInputError(ValueError):
+class ClinicalInputError(InputError, ValueError):
     """A clinical value that the fitted coding cannot represent (unknown category, impossible number)."""
 
 

@@ -9,6 +9,7 @@ writes a JSON artifact that :func:`load_model` reads back without executing any 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import math
 import platform
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from hccrad import __version__
+from hccrad.io.errors import InputError
 from hccrad.io.files import write_atomic
 from hccrad.survival.clinical import CLINICAL_INPUTS, covariate_description, encode, fit_coding
 from hccrad.survival.config import ModelConfig
@@ -35,11 +37,26 @@ from hccrad.survival.selection import (
 )
 
 ARTIFACT_FORMAT = "hccrad-cox-model"
-ARTIFACT_VERSION = 1
+#: Version 2 added the content checksum; version 1 artifacts (no checksum) still load.
+ARTIFACT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+
+class ModelArtifactError(InputError, ValueError):
+    """A model artifact that cannot be used: unreadable, altered, incomplete, or of another format version."""
+
+
+def content_checksum(content: dict[str, Any]) -> str:
+    """SHA-256 of an artifact's content (without its checksum), over canonical JSON: sorted keys, no spaces.
+
+    JSON numbers round-trip exactly, so the checksum recomputed from a loaded artifact equals the saved one.
+    """
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 SCORE_COVARIATE = "TL_risk_score"
 
 
-class PredictionInputError(ValueError):
+class PredictionInputError(InputError, ValueError):
     """A patient's inputs cannot be scored as asked (missing or out-of-range value); names patient and field."""
 
 
@@ -338,19 +355,29 @@ class CoxRiskModel:
         })
 
     def save(self, path: Path | str) -> Path:
-        """Write the JSON artifact atomically."""
+        """Write the JSON artifact atomically, with the SHA-256 checksum of its content (see
+        :func:`content_checksum`)."""
         path = Path(path)
-        write_atomic(path, json.dumps(self.to_dict(), indent=1))
+        content = self.to_dict()
+        content["checksum"] = {"algorithm": "sha256", "value": content_checksum(content)}
+        write_atomic(path, json.dumps(content, indent=1))
         return path
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CoxRiskModel:
         """Rebuild a fitted model from its artifact (plain data only; no code is executed)."""
         if data.get("format") != ARTIFACT_FORMAT:
-            raise ValueError(f"not an hccrad model artifact (format {data.get('format')!r})")
-        if int(data.get("format_version", 0)) > ARTIFACT_VERSION:
-            raise ValueError(f"model artifact version {data['format_version']} is newer than this hccrad reads "
-                             f"({ARTIFACT_VERSION}); upgrade hccrad")
+            raise ModelArtifactError(f"not an hccrad model artifact (format {data.get('format')!r})")
+        missing = [name for name in REQUIRED_FIELDS if name not in data]
+        if missing:
+            raise ModelArtifactError(f"the artifact lacks the field(s) {', '.join(missing)}")
+        try:
+            return cls._from_fields(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelArtifactError(f"the artifact's field {exc} is missing or malformed") from exc
+
+    @classmethod
+    def _from_fields(cls, data: dict[str, Any]) -> CoxRiskModel:
         base = cls.from_dict(data["base_model"]) if data.get("base_model") else None
         model = cls(data["name"], ModelConfig.model_validate(data["config"]), base, tuple(data["horizons_months"]))
         prep = data["preprocessing"]
@@ -387,9 +414,67 @@ def _finite_combat(params: dict[str, Any]) -> dict[str, Any]:
             "delta": {c: pick(v) for c, v in params["delta"].items()}}
 
 
+REQUIRED_FIELDS = ("format_version", "name", "config", "horizons_months", "clinical_coding", "score_mode",
+                   "preprocessing", "covariates", "coefficients", "hazard_ratios", "baseline", "risk_cutoff",
+                   "training")
+
+
 def load_model(path: Path | str) -> CoxRiskModel:
-    """Read a model artifact written by :meth:`CoxRiskModel.save` (JSON only: safe to load)."""
-    return CoxRiskModel.from_dict(json.loads(Path(path).read_text()))
+    """Read a model artifact written by :meth:`CoxRiskModel.save` (JSON only: no code is executed).
+
+    Checks, in order: the file is complete JSON; its format version is one this hccrad reads
+    (:data:`READABLE_VERSIONS`); its checksum matches its content (version 2 on); every field is present; its
+    hazard-ratio table agrees with its coefficients (HR = exp(coef), to 1e-9).
+
+    Raises
+    ------
+    ModelArtifactError
+        One line naming the file and the problem.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelArtifactError(f"model artifact {path}: cannot read it ({exc.strerror or exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelArtifactError(f"model artifact {path} is not complete JSON (truncated or damaged?): {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelArtifactError(f"model artifact {path} is not an hccrad model (a JSON {type(data).__name__})")
+    version = data.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise ModelArtifactError(f"model artifact {path} has format version {version!r}; this hccrad reads versions "
+                                 f"{', '.join(map(str, READABLE_VERSIONS))} (refit the model, or use the hccrad "
+                                 "that wrote it)")
+    if version >= 2:
+        saved = data.pop("checksum", None)
+        if not isinstance(saved, dict) or saved.get("algorithm") != "sha256":
+            raise ModelArtifactError(f"model artifact {path} has no sha256 checksum; it was not written by hccrad")
+        if saved.get("value") != content_checksum(data):
+            raise ModelArtifactError(f"model artifact {path} fails its checksum: it was edited or damaged after it "
+                                     "was saved; refit, or restore the original file")
+    try:
+        model = CoxRiskModel.from_dict(data)
+    except ModelArtifactError as exc:
+        raise ModelArtifactError(f"model artifact {path}: {exc}") from exc
+    _check_consistency(model, path)
+    return model
+
+
+def _check_consistency(model: CoxRiskModel, path: Path) -> None:
+    """The artifact's hazard-ratio table must show its own coefficients."""
+    table = model.hazard_ratios_
+    if len(model.covariates_) and {"covariate", "coef", "hr"} <= set(table.columns):
+        shown = table.set_index("covariate")
+        for covariate, coef in zip(model.covariates_, model.coef_, strict=True):
+            if covariate not in shown.index:
+                raise ModelArtifactError(f"model artifact {path}: covariate {covariate} is not in its hazard-ratio "
+                                         "table")
+            row = shown.loc[covariate]
+            if not (math.isclose(float(row["coef"]), coef, rel_tol=1e-9, abs_tol=1e-12)
+                    and math.isclose(float(row["hr"]), math.exp(coef), rel_tol=1e-9)):
+                raise ModelArtifactError(
+                    f"model artifact {path}: coefficient of {covariate} ({coef:.6g}) disagrees with its hazard-ratio "
+                    f"table (coef {float(row['coef']):.6g}, HR {float(row['hr']):.6g})")
 
 
 def encode_columns(spec: dict[str, Any]) -> list[str]:

@@ -20,10 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hccrad.io.errors import InputError
 from hccrad.io.files import write_atomic
+from hccrad.io.manifest import parse_clinical_inputs
+from hccrad.survival.clinical import CLINICAL_INPUTS
 from hccrad.survival.config import ModelConfig
 from hccrad.survival.coxmath import step_value
-from hccrad.survival.model import CoxRiskModel, load_model, make_y
+from hccrad.survival.model import CoxRiskModel, PredictionInputError, load_model, make_y
 
 
 def model_slug(name: str) -> str:
@@ -86,6 +89,11 @@ def available_models(table: pd.DataFrame, config: ModelConfig) -> tuple[list[str
     return models, skipped
 
 
+class FitError(InputError, ValueError):
+    """The study's data cannot support the requested fit (too few training patients or events, a center unseen
+    in training)."""
+
+
 def fit_models(table: pd.DataFrame, config: ModelConfig, horizons: tuple[float, ...] = (6.0, 12.0),
                out_dir: Path | None = None) -> FittedStudy:
     """Fit the configured models on ``table[dataset == training]`` and score every patient.
@@ -105,12 +113,12 @@ def fit_models(table: pd.DataFrame, config: ModelConfig, horizons: tuple[float, 
     horizons = tuple(config.horizons_months or horizons)
     training = table[table["dataset"] == "training"]
     if len(training) < 10 or training["pfs_event"].sum() < 5:
-        raise ValueError(f"too few training patients to fit a model: {len(training)} patients, "
-                         f"{int(training['pfs_event'].sum())} events")
+        raise FitError(f"too few training patients to fit a model: {len(training)} patients with "
+                       f"{int(training['pfs_event'].sum())} events; at least 10 patients and 5 events are needed")
     if config.harmonize:
         unseen = sorted(set(table["center"].astype(str)) - set(training["center"].astype(str)))
         if unseen:
-            raise ValueError(f"harmonize: true needs every center in the training set, but {unseen} are only in "
+            raise FitError(f"harmonize: true needs every center in the training set, but {unseen} are only in "
                              "validation (ComBat cannot harmonize a center it has not seen without learning from "
                              "its patients); use a random split or harmonize: false")
     y = make_y(training["pfs_months"], training["pfs_event"])
@@ -181,6 +189,24 @@ def load_models(out_dir: Path, names: list[str] | None = None) -> dict[str, CoxR
     return models
 
 
+def _clinical_inputs(one: pd.DataFrame, allow_impute: bool) -> pd.DataFrame:
+    """One patient's row with its clinical factors read by the manifest's rules (see
+    :func:`hccrad.io.manifest.parse_clinical_inputs`); raises ``PredictionInputError`` for what is refused."""
+    present = [name for name in CLINICAL_INPUTS if name in one.columns]
+    if not present:
+        return one
+    raw = {name: one.iloc[0][name] for name in present}
+    clean, errors, unreadable = parse_clinical_inputs(raw)
+    if unreadable and not allow_impute:
+        errors += [f"{problem}; fix it, or use --allow-impute to treat it as missing" for problem in unreadable]
+    if errors:
+        raise PredictionInputError("; ".join(errors))
+    one = one.copy()
+    for name in present:
+        one[name] = pd.Series([clean[name]], index=one.index, dtype=object)
+    return one
+
+
 def predict_patients(model: CoxRiskModel, patients: pd.DataFrame, allow_impute: bool = False,
                      allow_extrapolation: bool = False) -> pd.DataFrame:
     """Risk score, risk group and PFS probabilities for new patients, from the artifact alone.
@@ -192,6 +218,7 @@ def predict_patients(model: CoxRiskModel, patients: pd.DataFrame, allow_impute: 
     for patient_id in patients.index:
         one = patients.loc[[patient_id]]
         try:
+            one = _clinical_inputs(one, allow_impute)
             score = float(model.predict(one, allow_impute, allow_extrapolation)[0])
             survival = model.predict_survival(one, allow_impute=allow_impute,
                                               allow_extrapolation=allow_extrapolation).iloc[0].to_dict()

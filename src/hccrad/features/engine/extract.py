@@ -10,6 +10,8 @@ import SimpleITK as sitk
 
 from hccrad.features.engine import images, texture
 from hccrad.features.engine.shape import shape_features
+from hccrad.io.errors import InputError
+from hccrad.io.masks import bounding_box
 
 #: Version of the engine's arithmetic; part of every case fingerprint.
 ENGINE_VERSION = "1"
@@ -26,7 +28,7 @@ SUPPORTED_SETTINGS = frozenset({
 })
 
 
-class UnsupportedSetting(ValueError):
+class UnsupportedSetting(InputError, ValueError):
     """A PyRadiomics setting the fast engine does not implement (use ``engine: pyradiomics``)."""
 
 
@@ -59,11 +61,6 @@ def check_params(params: dict[str, Any]) -> None:
                                  + "; ".join(problems) + " (set features: {engine: pyradiomics})")
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice]:
-    index = np.nonzero(mask)
-    return tuple(slice(int(axis.min()), int(axis.max()) + 1) for axis in index)
-
-
 def _check_dimensions(box: tuple[slice, ...], settings: dict[str, Any], n_voxels: int) -> None:
     extent = np.array([b.stop - b.start for b in box])
     n_dims = int(np.sum(extent > 1))
@@ -77,33 +74,32 @@ def _check_dimensions(box: tuple[slice, ...], settings: dict[str, Any], n_voxels
         raise ValueError(f"Size of the ROI is too small (minimum size: {minimum_size}, ROI size: {n_voxels})")
 
 
-def _filtered_images(image: sitk.Image, image_types: dict[str, Any], settings: dict[str, Any]
-                     ) -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
-    """(name, array z y x, settings with the image type's own) of every enabled image type, one at a time."""
+def _filtered_images(image: sitk.Image, image_types: dict[str, Any], settings: dict[str, Any],
+                     box: tuple[slice, slice, slice]) -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
+    """(name, array z y x cut to ``box``, settings with the image type's own) of every enabled image type, one at
+    a time. An array may be a view of a filtered image that lives until the next one is made."""
     for image_type, custom in image_types.items():
         options = {**settings, **(custom or {})}
         if image_type == "Original":
-            yield "original", sitk.GetArrayFromImage(image), options
+            yield "original", sitk.GetArrayViewFromImage(image)[box], options
         elif image_type == "LoG":
             for name, filtered in images.log_images(image, list(options.get("sigma", []))):
-                yield name, sitk.GetArrayFromImage(filtered), options
+                yield name, sitk.GetArrayViewFromImage(filtered)[box], options
         elif image_type == "Wavelet":
             for name, band in images.wavelet_images(image, options.get("wavelet", "coif1"),
-                                                    options.get("level", 1), options.get("start_level", 0)):
+                                                    options.get("level", 1), options.get("start_level", 0), box):
                 yield name, band, options
         elif image_type == "Gradient":
             gradient = images.gradient_image(image, options.get("gradientUseSpacing", True))
-            yield "gradient", sitk.GetArrayFromImage(gradient), options
+            yield "gradient", sitk.GetArrayViewFromImage(gradient)[box], options
 
 
 def _class_features(values: np.ndarray, box_mask: np.ndarray, classes: dict[str, Any], options: dict[str, Any],
                     voxel_volume: float) -> dict[str, dict[str, float]]:
     """Every texture class's features of one filtered image's region ``values`` (in ``box_mask`` order)."""
     levels = texture.discretise(values, options)
-    binned = np.zeros(box_mask.shape, dtype=np.int32)
-    binned[box_mask] = levels
     gray_levels = np.flatnonzero(np.bincount(levels)).astype(np.int64)
-    grid = texture.RegionGrid(binned, box_mask)
+    grid = texture.RegionGrid(levels, box_mask, int(options.get("gldm_a", 0)))
     out: dict[str, dict[str, float]] = {}
     neighbourhood = None
     for feature_class in classes:
@@ -119,8 +115,7 @@ def _class_features(values: np.ndarray, box_mask: np.ndarray, classes: dict[str,
             out[feature_class] = texture.glszm_features(grid, gray_levels)
         elif feature_class in ("gldm", "ngtdm"):
             if neighbourhood is None:
-                neighbourhood = texture.neighbourhood_features(grid, gray_levels,
-                                                               int(options.get("gldm_a", 0)))
+                neighbourhood = texture.neighbourhood_features(grid, gray_levels)
             out[feature_class] = neighbourhood[0] if feature_class == "gldm" else neighbourhood[1]
     return out
 
@@ -139,7 +134,8 @@ def region_features(image: sitk.Image, region: np.ndarray, params: dict[str, Any
     Parameters
     ----------
     image
-        The CT (any pixel type; hccrad passes float32 HU) with its geometry.
+        The CT with its geometry, any pixel type: the engine computes on its values cast to float32, which is the
+        image hccrad gives PyRadiomics (it casts only the region's crop, a cheaper way to the same values).
     region
         Boolean mask (z, y, x) on the image grid.
     params
@@ -153,9 +149,9 @@ def region_features(image: sitk.Image, region: np.ndarray, params: dict[str, Any
     # without a featureClass section PyRadiomics enables every class, in the alphabetical order of its modules
     classes = params.get("featureClass") or {name: None for name in sorted(SUPPORTED_CLASSES)}
     cropped, mask = images.prepare(image, region, settings, int(pad))
-    if not mask.any():
+    box = bounding_box(mask)
+    if box is None:
         raise ValueError("the region is empty after resampling")
-    box = _bounding_box(mask)
     box_mask = np.ascontiguousarray(mask[box])
     n_voxels = int(box_mask.sum())
     _check_dimensions(box, settings, n_voxels)
@@ -167,8 +163,8 @@ def region_features(image: sitk.Image, region: np.ndarray, params: dict[str, Any
     texture_classes = {name: wanted for name, wanted in classes.items() if name != "shape"}
     voxel_volume = float(np.multiply.reduce(cropped.GetSpacing()))
     per_image: dict[str, dict[str, float]] = {}
-    for image_name, array, options in _filtered_images(cropped, image_types, settings):
-        values = array[box][box_mask]
+    for image_name, array, options in _filtered_images(cropped, image_types, settings, box):
+        values = array[box_mask]
         del array
         computed = _class_features(values, box_mask, texture_classes, options, voxel_volume)
         per_image[image_name] = {f"{image_name}_{feature_class}_{name}": value

@@ -17,8 +17,8 @@ import SimpleITK as sitk
 
 
 def region_image(region: np.ndarray, reference: sitk.Image) -> sitk.Image:
-    """The region (boolean, z y x) as a UInt32 label image on the reference grid (label 1)."""
-    mask = sitk.GetImageFromArray(region.astype(np.uint32))
+    """The region (boolean, z y x) as a UInt8 label image on the reference grid (label 1)."""
+    mask = sitk.GetImageFromArray(region.astype(np.uint8))
     mask.CopyInformation(reference)
     return mask
 
@@ -61,6 +61,7 @@ def resample_to_spacing(image: sitk.Image, mask: sitk.Image, settings: dict[str,
     if isinstance(interpolator, str):
         interpolator = getattr(sitk, interpolator)
     image, mask = _input_support(image, mask, origin, target, size)
+    image = as_float32(image)
     resampler = sitk.ResampleImageFilter()
     resampler.SetOutputSpacing(target)
     resampler.SetOutputDirection(np.array(mask.GetDirection()))
@@ -102,6 +103,14 @@ def _input_support(image: sitk.Image, mask: sitk.Image, origin: tuple[float, ...
             sitk.RegionOfInterest(mask, extent, lower.tolist()))
 
 
+def as_float32(image: sitk.Image) -> sitk.Image:
+    """The image in float32, the pixel type hccrad gives PyRadiomics. Casting a crop gives the same values as
+    cropping the cast CT, without a float32 copy of the whole CT."""
+    if image.GetPixelID() == sitk.sitkFloat32:
+        return image
+    return sitk.Cast(image, sitk.sitkFloat32)
+
+
 def crop_to_box(image: sitk.Image, mask: sitk.Image, start_xyz: np.ndarray, stop_xyz: np.ndarray, pad: int
                 ) -> tuple[sitk.Image, sitk.Image]:
     """Crop image and mask to the inclusive index box ``start..stop`` (x, y, z) grown by ``pad`` voxels."""
@@ -116,14 +125,15 @@ def crop_to_box(image: sitk.Image, mask: sitk.Image, start_xyz: np.ndarray, stop
 
 def prepare(image: sitk.Image, region: np.ndarray, settings: dict[str, Any], pad: int
             ) -> tuple[sitk.Image, np.ndarray]:
-    """The (resampled and) cropped image the filters run on, and the region on its grid (boolean, z y x)."""
+    """The (resampled and) cropped float32 image the filters run on, and the region on its grid (boolean,
+    z y x)."""
     mask = region_image(region, image)
     if settings.get("interpolator") is not None and settings.get("resampledPixelSpacing") is not None:
         image, mask = resample_to_spacing(image, mask, settings, pad)
     elif settings.get("preCrop", False):
         box = _roi_bounding_box(mask, 1)
         image, mask = crop_to_box(image, mask, box[:3], box[:3] + box[3:] - 1, pad)
-    return image, sitk.GetArrayFromImage(mask) == int(settings.get("label", 1))
+    return as_float32(image), sitk.GetArrayFromImage(mask) == int(settings.get("label", 1))
 
 
 def log_images(image: sitk.Image, sigmas: list[float]) -> Iterator[tuple[str, sitk.Image]]:
@@ -141,43 +151,59 @@ def log_images(image: sitk.Image, sigmas: list[float]) -> Iterator[tuple[str, si
             yield "log-sigma-{}-mm-3D".format(str(sigma).replace(".", "-")), log.Execute(image)
 
 
-def wavelet_images(image: sitk.Image, wavelet: str = "coif1", level: int = 1, start_level: int = 0
-                   ) -> Iterator[tuple[str, np.ndarray]]:
-    """Undecimated (stationary) wavelet sub-bands of the crop, one at a time, as (name, array z y x).
+def wavelet_images(image: sitk.Image, wavelet: str = "coif1", level: int = 1, start_level: int = 0,
+                   box: tuple[slice, slice, slice] | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """Undecimated (stationary) wavelet sub-bands of the crop, one at a time, as (name, array z y x) cut to
+    ``box`` (index slices of the crop; default the whole crop).
 
     As PyRadiomics: odd dimensions are padded by one wrapped voxel, axes are filtered x, then y, then z, and the
     band name lists the filter per axis in that order (``LLH`` is low-pass in x and y, high-pass in z).
+
+    Memory: the bands are made depth first, a parent array is released once split, and at the last level each
+    axis is cut to ``box`` as soon as it is filtered. The stationary transform filters every line of an axis
+    on its own, so later axes give the same values inside the box; only the box's lines are kept.
     """
     data = sitk.GetArrayFromImage(image)
     original_shape = data.shape
+    box = box if box is not None else tuple(slice(0, n) for n in original_shape)
     padding = tuple((0, 1 if dim % 2 != 0 else 0) for dim in original_shape)
-    data = np.pad(data.copy(), padding, "wrap")
-    trim = tuple(slice(None, -1 if dim % 2 != 0 else None) for dim in original_shape)
+    data = np.pad(data, padding, "wrap")
     filters = pywt.Wavelet(wavelet)
     axes = (2, 1, 0)
 
-    def one_axis(array: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    def one_axis(array: np.ndarray, axis: int, crop: bool = False) -> tuple[np.ndarray, np.ndarray]:
         (approximation, detail), = pywt.swt(array, filters, level=1, start_level=0, axis=axis)
+        if crop:
+            cut = tuple(box[axis] if k == axis else slice(None) for k in range(3))
+            approximation, detail = approximation[cut].copy(), detail[cut].copy()
         return approximation, detail
 
-    def depth_first(array: np.ndarray, depth: int, name: str) -> Iterator[tuple[str, np.ndarray]]:
+    def depth_first(holder: list[np.ndarray], depth: int, name: str, crop: bool
+                    ) -> Iterator[tuple[str, np.ndarray]]:
         if depth == len(axes):
-            yield name, array
+            yield name, holder.pop()
             return
-        low, high = one_axis(array, axes[depth])
-        yield from depth_first(low, depth + 1, name + "L")
+        parent = holder.pop()
+        low, high = one_axis(parent, axes[depth], crop)
+        del parent
+        yield from depth_first([low], depth + 1, name + "L", crop)
         del low
-        yield from depth_first(high, depth + 1, name + "H")
+        yield from depth_first([high], depth + 1, name + "H", crop)
 
     for _ in range(start_level):
         data = one_axis(one_axis(one_axis(data, 2)[0], 1)[0], 0)[0]
+    holder = [data]
+    del data
     for index in range(1, level + 1):
         prefix = "wavelet" if index == 1 else f"wavelet{index}"
-        for name, band in depth_first(data, 0, ""):
-            if name == "LLL" and index < level:
-                data = band  # the next level decomposes this level's approximation
+        last = index == level
+        approximation = None
+        for name, band in depth_first(holder, 0, "", crop=last):
+            if name == "LLL" and not last:
+                approximation = band  # the next level decomposes this level's approximation, uncut
                 continue
-            yield f"{prefix}-{name}", band[trim]
+            yield f"{prefix}-{name}", band if last else band[box]
+        holder = [approximation]
 
 
 def gradient_image(image: sitk.Image, use_spacing: bool = True) -> sitk.Image:

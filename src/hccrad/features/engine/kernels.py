@@ -1,9 +1,10 @@
 """Compiled (numba) inner loops of the fast feature engine: texture matrices and mesh diameters.
 
 The texture kernels take the region's bounding box padded by one empty voxel on every side and flattened:
-``binned`` (int32, gray levels 1..Ng inside the region, 0 outside), ``mask`` (bool) and ``voxels`` (the flat
-indices of the region's voxels in row-column-slice order, the order of PyRadiomics' C loops, so that floating
-sums accumulate in the same order). Neighbours are flat offsets; the empty border means no bounds checks.
+``binned`` (int16, gray levels 1..Ng inside the region, 0 outside, so that it is also the region's mask) and
+``voxels`` (the flat indices of the region's voxels in row-column-slice order, the order of PyRadiomics' C loops,
+so that floating sums accumulate in the same order). Neighbours are flat offsets; the empty border means no
+bounds checks.
 """
 
 from __future__ import annotations
@@ -26,67 +27,87 @@ def flat_offsets(directions: np.ndarray, shape: tuple[int, int, int]) -> np.ndar
 
 
 @numba.njit(cache=True, nogil=True)
-def glcm_counts(binned, mask, voxels, steps, n_gray):
-    """Co-occurrence counts, shape (Ng, Ng, n_directions): a voxel of level i with its neighbour of level j at +d."""
-    n_dir = steps.shape[0]
-    counts = np.zeros((n_gray, n_gray, n_dir))
-    for v in voxels:
-        level = binned[v] - 1
-        for a in range(n_dir):
-            j = v + steps[a]
-            if mask[j]:
-                counts[level, binned[j] - 1, a] += 1.0
-    return counts
+def neighbour_counts(binned, voxels, steps, n_gray, max_length, alpha):
+    """GLCM, run-length, GLDM and NGTDM counts in one pass over the region's voxels and their 26 neighbours.
 
-
-@numba.njit(cache=True, nogil=True)
-def neighbourhood_counts(binned, mask, voxels, steps, n_gray, alpha):
-    """GLDM and NGTDM in one pass over the 26-neighbourhood.
+    Parameters
+    ----------
+    binned : (n,) int16, gray levels 1..Ng in the region, 0 outside (the region is where ``binned > 0``).
+    voxels : (m,) int32, flat indices of the region's voxels in raster order.
+    steps : (13,) int64, flat steps of the 13 unique directions; their opposites complete the 26-neighbourhood.
 
     Returns
     -------
-    dependence : (Ng, n_steps + 1) counts of voxels of level i with k dependent neighbours (in the region and
+    glcm : (Ng, Ng, 13) counts of a voxel of level i with its neighbour of level j at +d.
+    runs : (Ng, max_length, 13) counts of maximal runs of one level along each direction (a voxel outside the
+        region ends a run).
+    multi : (13,) whether some run along the direction is longer than one voxel (else the caller applies
+        PyRadiomics' rule for directions in which the region is flat).
+    dependence : (Ng, 27) counts of voxels of level i with k dependent neighbours (in the region and
         ``|i - j| <= alpha``).
     ngtdm : (Ng, 2) the number of voxels of level i and the sum of ``|i - mean of its region neighbours|``
         (0 for a voxel without neighbours in the region, which still counts).
     """
-    n_steps = steps.shape[0]
-    dependence = np.zeros((n_gray, n_steps + 1))
-    ngtdm = np.zeros((n_gray, 2))
+    # Branch-free: level 0 (outside) has its own row and column in the count arrays, dropped at the end. A run's
+    # length so far is kept per direction in a ring buffer of the last ``size`` flat positions, which reaches back
+    # past the largest step; a run is counted at its last voxel.
+    n_dir = steps.shape[0]
+    glcm = np.zeros((n_gray + 1, n_gray + 1, n_dir), np.int64)
+    runs = np.zeros((n_gray + 1, max_length + 1, n_dir), np.int64)
+    dependence = np.zeros((n_gray + 1, 2 * n_dir + 1), np.int64)
+    ngtdm = np.zeros((n_gray + 1, 2))
+    size = 1
+    while size <= np.max(steps):
+        size *= 2
+    wrap = size - 1
+    lengths = np.zeros((size, n_dir), np.int32)
     for v in voxels:
         level = binned[v]
+        glcm_row = glcm[level]
+        runs_row = runs[level]
+        run_here = lengths[v & wrap]
         dependent = 0
-        count = 0.0
-        total = 0.0
-        for a in range(n_steps):
-            j = v + steps[a]
-            if mask[j]:
-                other = binned[j]
-                count += 1.0
-                total += other
-                if abs(level - other) <= alpha:
-                    dependent += 1
-        dependence[level - 1, dependent] += 1.0
-        diff = 0.0
+        count = 0
+        total = 0
+        for a in range(n_dir):
+            step = steps[a]
+            forward = binned[v + step]
+            backward = binned[v - step]
+            glcm_row[forward, a] += 1
+            count += (forward > 0) + (backward > 0)
+            total += forward + backward
+            dependent += (((forward > 0) & (abs(level - forward) <= alpha))
+                          + ((backward > 0) & (abs(level - backward) <= alpha)))
+            length = lengths[(v - step) & wrap, a] * (backward == level) + 1
+            run_here[a] = length
+            runs_row[length, a] += forward != level
+        dependence[level, dependent] += 1
+        ngtdm[level, 0] += 1.0
         if count > 0:
-            diff = abs(level - total / count)
-        ngtdm[level - 1, 0] += 1.0
-        ngtdm[level - 1, 1] += diff
-    return dependence, ngtdm
+            ngtdm[level, 1] += abs(level - total / count)
+    multi = np.zeros(n_dir, dtype=np.bool_)
+    for a in range(n_dir):
+        multi[a] = runs[:, 2:, a].sum() > 0
+    return (glcm[1:, 1:].astype(np.float64), runs[1:, 1:].astype(np.float64), multi,
+            dependence[1:].astype(np.float64), ngtdm[1:].copy())
 
 
 @numba.njit(cache=True, nogil=True)
-def zone_sizes(binned, mask, voxels, steps):
-    """The connected zones (neighbours ``steps``) of equal gray level: (level, size) per zone, shape (n, 2)."""
-    todo = mask.copy()
-    stack = np.empty(voxels.shape[0], dtype=np.int64)
-    zones = np.empty((voxels.shape[0], 2), dtype=np.int64)
+def zone_sizes(binned, voxels, steps):
+    """The connected zones (neighbours ``steps``) of equal gray level: (level, size) per zone, shape (n, 2).
+
+    ``binned`` as for :func:`neighbour_counts`; it is left unchanged.
+    """
+    unvisited = binned.copy()  # a voxel's level until its zone is found, then 0
+    # int32 halves the scratch memory; flat indices of a box that fits in memory stay below 2**31
+    stack = np.empty(voxels.shape[0], dtype=np.int32)
+    zones = np.empty((voxels.shape[0], 2), dtype=np.int32)
     n_zones = 0
     for start in voxels:
-        if not todo[start]:
+        level = unvisited[start]
+        if level == 0:
             continue
-        level = binned[start]
-        todo[start] = False
+        unvisited[start] = 0
         top = 0
         stack[0] = start
         size = 0
@@ -96,8 +117,8 @@ def zone_sizes(binned, mask, voxels, steps):
             size += 1
             for a in range(steps.shape[0]):
                 j = current + steps[a]
-                if todo[j] and binned[j] == level:
-                    todo[j] = False
+                if unvisited[j] == level:
+                    unvisited[j] = 0
                     top += 1
                     stack[top] = j
         zones[n_zones, 0] = level
@@ -107,32 +128,50 @@ def zone_sizes(binned, mask, voxels, steps):
 
 
 @numba.njit(cache=True, nogil=True)
-def run_length_counts(binned, mask, voxels, steps, n_gray, max_length):
-    """Run-length counts, shape (Ng, max_length, n_directions).
+def moment_sums(values, shift, low, high):
+    """Float64 sums over ``values`` (float32 or float64) for the first-order features, without temporary arrays.
 
-    A run is a maximal sequence of region voxels of one gray level along a direction; a voxel outside the region
-    ends it. Returns also, per direction, whether some run is longer than one voxel (else the caller applies
-    PyRadiomics' rule for directions in which the region is flat).
+    Returns
+    -------
+    (mean, m2, m3, m4, mean absolute deviation, energy of ``values + shift``, minimum, maximum,
+    mean absolute deviation of the values within [low, high] from their mean)
     """
-    n_dir = steps.shape[0]
-    counts = np.zeros((n_gray, max_length, n_dir))
-    multi = np.zeros(n_dir, dtype=np.bool_)
-    for v in voxels:
-        level = binned[v]
-        for a in range(n_dir):
-            step = steps[a]
-            previous = v - step
-            if mask[previous] and binned[previous] == level:
-                continue  # not the first voxel of its run
-            length = 1
-            j = v + step
-            while mask[j] and binned[j] == level:
-                length += 1
-                j += step
-            counts[level - 1, length - 1, a] += 1.0
-            if length > 1:
-                multi[a] = True
-    return counts, multi
+    n = values.shape[0]
+    total = 0.0
+    minimum = np.inf
+    maximum = -np.inf
+    robust_total = 0.0
+    robust_count = 0
+    for k in range(n):
+        x = np.float64(values[k])
+        total += x
+        minimum = min(minimum, x)
+        maximum = max(maximum, x)
+        if low <= x <= high:
+            robust_total += x
+            robust_count += 1
+    mean = total / n
+    robust_mean = robust_total / max(robust_count, 1)
+    m2 = 0.0
+    m3 = 0.0
+    m4 = 0.0
+    absolute = 0.0
+    energy = 0.0
+    robust_absolute = 0.0
+    for k in range(n):
+        x = np.float64(values[k])
+        centred = x - mean
+        squared = centred * centred
+        m2 += squared
+        m3 += squared * centred
+        m4 += squared * squared
+        absolute += abs(centred)
+        shifted = x + shift
+        energy += shifted * shifted
+        if low <= x <= high:
+            robust_absolute += abs(x - robust_mean)
+    return (mean, m2 / n, m3 / n, m4 / n, absolute / n, energy, minimum, maximum,
+            robust_absolute / max(robust_count, 1))
 
 
 def has_two_on_a_line(coordinates: np.ndarray, direction: np.ndarray) -> bool:

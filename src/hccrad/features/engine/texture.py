@@ -16,37 +16,56 @@ from hccrad.features.engine.kernels import (
     DIRECTIONS_13,
     OFFSETS_26,
     flat_offsets,
-    glcm_counts,
     has_two_on_a_line,
-    neighbourhood_counts,
-    run_length_counts,
+    moment_sums,
+    neighbour_counts,
     zone_sizes,
 )
 
 EPS = np.spacing(1)
+#: The most gray levels a region may have (16-bit levels); PyRadiomics' matrices would be unusably large anyway.
+MAX_GRAY_LEVELS = 32767
 
 
 class RegionGrid:
-    """A region's discretised gray levels in flat form for the compiled kernels.
+    """A region's discretised gray levels in flat form for the compiled kernels, and their counts.
 
     Parameters
     ----------
-    levels_box
-        Gray levels (int32, z y x) on the region's bounding box, 0 outside the region.
-    mask_box
+    levels
+        Gray levels (1..Ng) of the region's voxels, in ``box_mask`` order, shape (m,).
+    box_mask
         The region (bool, z y x) on its bounding box.
+    gldm_alpha
+        GLDM's coarseness parameter: neighbours with ``|i - j| <= gldm_alpha`` are dependent.
     """
 
-    def __init__(self, levels_box: np.ndarray, mask_box: np.ndarray):
-        padded_mask = np.pad(mask_box, 1)
-        self.shape = padded_mask.shape
-        self.box_shape = mask_box.shape
-        self.mask = padded_mask.ravel()
-        self.binned = np.pad(levels_box, 1).ravel()
-        self.voxels = np.flatnonzero(self.mask).astype(np.int64)
+    def __init__(self, levels: np.ndarray, box_mask: np.ndarray, gldm_alpha: int = 0):
+        # 16-bit levels and 32-bit indices halve the kernels' memory and cache traffic
+        if levels.size and int(levels.max()) > MAX_GRAY_LEVELS:
+            raise ValueError(f"{int(levels.max())} gray levels: more than the engine's {MAX_GRAY_LEVELS} (increase "
+                             "binWidth)")
+        padded = np.zeros(tuple(n + 2 for n in box_mask.shape), dtype=np.int16)
+        if padded.size >= 2**31:
+            raise ValueError(f"the region's box {box_mask.shape} is too large for the engine's 32-bit indices")
+        padded[1:-1, 1:-1, 1:-1][box_mask] = levels
+        self.shape = padded.shape
+        self.box_shape = box_mask.shape
+        self.binned = padded.ravel()
+        self.voxels = np.flatnonzero(self.binned).astype(np.int32)
         self.directions = flat_offsets(DIRECTIONS_13, self.shape)
         self.neighbours = flat_offsets(OFFSETS_26, self.shape)
         self.n_gray = int(self.binned.max())
+        self.gldm_alpha = int(gldm_alpha)
+        self._counts: tuple[np.ndarray, ...] | None = None
+
+    def counts(self) -> tuple[np.ndarray, ...]:
+        """(glcm, runs, multi, dependence, ngtdm) of :func:`~hccrad.features.engine.kernels.neighbour_counts`,
+        computed once."""
+        if self._counts is None:
+            self._counts = neighbour_counts(self.binned, self.voxels, self.directions, self.n_gray,
+                                            max(self.box_shape), self.gldm_alpha)
+        return self._counts
 
 
 def bin_edges(values: np.ndarray, bin_width: float | None = 25, bin_count: int | None = None) -> np.ndarray:
@@ -72,24 +91,36 @@ def discretise(values: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
     return np.digitize(values, edges).astype(np.int32)
 
 
+def percentiles(values: np.ndarray, q: list[float]) -> list[float]:
+    """``numpy.percentile(values, q)`` (linear interpolation) in float64, from a partition of the float32 values
+    rather than of a float64 copy."""
+    n = values.size
+    positions = [(n - 1) * quantile / 100.0 for quantile in q]
+    below = [int(np.floor(position)) for position in positions]
+    kth = sorted({k for b in below for k in (b, min(b + 1, n - 1))})
+    ordered = np.partition(values, kth)
+    result = []
+    for position, b in zip(positions, below, strict=True):
+        a, c = float(ordered[b]), float(ordered[min(b + 1, n - 1)])
+        fraction = position - b
+        # numpy's lerp: from the nearer end, so that the end points are exact
+        result.append(a + (c - a) * fraction if fraction < 0.5 else c - (c - a) * (1 - fraction))
+    return result
+
+
 def firstorder_features(values: np.ndarray, levels: np.ndarray, voxel_volume_mm3: float,
                         shift: float = 0.0) -> dict[str, float]:
-    """The 18 first-order features of the region values (HU after filtering) and their gray levels."""
-    x = values.astype(np.float64)
-    n = x.size
-    shifted = x + shift
+    """The 18 first-order features of the region values (HU after filtering, shape (m,)) and their gray levels.
+
+    Sums run in float64 over the values, as PyRadiomics' on its float64 copy; percentiles interpolate linearly.
+    """
+    n = values.size
     counts = np.bincount(levels)
     counts = counts[counts > 0]
     p = counts / float(counts.sum())
-    mean = np.mean(x)
-    centred = x - mean
-    squared = centred * centred
-    m2 = np.mean(squared)
-    m3 = np.mean(squared * centred)
-    m4 = np.mean(squared * squared)
-    p10, p25, median, p75, p90 = np.percentile(x, [10, 25, 50, 75, 90])
-    robust = x[(x >= p10) & (x <= p90)]
-    energy = float(np.sum(shifted * shifted))
+    p10, p25, median, p75, p90 = percentiles(values, [10, 25, 50, 75, 90])
+    mean, m2, m3, m4, absolute, energy, minimum, maximum, robust = moment_sums(
+        np.ascontiguousarray(values), float(shift), p10, p90)
     features = {
         "10Percentile": p10,
         "90Percentile": p90,
@@ -97,18 +128,18 @@ def firstorder_features(values: np.ndarray, levels: np.ndarray, voxel_volume_mm3
         "Entropy": -float(np.sum(p * np.log2(p + EPS))),
         "InterquartileRange": p75 - p25,
         "Kurtosis": m4 / m2 ** 2.0 if m2 != 0 else 0.0,
-        "Maximum": np.max(x),
+        "Maximum": maximum,
         "Mean": mean,
-        "MeanAbsoluteDeviation": np.mean(np.abs(centred)),
+        "MeanAbsoluteDeviation": absolute,
         "Median": median,
-        "Minimum": np.min(x),
-        "Range": np.max(x) - np.min(x),
-        "RobustMeanAbsoluteDeviation": np.mean(np.abs(robust - np.mean(robust))),
+        "Minimum": minimum,
+        "Range": maximum - minimum,
+        "RobustMeanAbsoluteDeviation": robust,
         "RootMeanSquared": np.sqrt(energy / n) if n else 0.0,
         "Skewness": m3 / m2 ** 1.5 if m2 != 0 else 0.0,
         "TotalEnergy": energy * voxel_volume_mm3,
         "Uniformity": float(np.sum(p ** 2)),
-        "Variance": np.std(x) ** 2,
+        "Variance": m2,
     }
     return {name: float(value) for name, value in features.items()}
 
@@ -120,7 +151,7 @@ def _angle_mean(values: np.ndarray) -> float:
 def glcm_features(grid: RegionGrid, gray_levels: np.ndarray, symmetrical: bool = True) -> dict[str, float]:
     """The 24 GLCM features: 13 directions at distance 1, symmetrical, normalised per direction, averaged."""
     n_gray = grid.n_gray
-    counts = glcm_counts(grid.binned, grid.mask, grid.voxels, grid.directions, n_gray)
+    counts = grid.counts()[0]
     present = gray_levels - 1
     P = counts[np.ix_(present, present)]
     if symmetrical:
@@ -239,10 +270,10 @@ def glrlm_features(grid: RegionGrid, gray_levels: np.ndarray) -> dict[str, float
 
     PyRadiomics drops a direction in which no line holds two region voxels (the region is flat for it).
     """
-    counts, multi = run_length_counts(grid.binned, grid.mask, grid.voxels, grid.directions, grid.n_gray,
-                                      max(grid.box_shape))
+    _, counts, multi, _, _ = grid.counts()
+    counts = counts.copy()
     if not multi.all():
-        coordinates = np.argwhere(grid.mask.reshape(grid.shape))
+        coordinates = np.argwhere(grid.binned.reshape(grid.shape) > 0)
         for a in np.flatnonzero(~multi):
             if not has_two_on_a_line(coordinates, DIRECTIONS_13[a]):
                 counts[:, :, a] = 0.0
@@ -292,7 +323,7 @@ def _compact(levels: np.ndarray, sizes: np.ndarray, gray_levels: np.ndarray) -> 
 
 def glszm_features(grid: RegionGrid, gray_levels: np.ndarray) -> dict[str, float]:
     """The 16 GLSZM features: 26-connected zones of equal gray level."""
-    zones = zone_sizes(grid.binned, grid.mask, grid.voxels, grid.neighbours)
+    zones = zone_sizes(grid.binned, grid.voxels, grid.neighbours)
     P, jvector = _compact(zones[:, 0], zones[:, 1], gray_levels)
     n_zones = float(len(zones))
     n_voxels = float(np.sum(P.sum(0) * jvector))
@@ -317,11 +348,10 @@ def glszm_features(grid: RegionGrid, gray_levels: np.ndarray) -> dict[str, float
     }
 
 
-def neighbourhood_features(grid: RegionGrid, gray_levels: np.ndarray, alpha: int = 0
-                           ) -> tuple[dict[str, float], dict[str, float]]:
-    """The 14 GLDM features (dependence: |i - j| <= ``alpha`` in the 26-neighbourhood) and the 5 NGTDM features."""
-    dependence, ngtdm = neighbourhood_counts(grid.binned, grid.mask, grid.voxels, grid.neighbours, grid.n_gray,
-                                             alpha)
+def neighbourhood_features(grid: RegionGrid, gray_levels: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+    """The 14 GLDM features (dependence: ``|i - j| <= grid.gldm_alpha`` in the 26-neighbourhood) and the 5 NGTDM
+    features."""
+    _, _, _, dependence, ngtdm = grid.counts()
     P = dependence[gray_levels - 1]
     present = P.sum(0) != 0
     P = P[:, present]
