@@ -45,14 +45,18 @@ def test_hu_statistics_of_known_distributions():
     assert statistics["Tumor_HU_IQR"] == pytest.approx(2 * 15.0 * z75, abs=0.3)
     # The "rate" is a position in the HU range, distinct from the percentiles.
     uniform = np.arange(-50, 151, dtype=float)  # -50 ... 150
-    rate = attenuation_statistics(uniform, "R")
+    rate = attenuation_statistics(uniform, "R", rate_definition="range")
     assert rate["R_HU_rate25"] == pytest.approx(-50 + 0.25 * 200)
     assert rate["R_HU_rate75"] == pytest.approx(-50 + 0.75 * 200)
     skewed = np.concatenate([np.full(90, 10.0), np.full(10, 110.0)])
-    values = attenuation_statistics(skewed, "S")
+    values = attenuation_statistics(skewed, "S", rate_definition="range")
     assert values["S_HU_p75"] == 10.0 and values["S_HU_rate75"] == 85.0
-    robust = attenuation_statistics(np.r_[np.zeros(1000), 5000.0], "X", rate_definition="robust_range")
+    robust = attenuation_statistics(np.r_[np.zeros(1000), 5000.0], "X")  # the default definition
     assert robust["X_HU_rate75"] == 0.0  # the single outlier beyond the 99th percentile does not count
+    stray = attenuation_statistics(np.r_[np.full(1000, 40.0), -1000.0], "Y")  # one voxel of air in the mask
+    assert stray["Y_HU_rate25"] == 40.0
+    assert attenuation_statistics(np.r_[np.full(1000, 40.0), -1000.0], "Y", rate_definition="range")[
+        "Y_HU_rate25"] == pytest.approx(-1000 + 0.25 * 1040)
 
 
 def test_portal_vein_diameter_of_a_cylinder_with_anisotropic_spacing():

@@ -114,7 +114,8 @@ def test_train_predict_postprocess_and_evaluate_on_the_cpu(tmp_path):
     clinical.to_csv(tmp_path / "clinical.csv", index=False)
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(settings))
     result = run_study(tmp_path / "study.yaml", n_bootstrap=10)  # seven phantoms are too few to fit a Cox model
-    assert result.report is None and result.stopped.startswith("fit: too few training patients to fit a model: 3 patients")
+    assert result.report is None
+    assert result.stopped.startswith("fit: too few training patients to fit a model: 3 patients")
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
     assert summary["stopped"] == result.stopped
     stages = {stage["name"]: stage for stage in summary["stages"]}

@@ -27,17 +27,19 @@ class FeatureConfig(BaseModel):
         Remove the intrahepatic portal vein (label 3) from the remnant liver (default: keep it, as the
         paper's liver label included its vessels).
     attenuation_rate
-        Definition of "CT attenuation at a rate of q": ``range`` (default) is min + q (max - min) of the
-        region's HU; ``robust_range`` uses the 1st and 99th percentiles instead of min and max.
+        Definition of "CT attenuation at a rate of q": ``robust_range`` (default) is p1 + q (p99 - p1) of the
+        region's HU, with its 1st and 99th percentiles; ``range`` uses the minimum and maximum, which single
+        stray voxels set.
     pad_sigmas
         Crop margin around each region before filtering, in multiples of the largest LoG sigma.
     engine
         Which code computes the PyRadiomics features: ``hccrad`` (default; hccrad's engine, the same values
-        to within 1e-6, about 5x less CPU and half the memory on a paper-sized case) or ``pyradiomics``
+        to within 1e-6, about 6x less CPU and a third of the memory on a paper-sized case) or ``pyradiomics``
         (the reference).
     memory_per_case_gb
-        Memory one case may take (default 2 GB with the hccrad engine, whose paper-sized cases peak at 1.2-1.5 GB;
-        3.5 GB with PyRadiomics, 2.7-3.4 GB); the local cluster starts no more workers than the free memory allows.
+        Memory one case may take (default 1.5 GB with the hccrad engine, whose paper-sized cases peak at
+        0.8-1.0 GB; 3.5 GB with PyRadiomics, 2.7-3.4 GB); the local cluster starts no more workers than the free
+        memory allows.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -45,7 +47,7 @@ class FeatureConfig(BaseModel):
     params: str = "paper"
     min_tumor_voxels: int = Field(default=27, ge=1)
     rliver_exclude_portal_vein: bool = False
-    attenuation_rate: Literal["range", "robust_range"] = "range"
+    attenuation_rate: Literal["range", "robust_range"] = "robust_range"
     rates: tuple[float, float] = (0.25, 0.75)
     pad_sigmas: float = Field(default=5.0, ge=0)
     engine: Literal["hccrad", "pyradiomics"] = "hccrad"
@@ -56,7 +58,7 @@ class FeatureConfig(BaseModel):
         """GB of memory one case may take: the setting, else the engine's measured peak with some margin."""
         if self.memory_per_case_gb is not None:
             return self.memory_per_case_gb
-        return 2.0 if self.engine == "hccrad" else 3.5
+        return 1.5 if self.engine == "hccrad" else 3.5
 
     def params_path(self, base_dir: Path | None = None) -> Path:
         if self.params in ("paper", "demo"):

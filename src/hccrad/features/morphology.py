@@ -41,12 +41,13 @@ def attenuation_statistics(
     values: np.ndarray,
     prefix: str,
     rates: tuple[float, float] = (0.25, 0.75),
-    rate_definition: Literal["range", "robust_range"] = "range",
+    rate_definition: Literal["range", "robust_range"] = "robust_range",
 ) -> dict[str, float]:
     """Seven HU statistics of a region: mean, median, 25th/75th percentiles, IQR and the two "rates".
 
     The rate statistic is the HU value a fraction ``q`` of the way through the region's HU range:
-    ``min + q (max - min)`` (``range``) or ``p1 + q (p99 - p1)`` (``robust_range``).
+    ``p1 + q (p99 - p1)`` (``robust_range``, the default: a few stray voxels cannot move it) or
+    ``min + q (max - min)`` (``range``).
     """
     values = np.asarray(values, dtype=np.float64)
     p25, median, p75 = np.percentile(values, [25, 50, 75])
@@ -88,7 +89,7 @@ def morphological_factors(
     rliver: np.ndarray,
     portal_vein_diameter_mm: float | None,
     rates: tuple[float, float] = (0.25, 0.75),
-    rate_definition: Literal["range", "robust_range"] = "range",
+    rate_definition: Literal["range", "robust_range"] = "robust_range",
 ) -> tuple[dict[str, float], dict[str, str]]:
     """All morphological factors of one case, and notes explaining any missing value.
 

@@ -84,13 +84,17 @@ class SeriesRule(_Strict):
     """How to choose one DICOM series when a patient's folder holds several.
 
     Series whose SeriesDescription contains an ``exclude`` word are dropped; among the rest, the first
-    ``prefer`` word found (in order) wins; ties and folders with no match take the series with the most
-    slices, unless ``require_match`` is set, in which case an unmatched folder is an error.
+    ``prefer`` word found (in order) wins; several matches and folders with no match take the series with the
+    most slices, unless ``require_match`` is set, in which case an unmatched folder is an error. Series left
+    with as many slices are a tie, settled by ``tie_break``.
     """
 
     prefer: list[str] = ["venous", "portal", "pv", "delay"]
     exclude: list[str] = ["scout", "localizer", "topogram", "dose", "arterial", "plain", "non-contrast"]
     require_match: bool = False
+    #: Two or more series left with as many slices: an error naming them (default), or the lowest or highest
+    #: SeriesNumber.
+    tie_break: Literal["error", "lowest_series_number", "highest_series_number"] = "error"
 
 
 class StudyConfig(_Strict):

@@ -28,6 +28,7 @@ class DicomSeries:
     description: str
     files: tuple[str, ...]
     modality: str = ""
+    series_number: int | None = None
 
     @property
     def n_slices(self) -> int:
@@ -46,9 +47,11 @@ def list_dicom_series(folder: Path) -> list[DicomSeries]:
             header = pydicom.dcmread(files[0], stop_before_pixels=True)
             description = str(header.get("SeriesDescription", ""))
             modality = str(header.get("Modality", ""))
-        except (pydicom.errors.InvalidDicomError, OSError):
-            description, modality = "", ""
-        series.append(DicomSeries(uid, description, files, modality))
+            number = header.get("SeriesNumber")
+            series_number = int(number) if number not in (None, "") else None
+        except (pydicom.errors.InvalidDicomError, OSError, ValueError, TypeError):
+            description, modality, series_number = "", "", None
+        series.append(DicomSeries(uid, description, files, modality, series_number))
     return series
 
 
@@ -79,15 +82,109 @@ def choose_series(series: list[DicomSeries], rule: SeriesRule, folder: Path | No
     for word in rule.prefer:
         matches = [s for s in kept if word.lower() in s.description.lower()]
         if matches:
-            return max(matches, key=lambda s: s.n_slices)
+            return _break_tie(matches, rule, where)
     if rule.require_match:
         raise ImageReadError(f"no DICOM series{where} matches {rule.prefer} ({listing})")
-    return max(kept, key=lambda s: s.n_slices)
+    return _break_tie(kept, rule, where)
+
+
+def _break_tie(candidates: list[DicomSeries], rule: SeriesRule, where: str) -> DicomSeries:
+    """The candidate with the most slices; several with as many are a tie, settled by ``rule.tie_break``."""
+    most = max(s.n_slices for s in candidates)
+    tied = sorted((s for s in candidates if s.n_slices == most),
+                  key=lambda s: (s.series_number is None, s.series_number or 0, s.series_uid))
+    if len(tied) == 1:
+        return tied[0]
+    numbered = [s for s in tied if s.series_number is not None]
+    if rule.tie_break != "error" and len(numbered) == len(tied):
+        pick = min if rule.tie_break == "lowest_series_number" else max
+        return pick(tied, key=lambda s: s.series_number)
+    listing = "; ".join(f"series {s.series_number if s.series_number is not None else '?'} "
+                        f"'{s.description or '(no description)'}' ({s.n_slices} slices, UID {s.series_uid})"
+                        for s in tied)
+    raise ImageReadError(f"{len(tied)} DICOM series{where} fit the series rule equally: {listing}; say which to take "
+                         "with dicom_series: {tie_break: lowest_series_number | highest_series_number}, or more "
+                         "specific prefer/exclude words, or move the other series out of the folder")
+
+
+#: Slice gaps may differ from the series' median gap by this fraction before the spacing counts as uneven.
+SLICE_GAP_TOLERANCE = 0.1
+
+
+def check_dicom_slices(files: tuple[str, ...], folder: Path) -> None:
+    """Refuse a series with unreadable or truncated slices, or uneven slice positions (a missing slice).
+
+    Each file is read in full with pydicom: it must parse, and (uncompressed) hold the pixel bytes its Rows,
+    Columns, BitsAllocated and SamplesPerPixel describe. The slice positions along the slice normal must be
+    evenly spaced within :data:`SLICE_GAP_TOLERANCE` of the median gap.
+
+    Raises
+    ------
+    ImageReadError
+        Naming the folder, the file or the gap.
+    """
+    import pydicom
+
+    positions = []
+    for file in files:
+        try:
+            slice_ = pydicom.dcmread(file)
+            pixel_bytes = len(slice_.PixelData)
+        except Exception as exc:  # pydicom raises many types for damaged files
+            raise ImageReadError(f"DICOM slice {file} in {folder} cannot be read ({type(exc).__name__}: {exc}); "
+                                 "copy the series again") from exc
+        if not slice_.file_meta.TransferSyntaxUID.is_compressed:
+            expected = (int(slice_.Rows) * int(slice_.Columns) * int(slice_.get("SamplesPerPixel", 1))
+                        * int(slice_.BitsAllocated) // 8 * int(slice_.get("NumberOfFrames", 1) or 1))
+            if pixel_bytes < expected:
+                raise ImageReadError(f"DICOM slice {file} in {folder} is truncated: {pixel_bytes} bytes of pixel data "
+                                     f"where its header describes {expected}; copy the series again")
+        orientation = slice_.get("ImageOrientationPatient")
+        position = slice_.get("ImagePositionPatient")
+        if orientation is not None and position is not None:
+            normal = np.cross(np.array(orientation[:3], float), np.array(orientation[3:], float))
+            positions.append(float(np.dot(normal, np.array(position, float))))
+    if len(positions) >= 3:
+        gaps = np.diff(np.sort(positions))
+        median = float(np.median(gaps))
+        uneven = np.flatnonzero(np.abs(gaps - median) > SLICE_GAP_TOLERANCE * median)
+        if median > 0 and uneven.size:
+            worst = uneven[np.argmax(np.abs(gaps[uneven] - median))]
+            raise ImageReadError(f"DICOM series in {folder} has uneven slice spacing: a gap of {gaps[worst]:.2f} mm "
+                                 f"after slice {worst + 1} of {len(positions)} where the others are {median:.2f} mm "
+                                 "(a missing or duplicated slice?)")
+
+
+def _check_unlisted_files(folder: Path, found: list[DicomSeries], chosen: DicomSeries) -> None:
+    """GDCM leaves damaged files out of a series without a word; refuse the series when a file that GDCM did
+    not list is a damaged DICOM file, or belongs to the chosen series."""
+    import pydicom
+
+    listed = {str(Path(file).resolve()) for series in found for file in series.files}
+    for file in sorted(Path(folder).iterdir()):
+        if not file.is_file() or str(file.resolve()) in listed:
+            continue
+        with open(file, "rb") as handle:
+            looks_dicom = handle.read(132)[128:132] == b"DICM"
+        try:
+            header = pydicom.dcmread(file, stop_before_pixels=True)
+        except Exception as exc:  # pydicom raises many types for damaged files
+            if looks_dicom:
+                raise ImageReadError(f"DICOM file {file} cannot be read ({type(exc).__name__}: {exc}); copy the series "
+                                     "again") from exc
+            continue
+        if str(header.get("SeriesInstanceUID", "")) == chosen.series_uid:
+            raise ImageReadError(f"DICOM slice {file} of the chosen series in {folder} is damaged (truncated?): the "
+                                 "DICOM reader leaves it out; copy the series again")
 
 
 def read_dicom_series(folder: Path, rule: SeriesRule | None = None) -> sitk.Image:
-    """Read the chosen series of a DICOM folder as a SimpleITK image in HU (rescale applied)."""
-    chosen = choose_series(list_dicom_series(folder), rule or SeriesRule(), folder)
+    """Read the chosen series of a DICOM folder as a SimpleITK image in HU (rescale applied), after
+    :func:`check_dicom_slices`."""
+    found = list_dicom_series(folder)
+    chosen = choose_series(found, rule or SeriesRule(), folder)
+    _check_unlisted_files(folder, found, chosen)
+    check_dicom_slices(chosen.files, folder)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(chosen.files))
     try:
@@ -96,12 +193,22 @@ def read_dicom_series(folder: Path, rule: SeriesRule | None = None) -> sitk.Imag
         raise ImageReadError(f"cannot read DICOM series {chosen.description!r} in {folder}: {exc}") from exc
 
 
-#: NIfTI-1 header fields used to check a file's length: (offset, numpy type) of sizeof_hdr, dim, bitpix, vox_offset.
-_NIFTI1 = {"sizeof_hdr": (0, "i4"), "dim": (40, ("i2", 8)), "bitpix": (72, "i2"), "vox_offset": (108, "f4")}
+#: NIfTI-1 header fields read by the file checks: (offset, numpy type).
+_NIFTI1 = {"sizeof_hdr": (0, "i4"), "dim": (40, ("i2", 8)), "datatype": (70, "i2"), "bitpix": (72, "i2"),
+           "vox_offset": (108, "f4")}
+#: NIfTI-1 floating-point datatype codes and their numpy types.
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}
 
 
-def _nifti1_data_end(header: bytes) -> int | None:
-    """The byte count a NIfTI-1 file must hold (header, extensions and voxels), or None if not NIfTI-1."""
+@dataclass(frozen=True)
+class _NiftiLayout:
+    data_start: int
+    data_end: int
+    float_type: np.dtype | None  # the voxels' type when they are floating point, else None
+
+
+def _nifti1_layout(header: bytes) -> _NiftiLayout | None:
+    """Where a NIfTI-1 file's voxels lie and whether they are floats; None if ``header`` is not NIfTI-1."""
     if len(header) < 348:
         return None
     for order in ("<", ">"):
@@ -113,16 +220,43 @@ def _nifti1_data_end(header: bytes) -> int | None:
             if not 1 <= dim[0] <= 7 or any(d < 0 for d in dim[1:dim[0] + 1]):
                 return None
             voxels = int(np.prod(dim[1:dim[0] + 1], dtype=np.int64))
-            return int(fields["vox_offset"]) + voxels * int(fields["bitpix"]) // 8
+            start = int(fields["vox_offset"])
+            kind = _NIFTI_FLOATS.get(int(fields["datatype"]))
+            return _NiftiLayout(start, start + voxels * int(fields["bitpix"]) // 8,
+                                np.dtype(order + kind) if kind else None)
     return None
 
 
-def check_image_file(path: Path) -> None:
-    """Refuse a truncated or corrupt image file before SimpleITK reads it.
+class _NonFiniteCounter:
+    """Counts NaN and infinite voxels in a NIfTI file's float data as its bytes stream past."""
 
-    SimpleITK reads a truncated ``.nii.gz`` without complaint and fills the missing voxels with whatever memory
-    held. This check decompresses a gzip file to its end (the stream's CRC and length are verified), and for a
-    NIfTI-1 file compares the bytes present with the header's dimensions and bits per voxel.
+    def __init__(self, layout: _NiftiLayout):
+        self.layout = layout
+        self.position = 0
+        self.carry = b""
+        self.count = 0
+
+    def feed(self, block: bytes) -> None:
+        start = max(0, self.layout.data_start - self.position)
+        stop = max(0, min(len(block), self.layout.data_end - self.position))
+        self.position += len(block)
+        if start >= stop:
+            return
+        chunk = self.carry + block[start:stop]
+        size = self.layout.float_type.itemsize
+        usable = len(chunk) // size * size
+        values = np.frombuffer(chunk[:usable], dtype=self.layout.float_type)
+        self.count += int(values.size - np.count_nonzero(np.isfinite(values)))
+        self.carry = chunk[usable:]
+
+
+def check_image_file(path: Path) -> None:
+    """Refuse a truncated, corrupt or non-finite image file before SimpleITK reads it.
+
+    SimpleITK reads a truncated ``.nii.gz`` without complaint, filling the missing voxels with whatever memory
+    held, and reads NaN voxels as 0. This check decompresses a gzip file to its end (the stream's CRC and
+    length are verified); for a NIfTI-1 file it compares the bytes present with the header's dimensions and
+    bits per voxel, and counts NaN and infinite values in floating-point data.
 
     Raises
     ------
@@ -133,29 +267,33 @@ def check_image_file(path: Path) -> None:
     import zlib
 
     name = path.name.lower()
-    if name.endswith(".gz"):
-        size = 0
-        header = b""
-        try:
-            with gzip.open(path, "rb") as stream:
-                while block := stream.read(1 << 22):
-                    if len(header) < 348:
-                        header += block[:348]
-                    size += len(block)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise ImageReadError(f"image {path} is truncated or corrupt: its gzip stream is broken ({exc}); "
-                                 "copy the file again") from exc
-    elif name.endswith(".nii"):
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
-            header = handle.read(348)
-    else:
+    if not name.endswith((".nii", ".nii.gz", ".gz")):
         return
-    if name.endswith((".nii", ".nii.gz")):
-        expected = _nifti1_data_end(header)
-        if expected is not None and size < expected:
-            raise ImageReadError(f"image {path} is truncated: its header describes {expected} bytes of data but "
-                                 f"the file holds {size}; copy the file again")
+    opener = gzip.open if name.endswith(".gz") else open
+    size = 0
+    header = b""
+    layout = None
+    counter = None
+    try:
+        with opener(path, "rb") as stream:
+            while block := stream.read(1 << 22):
+                if len(header) < 348:
+                    header += block[:348 - len(header)]
+                    if len(header) >= 348 and name.endswith((".nii", ".nii.gz")):
+                        layout = _nifti1_layout(header)
+                        counter = _NonFiniteCounter(layout) if layout and layout.float_type is not None else None
+                if counter is not None:
+                    counter.feed(block)
+                size += len(block)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise ImageReadError(f"image {path} is truncated or corrupt: its gzip stream is broken ({exc}); "
+                             "copy the file again") from exc
+    if layout is not None and size < layout.data_end:
+        raise ImageReadError(f"image {path} is truncated: its header describes {layout.data_end} bytes of data but "
+                             f"the file holds {size}; copy the file again")
+    if counter is not None and counter.count:
+        raise ImageReadError(f"image {path} holds {counter.count} NaN or infinite voxels (SimpleITK would read them "
+                             "as 0)")
 
 
 def read_image(path: Path | str, rule: SeriesRule | None = None) -> sitk.Image:
