@@ -101,9 +101,12 @@ def test_clinical_table_values(tmp_path):
 
 def test_unknown_keys_in_the_evaluation_section_are_refused(tmp_path):
     path = write_study(tmp_path, [good_row("P1"), good_row("P2", center="V")], evaluation={"n_bootstrapp": 9999})
-    result = CliRunner().invoke(app, ["validate", str(path), "--no-acquisition"])
+    result = CliRunner().invoke(app, ["validate", str(path), "--no-acquisition", "--report",
+                                      str(tmp_path / "issues.csv")])
     assert result.exit_code == 1
-    assert "evaluation" in result.output and "n_bootstrapp" in " ".join(result.output.split())
+    issues = pd.read_csv(tmp_path / "issues.csv")
+    (message,) = issues.loc[issues["field"] == "evaluation", "message"]
+    assert "n_bootstrapp" in message and "Extra inputs are not permitted" in message
 
 
 # --- images --------------------------------------------------------------------------------------------------
@@ -297,3 +300,18 @@ def test_an_interrupted_run_says_so_in_its_summary(tmp_path, monkeypatch):
     assert summary["stopped"] == "interrupted (Ctrl-C); run again to resume"
     assert summary["stages"][-1] == {**summary["stages"][-1], "name": "fit", "status": "failed",
                                      "detail": "interrupted (Ctrl-C)"}
+
+
+def test_geometry_messages_print_plain_numbers(tmp_path):
+    image = sitk.Image(10, 12, 8, sitk.sitkInt16)
+    image.SetSpacing((0.7, 0.7, 5.0))
+    mask = sitk.Image(10, 12, 8, sitk.sitkUInt8)
+    mask.SetSpacing((0.7, 0.7, 2.5))
+    mask.SetOrigin((0.3, 0.0, 0.0))
+    sitk.WriteImage(mask, str(tmp_path / "mask.nii.gz"))
+    from hccrad.io.images import GeometryMismatchError, read_mask
+
+    with pytest.raises(GeometryMismatchError) as info:
+        read_mask(tmp_path / "mask.nii.gz", image)
+    message = str(info.value)
+    assert "spacing (0.7, 0.7, 2.5) != image (0.7, 0.7, 5)" in message and "np.float64" not in message

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hccrad import __version__
+from hccrad.io import layout
 from hccrad.io.config import ManifestError
 from hccrad.io.errors import InputError
 from hccrad.io.files import ensure_writable_dir, write_atomic
@@ -177,14 +178,14 @@ def features(
 def _model_config(study):
     from hccrad.survival import ModelConfig
 
-    return ModelConfig.model_validate(study.config.models)
+    return ModelConfig.for_study(study.config)
 
 
 def _study_table(study, features: Path | None):
     """The table the models are fitted on: the features table, or the clinical table of a clinical-only study."""
     from hccrad.features import load_feature_table
 
-    path = features or study.config.output_path / "features" / "features.parquet"
+    path = features or study.config.layout.feature_table
     if Path(path).is_file():
         return load_feature_table(Path(path))
     if study.config.require_images:
@@ -204,7 +205,7 @@ def fit(
 
     study = _load_study_or_exit(manifest)
     table = _study_table(study, features)
-    out_dir = out or study.config.output_path / "models"
+    out_dir = out or study.config.layout.models_dir
     with console.status("fitting models (selection on the training set only)"):
         fitted = fit_models(table, _model_config(study), tuple(study.config.horizons_months), out_dir)
     for name, model in fitted.models.items():
@@ -234,15 +235,15 @@ def evaluate(
     from hccrad.survival import load_models
 
     study = _load_study_or_exit(manifest)
-    models_dir = models or study.config.output_path / "models"
-    predictions_path = models_dir / "predictions.csv"
+    models_dir = models or study.config.layout.models_dir
+    predictions_path = models_dir / layout.PREDICTIONS
     if not predictions_path.is_file():
         raise fail(f"no predictions at {predictions_path}: run `hccrad fit` first")
     fitted = load_models(models_dir)
     predictions = pd.read_csv(predictions_path, index_col="patient_id")
     predictions.index = predictions.index.astype(str)
     settings = EvaluationSettings.from_study(study.config, bootstrap)
-    out_dir = out or study.config.output_path / "evaluation"
+    out_dir = out or study.config.layout.evaluation_dir
     with console.status("evaluating models"):
         evaluation = evaluate_study(predictions, fitted, study.table(), settings, out_dir)
     stdout.print(f"evaluation: {len(evaluation.tables)} tables, {len(evaluation.figures)} figure files in {out_dir}")
@@ -320,14 +321,14 @@ def segment_predict(
             written = predict_with_totalsegmentator(study, overwrite)
         except TotalSegmentatorUnavailable as exc:
             raise fail(str(exc), code=1) from exc
-        stdout.print(f"{len(written)} masks written to {study.config.output_path / 'segmentation' / 'masks'}")
+        stdout.print(f"{len(written)} masks written to {study.config.layout.predicted_masks_dir}")
         return
     if backend != "nnunet":
         raise fail(f"unknown backend {backend!r}: nnunet or totalsegmentator")
     config = _segmentation_config(study).model_copy(update={"use_mirroring": mirroring,
                                                             "tile_step_size": tile_step, "n_workers": workers})
     written = predict_cases(study, config, model, overwrite)
-    stdout.print(f"{len(written)} masks written to {study.config.output_path / 'segmentation' / 'masks'}")
+    stdout.print(f"{len(written)} masks written to {study.config.layout.predicted_masks_dir}")
 
 
 @segment_app.command("evaluate")
@@ -346,7 +347,7 @@ def segment_evaluate(
         raise fail("no patient has both a reference mask and a predicted mask", code=1)
     overall = summary[summary["center"] == "all"][["region", "n", "dsc_mean", "dsc_sd", "hd95_mm_median"]]
     stdout.print(overall.to_string(index=False))
-    stdout.print(f"written: {study.config.output_path / 'segmentation' / 'evaluation.csv'}")
+    stdout.print(f"written: {study.config.layout.segmentation_evaluation}")
 
 
 def _read_patients(patients: Path | None, patient: str | None):

@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hccrad.evaluate.discrimination import binary_outcome_at, roc_curve_points  # noqa: E402
+from hccrad.io.layout import group_column, risk_column
 
 MODEL_COLORS = {"C": "#4C72B0", "T": "#DD8452", "T&L": "#55A868", "C-T&L": "#C44E52"}
 STYLE = {
@@ -94,7 +95,7 @@ def roc_figure(predictions: pd.DataFrame, models: list[str], horizon: float, dat
         figure, axis = plt.subplots(figsize=(4.2, 4.2))
         for model in models:
             row = aucs[(aucs["model"] == model) & (aucs["dataset"] == dataset) & (aucs["horizon"] == horizon)]
-            fpr, tpr = roc_curve_points(subset[f"risk_{model}"].to_numpy()[keep], labels[keep])
+            fpr, tpr = roc_curve_points(subset[risk_column(model)].to_numpy()[keep], labels[keep])
             r = row.iloc[0]
             axis.plot(fpr, tpr, color=MODEL_COLORS.get(model), label=f"{model}: AUC {fmt(r['auc_binary'])} "
                       f"({fmt(r['auc_binary_ci_low'])}-{fmt(r['auc_binary_ci_high'])})")
@@ -143,7 +144,7 @@ def box_figure(predictions: pd.DataFrame, models: list[str], horizon: float, dat
     with plt.rc_context(STYLE):
         figure, axes = plt.subplots(1, len(models), figsize=(2.6 * len(models), 3.4), squeeze=False)
         for axis, model in zip(axes[0], models, strict=True):
-            scores = subset[f"risk_{model}"].to_numpy()
+            scores = subset[risk_column(model)].to_numpy()
             data = [scores[labels == 1], scores[labels == 0]]
             axis.boxplot(data, widths=0.6)
             axis.set_xticks([1, 2])
@@ -193,7 +194,7 @@ def km_figure(predictions: pd.DataFrame, model: str, dataset: str, logrank: dict
         figure, axis = plt.subplots(figsize=(5, 4.2))
         fitters = []
         for group, color in (("low", "#4C72B0"), ("high", "#C44E52")):
-            mask = subset[f"group_{model}"] == group
+            mask = subset[group_column(model)] == group
             if not mask.any():
                 continue
             fitter = KaplanMeierFitter(label=f"{group} risk (n={int(mask.sum())})")

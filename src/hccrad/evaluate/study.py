@@ -29,7 +29,8 @@ from hccrad.evaluate.discrimination import (
 from hccrad.evaluate.groups import decision_curve, risk_group_logrank, risk_score_by_outcome, subgroup_auc
 from hccrad.io.config import StudyConfig
 from hccrad.io.files import write_atomic
-from hccrad.survival.coxmath import partial_loglik, step_value
+from hccrad.io.layout import group_column, pfs_column, risk_column
+from hccrad.survival.coxmath import partial_loglik, survival_probability
 from hccrad.survival.model import CoxRiskModel
 
 #: Pairs of Supplementary Table 4 (first vs second).
@@ -82,7 +83,7 @@ def _subset(predictions: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 
 def _scored(frame: pd.DataFrame, model: str) -> pd.DataFrame:
-    return frame[frame[f"risk_{model}"].notna()]
+    return frame[frame[risk_column(model)].notna()]
 
 
 def _per_model_and_set(predictions: pd.DataFrame, models):
@@ -91,7 +92,7 @@ def _per_model_and_set(predictions: pd.DataFrame, models):
         for dataset in DATASETS:
             subset = _scored(_subset(predictions, dataset), model)
             yield (model, dataset, subset, subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int),
-                   subset[f"risk_{model}"].to_numpy(float))
+                   subset[risk_column(model)].to_numpy(float))
 
 
 def discrimination_table(predictions, models, settings) -> pd.DataFrame:
@@ -160,7 +161,7 @@ def _paired_outcomes(predictions, models, settings):
 def delong_table(predictions, models, settings) -> pd.DataFrame:
     rows = []
     for first, second, dataset, horizon, subset, labels in _paired_outcomes(predictions, models, settings):
-        test = delong_test(subset[f"risk_{first}"].to_numpy(), subset[f"risk_{second}"].to_numpy(), labels)
+        test = delong_test(subset[risk_column(first)].to_numpy(), subset[risk_column(second)].to_numpy(), labels)
         rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon,
                      "auc_first": test.auc_1, "auc_second": test.auc_2, "difference": test.difference,
                      "ci_low": test.ci_low, "ci_high": test.ci_high, "z": test.z, "p": test.p,
@@ -179,8 +180,8 @@ def lrt_table(predictions, fitted: dict[str, CoxRiskModel]) -> pd.DataFrame:
         nested = set(fitted[reduced].covariates_) < set(fitted[full].covariates_)
         row = {"reduced": reduced, "full": full, "nested": nested, "statistic": np.nan, "df": np.nan, "p": np.nan}
         if nested:
-            ll_reduced = partial_loglik(time, event, training[f"risk_{reduced}"].to_numpy(float))
-            ll_full = partial_loglik(time, event, training[f"risk_{full}"].to_numpy(float))
+            ll_reduced = partial_loglik(time, event, training[risk_column(reduced)].to_numpy(float))
+            ll_full = partial_loglik(time, event, training[risk_column(full)].to_numpy(float))
             df = len(fitted[full].covariates_) - len(fitted[reduced].covariates_)
             statistic, p = likelihood_ratio_test(ll_reduced, ll_full, df)
             row.update(statistic=statistic, df=df, p=p)
@@ -189,7 +190,7 @@ def lrt_table(predictions, fitted: dict[str, CoxRiskModel]) -> pd.DataFrame:
 
 
 def risk_at(predictions: pd.DataFrame, model: str, horizon: float) -> np.ndarray:
-    return 1.0 - predictions[f"pfs_{horizon:g}m_{model}"].to_numpy(float)
+    return 1.0 - predictions[pfs_column(model, horizon)].to_numpy(float)
 
 
 def nri_table(predictions, models, settings) -> pd.DataFrame:
@@ -208,7 +209,7 @@ def calibration_tables(predictions, models, settings):
             risk = risk_at(subset, model, horizon)
             key = {"model": model, "dataset": dataset, "horizon": horizon}
             try:
-                summary = calibration_summary(time, event, subset[f"risk_{model}"].to_numpy(float), risk, horizon)
+                summary = calibration_summary(time, event, subset[risk_column(model)].to_numpy(float), risk, horizon)
                 observed = smooth_observed_risk(time, event, risk, horizon)
             except Exception as exc:  # too few events for the smooth curve: report why
                 summary, observed = {"note": f"not estimable: {exc}"}, None
@@ -227,9 +228,9 @@ def brier_table(predictions, fitted, settings) -> pd.DataFrame:
     for name, model in fitted.items():
         for dataset in DATASETS:
             subset = _scored(_subset(predictions, dataset), name)
-            scores = subset[f"risk_{name}"].to_numpy(float)
-            cumhaz = step_value(model.baseline_times_, model.baseline_cumhaz_, grid)
-            survival = pd.DataFrame(np.exp(-np.outer(np.exp(scores), cumhaz)), columns=grid, index=subset.index)
+            scores = subset[risk_column(name)].to_numpy(float)
+            survival = pd.DataFrame(survival_probability(model.baseline_times_, model.baseline_cumhaz_, scores, grid),
+                                    columns=grid, index=subset.index)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 values = _safe(lambda s=subset, v=survival: brier_scores(s["pfs_months"], s["pfs_event"], v,
@@ -243,7 +244,7 @@ def box_table(predictions, models, settings) -> pd.DataFrame:
     for model, dataset, subset, _time, _event, _scores in _per_model_and_set(predictions, models):
         for horizon in settings.horizons:
             rows.append({"model": model, "dataset": dataset, "horizon": horizon,
-                         **risk_score_by_outcome(subset, f"risk_{model}", horizon)})
+                         **risk_score_by_outcome(subset, risk_column(model), horizon)})
     return pd.DataFrame(rows)
 
 
@@ -261,7 +262,7 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
         Clinical columns (afp, bclc, child_pugh, treatment) per patient, for the subgroup analysis.
     """
     settings = settings or EvaluationSettings()
-    models = [m for m in ("C", "T", "T&L", "C-T&L") if m in fitted and f"risk_{m}" in predictions]
+    models = [m for m in ("C", "T", "T&L", "C-T&L") if m in fitted and risk_column(m) in predictions]
     tables: dict[str, pd.DataFrame] = {}
     hazards = []
     for name in models:
@@ -279,11 +280,11 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
     tables["brier"] = brier_table(predictions, {m: fitted[m] for m in models}, settings)
     tables["risk_score_boxes"] = box_table(predictions, models, settings)
     tables["risk_groups"] = pd.DataFrame([{"model": m, "dataset": d,
-                                           **risk_group_logrank(_scored(_subset(predictions, d), m), f"group_{m}")}
+                                           **risk_group_logrank(_scored(_subset(predictions, d), m), group_column(m))}
                                           for m in models for d in DATASETS])
     curves = []
     for dataset in DATASETS:
-        subset = _subset(predictions, dataset).dropna(subset=[f"risk_{m}" for m in models])
+        subset = _subset(predictions, dataset).dropna(subset=[risk_column(m) for m in models])
         for horizon in settings.horizons:
             curve = _safe(lambda s=subset, h=horizon: decision_curve(
                 s.assign(**{f"_risk_{m}": risk_at(s, m, h) for m in models}), {m: f"_risk_{m}" for m in models}, h))
@@ -295,7 +296,7 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
         subgroup_rows, test_rows = [], []
         for dataset in DATASETS:
             for horizon in settings.horizons:
-                rows, tests = subgroup_auc(_scored(_subset(merged, dataset), "C-T&L"), "risk_C-T&L", horizon,
+                rows, tests = subgroup_auc(_scored(_subset(merged, dataset), "C-T&L"), risk_column("C-T&L"), horizon,
                                            settings.afp_cutoff)
                 subgroup_rows.append(rows.assign(dataset=dataset, horizon=horizon))
                 test_rows.append(tests.assign(dataset=dataset, horizon=horizon))

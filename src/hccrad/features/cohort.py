@@ -22,9 +22,10 @@ import pandas as pd
 
 from hccrad.features.config import FeatureConfig
 from hccrad.features.extract import CaseJob, case_fingerprint, compute_case, engine_version
+from hccrad.io import layout
 from hccrad.io.files import ensure_writable_dir, write_atomic
 from hccrad.io.ids import case_path
-from hccrad.io.manifest import Study
+from hccrad.io.manifest import Study, use_predicted_masks
 
 CLINICAL_TABLE_COLUMNS = ["center", "dataset", "afp", "child_pugh", "child_pugh_score", "bclc", "treatment",
                           "pfs_months", "pfs_event"]
@@ -60,7 +61,12 @@ def _read_case(path: Path) -> dict[str, Any] | None:
 
 
 def build_jobs(study: Study, config: FeatureConfig) -> tuple[list[CaseJob], list[dict[str, Any]]]:
-    """The jobs of every patient with a CT and a mask, and a failure for every patient without."""
+    """The jobs of every patient with a CT and a mask, and a failure for every patient without.
+
+    A patient without a mask in the manifest takes the mask the segmentation stage predicted for it, when there
+    is one (:func:`hccrad.io.manifest.use_predicted_masks`).
+    """
+    use_predicted_masks(study)
     params = config.radiomics_params(study.config.base_dir)
     settings = config.model_dump(mode="json")
     rule = study.config.dicom_series.model_dump()
@@ -181,7 +187,7 @@ def extract_features(study: Study, out_dir: Path | None = None, scheduler: str |
         Called with each new case result (tests use it to interrupt a run).
     """
     config = config or FeatureConfig.model_validate(study.config.features)
-    out_dir = Path(out_dir) if out_dir else study.config.output_path / "features"
+    out_dir = Path(out_dir) if out_dir else study.config.layout.features_dir
     cases_dir = ensure_writable_dir(out_dir / "cases")
     jobs, missing = build_jobs(study, config)
     pending, reused = [], []
@@ -203,11 +209,11 @@ def extract_features(study: Study, out_dir: Path | None = None, scheduler: str |
 
     computed = run_jobs(pending, cases_dir, scheduler, config, report)
     table, failures = assemble(study, jobs, missing, cases_dir)
-    write_atomic(out_dir / "features.csv", table.to_csv())
-    write_atomic(out_dir / "features.parquet", table.to_parquet())
-    write_atomic(out_dir / "failures.csv", failures.to_csv(index=False))
+    write_atomic(out_dir / layout.FEATURE_TABLE_CSV, table.to_csv())
+    write_atomic(out_dir / layout.FEATURE_TABLE, table.to_parquet())
+    write_atomic(out_dir / layout.FEATURE_FAILURES, failures.to_csv(index=False))
     errors = failures[failures["severity"] == "error"]
-    write_atomic(out_dir / "run.json", json.dumps({"computed": computed, "reused": reused,
+    write_atomic(out_dir / layout.FEATURE_RUN, json.dumps({"computed": computed, "reused": reused,
                                                     "failed": errors["patient_id"].tolist(),
                                                     "config": config.model_dump(mode="json")}, indent=2))
     return FeatureRun(table, failures, computed, reused, out_dir)

@@ -23,6 +23,8 @@ class FeatureConfig(BaseModel):
         (shipped, native grid) or the path of a user YAML (relative to the study YAML).
     min_tumor_voxels
         Cases whose largest tumor component has fewer voxels fail with a clear error.
+    min_rliver_voxels
+        Cases whose remnant liver has fewer voxels fail with a clear error.
     rliver_exclude_portal_vein
         Remove the intrahepatic portal vein (label 3) from the remnant liver (default: keep it, as the
         paper's liver label included its vessels).
@@ -46,6 +48,7 @@ class FeatureConfig(BaseModel):
 
     params: str = "paper"
     min_tumor_voxels: int = Field(default=27, ge=1)
+    min_rliver_voxels: int = Field(default=27, ge=1)
     rliver_exclude_portal_vein: bool = False
     attenuation_rate: Literal["range", "robust_range"] = "robust_range"
     rates: tuple[float, float] = (0.25, 0.75)

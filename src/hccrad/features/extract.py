@@ -149,7 +149,7 @@ def compute_case(job: CaseJob) -> dict[str, Any]:
         tumor = tumor_mask(labels)
         check_region(tumor, "Tumor", config.min_tumor_voxels)
         rliver = remnant_liver_mask(labels, config.rliver_exclude_portal_vein)
-        check_region(rliver, "Rliver", config.min_tumor_voxels)
+        check_region(rliver, "Rliver", config.min_rliver_voxels)
         for region, name in ((tumor, "Tumor"), (rliver, "Rliver")):
             errors, warnings = region_attenuation_problems(ct, region, name)
             if errors:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hccrad.io.errors import InputError
+from hccrad.io.layout import StudyLayout
 
 CANONICAL_FIELDS = (
     "patient_id",
@@ -152,6 +153,11 @@ class StudyConfig(_Strict):
     @property
     def output_path(self) -> Path:
         return self.resolve(self.output_dir)
+
+    @property
+    def layout(self) -> StudyLayout:
+        """Every path of the study's output folder (:class:`hccrad.io.layout.StudyLayout`)."""
+        return StudyLayout(self.output_path)
 
 
 class ManifestError(InputError, ValueError):

@@ -317,6 +317,11 @@ def read_image(path: Path | str, rule: SeriesRule | None = None) -> sitk.Image:
         raise ImageReadError(f"cannot read image {path}: {first_line}") from exc
 
 
+def _numbers(values: np.ndarray, decimals: int) -> str:
+    """``(0.7, 0.7, 5)``: plain numbers for messages (a tuple of numpy floats prints as ``np.float64(0.7)``)."""
+    return "(" + ", ".join(f"{round(float(v), decimals):g}" for v in values) + ")"
+
+
 def geometry_differences(
     image: sitk.Image, mask: sitk.Image, spacing_tol: float = 1e-4, origin_tol_mm: float = 1e-2
 ) -> list[str]:
@@ -332,10 +337,10 @@ def geometry_differences(
     if spacing_image.shape != spacing_mask.shape or not np.allclose(
         spacing_mask, spacing_image, rtol=spacing_tol, atol=0
     ):
-        problems.append(f"spacing {tuple(np.round(spacing_mask, 4))} != image {tuple(np.round(spacing_image, 4))}")
+        problems.append(f"spacing {_numbers(spacing_mask, 4)} != image {_numbers(spacing_image, 4)}")
     origin_image, origin_mask = np.array(image.GetOrigin()), np.array(mask.GetOrigin())
     if origin_image.shape != origin_mask.shape or np.abs(origin_mask - origin_image).max() > origin_tol_mm:
-        problems.append(f"origin {tuple(np.round(origin_mask, 3))} != image {tuple(np.round(origin_image, 3))}")
+        problems.append(f"origin {_numbers(origin_mask, 3)} != image {_numbers(origin_image, 3)}")
     direction_image, direction_mask = np.array(image.GetDirection()), np.array(mask.GetDirection())
     if direction_image.shape != direction_mask.shape or np.abs(direction_mask - direction_image).max() > 1e-4:
         problems.append("direction cosines differ")

@@ -508,6 +508,20 @@ def assign_split(patients: list[PatientRecord], config: StudyConfig) -> list[Val
     return issues
 
 
+def use_predicted_masks(study: Study) -> list[str]:
+    """Give each patient without a mask in the manifest the mask predicted for it earlier, when there is one
+    (``<output_dir>/segmentation/masks/<id>.nii.gz``); returns the ids that got one."""
+    layout = study.config.layout
+    used = []
+    for record in study.patients:
+        if record.ct is not None and record.mask is None:
+            predicted = layout.predicted_mask(record.patient_id)
+            if predicted.is_file():
+                record.mask = predicted
+                used.append(record.patient_id)
+    return used
+
+
 def load_study(manifest: Path | str) -> Study:
     """Load and validate a study manifest and its clinical table.
 

@@ -22,8 +22,7 @@ import pandas as pd
 
 from hccrad.io.config import ManifestError
 from hccrad.io.files import ensure_writable_dir, write_atomic
-from hccrad.io.ids import case_path
-from hccrad.io.manifest import Study, ValidationIssue, load_study
+from hccrad.io.manifest import Study, ValidationIssue, load_study, use_predicted_masks
 
 log = logging.getLogger("hccrad.run")
 
@@ -71,9 +70,9 @@ class RunState:
         write_atomic(self.path, json.dumps(self.data, indent=2))
 
 
-def _setup_log(out_dir: Path) -> logging.Handler:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out_dir / "hccrad-run.log")
+def _setup_log(log_path: Path) -> logging.Handler:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
@@ -97,21 +96,22 @@ def run_study(manifest: Path, scheduler: str | None = None, n_bootstrap: int | N
         ``progress(stage, done, total)`` for long stages.
     """
     study = load_study(manifest)
-    out_dir = ensure_writable_dir(study.config.output_path)
-    handler = _setup_log(out_dir)
+    ensure_writable_dir(study.config.output_path)
+    paths = study.config.layout
+    handler = _setup_log(paths.run_log)
     result = RunResult(study)
-    state = RunState(out_dir / "run_state.json")
+    state = RunState(paths.run_state)
     try:
         log.info("run of %s: %d rows, %d valid patients, %d errors", manifest, study.n_rows, len(study.patients),
                  len(study.errors))
         check_stage_settings(study)
         section_errors = [i for i in study.errors if i.row is None and i.field in STAGE_SECTIONS]
         if section_errors:
-            write_atomic(out_dir / "manifest_issues.csv", study.issues_table().to_csv(index=False))
+            write_atomic(paths.manifest_issues, study.issues_table().to_csv(index=False))
             raise ManifestError("; ".join(f"{i.field}: {i.message}" for i in section_errors))
         result.failed_cases += [{"patient_id": i.patient_id, "stage": "manifest", "error": str(i)}
                                 for i in study.errors]
-        write_atomic(out_dir / "manifest_issues.csv", study.issues_table().to_csv(index=False))
+        write_atomic(paths.manifest_issues, study.issues_table().to_csv(index=False))
         result.stages.append(StageRecord("validate", "ran", 0.0,
                                          f"{len(study.patients)} valid patients, {len(study.errors)} errors"))
         _segment_stage(study, result)
@@ -134,7 +134,7 @@ def run_study(manifest: Path, scheduler: str | None = None, n_bootstrap: int | N
             "report": str(result.report) if result.report else None,
             "stopped": result.stopped,
         }
-        write_atomic(out_dir / "run_summary.json", json.dumps(summary, indent=2, default=str))
+        write_atomic(paths.run_summary, json.dumps(summary, indent=2, default=str))
         log.info("summary: %s", json.dumps(summary["stages"], default=str))
         log.removeHandler(handler)
         handler.close()
@@ -194,7 +194,8 @@ def _timed(result: RunResult, name: str):
 
 
 def _segment_stage(study: Study, result: RunResult) -> None:
-    """Segment the cases without a mask when a trained model is configured (``segmentation: {model: ...}``)."""
+    """Give every case without a mask its predicted mask: one predicted earlier (``hccrad segment predict`` or an
+    earlier run), else one predicted now when a trained model is configured (``segmentation: {model: ...}``)."""
     if not study.config.require_images:
         result.stages.append(StageRecord("segment", "skipped", 0.0, "clinical-only study"))
         return
@@ -202,28 +203,26 @@ def _segment_stage(study: Study, result: RunResult) -> None:
     if not missing:
         result.stages.append(StageRecord("segment", "skipped", 0.0, "every case has a mask"))
         return
+    reused = use_predicted_masks(study)
+    todo = [record for record in missing if record.mask is None]
+    if not todo:
+        result.stages.append(StageRecord("segment", "reused", 0.0, f"0 segmented, {len(reused)} reused"))
+        return
     if not study.config.segmentation.get("model"):
         result.failed_cases += [{"patient_id": p.patient_id, "stage": "segment", "error": "no mask and no "
-                                 "segmentation model configured"} for p in missing]
+                                 "segmentation model configured"} for p in todo]
         result.stages.append(StageRecord("segment", "skipped", 0.0,
-                                         f"{len(missing)} cases without a mask and no segmentation model"))
+                                         f"{len(todo)} cases without a mask and no segmentation model"
+                                         + (f"; {len(reused)} predicted masks reused" if reused else "")))
         return
     from hccrad.segment.nnunet import SegmentationConfig, predict_cases
 
     config = SegmentationConfig.model_validate(study.config.segmentation)
-    reused = {}
-    for record in missing:  # masks predicted by an earlier run are kept
-        path = case_path(study.config.output_path / "segmentation" / "masks", record.patient_id, ".nii.gz")
-        if path.is_file():
-            reused[record.patient_id] = path
-    todo = [r for r in missing if r.patient_id not in reused]
     with _timed(result, "segment") as timer:
-        written = {}
-        if todo:
-            subset = Study(study.config, todo, [], len(todo))
-            written = predict_cases(subset, config, study.config.resolve(config.model))
-    for record in missing:
-        record.mask = written.get(record.patient_id) or reused.get(record.patient_id)
+        subset = Study(study.config, todo, [], len(todo))
+        written = predict_cases(subset, config, study.config.resolve(config.model))
+    for record in todo:
+        record.mask = written.get(record.patient_id)
     result.stages.append(StageRecord("segment", "ran" if written else "reused", time.perf_counter() - timer.start,
                                      f"{len(written)} segmented, {len(reused)} reused"))
 
@@ -249,11 +248,11 @@ def _features_stage(study, state, result, scheduler, progress) -> pd.DataFrame:
 def _fit_stage(study, state, result, table):
     from hccrad.survival import ModelConfig, fit_models, load_models
 
-    out_dir = study.config.output_path / "models"
-    config = ModelConfig.model_validate(study.config.models)
+    out_dir = study.config.layout.models_dir
+    config = ModelConfig.for_study(study.config)
     fingerprint = _digest(pd.util.hash_pandas_object(table, index=True).sum().item(), config.model_dump(mode="json"),
                           study.config.horizons_months)
-    predictions = out_dir / "predictions.csv"
+    predictions = study.config.layout.predictions
     if state.is_current("fit", fingerprint, [predictions]):
         fitted = load_models(out_dir)
         result.stages.append(StageRecord("fit", "reused", 0.0, f"{len(fitted)} models unchanged"))
@@ -273,11 +272,11 @@ def _fit_stage(study, state, result, table):
 def _evaluate_stage(study, state, result, fitted, n_bootstrap) -> None:
     from hccrad.evaluate import EvaluationSettings, evaluate_study
 
-    out_dir = study.config.output_path / "evaluation"
-    predictions_path = study.config.output_path / "models" / "predictions.csv"
+    out_dir = study.config.layout.evaluation_dir
+    predictions_path = study.config.layout.predictions
     settings = EvaluationSettings.from_study(study.config, n_bootstrap)
     fingerprint = _digest(predictions_path, settings.__dict__)
-    if state.is_current("evaluate", fingerprint, [out_dir / "evaluation.json"]):
+    if state.is_current("evaluate", fingerprint, [study.config.layout.evaluation_summary]):
         result.stages.append(StageRecord("evaluate", "reused", 0.0, "predictions unchanged"))
         return
     predictions = pd.read_csv(predictions_path, index_col="patient_id")

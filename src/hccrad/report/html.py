@@ -91,7 +91,7 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
 
 
 # --- section 1: cohort ---------------------------------------------------------------------------------
-def baseline_table(table: pd.DataFrame) -> pd.DataFrame:
+def baseline_table(table: pd.DataFrame, afp_cutoff: float = 400.0) -> pd.DataFrame:
     """Table 1: characteristics of the training and validation sets with tests of difference."""
     from lifelines import KaplanMeierFitter
     from lifelines.statistics import logrank_test
@@ -127,8 +127,9 @@ def baseline_table(table: pd.DataFrame) -> pd.DataFrame:
                  "p": np.nan, "test": ""})
     continuous("AFP, ng/mL, median [IQR]", table["afp"])
     table_afp = pd.to_numeric(table["afp"], errors="coerce")
-    categorical("AFP >= 400 ng/mL", pd.Series(np.where(table_afp.isna(), None, np.where(table_afp >= 400, "yes", "no")),
-                                             index=table.index))
+    categorical(f"AFP >= {afp_cutoff:g} ng/mL",
+                pd.Series(np.where(table_afp.isna(), None, np.where(table_afp >= afp_cutoff, "yes", "no")),
+                          index=table.index))
     categorical("Child-Pugh grade", table["child_pugh"])
     categorical("BCLC stage", table["bclc"])
     categorical("Treatment", table["treatment"])
@@ -246,10 +247,10 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
     from hccrad.io.acquisition import acquisition_table, center_acquisition_summary
     from hccrad.survival.model import software_versions
 
-    out = study.config.output_path
-    report_dir = out / "report"
-    figures_dir = out / "evaluation" / "figures"
-    tables_dir = out / "evaluation" / "tables"
+    paths = study.config.layout
+    report_dir = paths.report_dir
+    figures_dir = paths.evaluation_figures_dir
+    tables_dir = paths.evaluation_tables_dir
     report_dir.mkdir(parents=True, exist_ok=True)
     table = study.table()
     horizons = study.config.horizons_months
@@ -259,10 +260,11 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
     counts = pd.crosstab(table["center"], table["dataset"], margins=True, margins_name="total")
     cohort_rows = table.reset_index()[["patient_id", "center", "dataset", "afp", "child_pugh", "bclc", "treatment",
                                        "pfs_months", "pfs_event"]]
+    table_one = baseline_table(table, study.config.afp_cutoff_ng_ml)
     sections.append(("cohort", "1. Cohort",
                      f"<p>{len(table)} valid patients of {study.n_rows} rows; {len(study.errors)} manifest errors "
                      f"(see manifest_issues.csv).</p><h3>Patients per center</h3>{table_html(counts, index=True)}"
-                     f"<h3>Baseline characteristics (Table 1)</h3>{table_html(baseline_table(table))}"
+                     f"<h3>Baseline characteristics (Table 1)</h3>{table_html(table_one)}"
                      f"<details><summary>Every patient (click an id for its QC image)</summary><div class='scroll'>"
                      f"{table_html(cohort_rows, 2, link_column='patient_id' if study.config.require_images else None)}"
                      "</div></details>"))
@@ -279,11 +281,11 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
 
     # 3. Segmentation
     if study.config.require_images:
-        seg_eval = _read_csv(out / "segmentation" / "evaluation_summary.csv")
+        seg_eval = _read_csv(paths.segmentation_evaluation_summary)
         metrics = table_html(seg_eval) if seg_eval is not None else (
             '<p class="note">no segmentation evaluation: reference masks were used as given '
             "(run <code>hccrad segment evaluate</code> to compare predicted with reference masks).</p>")
-        gallery, qc_table = qc_gallery(study, report_dir / "qc")
+        gallery, qc_table = qc_gallery(study, paths.qc_dir)
         flagged = int((qc_table["flags"].fillna("") != "").sum()) if len(qc_table) else 0
         write_atomic(report_dir / "tables" / "qc.csv", qc_table.to_csv(index=False))
         body = (f"<h3>DSC and HD95</h3>{metrics}<h3>Quality control</h3><p>Liver (yellow) and tumor (red) contours "
@@ -293,7 +295,7 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
     sections.append(("segmentation", "3. Segmentation", body))
 
     # 4. Features
-    features_path = out / "features" / "features.parquet"
+    features_path = paths.feature_table
     body = ""
     if features_path.is_file():
         features = pd.read_parquet(features_path)
@@ -308,7 +310,7 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
                 row[dataset] = (f"{values.median():.2f} [{values.quantile(.25):.2f}-{values.quantile(.75):.2f}]"
                                 if len(values) else "")
             rows.append(row)
-        issues = _read_csv(out / "features" / "failures.csv")
+        issues = _read_csv(paths.feature_failures)
         if issues is not None and "severity" not in issues:
             issues["severity"] = "error"  # a failures table written before QC warnings existed
         failures = None if issues is None else issues[issues["severity"] == "error"]
@@ -322,10 +324,10 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
             body += f"<h3>QC warnings (features computed)</h3>{table_html(qc_warnings)}"
     else:
         body += '<p class="note">no image features (clinical-only study or features not computed).</p>'
-    selected = _read_csv(out / "models" / "selected_factors.csv")
+    selected = _read_csv(paths.selected_factors)
     if selected is not None:
         body += f"<h3>Factors of every model (Supplementary Table 3)</h3>{table_html(selected)}"
-        for log_path in sorted((out / "models").glob("*_selection_log.csv")):
+        for log_path in sorted(paths.models_dir.glob("*_selection_log.csv")):
             log = pd.read_csv(log_path)
             counts = log.groupby(["step", "action"]).size().rename("features").reset_index()
             body += (f"<details><summary>Selection log: {esc(log_path.stem.replace('_selection_log', ''))}"
@@ -384,7 +386,7 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
                   f"{esc(feature_config.params_path(study.config.base_dir).read_text())}</pre>")
     from hccrad.survival import ModelConfig
 
-    model_config = ModelConfig.model_validate(study.config.models)
+    model_config = ModelConfig.for_study(study.config)
     stage_rows = pd.DataFrame([s.__dict__ for s in stages or []])
     body = (table_html(pd.DataFrame(list(checksums.items()), columns=["file", "checksum"]))
             + "<h3>Software</h3>" + table_html(pd.DataFrame(list(software_versions().items()),
@@ -401,7 +403,7 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
             f"<style>{CSS}</style><script>{SCRIPT}</script></head><body><header><h1>{esc(study.config.name)}</h1>"
             f"<div>hccrad study report: 3D synergistic tumor-liver analysis of PFS</div></header><nav>{nav}</nav>"
             f"<main>{content}</main></body></html>")
-    path = report_dir / "report.html"
+    path = paths.report_html
     write_atomic(path, page)
     for source, target in ((tables_dir, report_dir / "tables"), (figures_dir, report_dir / "figures")):
         if source.is_dir():

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from hccrad.io import layout
 from hccrad.io.files import write_atomic
 from hccrad.io.ids import case_path
 from hccrad.io.images import array_with_spacing, read_image, read_mask
@@ -17,7 +18,7 @@ from hccrad.segment.metrics import compare_labels
 
 def predicted_mask_path(study: Study, patient_id: str) -> Path:
     """Where the segmentation stage writes a patient's predicted mask."""
-    return case_path(study.config.output_path / "segmentation" / "masks", patient_id, ".nii.gz")
+    return study.config.layout.predicted_mask(patient_id)
 
 
 def evaluate_segmentations(study: Study, predictions_dir: Path | None = None,
@@ -46,9 +47,9 @@ def evaluate_segmentations(study: Study, predictions_dir: Path | None = None,
             rows.append({"patient_id": record.patient_id, "center": record.center, **row})
     cases = pd.DataFrame(rows, columns=["patient_id", "center", "region", "dsc", "hd95_mm", "note"])
     summary = summarize(cases)
-    out_dir = Path(out_dir) if out_dir else study.config.output_path / "segmentation"
-    write_atomic(out_dir / "evaluation.csv", cases.to_csv(index=False))
-    write_atomic(out_dir / "evaluation_summary.csv", summary.to_csv(index=False))
+    out_dir = Path(out_dir) if out_dir else study.config.layout.segmentation_dir
+    write_atomic(out_dir / layout.SEGMENTATION_EVALUATION, cases.to_csv(index=False))
+    write_atomic(out_dir / layout.SEGMENTATION_EVALUATION_SUMMARY, summary.to_csv(index=False))
     return cases, summary
 
 

@@ -49,8 +49,7 @@ class SegmentationConfig(BaseModel):
     n_workers: int = Field(default=2, ge=1)
 
     def root(self, study: Study) -> Path:
-        return study.config.resolve(self.nnunet_dir) if self.nnunet_dir else (
-            study.config.output_path / "segmentation" / "nnunet")
+        return study.config.resolve(self.nnunet_dir) if self.nnunet_dir else study.config.layout.nnunet_dir
 
     @property
     def dataset_folder_name(self) -> str:
@@ -197,8 +196,8 @@ def predict_cases(study: Study, config: SegmentationConfig, model_dir: Path | No
                                 device=best_device(), allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(str(model_dir), use_folds=use_folds,
                                                    checkpoint_name="checkpoint_final.pth")
-    out_dir = study.config.output_path / "segmentation" / "masks"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    layout = study.config.layout
+    layout.predicted_masks_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     todo = [r for r in study.patients if r.ct is not None and (overwrite or r.mask is None)]
     with tempfile.TemporaryDirectory() as scratch:
@@ -218,5 +217,5 @@ def predict_cases(study: Study, config: SegmentationConfig, model_dir: Path | No
             raw = sitk.ReadImage(str(case_path(scratch, record.patient_id, ".nii.gz")))
             labels = postprocess_labels(sitk.GetArrayFromImage(raw).astype(np.uint8))
             written[record.patient_id] = write_labels_like(labels, images[record.patient_id],
-                                                           case_path(out_dir, record.patient_id, ".nii.gz"))
+                                                           layout.predicted_mask(record.patient_id))
     return written

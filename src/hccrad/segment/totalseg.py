@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from hccrad.io.ids import case_path
 from hccrad.io.masks import LABEL_LIVER, LABEL_PORTAL_VEIN, LABEL_TUMOR
 
 TOTAL_LIVER, TOTAL_PORTAL_SPLENIC_VEIN = 5, 64
@@ -73,7 +72,7 @@ def predict_with_totalsegmentator(study, overwrite: bool = False) -> dict[str, P
     from hccrad.io.images import read_image, read_mask, write_labels_like
     from hccrad.segment.postprocess import postprocess_labels
 
-    out_dir = study.config.output_path / "segmentation" / "masks"
+    out_dir = study.config.layout.predicted_masks_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for record in study.patients:
@@ -88,5 +87,6 @@ def predict_with_totalsegmentator(study, overwrite: bool = False) -> dict[str, P
             vessels = sitk.GetArrayFromImage(read_mask(vessels_path, image, allowed_labels=None))
         spacing = image.GetSpacing()[::-1]
         labels = postprocess_labels(map_totalsegmentator(total, vessels, spacing))
-        written[record.patient_id] = write_labels_like(labels, image, case_path(out_dir, record.patient_id, ".nii.gz"))
+        target = study.config.layout.predicted_mask(record.patient_id)
+        written[record.patient_id] = write_labels_like(labels, image, target)
     return written

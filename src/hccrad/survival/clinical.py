@@ -26,7 +26,7 @@ def fit_coding(train: pd.DataFrame, coding: ClinicalCoding) -> dict[str, Any]:
     other_treatments = sorted(set(treatments) - {reference})
     spec: dict[str, Any] = {
         "afp": coding.afp,
-        "afp_cutoff_ng_ml": coding.afp_cutoff_ng_ml,
+        "afp_cutoff_ng_ml": 400.0 if coding.afp_cutoff_ng_ml is None else coding.afp_cutoff_ng_ml,
         "child_pugh": coding.child_pugh,
         "bclc": coding.bclc,
         "treatment_reference": reference,

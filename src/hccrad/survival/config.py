@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hccrad.io.config import StudyConfig
 
 MODEL_NAMES = ("C", "T", "T&L", "C-T&L")
 
@@ -15,7 +17,8 @@ class ClinicalCoding(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     afp: Literal["cutoff", "log10"] = "cutoff"
-    afp_cutoff_ng_ml: float = 400.0
+    #: Default: the study's ``afp_cutoff_ng_ml`` (400, the paper's); set here only to override it for the models.
+    afp_cutoff_ng_ml: float | None = None
     child_pugh: Literal["ordinal", "dummy"] = "ordinal"
     bclc: Literal["ordinal", "dummy"] = "ordinal"
     treatment_reference: str | None = None  # default: the most frequent category in training
@@ -68,4 +71,26 @@ class ModelConfig(BaseModel):
     risk_cutoff: Literal["median", "maxstat"] = "median"
     harmonize: bool = False
     seed: int = 20240601
-    horizons_months: list[float] | None = None  # default: the study's horizons
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_horizons_here(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "horizons_months" in data:
+            if data["horizons_months"] is not None:
+                raise ValueError("horizons_months is a study setting: set it once at the top level of the "
+                                 "manifest (it is passed to the models and the evaluation)")
+            data = {key: value for key, value in data.items() if key != "horizons_months"}  # older artifacts
+        return data
+
+    @classmethod
+    def for_study(cls, study: StudyConfig) -> ModelConfig:
+        """The ``models:`` section of a study, with the study's AFP cut-off unless the section sets its own."""
+        config = cls.model_validate(study.models)
+        if config.clinical.afp_cutoff_ng_ml is None:
+            clinical = config.clinical.model_copy(update={"afp_cutoff_ng_ml": study.afp_cutoff_ng_ml})
+            config = config.model_copy(update={"clinical": clinical})
+        return config
+
+    def afp_cutoff(self) -> float:
+        """The AFP cut-off (ng/mL) the clinical coding uses: the section's, else the paper's 400."""
+        return 400.0 if self.clinical.afp_cutoff_ng_ml is None else self.clinical.afp_cutoff_ng_ml

@@ -97,3 +97,20 @@ def step_value(times: np.ndarray, values: np.ndarray, at: np.ndarray | float, be
     index = np.searchsorted(np.asarray(times), np.asarray(at, float), side="right") - 1
     values = np.asarray(values, float)
     return np.where(index >= 0, values[np.clip(index, 0, None)], before)
+
+
+def survival_probability(baseline_times: np.ndarray, baseline_cumhaz: np.ndarray, risk_scores: np.ndarray,
+                         times: np.ndarray | list[float]) -> np.ndarray:
+    """Cox model survival ``S(t | x) = exp(-H0(t) exp(lp))``, shape (patients, times).
+
+    Parameters
+    ----------
+    baseline_times, baseline_cumhaz
+        The Breslow baseline cumulative hazard H0 as a right-continuous step function (months, unitless).
+    risk_scores
+        Linear predictors lp, shape (patients,).
+    times
+        Months at which to evaluate, shape (times,).
+    """
+    cumhaz = step_value(baseline_times, baseline_cumhaz, times)
+    return np.exp(-np.outer(np.exp(np.asarray(risk_scores, float)), np.atleast_1d(cumhaz)))

@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 
 from hccrad import __version__
 from hccrad.io.errors import InputError
 from hccrad.io.files import write_atomic
 from hccrad.survival.clinical import CLINICAL_INPUTS, covariate_description, encode, fit_coding
 from hccrad.survival.config import ModelConfig
-from hccrad.survival.coxmath import breslow_baseline, step_value, univariate_cox
+from hccrad.survival.coxmath import breslow_baseline, survival_probability, univariate_cox
 from hccrad.survival.harmonize import apply_combat, fit_combat
 from hccrad.survival.selection import (
     SelectionLog,
@@ -92,7 +93,7 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-class CoxRiskModel:
+class CoxRiskModel(BaseEstimator):
     """One of the study's Cox models.
 
     Parameters
@@ -111,10 +112,16 @@ class CoxRiskModel:
 
     def __init__(self, name: str = "T&L", config: ModelConfig | None = None,
                  base_model: CoxRiskModel | None = None, horizons_months: tuple[float, ...] = (6.0, 12.0)):
+        # scikit-learn's convention: parameters are stored as given (``clone`` checks it); defaults resolve in use
         self.name = name
-        self.config = config or ModelConfig()
+        self.config = config
         self.base_model = base_model
-        self.horizons_months = tuple(horizons_months)
+        self.horizons_months = horizons_months
+
+    @property
+    def settings(self) -> ModelConfig:
+        """``config``, or the paper's defaults when it is None."""
+        return self.config if self.config is not None else ModelConfig()
 
     # --- fitting -------------------------------------------------------------------------------------
     @property
@@ -130,10 +137,10 @@ class CoxRiskModel:
             raise ValueError(f"unknown model {self.name!r}; expected C, T, T&L or C-T&L")
         time, event = np.asarray(y["time"], float), np.asarray(y["event"], int)
         log = SelectionLog()
-        self.score_mode_ = self.name == "C-T&L" and self.config.c_tl_mode == "score"
+        self.score_mode_ = self.name == "C-T&L" and self.settings.c_tl_mode == "score"
         clinical = pd.DataFrame(index=X.index)
         if self.uses_clinical:
-            self.clinical_spec_ = fit_coding(X, self.config.clinical)
+            self.clinical_spec_ = fit_coding(X, self.settings.clinical)
             clinical = encode(X, self.clinical_spec_, impute=self.clinical_spec_["impute"])
             for column in clinical:
                 log.add("clinical", column, "forced", note=covariate_description(column, self.clinical_spec_))
@@ -157,7 +164,7 @@ class CoxRiskModel:
 
         design = clinical.join(images[selected])
         forced = list(clinical.columns) + ([SCORE_COVARIATE] if self.score_mode_ else [])
-        if self.config.backward_aic and design.shape[1] > 1:
+        if self.settings.backward_aic and design.shape[1] > 1:
             kept = backward_aic(design, time, event, forced, log)
             design = design[kept]
         fitted, penalizer = fit_lifelines(design, time, event)
@@ -191,13 +198,13 @@ class CoxRiskModel:
         numeric = numeric.drop(columns=empty)
         self.impute_ = numeric.median().to_dict()
         numeric = numeric.fillna(self.impute_)
-        constant = near_constant(numeric, self.config.max_mode_fraction)
+        constant = near_constant(numeric, self.settings.max_mode_fraction)
         for column in constant:
             log.add("near_constant", column, "removed", "mode share",
                     numeric[column].value_counts(normalize=True).iloc[0])
         numeric = numeric.drop(columns=constant)
         self.combat_ = None
-        if self.config.harmonize:
+        if self.settings.harmonize:
             self.combat_ = _finite_combat(fit_combat(numeric, X["center"]))
             numeric[self.combat_["features"]] = apply_combat(numeric, X["center"], self.combat_)
             log.add("harmonize", "-", "note", note=f"ComBat over centers {self.combat_['centers']} on "
@@ -211,14 +218,14 @@ class CoxRiskModel:
         screen = univariate_cox(standardized.to_numpy(), time, event)
         z = pd.Series(screen.z, index=standardized.columns)
         p = pd.Series(screen.p, index=standardized.columns)
-        passed = p[p < self.config.univariate_p].index.tolist()
+        passed = p[p < self.settings.univariate_p].index.tolist()
         for column in standardized.columns:
             log.add("univariate", column, "kept" if column in passed else "removed", "p", p[column])
         if not passed:
             passed = [p.idxmin()]
             log.add("univariate", passed[0], "kept", "p", p[passed[0]],
-                    f"no feature below p {self.config.univariate_p}: the strongest one is kept")
-        survivors = correlation_filter(standardized[passed], z, self.config.correlation_threshold, log)
+                    f"no feature below p {self.settings.univariate_p}: the strongest one is kept")
+        survivors = correlation_filter(standardized[passed], z, self.settings.correlation_threshold, log)
         lasso_input = clinical.join(standardized[survivors])
         lasso = lasso_cox_cv(lasso_input, time, event, list(clinical.columns), self.config, log)
         self.lasso_ = {"alphas": lasso.alphas.tolist(), "cv_mean": lasso.cv_mean.tolist(),
@@ -232,7 +239,7 @@ class CoxRiskModel:
         return standardized, selected
 
     def _fit_cutoff(self, lp: np.ndarray, time: np.ndarray, event: np.ndarray) -> dict[str, Any]:
-        if self.config.risk_cutoff == "median":
+        if self.settings.risk_cutoff == "median":
             return {"method": "median of training risk scores", "value": float(np.median(lp))}
         from lifelines.statistics import logrank_test
 
@@ -312,10 +319,9 @@ class CoxRiskModel:
 
     def predict_survival(self, X: pd.DataFrame, times: list[float] | None = None, **kwargs) -> pd.DataFrame:
         """PFS probability at ``times`` (default the horizons): S0(t) ** exp(risk score)."""
-        times = list(times or self.horizons_months)
+        times = list(times or tuple(self.horizons_months))
         lp = self.predict(X, **kwargs)
-        cumhaz = step_value(self.baseline_times_, self.baseline_cumhaz_, times)
-        values = np.exp(-np.outer(np.exp(lp), cumhaz))
+        values = survival_probability(self.baseline_times_, self.baseline_cumhaz_, lp, times)
         return pd.DataFrame(values, index=X.index, columns=[f"pfs_{t:g}m" for t in times])
 
     def risk_group(self, scores: np.ndarray) -> np.ndarray:
@@ -330,7 +336,7 @@ class CoxRiskModel:
             "name": self.name,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "software": software_versions(),
-            "config": self.config.model_dump(mode="json"),
+            "config": self.settings.model_dump(mode="json"),
             "horizons_months": list(self.horizons_months),
             "clinical_coding": self.clinical_spec_,
             "score_mode": self.score_mode_,

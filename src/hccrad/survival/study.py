@@ -20,18 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hccrad.io import layout
 from hccrad.io.errors import InputError
 from hccrad.io.files import write_atomic
 from hccrad.io.manifest import parse_clinical_inputs
 from hccrad.survival.clinical import CLINICAL_INPUTS
 from hccrad.survival.config import ModelConfig
-from hccrad.survival.coxmath import step_value
+from hccrad.survival.coxmath import survival_probability
 from hccrad.survival.model import CoxRiskModel, PredictionInputError, load_model, make_y
-
-
-def model_slug(name: str) -> str:
-    """File-name form of a model name: ``T&L`` -> ``T_L``."""
-    return name.replace("&", "_")
 
 
 @dataclass
@@ -67,9 +63,10 @@ def score_table(model: CoxRiskModel, table: pd.DataFrame) -> tuple[pd.DataFrame,
     scores = design.to_numpy(float) @ model.coef_
     out = pd.DataFrame({"risk": scores}, index=table.index)
     out["group"] = np.where(np.isnan(scores), "", model.risk_group(scores))
-    for horizon in model.horizons_months:
-        baseline = float(step_value(model.baseline_times_, model.baseline_cumhaz_, horizon))
-        out[f"pfs_{horizon:g}m"] = np.exp(-baseline * np.exp(scores))
+    probabilities = survival_probability(model.baseline_times_, model.baseline_cumhaz_, scores,
+                                         list(model.horizons_months))
+    for k, horizon in enumerate(model.horizons_months):
+        out[horizon] = probabilities[:, k]
     return out, imputed, errors
 
 
@@ -110,7 +107,7 @@ def fit_models(table: pd.DataFrame, config: ModelConfig, horizons: tuple[float, 
     out_dir
         When given, every output listed in this module's docstring is written there.
     """
-    horizons = tuple(config.horizons_months or horizons)
+    horizons = tuple(horizons)
     training = table[table["dataset"] == "training"]
     if len(training) < 10 or training["pfs_event"].sum() < 5:
         raise FitError(f"too few training patients to fit a model: {len(training)} patients with "
@@ -136,10 +133,10 @@ def fit_models(table: pd.DataFrame, config: ModelConfig, horizons: tuple[float, 
     imputation_rows, error_rows = [], []
     for name, model in models.items():
         scored, imputed, errors = score_table(model, table)
-        predictions[f"risk_{name}"] = scored["risk"]
-        predictions[f"group_{name}"] = scored["group"]
-        for column in scored.columns.drop(["risk", "group"]):
-            predictions[f"{column}_{name}"] = scored[column]
+        predictions[layout.risk_column(name)] = scored["risk"]
+        predictions[layout.group_column(name)] = scored["group"]
+        for horizon in model.horizons_months:
+            predictions[layout.pfs_column(name, horizon)] = scored[horizon]
         for patient, columns in imputed.items():
             imputation_rows.append({"patient_id": patient, "model": name, "imputed": ";".join(columns)})
         for patient, message in errors.items():
@@ -166,24 +163,23 @@ def write_outputs(fitted: FittedStudy, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {}
     for name, model in fitted.models.items():
-        slug = model_slug(name)
-        model.save(out_dir / f"{slug}.json")
-        write_atomic(out_dir / f"{slug}_hazard_ratios.csv", model.hazard_ratios_.to_csv(index=False))
-        write_atomic(out_dir / f"{slug}_selection_log.csv", model.selection_log_.to_csv(index=False))
+        model.save(out_dir / layout.model_artifact_name(name))
+        write_atomic(out_dir / layout.hazard_ratios_name(name), model.hazard_ratios_.to_csv(index=False))
+        write_atomic(out_dir / layout.selection_log_name(name), model.selection_log_.to_csv(index=False))
         summary[name] = {"covariates": model.covariates_, "training": model.training_,
                          "risk_cutoff": model.cutoff_}
-    write_atomic(out_dir / "predictions.csv", fitted.predictions.to_csv())
-    write_atomic(out_dir / "imputation.csv", fitted.imputation.to_csv(index=False))
-    write_atomic(out_dir / "scoring_errors.csv", fitted.scoring_errors.to_csv(index=False))
-    write_atomic(out_dir / "selected_factors.csv", selected_factors(fitted.models).to_csv(index=False))
-    write_atomic(out_dir / "summary.json", json.dumps({"models": summary, "skipped": fitted.skipped}, indent=2))
+    write_atomic(out_dir / layout.PREDICTIONS, fitted.predictions.to_csv())
+    write_atomic(out_dir / layout.IMPUTATION, fitted.imputation.to_csv(index=False))
+    write_atomic(out_dir / layout.SCORING_ERRORS, fitted.scoring_errors.to_csv(index=False))
+    write_atomic(out_dir / layout.SELECTED_FACTORS, selected_factors(fitted.models).to_csv(index=False))
+    write_atomic(out_dir / layout.MODELS_SUMMARY, json.dumps({"models": summary, "skipped": fitted.skipped}, indent=2))
 
 
 def load_models(out_dir: Path, names: list[str] | None = None) -> dict[str, CoxRiskModel]:
     """The model artifacts in ``out_dir`` (all four names by default; missing ones are left out)."""
     models = {}
     for name in names or ["C", "T", "T&L", "C-T&L"]:
-        path = Path(out_dir) / f"{model_slug(name)}.json"
+        path = Path(out_dir) / layout.model_artifact_name(name)
         if path.is_file():
             models[name] = load_model(path)
     return models

@@ -1,0 +1,194 @@
+"""The study's output folder: the one module that names every file a stage writes or reads.
+
+Stages hand their results to each other as files (masks, feature cases, the feature table, model artifacts,
+predictions, evaluation tables, figures, the report). Their names are defined here only, so a stage never
+rebuilds another stage's path by hand. Paths built from a patient id go through :func:`hccrad.io.ids.case_path`
+and never leave their folder.
+
+Layout of ``<output_dir>``::
+
+    manifest_issues.csv  run_summary.json  run_state.json  hccrad-run.log
+    segmentation/masks/<id>.nii.gz          predicted masks (nnU-Net, TotalSegmentator)
+    segmentation/evaluation.csv, evaluation_summary.csv, nnunet/
+    features/cases/<id>.json  features.parquet  features.csv  failures.csv  run.json
+    models/<model>.json  <model>_hazard_ratios.csv  <model>_selection_log.csv  predictions.csv  imputation.csv
+           scoring_errors.csv  selected_factors.csv  summary.json
+    evaluation/evaluation.json  tables/<name>.csv  figures/<name>.png|svg
+    report/report.html  tables/  figures/  qc/<id>-<view>.png
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hccrad.io.ids import case_path
+
+# File names inside a stage's folder (a stage may be pointed at another folder; the names stay these).
+FEATURE_TABLE = "features.parquet"
+FEATURE_TABLE_CSV = "features.csv"
+FEATURE_FAILURES = "failures.csv"
+FEATURE_RUN = "run.json"
+PREDICTIONS = "predictions.csv"
+IMPUTATION = "imputation.csv"
+SCORING_ERRORS = "scoring_errors.csv"
+SELECTED_FACTORS = "selected_factors.csv"
+MODELS_SUMMARY = "summary.json"
+EVALUATION_SUMMARY = "evaluation.json"
+SEGMENTATION_EVALUATION = "evaluation.csv"
+SEGMENTATION_EVALUATION_SUMMARY = "evaluation_summary.csv"
+
+
+# Columns of predictions.csv, written by the models stage and read by the evaluation: one per model and horizon.
+def risk_column(model: str) -> str:
+    """``risk_<model>``: the model's risk score (linear predictor)."""
+    return f"risk_{model}"
+
+
+def group_column(model: str) -> str:
+    """``group_<model>``: ``high`` or ``low`` against the model's training cut-off."""
+    return f"group_{model}"
+
+
+def pfs_column(model: str, horizon_months: float) -> str:
+    """``pfs_<h>m_<model>``: the predicted PFS probability at the horizon."""
+    return f"pfs_{horizon_months:g}m_{model}"
+
+
+def model_slug(name: str) -> str:
+    """File-name form of a model name: ``T&L`` -> ``T_L``."""
+    return name.replace("&", "_")
+
+
+def model_artifact_name(name: str) -> str:
+    """``C-T_L.json``: the artifact of model ``name`` in a models folder."""
+    return f"{model_slug(name)}.json"
+
+
+def hazard_ratios_name(name: str) -> str:
+    return f"{model_slug(name)}_hazard_ratios.csv"
+
+
+def selection_log_name(name: str) -> str:
+    return f"{model_slug(name)}_selection_log.csv"
+
+
+@dataclass(frozen=True)
+class StudyLayout:
+    """Every path of a study's output folder ``root``.
+
+    Parameters
+    ----------
+    root
+        The study's ``output_dir`` (absolute).
+    """
+
+    root: Path
+
+    # --- run ---------------------------------------------------------------------------------------------
+    @property
+    def manifest_issues(self) -> Path:
+        return self.root / "manifest_issues.csv"
+
+    @property
+    def run_summary(self) -> Path:
+        return self.root / "run_summary.json"
+
+    @property
+    def run_state(self) -> Path:
+        return self.root / "run_state.json"
+
+    @property
+    def run_log(self) -> Path:
+        return self.root / "hccrad-run.log"
+
+    # --- segmentation ------------------------------------------------------------------------------------
+    @property
+    def segmentation_dir(self) -> Path:
+        return self.root / "segmentation"
+
+    @property
+    def predicted_masks_dir(self) -> Path:
+        return self.segmentation_dir / "masks"
+
+    def predicted_mask(self, patient_id: str) -> Path:
+        """The mask predicted for a patient (nnU-Net or TotalSegmentator), used when the manifest gives none."""
+        return case_path(self.predicted_masks_dir, patient_id, ".nii.gz")
+
+    @property
+    def nnunet_dir(self) -> Path:
+        return self.segmentation_dir / "nnunet"
+
+    @property
+    def segmentation_evaluation(self) -> Path:
+        return self.segmentation_dir / SEGMENTATION_EVALUATION
+
+    @property
+    def segmentation_evaluation_summary(self) -> Path:
+        return self.segmentation_dir / SEGMENTATION_EVALUATION_SUMMARY
+
+    # --- features ----------------------------------------------------------------------------------------
+    @property
+    def features_dir(self) -> Path:
+        return self.root / "features"
+
+    @property
+    def feature_table(self) -> Path:
+        return self.features_dir / FEATURE_TABLE
+
+    @property
+    def feature_failures(self) -> Path:
+        return self.features_dir / FEATURE_FAILURES
+
+    # --- models ------------------------------------------------------------------------------------------
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def model_artifact(self, name: str) -> Path:
+        return self.models_dir / model_artifact_name(name)
+
+    @property
+    def predictions(self) -> Path:
+        return self.models_dir / PREDICTIONS
+
+    @property
+    def selected_factors(self) -> Path:
+        return self.models_dir / SELECTED_FACTORS
+
+    # --- evaluation --------------------------------------------------------------------------------------
+    @property
+    def evaluation_dir(self) -> Path:
+        return self.root / "evaluation"
+
+    @property
+    def evaluation_summary(self) -> Path:
+        return self.evaluation_dir / EVALUATION_SUMMARY
+
+    @property
+    def evaluation_tables_dir(self) -> Path:
+        return self.evaluation_dir / "tables"
+
+    @property
+    def evaluation_figures_dir(self) -> Path:
+        return self.evaluation_dir / "figures"
+
+    def evaluation_table(self, name: str) -> Path:
+        """``evaluation/tables/<name>.csv`` (``discrimination``, ``delong``, ...)."""
+        return self.evaluation_tables_dir / f"{name}.csv"
+
+    # --- report ------------------------------------------------------------------------------------------
+    @property
+    def report_dir(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def report_html(self) -> Path:
+        return self.report_dir / "report.html"
+
+    @property
+    def qc_dir(self) -> Path:
+        return self.report_dir / "qc"
+
+    def qc_image(self, patient_id: str, view: str) -> Path:
+        return case_path(self.qc_dir, f"{patient_id}-{view}", ".png")

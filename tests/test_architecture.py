@@ -1,0 +1,124 @@
+"""Hand-offs between stages: one owner of paths and settings, scikit-learn-compatible models (issue #14 bugs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import yaml
+from lifelines.datasets import load_rossi
+from pydantic import ValidationError
+from sklearn.base import clone
+from sklearn.model_selection import KFold
+from sklearn.utils.validation import check_is_fitted
+
+from hccrad.evaluate import EvaluationSettings
+from hccrad.io import load_study
+from hccrad.io.layout import StudyLayout, pfs_column, risk_column
+from hccrad.survival import CoxRiskModel, ModelConfig, fit_models, make_y
+from hccrad.survival.coxmath import survival_probability
+
+from .test_manifest import good_row, write_study
+
+
+def test_horizons_are_a_study_setting_passed_to_models_and_evaluation(tmp_path):
+    with pytest.raises(ValidationError, match="horizons_months is a study setting"):
+        ModelConfig(horizons_months=[3])
+    path = write_study(tmp_path, [good_row("P1"), good_row("P2", center="V")], horizons_months=[3, 9])
+    config = load_study(path).config
+    assert EvaluationSettings.from_study(config).horizons == (3.0, 9.0)
+
+
+def test_the_study_afp_cutoff_reaches_the_models(tmp_path):
+    rng = np.random.default_rng(5)
+    rows = [good_row(f"P{k}", center="V" if k % 5 == 0 else "T", afp=str(round(10 ** rng.uniform(0, 3.5), 1)),
+                     child_pugh="AB"[k % 2], bclc="ABC"[k % 3], pfs_event=str(int(rng.random() < 0.7)),
+                     pfs_months=str(round(rng.uniform(1, 24), 1))) for k in range(1, 41)]
+    config = load_study(write_study(tmp_path, rows, afp_cutoff_ng_ml=200, models={"models": ["C"]})).config
+    models = ModelConfig.for_study(config)
+    assert models.clinical.afp_cutoff_ng_ml == 200
+    table = load_study(write_study(tmp_path, rows, afp_cutoff_ng_ml=200)).table()
+    fitted = fit_models(table, models, tuple(config.horizons_months))
+    hazards = fitted.models["C"].hazard_ratios_.set_index("covariate")
+    assert hazards.loc["afp_ge_cutoff", "description"].startswith("AFP >= 200 ng/mL")
+    # a models section that sets its own cut-off keeps it
+    own = load_study(write_study(tmp_path, rows, afp_cutoff_ng_ml=200,
+                                 models={"clinical": {"afp_cutoff_ng_ml": 100}})).config
+    assert ModelConfig.for_study(own).clinical.afp_cutoff_ng_ml == 100
+
+
+def test_features_use_predicted_masks_when_the_manifest_gives_none(tmp_path):
+    from hccrad.features import FeatureConfig
+    from hccrad.features.cohort import build_jobs
+
+    rows = [good_row("P1", mask=""), good_row("P2", center="V", mask="")]
+    path = write_study(tmp_path, rows, output_dir="out")
+    study = load_study(path)
+    layout = study.config.layout
+    predicted = layout.predicted_mask("P1")
+    predicted.parent.mkdir(parents=True)
+    sitk.WriteImage(sitk.Image(4, 4, 4, sitk.sitkUInt8), str(predicted))
+    jobs, missing = build_jobs(study, FeatureConfig(params="demo"))
+    assert [(job.patient_id, job.mask) for job in jobs] == [("P1", str(predicted))]
+    assert [m["patient_id"] for m in missing] == ["P2"]
+
+
+def test_layout_names_every_stage_file_under_the_output_folder(tmp_path):
+    layout = StudyLayout(tmp_path)
+    paths = [layout.manifest_issues, layout.run_summary, layout.predicted_mask("A"), layout.feature_table,
+             layout.model_artifact("C-T&L"), layout.predictions, layout.evaluation_table("delong"),
+             layout.report_html, layout.qc_image("A", "axial")]
+    assert all(path.resolve().is_relative_to(tmp_path.resolve()) for path in paths)
+    assert layout.model_artifact("C-T&L").name == "C-T_L.json"
+    assert pfs_column("T&L", 6.0) == "pfs_6m_T&L" and risk_column("C") == "risk_C"
+
+
+def test_cox_model_clones_and_cross_validates_with_scikit_learn_tools():
+    rossi = load_rossi()
+    frame = rossi.rename(columns={c: f"Tumor_{c}" for c in rossi.columns if c not in ("week", "arrest")})
+    y = make_y(rossi["week"], rossi["arrest"])
+    model = CoxRiskModel("T", ModelConfig(univariate_p=0.2, lasso_folds=3), horizons_months=(26, 52))
+    copy = clone(model)
+    assert copy.get_params() == model.get_params() and copy is not model
+    from lifelines.utils import concordance_index
+
+    scores = []
+    for train, test in KFold(3, shuffle=True, random_state=0).split(frame):
+        fitted = clone(model).fit(frame.iloc[train], y[train])
+        check_is_fitted(fitted, "coef_")
+        lp = fitted.predict(frame.iloc[test])
+        scores.append(concordance_index(y["time"][test], -lp, y["event"][test]))
+    assert 0.55 < np.mean(scores) < 0.8  # prio and age predict re-arrest; published C about 0.64
+    with pytest.raises(Exception):  # noqa: B017 - an unfitted clone has no fitted state
+        check_is_fitted(clone(model), "coef_")
+
+
+def test_one_survival_function_for_every_prediction(fitted_demo):
+    _, table, fitted = fitted_demo
+    model = fitted.models["T&L"]
+    lp = model.predict(table)
+    expected = np.exp(-np.outer(np.exp(lp), [np.interp(6.0, model.baseline_times_, model.baseline_cumhaz_,
+                                                       left=0.0)]))
+    # the step function and the interpolation agree at a step-free point only approximately; compare to the
+    # function itself and to the stored predictions
+    values = survival_probability(model.baseline_times_, model.baseline_cumhaz_, lp, [6.0])
+    assert values.shape == (len(table), 1) and np.all((values > 0) & (values <= 1))
+    assert np.allclose(values, expected, atol=0.05)
+    np.testing.assert_allclose(fitted.predictions[pfs_column("T&L", 6.0)].to_numpy(), values[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(model.predict_survival(table, [6.0]).to_numpy()[:, 0], values[:, 0], rtol=1e-12)
+
+
+def test_manifest_with_models_horizons_is_refused_before_any_stage(tmp_path):
+    from typer.testing import CliRunner
+
+    from hccrad.cli.main import app
+
+    path = write_study(tmp_path, [good_row("P1"), good_row("P2", center="V")], models={"horizons_months": [3]})
+    result = CliRunner().invoke(app, ["validate", str(path), "--no-acquisition", "--report",
+                                      str(tmp_path / "issues.csv")])
+    assert result.exit_code == 1
+    issues = pd.read_csv(tmp_path / "issues.csv")
+    (message,) = issues.loc[issues["field"] == "models", "message"]
+    assert "horizons_months is a study setting" in message
+    assert yaml.safe_load(path.read_text())["models"] == {"horizons_months": [3]}
