@@ -29,6 +29,7 @@ stdout = Console()
 
 
 def progress_bar() -> Progress:
+    """A progress bar for long stages (description, bar, count, elapsed time)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -54,6 +55,7 @@ def _one_line_errors(command):
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``error: <message>`` on one line and return the exit (status ``code``) to raise."""
     console.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # one line, however long
     return typer.Exit(code)
 

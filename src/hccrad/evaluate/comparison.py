@@ -12,6 +12,7 @@ from hccrad.evaluate.discrimination import bootstrap_ci, delong_components
 
 @dataclass
 class DeLongTest:
+    """DeLong's test of two correlated AUCs (pROC's ``roc.test``): both AUCs, their difference, z, p."""
     auc_1: float
     auc_2: float
     difference: float  # auc_2 - auc_1
@@ -69,6 +70,8 @@ def nri_idi(risk_old: np.ndarray, risk_new: np.ndarray, labels: np.ndarray) -> d
 
 
 def nri_idi_with_ci(risk_old, risk_new, labels, n_boot: int = 500, seed: int = 0) -> dict[str, float]:
+    """Category-free NRI and IDI of ``risk_new`` over ``risk_old`` (risks in [0, 1], shape (n,); ``labels`` 1 =
+    event by the horizon) with seeded percentile-bootstrap 95% CIs over ``n_boot`` resamples."""
     risk_old, risk_new, labels = np.asarray(risk_old, float), np.asarray(risk_new, float), np.asarray(labels, int)
     point = nri_idi(risk_old, risk_new, labels)
 

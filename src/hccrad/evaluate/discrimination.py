@@ -19,6 +19,7 @@ from scipy import stats
 
 @dataclass
 class AUCResult:
+    """An AUC with its 95% confidence interval."""
     auc: float
     ci_low: float
     ci_high: float
@@ -124,6 +125,8 @@ def bootstrap_ci(statistic, n: int, n_boot: int = 500, seed: int = 0, level: flo
 
 
 def ipcw_auc_with_ci(time, event, scores, horizon, n_boot: int = 500, seed: int = 0) -> AUCResult:
+    """Cumulative/dynamic IPCW AUC at ``horizon`` (months; time and event shape (n,)) with a seeded
+    percentile-bootstrap 95% CI over ``n_boot`` resamples."""
     time, event, scores = np.asarray(time, float), np.asarray(event, int), np.asarray(scores, float)
     auc = ipcw_auc(time, event, scores, horizon)
     low, high = bootstrap_ci(lambda idx: ipcw_auc(time[idx], event[idx], scores[idx], horizon), len(time),
@@ -132,6 +135,7 @@ def ipcw_auc_with_ci(time, event, scores, horizon, n_boot: int = 500, seed: int 
 
 
 def harrell_c(time, event, scores) -> float:
+    """Harrell's C-index of risk ``scores`` (higher = shorter time; shape (n,)), lifelines' tie handling."""
     from lifelines.utils import concordance_index
 
     return float(concordance_index(time, -np.asarray(scores, float), event))

@@ -31,6 +31,7 @@ def fmt(value: float, digits: int = 3) -> str:
 
 
 def fmt_p(p: float) -> str:
+    """A p-value for a figure: ``<0.001``, three decimals, or ``NA``."""
     if p is None or not np.isfinite(p):
         return "NA"
     return "<0.001" if p < 0.001 else f"{p:.3f}"
@@ -43,6 +44,7 @@ def p_label(p: float) -> str:
 
 
 def save(figure: plt.Figure, folder: Path, name: str) -> list[Path]:
+    """Write ``figure`` as ``<folder>/<name>.png`` and ``.svg``; returns both paths."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for suffix in ("png", "svg"):
@@ -108,6 +110,7 @@ def roc_figure(predictions: pd.DataFrame, models: list[str], horizon: float, dat
 
 
 def calibration_axis(axis, groups: pd.DataFrame, smooth: pd.DataFrame | None, summary: dict, model: str) -> None:
+    """Draw one model's grouped calibration (points with 95% CIs), smooth curve and summary on ``axis``."""
     color = MODEL_COLORS.get(model, "k")
     below = groups["observed"] - groups["observed_ci_low"]
     above = groups["observed_ci_high"] - groups["observed"]
@@ -127,6 +130,7 @@ def calibration_axis(axis, groups: pd.DataFrame, smooth: pd.DataFrame | None, su
 
 def calibration_figure(entries: list[tuple[str, pd.DataFrame, pd.DataFrame, dict]], title: str, folder: Path,
                        name: str) -> list[Path]:
+    """Calibration plot of several models (entries: model, groups, smooth curve, summary); returns the files."""
     with plt.rc_context(STYLE):
         figure, axis = plt.subplots(figsize=(4.2, 4.2))
         for model, groups, smooth, summary in entries:
@@ -212,6 +216,7 @@ def km_figure(predictions: pd.DataFrame, model: str, dataset: str, logrank: dict
 
 
 def decision_figure(curves: pd.DataFrame, title: str, folder: Path, name: str) -> list[Path]:
+    """Decision curves (net benefit against threshold probability) of every model in ``curves``."""
     with plt.rc_context(STYLE):
         figure, axis = plt.subplots(figsize=(5, 3.8))
         for model, rows in curves.groupby("model", sort=False):

@@ -73,6 +73,7 @@ class EvaluationSettings:
 
 @dataclass
 class Evaluation:
+    """The evaluation's tables (by name), the figure files written, and the folder they are in."""
     tables: dict[str, pd.DataFrame]
     figures: list[Path] = field(default_factory=list)
     out_dir: Path | None = None
@@ -96,6 +97,7 @@ def _per_model_and_set(predictions: pd.DataFrame, models):
 
 
 def discrimination_table(predictions, models, settings) -> pd.DataFrame:
+    """Time-dependent IPCW AUC with bootstrap CI per model, data set and horizon."""
     rows = []
     for model, dataset, _subset, time, event, scores in _per_model_and_set(predictions, models):
         for horizon in settings.horizons:
@@ -117,6 +119,7 @@ def discrimination_table(predictions, models, settings) -> pd.DataFrame:
 
 
 def concordance_table(predictions, models, settings) -> pd.DataFrame:
+    """Harrell's and Uno's C-index per model and data set."""
     rows = []
     for model, dataset, _subset, time, event, scores in _per_model_and_set(predictions, models):
         if event.sum() == 0:
@@ -159,6 +162,7 @@ def _paired_outcomes(predictions, models, settings):
 
 
 def delong_table(predictions, models, settings) -> pd.DataFrame:
+    """DeLong tests of the paper's model pairs at each horizon (complete cases at the horizon)."""
     rows = []
     for first, second, dataset, horizon, subset, labels in _paired_outcomes(predictions, models, settings):
         test = delong_test(subset[risk_column(first)].to_numpy(), subset[risk_column(second)].to_numpy(), labels)
@@ -190,10 +194,12 @@ def lrt_table(predictions, fitted: dict[str, CoxRiskModel]) -> pd.DataFrame:
 
 
 def risk_at(predictions: pd.DataFrame, model: str, horizon: float) -> np.ndarray:
+    """Predicted risk of progression by ``horizon`` months (1 - predicted PFS), shape (n,)."""
     return 1.0 - predictions[pfs_column(model, horizon)].to_numpy(float)
 
 
 def nri_table(predictions, models, settings) -> pd.DataFrame:
+    """NRI and IDI with bootstrap CIs for the paper's model pairs at each horizon."""
     rows = []
     for first, second, dataset, horizon, subset, labels in _paired_outcomes(predictions, models, settings):
         result = nri_idi_with_ci(risk_at(subset, first, horizon), risk_at(subset, second, horizon), labels,
@@ -203,6 +209,7 @@ def nri_table(predictions, models, settings) -> pd.DataFrame:
 
 
 def calibration_tables(predictions, models, settings):
+    """Calibration summary (ICI, E50, E90, slope, O/E), grouped and smooth curves per model, set and horizon."""
     summary_rows, group_rows, smooth_rows = [], [], []
     for model, dataset, subset, time, event, _scores in _per_model_and_set(predictions, models):
         for horizon in settings.horizons:
@@ -223,6 +230,7 @@ def calibration_tables(predictions, models, settings):
 
 
 def brier_table(predictions, fitted, settings) -> pd.DataFrame:
+    """Brier scores at the horizons and the integrated Brier score per model and data set."""
     rows = []
     grid = np.linspace(0.5, max(settings.horizons) * 1.5, 40)
     for name, model in fitted.items():
@@ -240,6 +248,7 @@ def brier_table(predictions, fitted, settings) -> pd.DataFrame:
 
 
 def box_table(predictions, models, settings) -> pd.DataFrame:
+    """Risk scores of patients with and without progression by each horizon, with the Mann-Whitney test."""
     rows = []
     for model, dataset, subset, _time, _event, _scores in _per_model_and_set(predictions, models):
         for horizon in settings.horizons:
@@ -310,6 +319,7 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
 
 def write_evaluation(evaluation: Evaluation, predictions: pd.DataFrame, models: list[str],
                      settings: EvaluationSettings) -> None:
+    """Write every table (CSV), figure (PNG and SVG) and ``evaluation.json`` to ``evaluation.out_dir``."""
     out_dir = Path(evaluation.out_dir)
     tables_dir, figures_dir = out_dir / "tables", out_dir / "figures"
     for name, table in evaluation.tables.items():

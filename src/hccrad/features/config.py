@@ -64,6 +64,8 @@ class FeatureConfig(BaseModel):
         return 1.5 if self.engine == "hccrad" else 3.5
 
     def params_path(self, base_dir: Path | None = None) -> Path:
+        """The PyRadiomics parameter file: a shipped one (``paper``, ``demo``) or a user path read relative to
+            ``base_dir``; raises FileNotFoundError naming it when absent."""
         if self.params in ("paper", "demo"):
             return Path(str(PARAMS_DIR / f"{self.params}.yaml"))
         path = Path(self.params).expanduser()

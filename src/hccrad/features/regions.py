@@ -48,6 +48,7 @@ def remnant_liver_mask(labels: np.ndarray, exclude_portal_vein: bool = False) ->
 
 
 def check_region(mask: np.ndarray, name: str, min_voxels: int) -> None:
+    """Raise :class:`RegionError` when the boolean ``mask`` (z, y, x) is empty or has fewer than ``min_voxels``."""
     count = int(mask.sum())
     if count == 0:
         raise RegionError(f"{name} region is empty")

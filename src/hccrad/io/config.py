@@ -148,10 +148,12 @@ class StudyConfig(_Strict):
 
     @property
     def clinical_table_path(self) -> Path:
+        """The clinical table's absolute path."""
         return self.resolve(self.clinical_table)
 
     @property
     def output_path(self) -> Path:
+        """The output folder's absolute path."""
         return self.resolve(self.output_dir)
 
     @property

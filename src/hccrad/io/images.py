@@ -32,6 +32,7 @@ class DicomSeries:
 
     @property
     def n_slices(self) -> int:
+        """Number of files (slices) of the series."""
         return len(self.files)
 
 
@@ -237,6 +238,7 @@ class _NonFiniteCounter:
         self.count = 0
 
     def feed(self, block: bytes) -> None:
+        """Count the non-finite values in the next ``block`` of the file's bytes."""
         start = max(0, self.layout.data_start - self.position)
         stop = max(0, min(len(block), self.layout.data_end - self.position))
         self.position += len(block)

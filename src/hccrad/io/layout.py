@@ -66,10 +66,12 @@ def model_artifact_name(name: str) -> str:
 
 
 def hazard_ratios_name(name: str) -> str:
+    """``<model>_hazard_ratios.csv`` in a models folder."""
     return f"{model_slug(name)}_hazard_ratios.csv"
 
 
 def selection_log_name(name: str) -> str:
+    """``<model>_selection_log.csv`` in a models folder."""
     return f"{model_slug(name)}_selection_log.csv"
 
 
@@ -88,27 +90,33 @@ class StudyLayout:
     # --- run ---------------------------------------------------------------------------------------------
     @property
     def manifest_issues(self) -> Path:
+        """``manifest_issues.csv``: every manifest issue of the last run."""
         return self.root / "manifest_issues.csv"
 
     @property
     def run_summary(self) -> Path:
+        """``run_summary.json``: stages, failed cases, the report and why a run stopped."""
         return self.root / "run_summary.json"
 
     @property
     def run_state(self) -> Path:
+        """``run_state.json``: the input fingerprint of each finished stage (resume)."""
         return self.root / "run_state.json"
 
     @property
     def run_log(self) -> Path:
+        """``hccrad-run.log``: appended by every run."""
         return self.root / "hccrad-run.log"
 
     # --- segmentation ------------------------------------------------------------------------------------
     @property
     def segmentation_dir(self) -> Path:
+        """``segmentation/``."""
         return self.root / "segmentation"
 
     @property
     def predicted_masks_dir(self) -> Path:
+        """``segmentation/masks/``: one predicted mask per patient."""
         return self.segmentation_dir / "masks"
 
     def predicted_mask(self, patient_id: str) -> Path:
@@ -117,60 +125,74 @@ class StudyLayout:
 
     @property
     def nnunet_dir(self) -> Path:
+        """``segmentation/nnunet/``: nnU-Net's raw, preprocessed and results folders (default)."""
         return self.segmentation_dir / "nnunet"
 
     @property
     def segmentation_evaluation(self) -> Path:
+        """``segmentation/evaluation.csv``: DSC and HD95 per case and region."""
         return self.segmentation_dir / SEGMENTATION_EVALUATION
 
     @property
     def segmentation_evaluation_summary(self) -> Path:
+        """``segmentation/evaluation_summary.csv``: per region and center."""
         return self.segmentation_dir / SEGMENTATION_EVALUATION_SUMMARY
 
     # --- features ----------------------------------------------------------------------------------------
     @property
     def features_dir(self) -> Path:
+        """``features/``."""
         return self.root / "features"
 
     @property
     def feature_table(self) -> Path:
+        """``features/features.parquet``: the cohort's feature table."""
         return self.features_dir / FEATURE_TABLE
 
     @property
     def feature_failures(self) -> Path:
+        """``features/failures.csv``: failed cases (severity error) and QC warnings."""
         return self.features_dir / FEATURE_FAILURES
 
     # --- models ------------------------------------------------------------------------------------------
     @property
     def models_dir(self) -> Path:
+        """``models/``."""
         return self.root / "models"
 
     def model_artifact(self, name: str) -> Path:
+        """``models/<model>.json``: the model's artifact (``T&L`` -> ``T_L.json``)."""
         return self.models_dir / model_artifact_name(name)
 
     @property
     def predictions(self) -> Path:
+        """``models/predictions.csv``: every patient's risk, group and PFS per model."""
         return self.models_dir / PREDICTIONS
 
     @property
     def selected_factors(self) -> Path:
+        """``models/selected_factors.csv``."""
         return self.models_dir / SELECTED_FACTORS
 
     # --- evaluation --------------------------------------------------------------------------------------
     @property
     def evaluation_dir(self) -> Path:
+        """``evaluation/``."""
         return self.root / "evaluation"
 
     @property
     def evaluation_summary(self) -> Path:
+        """``evaluation/evaluation.json``."""
         return self.evaluation_dir / EVALUATION_SUMMARY
 
     @property
     def evaluation_tables_dir(self) -> Path:
+        """``evaluation/tables/``."""
         return self.evaluation_dir / "tables"
 
     @property
     def evaluation_figures_dir(self) -> Path:
+        """``evaluation/figures/``."""
         return self.evaluation_dir / "figures"
 
     def evaluation_table(self, name: str) -> Path:
@@ -180,15 +202,19 @@ class StudyLayout:
     # --- report ------------------------------------------------------------------------------------------
     @property
     def report_dir(self) -> Path:
+        """``report/``."""
         return self.root / "report"
 
     @property
     def report_html(self) -> Path:
+        """``report/report.html``: the self-contained report."""
         return self.report_dir / "report.html"
 
     @property
     def qc_dir(self) -> Path:
+        """``report/qc/``."""
         return self.report_dir / "qc"
 
     def qc_image(self, patient_id: str, view: str) -> Path:
+        """``report/qc/<id>-<view>.png``: a QC image of a patient."""
         return case_path(self.qc_dir, f"{patient_id}-{view}", ".png")

@@ -71,17 +71,21 @@ class Study:
 
     @property
     def errors(self) -> list[ValidationIssue]:
+        """The issues that keep a row (or the study) out."""
         return [issue for issue in self.issues if issue.severity == "error"]
 
     @property
     def warnings(self) -> list[ValidationIssue]:
+        """The issues that keep the row in."""
         return [issue for issue in self.issues if issue.severity == "warning"]
 
     @property
     def ok(self) -> bool:
+        """Whether the study has no error."""
         return not self.errors
 
     def patient(self, patient_id: str) -> PatientRecord:
+        """The valid patient with this id; KeyError naming the study otherwise."""
         for record in self.patients:
             if record.patient_id == patient_id:
                 return record
@@ -99,6 +103,7 @@ class Study:
         return pd.DataFrame(rows, columns=columns).set_index("patient_id")
 
     def issues_table(self) -> pd.DataFrame:
+        """Every issue as a table (row, patient_id, field, message, severity)."""
         return pd.DataFrame(
             [asdict(issue) for issue in self.issues],
             columns=["row", "patient_id", "field", "message", "severity"],
@@ -293,6 +298,7 @@ class _RowChecker:
         self.patient_id: str | None = None
 
     def value(self, canonical: str) -> Any:
+        """The raw cell of a canonical field in this row (after ``value_maps``), None when blank or unmapped."""
         column = getattr(self.config.columns, canonical)
         if column is None:
             return None
@@ -306,9 +312,12 @@ class _RowChecker:
         return value
 
     def add(self, field_name: str, message: str, severity: Severity = "error") -> None:
+        """Record an issue of this row's ``field_name``."""
         self.issues.append(ValidationIssue(self.row, self.patient_id, field_name, message, severity))
 
     def number(self, canonical: str, *, required: bool, minimum: float | None = None) -> float | None:
+        """A numeric field read by :func:`parse_number`; None (with an issue) when missing, unreadable or below
+        ``minimum``."""
         value = self.value(canonical)
         if value is None:
             if required:
@@ -340,6 +349,7 @@ class _RowChecker:
         return number
 
     def path(self, canonical: str, *, required: bool) -> Path | None:
+        """An image path field, resolved from the manifest's folder; None (with an issue) when missing or absent."""
         value = self.value(canonical)
         if value is None:
             if required:
@@ -355,6 +365,7 @@ class _RowChecker:
         return path
 
     def check(self) -> PatientRecord | None:
+        """Validate the row into a :class:`PatientRecord`, or None when it has an error (see ``issues``)."""
         config = self.config
         patient_value = self.value("patient_id")
         if patient_value is None:

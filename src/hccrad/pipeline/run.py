@@ -29,6 +29,7 @@ log = logging.getLogger("hccrad.run")
 
 @dataclass
 class StageRecord:
+    """One stage of a run: its name, status (ran, reused, skipped, failed), seconds and what happened."""
     name: str
     status: str  # ran, reused, skipped, failed
     seconds: float = 0.0
@@ -37,6 +38,7 @@ class StageRecord:
 
 @dataclass
 class RunResult:
+    """What a run did: its stages, the failed cases with their stage and reason, the report, and why it stopped."""
     study: Study
     stages: list[StageRecord] = field(default_factory=list)
     failed_cases: list[dict[str, Any]] = field(default_factory=list)
@@ -63,9 +65,11 @@ class RunState:
         self.data: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
 
     def is_current(self, stage: str, fingerprint: str, outputs: list[Path]) -> bool:
+        """Whether ``stage`` finished with this input ``fingerprint`` and its ``outputs`` still exist."""
         return self.data.get(stage) == fingerprint and all(p.exists() for p in outputs)
 
     def done(self, stage: str, fingerprint: str) -> None:
+        """Record that ``stage`` finished with this input ``fingerprint``."""
         self.data[stage] = fingerprint
         write_atomic(self.path, json.dumps(self.data, indent=2))
 

@@ -47,6 +47,7 @@ window.addEventListener('load', function () {
 
 
 def esc(value: Any) -> str:
+    """``value`` as HTML-escaped text."""
     return html.escape(str(value))
 
 
@@ -75,6 +76,7 @@ def table_html(frame: pd.DataFrame, digits: int = 3, index: bool = False, max_ro
 
 
 def image_html(path: Path, caption: str = "") -> str:
+    """A PNG embedded in the page (base64) with its caption."""
     data = base64.b64encode(Path(path).read_bytes()).decode()
     return (f'<div class="fig"><img alt="{esc(caption or Path(path).stem)}" src="data:image/png;base64,{data}">'
             f"<div>{esc(caption)}</div></div>")
@@ -204,6 +206,7 @@ def qc_image(record, rule, out: Path) -> dict[str, Any]:
 
 
 def qc_gallery(study: Study, qc_dir: Path) -> tuple[str, pd.DataFrame]:
+    """QC images (axial, coronal, sagittal with the masks' contours) of every case, as HTML cards and a table."""
     cards, rows = [], []
     for record in study.patients:
         if record.ct is None or record.mask is None:

@@ -19,6 +19,7 @@ REGIONS = {"liver": (1, 2, 3), "tumor": (2,)}
 
 
 def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
+    """Dice similarity coefficient of two masks of the same shape (1.0 when both are empty)."""
     prediction, reference = prediction.astype(bool), reference.astype(bool)
     total = prediction.sum() + reference.sum()
     if total == 0:

@@ -49,10 +49,12 @@ class SegmentationConfig(BaseModel):
     n_workers: int = Field(default=2, ge=1)
 
     def root(self, study: Study) -> Path:
+        """The nnU-Net folder (raw, preprocessed, results) of the study."""
         return study.config.resolve(self.nnunet_dir) if self.nnunet_dir else study.config.layout.nnunet_dir
 
     @property
     def dataset_folder_name(self) -> str:
+        """nnU-Net's dataset folder name, ``DatasetNNN_<name>``."""
         return f"Dataset{self.dataset_id:03d}_{self.dataset_name}"
 
 

@@ -83,6 +83,7 @@ def make_y(time: np.ndarray | pd.Series, event: np.ndarray | pd.Series) -> np.nd
 
 
 def software_versions() -> dict[str, str]:
+    """Versions of Python, hccrad and the libraries a model's numbers depend on (for provenance)."""
     versions = {"hccrad": __version__, "python": platform.python_version()}
     for package in ("numpy", "pandas", "scipy", "scikit-survival", "lifelines", "scikit-learn",
                     "pyradiomics-bhklab", "SimpleITK"):
@@ -126,6 +127,7 @@ class CoxRiskModel(BaseEstimator):
     # --- fitting -------------------------------------------------------------------------------------
     @property
     def uses_clinical(self) -> bool:
+        """Whether the model includes the four clinical factors (C and C-T&L)."""
         return self.name in ("C", "C-T&L")
 
     def _families(self) -> set[str]:
@@ -325,6 +327,7 @@ class CoxRiskModel(BaseEstimator):
         return pd.DataFrame(values, index=X.index, columns=[f"pfs_{t:g}m" for t in times])
 
     def risk_group(self, scores: np.ndarray) -> np.ndarray:
+        """``high`` where the risk score is above the training cut-off, else ``low``; shape as ``scores``."""
         return np.where(np.asarray(scores) > self.cutoff_["value"], "high", "low")
 
     # --- artifact ------------------------------------------------------------------------------------
@@ -484,6 +487,7 @@ def _check_consistency(model: CoxRiskModel, path: Path) -> None:
 
 
 def encode_columns(spec: dict[str, Any]) -> list[str]:
+    """The covariate columns that the clinical coding ``spec`` produces."""
     probe = pd.DataFrame({"afp": [1.0], "child_pugh": ["A"], "bclc": ["A"], "treatment": [spec["treatment_reference"]]})
     return list(encode(probe, spec, impute=None).columns)
 

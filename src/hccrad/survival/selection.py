@@ -27,10 +27,12 @@ class SelectionLog:
 
     def add(self, step: str, feature: str, action: str, statistic: str = "", value: float | None = None,
             note: str = "") -> None:
+        """Record one selection step for one feature (kept, removed, ...), with its statistic."""
         self.rows.append({"step": step, "feature": feature, "action": action, "statistic": statistic,
                           "value": None if value is None else float(value), "note": note})
 
     def table(self) -> pd.DataFrame:
+        """The selection log as a table (step, feature, action, statistic, value, note)."""
         return pd.DataFrame(self.rows, columns=["step", "feature", "action", "statistic", "value", "note"])
 
 
@@ -65,6 +67,7 @@ def correlation_filter(frame: pd.DataFrame, strength: pd.Series, threshold: floa
 
 @dataclass
 class LassoResult:
+    """The LASSO-Cox path, its cross-validated deviance and the chosen penalty and coefficients."""
     alphas: np.ndarray
     cv_mean: np.ndarray
     cv_se: np.ndarray

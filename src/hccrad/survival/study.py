@@ -32,6 +32,7 @@ from hccrad.survival.model import CoxRiskModel, PredictionInputError, load_model
 
 @dataclass
 class FittedStudy:
+    """The fitted models, every patient's predictions, imputations and scoring errors, and skipped models."""
     models: dict[str, CoxRiskModel]
     predictions: pd.DataFrame
     imputation: pd.DataFrame
@@ -160,6 +161,7 @@ def selected_factors(models: dict[str, CoxRiskModel]) -> pd.DataFrame:
 
 
 def write_outputs(fitted: FittedStudy, out_dir: Path) -> None:
+    """Write the artifacts, HR tables, selection logs, predictions and summaries to ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {}
     for name, model in fitted.models.items():

@@ -35,6 +35,7 @@ class Grid:
 
     @property
     def voxel_volume_ml(self) -> float:
+        """Volume of one voxel in mL."""
         return float(np.prod(self.spacing)) / 1000.0
 
 

@@ -34,6 +34,7 @@ class ScannerProfile:
         return self.matrix if full_resolution else max(64, min(128, self.matrix // 4))
 
     def pixel_spacing_mm(self, full_resolution: bool) -> float:
+        """In-plane pixel spacing (mm) of this center's CTs."""
         return self.fov_mm / self.scaled_matrix(full_resolution)
 
     def noise_sd_hu(self) -> float:
@@ -65,6 +66,7 @@ DEFAULT_VALIDATION_CENTERS = ("D", "E", "F")
 
 
 def profile_for(center: str) -> ScannerProfile:
+    """The scanner profile of a synthetic center (``A`` ... ``F``)."""
     for profile in DEFAULT_CENTERS:
         if profile.center == center:
             return profile

@@ -44,6 +44,7 @@ MEDIAN_PFS_AT_ZERO_MONTHS = 9.0
 
 @dataclass
 class ClinicalFactors:
+    """A synthetic patient's AFP (ng/mL), Child-Pugh score and grade, BCLC stage and treatment."""
     afp: float | None
     child_pugh_score: int
     child_pugh: str
@@ -169,6 +170,7 @@ def true_terms(clinical: ClinicalFactors, tumor_volume_ml: float, tumor_liver_ra
 
 
 def linear_predictor(terms: dict[str, float]) -> float:
+    """The true model's linear predictor of a patient's covariate values ``terms``."""
     return float(sum(TRUE_COEFFICIENTS[name] * value for name, value in terms.items()))
 
 
