@@ -122,3 +122,32 @@ def test_manifest_with_models_horizons_is_refused_before_any_stage(tmp_path):
     (message,) = issues.loc[issues["field"] == "models", "message"]
     assert "horizons_months is a study setting" in message
     assert yaml.safe_load(path.read_text())["models"] == {"horizons_months": [3]}
+
+
+def test_ct_case_keeps_geometry_and_regions(tmp_path):
+    from hccrad.io.case import CTCase
+    from hccrad.io.images import GeometryMismatchError
+
+    labels = np.zeros((6, 8, 10), np.uint8)
+    labels[1:5, 1:7, 1:9] = 1
+    labels[2:4, 2:4, 2:4] = 2   # the larger tumor component (8 voxels)
+    labels[2, 6, 7] = 2         # a separate 1-voxel component
+    labels[3, 5, 5] = 3         # an intrahepatic portal-vein voxel
+    image = sitk.GetImageFromArray(np.full(labels.shape, 50, np.int16))
+    image.SetSpacing((0.5, 0.8, 2.5))  # x, y, z
+    sitk.WriteImage(image, str(tmp_path / "ct.nii.gz"))
+    mask = sitk.GetImageFromArray(labels)
+    mask.CopyInformation(image)
+    sitk.WriteImage(mask, str(tmp_path / "mask.nii.gz"))
+    case = CTCase.read(tmp_path / "ct.nii.gz", tmp_path / "mask.nii.gz")
+    assert case.spacing == pytest.approx((2.5, 0.8, 0.5)) and case.voxel_ml == pytest.approx(0.5 * 0.8 * 2.5 / 1000)
+    assert case.tumor.sum() == 8 and case.any_tumor.sum() == 9
+    assert not (case.remnant_liver & case.any_tumor).any() and case.remnant_liver[3, 5, 5]
+    assert CTCase.from_arrays(image, labels, exclude_portal_vein=True).remnant_liver[3, 5, 5] == np.False_
+    assert case.volume_ml(case.tumor) == pytest.approx(8 * case.voxel_ml)
+    with pytest.raises(ValueError, match="not on the CT's grid"):
+        CTCase.from_arrays(image, labels[:, :, :5])
+    shifted = sitk.Image(mask)
+    shifted.SetOrigin((1.0, 0.0, 0.0))
+    with pytest.raises(GeometryMismatchError, match="origin"):
+        case.check_same_space(shifted)

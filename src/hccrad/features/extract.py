@@ -15,15 +15,10 @@ import SimpleITK as sitk
 
 from hccrad.features.config import FeatureConfig, crop_pad_voxels
 from hccrad.features.morphology import largest_inscribed_diameter_mm, morphological_factors
-from hccrad.features.regions import (
-    RegionError,
-    check_region,
-    region_attenuation_problems,
-    remnant_liver_mask,
-    tumor_mask,
-)
+from hccrad.features.regions import RegionError, check_region, region_attenuation_problems
+from hccrad.io.case import CTCase
 from hccrad.io.config import SeriesRule
-from hccrad.io.images import ImageReadError, ct_intensity_problems, read_image, read_mask
+from hccrad.io.images import ImageReadError, ct_intensity_problems
 from hccrad.io.masks import LABEL_PORTAL_VEIN
 
 
@@ -138,29 +133,27 @@ def compute_case(job: CaseJob) -> dict[str, Any]:
     """Compute one case; never raises: a failure comes back as ``{"status": "failed", "error": ...}``."""
     try:
         config = FeatureConfig.model_validate(job.config)
-        image = read_image(job.ct, SeriesRule.model_validate(job.series_rule))
-        mask = read_mask(job.mask, image)
-        # the CT keeps its pixel type (int16 for most CTs): each engine casts the region's crop to float32
-        ct, spacing = sitk.GetArrayViewFromImage(image), tuple(float(s) for s in image.GetSpacing()[::-1])
-        errors, qc_warnings = ct_intensity_problems(ct, job.ct)
+        case = CTCase.read(job.ct, job.mask, SeriesRule.model_validate(job.series_rule),
+                           exclude_portal_vein=config.rliver_exclude_portal_vein)
+        errors, qc_warnings = ct_intensity_problems(case.hu, job.ct)
         if errors:
             raise ImageReadError("; ".join(errors))
-        labels = sitk.GetArrayFromImage(mask)
-        tumor = tumor_mask(labels)
+        tumor, rliver = case.tumor, case.remnant_liver
         check_region(tumor, "Tumor", config.min_tumor_voxels)
-        rliver = remnant_liver_mask(labels, config.rliver_exclude_portal_vein)
         check_region(rliver, "Rliver", config.min_rliver_voxels)
         for region, name in ((tumor, "Tumor"), (rliver, "Rliver")):
-            errors, warnings = region_attenuation_problems(ct, region, name)
+            errors, warnings = region_attenuation_problems(case.hu, region, name)
             if errors:
                 raise RegionError("; ".join(errors))
             qc_warnings += warnings
-        diameter, diameter_source = portal_vein_diameter(labels, spacing, job.portal_vein_diameter_mm)
-        features, notes = morphological_factors(ct, spacing, tumor, rliver, diameter, config.rates,
+        diameter, diameter_source = portal_vein_diameter(case.labels, case.spacing, job.portal_vein_diameter_mm)
+        features, notes = morphological_factors(case.hu, case.spacing, tumor, rliver, diameter, config.rates,
                                                 config.attenuation_rate)
-        pad = crop_pad_voxels(job.radiomics_params, spacing, config.pad_sigmas)
+        pad = crop_pad_voxels(job.radiomics_params, case.spacing, config.pad_sigmas)
         compute = region_radiomics(config.engine, job.radiomics_params, pad)
-        del labels, ct  # the features need only the image and the two regions
+        # the CT keeps its pixel type (int16 for most CTs): each engine casts the region's crop to float32
+        image = case.image
+        del case  # the labels are no longer needed: free them before the radiomics
         for name, region in (("Tumor", tumor), ("Rliver", rliver)):
             features.update(compute(image, region, name))
         return {

@@ -486,6 +486,11 @@ def write_labels_like(labels: np.ndarray, reference: sitk.Image, path: Path) -> 
     return Path(path)
 
 
+def spacing_zyx(image: sitk.Image) -> tuple[float, float, float]:
+    """The image's voxel spacing in mm, in the (z, y, x) order of its arrays (SimpleITK gives x, y, z)."""
+    return tuple(float(s) for s in image.GetSpacing()[::-1])
+
+
 def array_with_spacing(image: sitk.Image) -> tuple[np.ndarray, tuple[float, float, float]]:
     """The voxel array in (z, y, x) order with the spacing in the same order, in mm."""
     spacing_xyz = image.GetSpacing()

@@ -49,3 +49,37 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
             return None
         extent.append(slice(int(occupied[0]), int(occupied[-1]) + 1))
     return tuple(extent)
+
+
+def tumor_mask(labels: np.ndarray) -> np.ndarray:
+    """``Tumor``: the largest 26-connected component of label 2."""
+    return largest_component(labels == LABEL_TUMOR)
+
+
+def intrahepatic_portal_vein(labels: np.ndarray) -> np.ndarray:
+    """Label-3 voxels enclosed by liver or tumor in their axial slice (2D hole filling).
+
+    Intrahepatic branches are islands inside the liver's cross-section; the extrahepatic trunk at the hilum
+    lies on the liver's border and is not enclosed.
+    """
+    liver_or_tumor = np.isin(labels, (LABEL_LIVER, LABEL_TUMOR))
+    enclosed = np.zeros_like(liver_or_tumor)
+    box = bounding_box(liver_or_tumor)
+    if box is None:
+        return enclosed
+    # hole filling on the liver's box gives the same result as on the whole slice, which is outside-connected
+    for index in range(box[0].start, box[0].stop):
+        enclosed[index][box[1:]] = ndimage.binary_fill_holes(liver_or_tumor[index][box[1:]])
+    return enclosed & (labels == LABEL_PORTAL_VEIN)
+
+
+def remnant_liver_mask(labels: np.ndarray, exclude_portal_vein: bool = False) -> np.ndarray:
+    """``Rliver``: the liver without any tumor voxel.
+
+    Label 1, plus the intrahepatic portal vein (label 3 enclosed by the liver) unless
+    ``exclude_portal_vein``. No label-2 voxel is ever included, whichever tumor component it belongs to.
+    """
+    liver = labels == LABEL_LIVER
+    if not exclude_portal_vein:
+        liver = liver | intrahepatic_portal_vein(labels)
+    return liver & (labels != LABEL_TUMOR)

@@ -178,15 +178,12 @@ def qc_image(record, rule, out: Path) -> dict[str, Any]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import SimpleITK as sitk
 
-    from hccrad.io.images import read_image, read_mask
+    from hccrad.io.case import CTCase
 
-    image = read_image(record.ct, rule)
-    labels = sitk.GetArrayFromImage(read_mask(record.mask, image))
-    ct = sitk.GetArrayFromImage(image)
-    voxel_ml = float(np.prod(image.GetSpacing())) / 1000
-    tumor, liver = labels == 2, np.isin(labels, (1, 3))
+    case = CTCase.read(record.ct, record.mask, rule)
+    ct, image, voxel_ml = case.hu, case.image, case.voxel_ml
+    tumor, liver = case.any_tumor, case.liver | case.portal_vein
     per_slice = tumor.sum(axis=(1, 2)) if tumor.any() else liver.sum(axis=(1, 2))
     z = int(np.argmax(per_slice))
     figure, axis = plt.subplots(figsize=(2.0, 2.0), dpi=75)

@@ -9,9 +9,11 @@ import pandas as pd
 import SimpleITK as sitk
 
 from hccrad.io import layout
+from hccrad.io.case import CTCase
+from hccrad.io.errors import InputError
 from hccrad.io.files import write_atomic
 from hccrad.io.ids import case_path
-from hccrad.io.images import array_with_spacing, read_image, read_mask
+from hccrad.io.images import read_mask
 from hccrad.io.manifest import Study
 from hccrad.segment.metrics import compare_labels
 
@@ -34,16 +36,14 @@ def evaluate_segmentations(study: Study, predictions_dir: Path | None = None,
                      else predicted_mask_path(study, record.patient_id))
         if record.mask is None or record.ct is None or not predicted.is_file():
             continue
-        image = read_image(record.ct, study.config.dicom_series)
         try:
-            reference = sitk.GetArrayFromImage(read_mask(record.mask, image))
-            prediction = sitk.GetArrayFromImage(read_mask(predicted, image))
-        except ValueError as exc:
+            case = CTCase.read(record.ct, record.mask, study.config.dicom_series)
+            prediction = sitk.GetArrayFromImage(read_mask(predicted, case.image))
+        except (ValueError, InputError) as exc:
             rows.append({"patient_id": record.patient_id, "center": record.center, "region": "all",
                          "dsc": np.nan, "hd95_mm": np.nan, "note": str(exc)})
             continue
-        _, spacing = array_with_spacing(image)
-        for row in compare_labels(prediction, reference, spacing):
+        for row in compare_labels(prediction, case.labels, case.spacing):
             rows.append({"patient_id": record.patient_id, "center": record.center, **row})
     cases = pd.DataFrame(rows, columns=["patient_id", "center", "region", "dsc", "hd95_mm", "note"])
     summary = summarize(cases)

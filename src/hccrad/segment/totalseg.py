@@ -69,7 +69,7 @@ def predict_with_totalsegmentator(study, overwrite: bool = False) -> dict[str, P
 
     import SimpleITK as sitk
 
-    from hccrad.io.images import read_image, read_mask, write_labels_like
+    from hccrad.io.images import read_image, read_mask, spacing_zyx, write_labels_like
     from hccrad.segment.postprocess import postprocess_labels
 
     out_dir = study.config.layout.predicted_masks_dir
@@ -85,8 +85,7 @@ def predict_with_totalsegmentator(study, overwrite: bool = False) -> dict[str, P
             total_path, vessels_path = run_totalsegmentator(ct_path, Path(scratch) / "out")
             total = sitk.GetArrayFromImage(read_mask(total_path, image, allowed_labels=None))
             vessels = sitk.GetArrayFromImage(read_mask(vessels_path, image, allowed_labels=None))
-        spacing = image.GetSpacing()[::-1]
-        labels = postprocess_labels(map_totalsegmentator(total, vessels, spacing))
+        labels = postprocess_labels(map_totalsegmentator(total, vessels, spacing_zyx(image)))
         target = study.config.layout.predicted_mask(record.patient_id)
         written[record.patient_id] = write_labels_like(labels, image, target)
     return written
