@@ -151,3 +151,32 @@ def test_ct_case_keeps_geometry_and_regions(tmp_path):
     shifted.SetOrigin((1.0, 0.0, 0.0))
     with pytest.raises(GeometryMismatchError, match="origin"):
         case.check_same_space(shifted)
+
+
+def test_the_report_renders_tables_that_the_stages_wrote(tmp_path, small_cohort):
+    """Table 1 is computed by the evaluation, the acquisition table by validate; the report only reads them."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from hccrad.cli.main import app
+    from hccrad.evaluate.cohort import table_one
+
+    from .test_input_integrity import _clinical_study
+
+    shutil.copytree(small_cohort.parent, tmp_path / "cohort")
+    result = CliRunner().invoke(app, ["validate", str(tmp_path / "cohort" / "study.yaml")])
+    assert result.exit_code == 0, result.output
+    layout = load_study(tmp_path / "cohort" / "study.yaml").config.layout
+    summary = pd.read_csv(layout.acquisition_summary)
+    assert len(pd.read_csv(layout.acquisition)) == 12 and set(summary["center"]) <= set("ABCDEF")
+
+    clinical = tmp_path / "clinical"
+    clinical.mkdir()
+    result = CliRunner().invoke(app, ["run", str(_clinical_study(clinical))])
+    study = load_study(clinical / "study.yaml")
+    written = pd.read_csv(study.config.layout.evaluation_table("table1"))
+    expected = table_one(study.table(), study.config.afp_cutoff_ng_ml)
+    assert written["characteristic"].tolist() == expected["characteristic"].tolist()
+    report = study.config.layout.report_html.read_text()
+    assert "Baseline characteristics (Table 1)" in report and "AFP &gt;= 400 ng/mL" in report

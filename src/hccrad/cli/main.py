@@ -12,7 +12,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hccrad import __version__
-from hccrad.io import layout
 from hccrad.io.config import ManifestError
 from hccrad.io.errors import InputError
 from hccrad.io.files import ensure_writable_dir, write_atomic
@@ -107,7 +106,6 @@ def validate(
     acquisition: bool = typer.Option(True, help="Read the CT headers and print the per-center table."),
 ) -> None:
     """Check a study manifest: every problem with its row, field and what was expected."""
-    from hccrad.io.acquisition import acquisition_table, center_acquisition_summary
     from hccrad.io.manifest import load_study
 
     try:
@@ -128,7 +126,16 @@ def validate(
         f"{len(study.errors)} errors, {len(study.warnings)} warnings"
     )
     if acquisition and study.patients and study.config.require_images:
-        summary = center_acquisition_summary(acquisition_table(study.patients, study.config.dicom_series))
+        from hccrad.io.files import OutputError
+        from hccrad.pipeline.stages import write_acquisition
+
+        try:
+            summary = write_acquisition(study)
+        except OutputError as exc:  # validating must not need a writable output folder
+            console.print(f"[yellow]acquisition table not saved[/]: {exc}")
+            from hccrad.io.acquisition import acquisition_table, center_acquisition_summary
+
+            summary = center_acquisition_summary(acquisition_table(study.patients, study.config.dicom_series))
         rich_table = Table(title="CT acquisition per center (Supplementary Table 1)")
         for column in summary.columns:
             rich_table.add_column(str(column))
@@ -177,24 +184,6 @@ def features(
         raise typer.Exit(code=1)
 
 
-def _model_config(study):
-    from hccrad.survival import ModelConfig
-
-    return ModelConfig.for_study(study.config)
-
-
-def _study_table(study, features: Path | None):
-    """The table the models are fitted on: the features table, or the clinical table of a clinical-only study."""
-    from hccrad.features import load_feature_table
-
-    path = features or study.config.layout.feature_table
-    if Path(path).is_file():
-        return load_feature_table(Path(path))
-    if study.config.require_images:
-        raise fail(f"no features table at {path}: run `hccrad features` first (or give --features)")
-    return study.table()
-
-
 @app.command()
 @_one_line_errors
 def fit(
@@ -203,13 +192,13 @@ def fit(
     out: Path | None = typer.Option(None, help="Output folder (default: <output_dir>/models)."),
 ) -> None:
     """Fit the C, T, T&L and C-T&L Cox models on the training set and score every patient."""
-    from hccrad.survival import fit_models
+    from hccrad.pipeline.stages import fit_study, study_table
 
     study = _load_study_or_exit(manifest)
-    table = _study_table(study, features)
+    table = study_table(study, features)
     out_dir = out or study.config.layout.models_dir
     with console.status("fitting models (selection on the training set only)"):
-        fitted = fit_models(table, _model_config(study), tuple(study.config.horizons_months), out_dir)
+        fitted = fit_study(study, table, out_dir)
     for name, model in fitted.models.items():
         stdout.print(f"{name}: {len(model.covariates_)} factors, training Harrell C "
                      f"{model.training_['harrell_c']:.3f} ({model.training_['n']} patients, "
@@ -231,23 +220,12 @@ def evaluate(
                                          "(default: the manifest's evaluation: {n_bootstrap}, 500)."),
 ) -> None:
     """Every statistic and figure of the results: ROC/AUC, DeLong, calibration, subgroups, risk groups."""
-    import pandas as pd
-
-    from hccrad.evaluate import EvaluationSettings, evaluate_study
-    from hccrad.survival import load_models
+    from hccrad.pipeline.stages import evaluate_fitted
 
     study = _load_study_or_exit(manifest)
-    models_dir = models or study.config.layout.models_dir
-    predictions_path = models_dir / layout.PREDICTIONS
-    if not predictions_path.is_file():
-        raise fail(f"no predictions at {predictions_path}: run `hccrad fit` first")
-    fitted = load_models(models_dir)
-    predictions = pd.read_csv(predictions_path, index_col="patient_id")
-    predictions.index = predictions.index.astype(str)
-    settings = EvaluationSettings.from_study(study.config, bootstrap)
     out_dir = out or study.config.layout.evaluation_dir
     with console.status("evaluating models"):
-        evaluation = evaluate_study(predictions, fitted, study.table(), settings, out_dir)
+        evaluation = evaluate_fitted(study, models, out_dir, bootstrap)
     stdout.print(f"evaluation: {len(evaluation.tables)} tables, {len(evaluation.figures)} figure files in {out_dir}")
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hccrad.evaluate import figures
 from hccrad.evaluate.calibration import brier_scores, calibration_summary, grouped_calibration, smooth_observed_risk
+from hccrad.evaluate.cohort import table_one
 from hccrad.evaluate.comparison import delong_test, likelihood_ratio_test, nri_idi_with_ci
 from hccrad.evaluate.discrimination import (
     binary_outcome_at,
@@ -279,6 +280,8 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
         frame.insert(0, "model", name)
         hazards.append(frame)
     tables["hazard_ratios"] = pd.concat(hazards, ignore_index=True)
+    if clinical is not None and "dataset" in clinical:
+        tables["table1"] = table_one(clinical, settings.afp_cutoff)
     tables["discrimination"] = discrimination_table(predictions, models, settings)
     tables["concordance"] = concordance_table(predictions, models, settings)
     tables["delong"] = delong_table(predictions, models, settings)

@@ -7,7 +7,7 @@ and never leave their folder.
 
 Layout of ``<output_dir>``::
 
-    manifest_issues.csv  run_summary.json  run_state.json  hccrad-run.log
+    manifest_issues.csv  acquisition.csv  acquisition_summary.csv  run_summary.json  run_state.json  hccrad-run.log
     segmentation/masks/<id>.nii.gz          predicted masks (nnU-Net, TotalSegmentator)
     segmentation/evaluation.csv, evaluation_summary.csv, nnunet/
     features/cases/<id>.json  features.parquet  features.csv  failures.csv  run.json
@@ -102,6 +102,16 @@ class StudyLayout:
     def run_state(self) -> Path:
         """``run_state.json``: the input fingerprint of each finished stage (resume)."""
         return self.root / "run_state.json"
+
+    @property
+    def acquisition(self) -> Path:
+        """``acquisition.csv``: each case's CT acquisition parameters (written by ``validate``)."""
+        return self.root / "acquisition.csv"
+
+    @property
+    def acquisition_summary(self) -> Path:
+        """``acquisition_summary.csv``: Supplementary Table 1, per center (written by ``validate``)."""
+        return self.root / "acquisition_summary.csv"
 
     @property
     def run_log(self) -> Path:

@@ -116,6 +116,10 @@ def run_study(manifest: Path, scheduler: str | None = None, n_bootstrap: int | N
         result.failed_cases += [{"patient_id": i.patient_id, "stage": "manifest", "error": str(i)}
                                 for i in study.errors]
         write_atomic(paths.manifest_issues, study.issues_table().to_csv(index=False))
+        if study.config.require_images and study.patients:
+            from hccrad.pipeline.stages import write_acquisition
+
+            write_acquisition(study)
         result.stages.append(StageRecord("validate", "ran", 0.0,
                                          f"{len(study.patients)} valid patients, {len(study.errors)} errors"))
         _segment_stage(study, result)
@@ -250,7 +254,8 @@ def _features_stage(study, state, result, scheduler, progress) -> pd.DataFrame:
 
 
 def _fit_stage(study, state, result, table):
-    from hccrad.survival import ModelConfig, fit_models, load_models
+    from hccrad.pipeline.stages import fit_study
+    from hccrad.survival import ModelConfig, load_models
 
     out_dir = study.config.layout.models_dir
     config = ModelConfig.for_study(study.config)
@@ -262,7 +267,7 @@ def _fit_stage(study, state, result, table):
         result.stages.append(StageRecord("fit", "reused", 0.0, f"{len(fitted)} models unchanged"))
         return fitted
     with _timed(result, "fit") as timer:
-        fitted_study = fit_models(table, config, tuple(study.config.horizons_months), out_dir)
+        fitted_study = fit_study(study, table, out_dir)
     state.done("fit", fingerprint)
     result.failed_cases += [{"patient_id": row["patient_id"], "stage": f"fit ({row['model']})", "error": row["error"]}
                             for _, row in fitted_study.scoring_errors.iterrows()]
@@ -274,19 +279,17 @@ def _fit_stage(study, state, result, table):
 
 
 def _evaluate_stage(study, state, result, fitted, n_bootstrap) -> None:
-    from hccrad.evaluate import EvaluationSettings, evaluate_study
+    from hccrad.evaluate import EvaluationSettings
+    from hccrad.pipeline.stages import evaluate_fitted
 
-    out_dir = study.config.layout.evaluation_dir
-    predictions_path = study.config.layout.predictions
+    paths = study.config.layout
     settings = EvaluationSettings.from_study(study.config, n_bootstrap)
-    fingerprint = _digest(predictions_path, settings.__dict__)
-    if state.is_current("evaluate", fingerprint, [study.config.layout.evaluation_summary]):
+    fingerprint = _digest(paths.predictions, settings.__dict__)
+    if state.is_current("evaluate", fingerprint, [paths.evaluation_summary]):
         result.stages.append(StageRecord("evaluate", "reused", 0.0, "predictions unchanged"))
         return
-    predictions = pd.read_csv(predictions_path, index_col="patient_id")
-    predictions.index = predictions.index.astype(str)
     with _timed(result, "evaluate") as timer:
-        evaluation = evaluate_study(predictions, fitted, study.table(), settings, out_dir)
+        evaluation = evaluate_fitted(study, paths.models_dir, paths.evaluation_dir, n_bootstrap, fitted)
     state.done("evaluate", fingerprint)
     result.stages.append(StageRecord("evaluate", "ran", time.perf_counter() - timer.start,
                                      f"{len(evaluation.tables)} tables, {len(evaluation.figures)} figure files"))

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from hccrad.io.files import write_atomic
 from hccrad.io.ids import case_path
@@ -93,66 +92,7 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
 
 
 # --- section 1: cohort ---------------------------------------------------------------------------------
-def baseline_table(table: pd.DataFrame, afp_cutoff: float = 400.0) -> pd.DataFrame:
-    """Table 1: characteristics of the training and validation sets with tests of difference."""
-    from lifelines import KaplanMeierFitter
-    from lifelines.statistics import logrank_test
-
-    sets = [s for s in ("training", "validation") if (table["dataset"] == s).any()]
-    rows = []
-
-    def continuous(name, values):
-        row = {"characteristic": name}
-        groups = []
-        for s in sets:
-            v = pd.to_numeric(values[table["dataset"] == s], errors="coerce").dropna()
-            groups.append(v)
-            row[s] = f"{v.median():.1f} [{v.quantile(.25):.1f}-{v.quantile(.75):.1f}]" if len(v) else ""
-        row["p"] = stats.mannwhitneyu(*groups).pvalue if len(groups) == 2 and all(len(g) for g in groups) else np.nan
-        row["test"] = "Mann-Whitney"
-        rows.append(row)
-
-    def categorical(name, values):
-        counts = pd.crosstab(values.fillna("missing"), table["dataset"])
-        p = np.nan
-        if len(sets) == 2 and counts.shape[0] > 1:
-            p = stats.chi2_contingency(counts.to_numpy())[1] if counts.to_numpy().min() >= 5 or counts.shape != (
-                2, 2) else stats.fisher_exact(counts.to_numpy())[1]
-        test = "Fisher" if counts.shape == (2, 2) and counts.to_numpy().min() < 5 else "chi-square"
-        rows.append({"characteristic": name, **{s: "" for s in sets}, "p": p, "test": test})
-        for level in counts.index:
-            rows.append({"characteristic": f"  {level}", **{s: f"{counts.loc[level, s]} "
-                         f"({100 * counts.loc[level, s] / counts[s].sum():.0f}%)" for s in sets}, "p": np.nan,
-                         "test": ""})
-
-    rows.append({"characteristic": "patients", **{s: str(int((table["dataset"] == s).sum())) for s in sets},
-                 "p": np.nan, "test": ""})
-    continuous("AFP, ng/mL, median [IQR]", table["afp"])
-    table_afp = pd.to_numeric(table["afp"], errors="coerce")
-    categorical(f"AFP >= {afp_cutoff:g} ng/mL",
-                pd.Series(np.where(table_afp.isna(), None, np.where(table_afp >= afp_cutoff, "yes", "no")),
-                          index=table.index))
-    categorical("Child-Pugh grade", table["child_pugh"])
-    categorical("BCLC stage", table["bclc"])
-    categorical("Treatment", table["treatment"])
-    categorical("Center", table["center"])
-    row = {"characteristic": "PFS events", "test": "log-rank"}
-    for s in sets:
-        subset = table[table["dataset"] == s]
-        row[s] = f"{int(subset['pfs_event'].sum())} ({100 * subset['pfs_event'].mean():.0f}%)"
-    if len(sets) == 2:
-        a, b = (table[table["dataset"] == s] for s in sets)
-        row["p"] = logrank_test(a["pfs_months"], b["pfs_months"], a["pfs_event"], b["pfs_event"]).p_value
-    rows.append(row)
-    row = {"characteristic": "median PFS, months", "p": np.nan, "test": ""}
-    follow = {"characteristic": "median follow-up, months (reverse KM)", "p": np.nan, "test": ""}
-    for s in sets:
-        subset = table[table["dataset"] == s]
-        pfs = KaplanMeierFitter().fit(subset["pfs_months"], subset["pfs_event"])
-        reverse = KaplanMeierFitter().fit(subset["pfs_months"], 1 - subset["pfs_event"])
-        row[s], follow[s] = f"{pfs.median_survival_time_:.1f}", f"{reverse.median_survival_time_:.1f}"
-    rows += [row, follow]
-    return pd.DataFrame(rows, columns=["characteristic", *sets, "p", "test"])
+# Table 1's statistics are computed by the evaluation (hccrad.evaluate.cohort.table_one); the report reads them.
 
 
 # --- section 3: quality control ------------------------------------------------------------------------
@@ -202,8 +142,10 @@ def qc_image(record, rule, out: Path) -> dict[str, Any]:
     return {"liver_ml": liver_ml, "tumor_ml": tumor_ml, "flags": qc_flags(liver_ml, tumor_ml), "slice": z}
 
 
-def qc_gallery(study: Study, qc_dir: Path) -> tuple[str, pd.DataFrame]:
-    """QC images (axial, coronal, sagittal with the masks' contours) of every case, as HTML cards and a table."""
+def qc_gallery(study: Study, qc_dir: Path, features: pd.DataFrame | None = None) -> tuple[str, pd.DataFrame]:
+    """QC images (the tumor's largest axial slice with the masks' contours) of every case, as HTML cards and a
+    table. The volumes come from the feature table (``Rliver_volume_mL`` + ``Tumor_volume_mL``, ``Tumor_volume_mL``)
+    when it has the case, else from the mask."""
     cards, rows = [], []
     for record in study.patients:
         if record.ct is None or record.mask is None:
@@ -222,6 +164,10 @@ def qc_gallery(study: Study, qc_dir: Path) -> tuple[str, pd.DataFrame]:
                          f'<div class="flag-text">{esc(exc)}</div></div>')
             rows.append({"patient_id": record.patient_id, "flags": f"error: {exc}"})
             continue
+        if features is not None and record.patient_id in features.index:
+            tumor_ml = float(features.loc[record.patient_id, "Tumor_volume_mL"])
+            liver_ml = float(features.loc[record.patient_id, "Rliver_volume_mL"]) + tumor_ml
+            meta = {**meta, "liver_ml": liver_ml, "tumor_ml": tumor_ml, "flags": qc_flags(liver_ml, tumor_ml)}
         flags = meta["flags"]
         data = base64.b64encode(path.read_bytes()).decode()
         cards.append(
@@ -244,8 +190,7 @@ def _figure_block(figures_dir: Path, names: list[tuple[str, str]]) -> str:
 
 def build_report(study: Study, manifest: Path, stages: list | None = None, failed_cases: list | None = None) -> Path:
     """Write ``<output_dir>/report/report.html`` (self-contained) with ``tables/`` and ``figures/`` beside it."""
-    from hccrad.io.acquisition import acquisition_table, center_acquisition_summary
-    from hccrad.survival.model import software_versions
+    from hccrad.io.provenance import file_sha256, software_versions
 
     paths = study.config.layout
     report_dir = paths.report_dir
@@ -260,7 +205,9 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
     counts = pd.crosstab(table["center"], table["dataset"], margins=True, margins_name="total")
     cohort_rows = table.reset_index()[["patient_id", "center", "dataset", "afp", "child_pugh", "bclc", "treatment",
                                        "pfs_months", "pfs_event"]]
-    table_one = baseline_table(table, study.config.afp_cutoff_ng_ml)
+    table_one = _read_csv(paths.evaluation_table("table1"))
+    if table_one is None:
+        table_one = pd.DataFrame({"note": ["Table 1 is written by the evaluation: run `hccrad evaluate`"]})
     sections.append(("cohort", "1. Cohort",
                      f"<p>{len(table)} valid patients of {study.n_rows} rows; {len(study.errors)} manifest errors "
                      f"(see manifest_issues.csv).</p><h3>Patients per center</h3>{table_html(counts, index=True)}"
@@ -271,10 +218,12 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
 
     # 2. Acquisition
     if study.config.require_images:
-        acquisition = acquisition_table(study.patients, study.config.dicom_series)
-        summary = center_acquisition_summary(acquisition)
-        write_atomic(report_dir / "tables" / "acquisition.csv", summary.to_csv(index=False))
-        body = table_html(summary)
+        summary = _read_csv(paths.acquisition_summary)
+        if summary is None:
+            body = '<p class="note">no acquisition table: it is written by `hccrad validate`.</p>'
+        else:
+            write_atomic(report_dir / "tables" / "acquisition.csv", summary.to_csv(index=False))
+            body = table_html(summary)
     else:
         body = '<p class="note">clinical-only study: no CT headers.</p>'
     sections.append(("acquisition", "2. CT acquisition (Supplementary Table 1)", body))
@@ -285,7 +234,10 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
         metrics = table_html(seg_eval) if seg_eval is not None else (
             '<p class="note">no segmentation evaluation: reference masks were used as given '
             "(run <code>hccrad segment evaluate</code> to compare predicted with reference masks).</p>")
-        gallery, qc_table = qc_gallery(study, paths.qc_dir)
+        volumes = None
+        if paths.feature_table.is_file():
+            volumes = pd.read_parquet(paths.feature_table, columns=["Tumor_volume_mL", "Rliver_volume_mL"])
+        gallery, qc_table = qc_gallery(study, paths.qc_dir, volumes)
         flagged = int((qc_table["flags"].fillna("") != "").sum()) if len(qc_table) else 0
         write_atomic(report_dir / "tables" / "qc.csv", qc_table.to_csv(index=False))
         body = (f"<h3>DSC and HD95</h3>{metrics}<h3>Quality control</h3><p>Liver (yellow) and tumor (red) contours "
@@ -375,8 +327,8 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
     sections.append(("models", "5. Models", body))
 
     # 6. Reproducibility
-    checksums = {"manifest (sha256)": _sha256(manifest),
-                 "clinical table (sha256)": _sha256(study.config.clinical_table_path)}
+    checksums = {"manifest (sha256)": file_sha256(manifest),
+                 "clinical table (sha256)": file_sha256(study.config.clinical_table_path)}
     params = ""
     if study.config.require_images:
         from hccrad.features import FeatureConfig
@@ -413,5 +365,3 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
     return path
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else "missing"

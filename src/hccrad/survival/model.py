@@ -12,8 +12,6 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import platform
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +19,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from hccrad import __version__
 from hccrad.io.errors import InputError
 from hccrad.io.files import write_atomic
+from hccrad.io.provenance import software_versions
 from hccrad.survival.clinical import CLINICAL_INPUTS, covariate_description, encode, fit_coding
 from hccrad.survival.config import ModelConfig
 from hccrad.survival.coxmath import breslow_baseline, survival_probability, univariate_cox
@@ -80,18 +78,6 @@ def make_y(time: np.ndarray | pd.Series, event: np.ndarray | pd.Series) -> np.nd
     y = np.empty(len(time), dtype=[("event", bool), ("time", float)])
     y["event"], y["time"] = np.asarray(event, bool), np.asarray(time, float)
     return y
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of Python, hccrad and the libraries a model's numbers depend on (for provenance)."""
-    versions = {"hccrad": __version__, "python": platform.python_version()}
-    for package in ("numpy", "pandas", "scipy", "scikit-survival", "lifelines", "scikit-learn",
-                    "pyradiomics-bhklab", "SimpleITK"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 class CoxRiskModel(BaseEstimator):
