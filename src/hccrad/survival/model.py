@@ -8,10 +8,6 @@ writes a JSON artifact that :func:`load_model` reads back without executing any 
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -20,38 +16,18 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from hccrad.io.errors import InputError
-from hccrad.io.files import write_atomic
-from hccrad.io.provenance import software_versions
-from hccrad.survival.clinical import CLINICAL_INPUTS, covariate_description, encode, fit_coding
+from hccrad.survival.clinical import CLINICAL_INPUTS, covariate_description, encode
 from hccrad.survival.config import ModelConfig
-from hccrad.survival.coxmath import breslow_baseline, survival_probability, univariate_cox
-from hccrad.survival.harmonize import apply_combat, fit_combat
-from hccrad.survival.selection import (
-    SelectionLog,
-    backward_aic,
-    correlation_filter,
-    fit_lifelines,
-    lasso_cox_cv,
-    near_constant,
+from hccrad.survival.coxmath import breslow_baseline, survival_probability
+from hccrad.survival.selection import SelectionLog, backward_aic, fit_lifelines
+from hccrad.survival.transformers import (
+    ClinicalCoder,
+    ClinicalSpec,
+    FeaturePreprocessing,
+    LassoSummary,
+    RadiomicsSelector,
 )
 
-ARTIFACT_FORMAT = "hccrad-cox-model"
-#: Version 2 added the content checksum; version 1 artifacts (no checksum) still load.
-ARTIFACT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-
-
-class ModelArtifactError(InputError, ValueError):
-    """A model artifact that cannot be used: unreadable, altered, incomplete, or of another format version."""
-
-
-def content_checksum(content: dict[str, Any]) -> str:
-    """SHA-256 of an artifact's content (without its checksum), over canonical JSON: sorted keys, no spaces.
-
-    JSON numbers round-trip exactly, so the checksum recomputed from a loaded artifact equals the saved one.
-    """
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 SCORE_COVARIATE = "TL_risk_score"
 
 
@@ -127,28 +103,26 @@ class CoxRiskModel(BaseEstimator):
         log = SelectionLog()
         self.score_mode_ = self.name == "C-T&L" and self.settings.c_tl_mode == "score"
         clinical = pd.DataFrame(index=X.index)
+        self.clinical_coder_: ClinicalCoder | None = None
+        self.selector_: RadiomicsSelector | None = None
         if self.uses_clinical:
-            self.clinical_spec_ = fit_coding(X, self.settings.clinical)
-            clinical = encode(X, self.clinical_spec_, impute=self.clinical_spec_["impute"])
+            self.clinical_coder_ = ClinicalCoder(self.settings.clinical).fit(X)
+            clinical = self.clinical_coder_.transform(X)
             for column in clinical:
-                log.add("clinical", column, "forced", note=covariate_description(column, self.clinical_spec_))
-        else:
-            self.clinical_spec_ = None
+                log.add("clinical", column, "forced",
+                        note=covariate_description(column, self.clinical_coder_.spec_))
 
         if self.score_mode_:
             if self.base_model is None:
                 raise ValueError("C-T&L in score mode needs the fitted T&L model as base_model")
             images = pd.DataFrame({SCORE_COVARIATE: self.base_model.predict(X)}, index=X.index)
-            self.feature_inputs_, self.impute_, self.center_, self.scale_ = [], {}, {}, {}
-            self.training_range_, self.combat_ = {}, None
             selected = [SCORE_COVARIATE]
             log.add("score", SCORE_COVARIATE, "forced", note="risk score of the fitted T&L model")
         elif self._families():
-            images, selected = self._select_image_features(X, time, event, clinical, log)
+            self.selector_ = RadiomicsSelector(tuple(sorted(self._families())), self.config).fit(X, y, clinical, log)
+            images, selected = self.selector_.transform(X), self.selector_.selected_
         else:
             images, selected = pd.DataFrame(index=X.index), []
-            self.feature_inputs_, self.impute_, self.center_, self.scale_, self.training_range_ = [], {}, {}, {}, {}
-            self.combat_ = None
 
         design = clinical.join(images[selected])
         forced = list(clinical.columns) + ([SCORE_COVARIATE] if self.score_mode_ else [])
@@ -175,56 +149,46 @@ class CoxRiskModel(BaseEstimator):
         self.selection_log_ = log.table()
         return self
 
-    def _select_image_features(self, X, time, event, clinical, log):
-        families = self._families()
-        candidates = [c for c in X.columns if feature_family(c) in families]
-        numeric = X[candidates].apply(pd.to_numeric, errors="coerce").astype(float)
-        numeric = numeric.replace([np.inf, -np.inf], np.nan)
-        empty = [c for c in candidates if numeric[c].isna().all()]
-        for column in empty:
-            log.add("missing", column, "removed", note="no value in training")
-        numeric = numeric.drop(columns=empty)
-        self.impute_ = numeric.median().to_dict()
-        numeric = numeric.fillna(self.impute_)
-        constant = near_constant(numeric, self.settings.max_mode_fraction)
-        for column in constant:
-            log.add("near_constant", column, "removed", "mode share",
-                    numeric[column].value_counts(normalize=True).iloc[0])
-        numeric = numeric.drop(columns=constant)
-        self.combat_ = None
-        if self.settings.harmonize:
-            self.combat_ = _finite_combat(fit_combat(numeric, X["center"]))
-            numeric[self.combat_["features"]] = apply_combat(numeric, X["center"], self.combat_)
-            log.add("harmonize", "-", "note", note=f"ComBat over centers {self.combat_['centers']} on "
-                    f"{len(self.combat_['features'])} features")
-        self.feature_inputs_ = list(numeric.columns)
-        self.center_ = numeric.mean().to_dict()
-        self.scale_ = numeric.std(ddof=0).to_dict()
-        self.training_range_ = {c: (float(numeric[c].min()), float(numeric[c].max())) for c in numeric}
-        standardized = (numeric - pd.Series(self.center_)) / pd.Series(self.scale_)
+    # --- fitted state read by the artifact (typed: see hccrad.survival.transformers) ---------------------
+    @property
+    def clinical_spec_(self) -> ClinicalSpec | None:
+        """The fitted clinical coding, or None for a model without clinical factors."""
+        return self.clinical_coder_.spec_ if self.clinical_coder_ is not None else None
 
-        screen = univariate_cox(standardized.to_numpy(), time, event)
-        z = pd.Series(screen.z, index=standardized.columns)
-        p = pd.Series(screen.p, index=standardized.columns)
-        passed = p[p < self.settings.univariate_p].index.tolist()
-        for column in standardized.columns:
-            log.add("univariate", column, "kept" if column in passed else "removed", "p", p[column])
-        if not passed:
-            passed = [p.idxmin()]
-            log.add("univariate", passed[0], "kept", "p", p[passed[0]],
-                    f"no feature below p {self.settings.univariate_p}: the strongest one is kept")
-        survivors = correlation_filter(standardized[passed], z, self.settings.correlation_threshold, log)
-        lasso_input = clinical.join(standardized[survivors])
-        lasso = lasso_cox_cv(lasso_input, time, event, list(clinical.columns), self.config, log)
-        self.lasso_ = {"alphas": lasso.alphas.tolist(), "cv_mean": lasso.cv_mean.tolist(),
-                       "cv_se": lasso.cv_se.tolist(), "alpha_min": lasso.alpha_min, "alpha_1se": lasso.alpha_1se,
-                       "alpha_chosen": lasso.alpha_chosen}
-        selected = [c for c in survivors if lasso.coefficients[c] != 0]
-        if not selected:
-            best = max(survivors, key=lambda c: abs(z[c]))
-            selected = [best]
-            log.add("lasso", best, "kept", note="LASSO kept no feature: the strongest univariate one is used")
-        return standardized, selected
+    @property
+    def preprocessing_(self) -> FeaturePreprocessing:
+        """The image features' fitted preprocessing (empty for a model without image features)."""
+        return self.selector_.preprocessing_ if self.selector_ is not None else FeaturePreprocessing()
+
+    @property
+    def feature_inputs_(self) -> list[str]:
+        """The image features read from a patient."""
+        return self.preprocessing_.inputs
+
+    @property
+    def impute_(self) -> dict[str, float]:
+        return self.preprocessing_.impute
+
+    @property
+    def center_(self) -> dict[str, float]:
+        return self.preprocessing_.center
+
+    @property
+    def scale_(self) -> dict[str, float]:
+        return self.preprocessing_.scale
+
+    @property
+    def training_range_(self) -> dict[str, tuple[float, float]]:
+        return self.preprocessing_.training_range
+
+    @property
+    def combat_(self) -> dict[str, Any] | None:
+        return self.preprocessing_.combat
+
+    @property
+    def lasso_(self) -> LassoSummary | None:
+        """The LASSO-Cox path and its cross-validation, or None for a model without image selection."""
+        return self.selector_.lasso_ if self.selector_ is not None else None
 
     def _fit_cutoff(self, lp: np.ndarray, time: np.ndarray, event: np.ndarray) -> dict[str, Any]:
         if self.settings.risk_cutoff == "median":
@@ -276,27 +240,24 @@ class CoxRiskModel(BaseEstimator):
         """
         imputed: dict[str, list[str]] = {}
         parts = []
-        if self.clinical_spec_ is not None:
+        if self.clinical_coder_ is not None:
             raw = X.reindex(columns=list(CLINICAL_INPUTS))
             _record_missing(raw.isna(), allow_impute, imputed)
-            parts.append(encode(raw, self.clinical_spec_, impute=self.clinical_spec_["impute"]))
+            parts.append(self.clinical_coder_.transform(raw))
         if self.score_mode_:
             parts.append(pd.DataFrame({SCORE_COVARIATE: self.base_model.predict(X, allow_impute,
                                                                                 allow_extrapolation)},
                                       index=X.index))
-        elif self.feature_inputs_:
+        elif self.selector_ is not None and self.feature_inputs_:
             raw = X.reindex(columns=self.feature_inputs_).apply(pd.to_numeric, errors="coerce").astype(float)
             raw = raw.replace([np.inf, -np.inf], np.nan)
             _record_missing(raw.isna(), allow_impute, imputed)
             needed = [c for c in self.covariates_ if c in self.feature_inputs_]
             if not allow_extrapolation:
                 _check_range(raw[needed], self.training_range_)
-            filled = raw.fillna(self.impute_)
-            if getattr(self, "combat_", None):
-                if "center" not in X:
-                    raise PredictionInputError("this model harmonizes features by center: give a center column")
-                filled[self.combat_["features"]] = apply_combat(filled, X["center"], self.combat_)
-            parts.append((filled - pd.Series(self.center_)) / pd.Series(self.scale_))
+            if self.combat_ and "center" not in X:
+                raise PredictionInputError("this model harmonizes features by center: give a center column")
+            parts.append(self.selector_.transform(X))
         design = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=X.index)
         return design.reindex(columns=self.covariates_), imputed
 
@@ -316,160 +277,25 @@ class CoxRiskModel(BaseEstimator):
         """``high`` where the risk score is above the training cut-off, else ``low``; shape as ``scores``."""
         return np.where(np.asarray(scores) > self.cutoff_["value"], "high", "low")
 
-    # --- artifact ------------------------------------------------------------------------------------
+    # --- artifact (hccrad.survival.artifact) ----------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The artifact's content: plain JSON types only, non-finite numbers as null."""
-        return _finite({
-            "format": ARTIFACT_FORMAT,
-            "format_version": ARTIFACT_VERSION,
-            "name": self.name,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "software": software_versions(),
-            "config": self.settings.model_dump(mode="json"),
-            "horizons_months": list(self.horizons_months),
-            "clinical_coding": self.clinical_spec_,
-            "score_mode": self.score_mode_,
-            "base_model": self.base_model.to_dict() if self.score_mode_ else None,
-            "preprocessing": {
-                "feature_inputs": self.feature_inputs_,
-                "impute": self.impute_,
-                "center": self.center_,
-                "scale": self.scale_,
-                "training_range": {k: list(v) for k, v in self.training_range_.items()},
-                "combat": getattr(self, "combat_", None),
-            },
-            "covariates": self.covariates_,
-            "coefficients": dict(zip(self.covariates_, map(float, self.coef_), strict=True)),
-            "hazard_ratios": self.hazard_ratios_.to_dict(orient="records"),
-            "baseline": {"time": list(map(float, self.baseline_times_)),
-                         "cumulative_hazard": list(map(float, self.baseline_cumhaz_))},
-            "risk_cutoff": self.cutoff_,
-            "training": self.training_,
-            "lasso": getattr(self, "lasso_", None),
-            "selection_log": json.loads(self.selection_log_.to_json(orient="records")),
-        })
+        from hccrad.survival.artifact import model_to_dict
+
+        return model_to_dict(self)
 
     def save(self, path: Path | str) -> Path:
-        """Write the JSON artifact atomically, with the SHA-256 checksum of its content (see
-        :func:`content_checksum`)."""
-        path = Path(path)
-        content = self.to_dict()
-        content["checksum"] = {"algorithm": "sha256", "value": content_checksum(content)}
-        write_atomic(path, json.dumps(content, indent=1))
-        return path
+        """Write the JSON artifact atomically, with the SHA-256 checksum of its content."""
+        from hccrad.survival.artifact import save_model
+
+        return save_model(self, path)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CoxRiskModel:
         """Rebuild a fitted model from its artifact (plain data only; no code is executed)."""
-        if data.get("format") != ARTIFACT_FORMAT:
-            raise ModelArtifactError(f"not an hccrad model artifact (format {data.get('format')!r})")
-        missing = [name for name in REQUIRED_FIELDS if name not in data]
-        if missing:
-            raise ModelArtifactError(f"the artifact lacks the field(s) {', '.join(missing)}")
-        try:
-            return cls._from_fields(data)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelArtifactError(f"the artifact's field {exc} is missing or malformed") from exc
+        from hccrad.survival.artifact import model_from_dict
 
-    @classmethod
-    def _from_fields(cls, data: dict[str, Any]) -> CoxRiskModel:
-        base = cls.from_dict(data["base_model"]) if data.get("base_model") else None
-        model = cls(data["name"], ModelConfig.model_validate(data["config"]), base, tuple(data["horizons_months"]))
-        prep = data["preprocessing"]
-        model.clinical_spec_ = data["clinical_coding"]
-        model.score_mode_ = bool(data["score_mode"])
-        model.feature_inputs_ = list(prep["feature_inputs"])
-        model.impute_ = {k: float(v) for k, v in prep["impute"].items()}
-        model.center_ = {k: float(v) for k, v in prep["center"].items()}
-        model.scale_ = {k: float(v) for k, v in prep["scale"].items()}
-        model.training_range_ = {k: (float(v[0]), float(v[1])) for k, v in prep["training_range"].items()}
-        model.combat_ = prep.get("combat")
-        model.covariates_ = list(data["covariates"])
-        model.coef_ = np.array([float(data["coefficients"][c]) for c in model.covariates_])
-        model.hazard_ratios_ = pd.DataFrame(data["hazard_ratios"])
-        model.baseline_times_ = np.array(data["baseline"]["time"], float)
-        model.baseline_cumhaz_ = np.array(data["baseline"]["cumulative_hazard"], float)
-        model.cutoff_ = data["risk_cutoff"]
-        model.training_ = data["training"]
-        model.lasso_ = data.get("lasso")
-        model.selection_log_ = pd.DataFrame(data.get("selection_log") or [])
-        return model
-
-
-def _finite_combat(params: dict[str, Any]) -> dict[str, Any]:
-    """Keep only the features whose ComBat parameters are all finite (a feature constant within a center
-    has none); those are left unharmonized."""
-    arrays = [params["mean"], params["sd"], *params["gamma"].values(), *params["delta"].values()]
-    ok = np.all([np.isfinite(np.asarray(a, float)) for a in arrays], axis=0) & (np.asarray(params["sd"]) > 0)
-    ok &= np.all([np.asarray(d, float) > 0 for d in params["delta"].values()], axis=0)
-    keep = np.where(ok)[0]
-    pick = lambda values: [values[i] for i in keep]  # noqa: E731
-    return {**params, "features": pick(params["features"]), "mean": pick(params["mean"]), "sd": pick(params["sd"]),
-            "gamma": {c: pick(v) for c, v in params["gamma"].items()},
-            "delta": {c: pick(v) for c, v in params["delta"].items()}}
-
-
-REQUIRED_FIELDS = ("format_version", "name", "config", "horizons_months", "clinical_coding", "score_mode",
-                   "preprocessing", "covariates", "coefficients", "hazard_ratios", "baseline", "risk_cutoff",
-                   "training")
-
-
-def load_model(path: Path | str) -> CoxRiskModel:
-    """Read a model artifact written by :meth:`CoxRiskModel.save` (JSON only: no code is executed).
-
-    Checks, in order: the file is complete JSON; its format version is one this hccrad reads
-    (:data:`READABLE_VERSIONS`); its checksum matches its content (version 2 on); every field is present; its
-    hazard-ratio table agrees with its coefficients (HR = exp(coef), to 1e-9).
-
-    Raises
-    ------
-    ModelArtifactError
-        One line naming the file and the problem.
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ModelArtifactError(f"model artifact {path}: cannot read it ({exc.strerror or exc})") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelArtifactError(f"model artifact {path} is not complete JSON (truncated or damaged?): {exc}") from exc
-    if not isinstance(data, dict):
-        raise ModelArtifactError(f"model artifact {path} is not an hccrad model (a JSON {type(data).__name__})")
-    version = data.get("format_version")
-    if version not in READABLE_VERSIONS:
-        raise ModelArtifactError(f"model artifact {path} has format version {version!r}; this hccrad reads versions "
-                                 f"{', '.join(map(str, READABLE_VERSIONS))} (refit the model, or use the hccrad "
-                                 "that wrote it)")
-    if version >= 2:
-        saved = data.pop("checksum", None)
-        if not isinstance(saved, dict) or saved.get("algorithm") != "sha256":
-            raise ModelArtifactError(f"model artifact {path} has no sha256 checksum; it was not written by hccrad")
-        if saved.get("value") != content_checksum(data):
-            raise ModelArtifactError(f"model artifact {path} fails its checksum: it was edited or damaged after it "
-                                     "was saved; refit, or restore the original file")
-    try:
-        model = CoxRiskModel.from_dict(data)
-    except ModelArtifactError as exc:
-        raise ModelArtifactError(f"model artifact {path}: {exc}") from exc
-    _check_consistency(model, path)
-    return model
-
-
-def _check_consistency(model: CoxRiskModel, path: Path) -> None:
-    """The artifact's hazard-ratio table must show its own coefficients."""
-    table = model.hazard_ratios_
-    if len(model.covariates_) and {"covariate", "coef", "hr"} <= set(table.columns):
-        shown = table.set_index("covariate")
-        for covariate, coef in zip(model.covariates_, model.coef_, strict=True):
-            if covariate not in shown.index:
-                raise ModelArtifactError(f"model artifact {path}: covariate {covariate} is not in its hazard-ratio "
-                                         "table")
-            row = shown.loc[covariate]
-            if not (math.isclose(float(row["coef"]), coef, rel_tol=1e-9, abs_tol=1e-12)
-                    and math.isclose(float(row["hr"]), math.exp(coef), rel_tol=1e-9)):
-                raise ModelArtifactError(
-                    f"model artifact {path}: coefficient of {covariate} ({coef:.6g}) disagrees with its hazard-ratio "
-                    f"table (coef {float(row['coef']):.6g}, HR {float(row['hr']):.6g})")
+        return model_from_dict(data)
 
 
 def encode_columns(spec: dict[str, Any]) -> list[str]:
@@ -508,11 +334,15 @@ def _check_range(raw: pd.DataFrame, ranges: dict[str, tuple[float, float]]) -> N
         raise PredictionInputError("; ".join(problems[:10]) + " (pass --allow-extrapolation to score anyway)")
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+# The artifact functions live in hccrad.survival.artifact; these names stay importable from here.
+from hccrad.survival.artifact import (  # noqa: E402
+    ARTIFACT_FORMAT,
+    ARTIFACT_VERSION,
+    READABLE_VERSIONS,
+    ModelArtifactError,
+    content_checksum,
+    load_model,
+)
+
+__all__ = ["ARTIFACT_FORMAT", "ARTIFACT_VERSION", "READABLE_VERSIONS", "CoxRiskModel", "ModelArtifactError",
+           "PredictionInputError", "content_checksum", "feature_family", "load_model", "make_y"]
