@@ -180,3 +180,23 @@ def test_the_report_renders_tables_that_the_stages_wrote(tmp_path, small_cohort)
     assert written["characteristic"].tolist() == expected["characteristic"].tolist()
     report = study.config.layout.report_html.read_text()
     assert "Baseline characteristics (Table 1)" in report and "AFP &gt;= 400 ng/mL" in report
+
+
+def test_the_model_is_its_transformers_and_a_cox_fit(fitted_demo):
+    """The clinical coder and the radiomics selector are scikit-learn transformers with typed fitted state;
+    the fitted model's covariates are exactly their outputs."""
+    from hccrad.survival.transformers import ClinicalCoder, FeaturePreprocessing, RadiomicsSelector
+
+    _, table, fitted = fitted_demo
+    model = fitted.models["C-T&L"]
+    assert isinstance(model.clinical_coder_, ClinicalCoder) and isinstance(model.selector_, RadiomicsSelector)
+    assert isinstance(model.selector_.preprocessing_, FeaturePreprocessing)
+    assert set(model.selector_.selected_) <= set(model.covariates_)
+    training = table[table["dataset"] == "training"]
+    coded = clone(model.clinical_coder_).fit(training).transform(table)
+    np.testing.assert_allclose(coded.to_numpy(float), model.clinical_coder_.transform(table).to_numpy(float))
+    features = model.selector_.transform(table)
+    design = coded.join(features)[model.covariates_]
+    np.testing.assert_allclose(design.to_numpy(float) @ model.coef_, model.predict(table), rtol=1e-12)
+    assert clone(model.selector_).get_params() == {"config": model.selector_.config,
+                                                    "families": model.selector_.families}

@@ -30,7 +30,8 @@ from hccrad.evaluate.discrimination import (
 from hccrad.evaluate.groups import decision_curve, risk_group_logrank, risk_score_by_outcome, subgroup_auc
 from hccrad.io.config import StudyConfig
 from hccrad.io.files import write_atomic
-from hccrad.io.layout import group_column, pfs_column, risk_column
+from hccrad.io.layout import group_column, model_slug, pfs_column, risk_column
+from hccrad.survival.config import MODEL_NAMES
 from hccrad.survival.coxmath import partial_loglik, survival_probability
 from hccrad.survival.model import CoxRiskModel
 
@@ -272,7 +273,7 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
         Clinical columns (afp, bclc, child_pugh, treatment) per patient, for the subgroup analysis.
     """
     settings = settings or EvaluationSettings()
-    models = [m for m in ("C", "T", "T&L", "C-T&L") if m in fitted and risk_column(m) in predictions]
+    models = [m for m in MODEL_NAMES if m in fitted and risk_column(m) in predictions]
     tables: dict[str, pd.DataFrame] = {}
     hazards = []
     for name in models:
@@ -365,7 +366,7 @@ def write_evaluation(evaluation: Evaluation, predictions: pd.DataFrame, models: 
             logrank = tables["risk_groups"][(tables["risk_groups"]["model"] == model)
                                             & (tables["risk_groups"]["dataset"] == dataset)].iloc[0].to_dict()
             paths += figures.km_figure(predictions, model, dataset, logrank, figures_dir,
-                                       f"km_{model.replace('&', '_')}_{dataset}")
+                                       f"km_{model_slug(model)}_{dataset}")
     evaluation.figures = paths
     write_atomic(out_dir / "evaluation.json", json.dumps({
         "settings": settings.__dict__, "models": models,

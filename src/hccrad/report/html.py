@@ -20,7 +20,9 @@ import pandas as pd
 
 from hccrad.io.files import write_atomic
 from hccrad.io.ids import case_path
+from hccrad.io.layout import model_slug
 from hccrad.io.manifest import Study
+from hccrad.survival.config import MODEL_NAMES
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#222;line-height:1.4}
@@ -316,7 +318,7 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
             figures_dir, [(f"subgroups_{d}_{h:g}m", f"{d} {h:g} m") for h, d in per_set])
         body += table_html(_read_csv(tables_dir / "subgroup_tests.csv"))
         body += "<h3>Kaplan-Meier risk groups</h3>" + _figure_block(
-            figures_dir, [(f"km_{m.replace('&', '_')}_{d}", f"{m} {d}") for m in ("C", "T", "T&L", "C-T&L")
+            figures_dir, [(f"km_{model_slug(m)}_{d}", f"{m} {d}") for m in MODEL_NAMES
                           for d in ("training", "validation")])
         body += table_html(_read_csv(tables_dir / "risk_groups.csv"))
         body += "<h3>Brier score and decision curves</h3>" + table_html(_read_csv(tables_dir / "brier.csv"))

@@ -69,6 +69,7 @@ def predict_with_totalsegmentator(study, overwrite: bool = False) -> dict[str, P
 
     import SimpleITK as sitk
 
+    from hccrad.io.case import CTCase
     from hccrad.io.images import read_image, read_mask, spacing_zyx, write_labels_like
     from hccrad.segment.postprocess import postprocess_labels
 
@@ -85,7 +86,8 @@ def predict_with_totalsegmentator(study, overwrite: bool = False) -> dict[str, P
             total_path, vessels_path = run_totalsegmentator(ct_path, Path(scratch) / "out")
             total = sitk.GetArrayFromImage(read_mask(total_path, image, allowed_labels=None))
             vessels = sitk.GetArrayFromImage(read_mask(vessels_path, image, allowed_labels=None))
-        labels = postprocess_labels(map_totalsegmentator(total, vessels, spacing_zyx(image)))
+        mapped = CTCase.from_arrays(image, postprocess_labels(map_totalsegmentator(total, vessels,
+                                                                                   spacing_zyx(image))))
         target = study.config.layout.predicted_mask(record.patient_id)
-        written[record.patient_id] = write_labels_like(labels, image, target)
+        written[record.patient_id] = write_labels_like(mapped.labels, mapped.image, target)
     return written

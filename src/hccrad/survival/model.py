@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator
 
 from hccrad.io.errors import InputError
 from hccrad.survival.clinical import CLINICAL_INPUTS, covariate_description, encode
-from hccrad.survival.config import ModelConfig
+from hccrad.survival.config import MODEL_NAMES, ModelConfig
 from hccrad.survival.coxmath import breslow_baseline, survival_probability
 from hccrad.survival.selection import SelectionLog, backward_aic, fit_lifelines
 from hccrad.survival.transformers import (
@@ -97,7 +97,7 @@ class CoxRiskModel(BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> CoxRiskModel:
         """Fit on training patients ``X`` (clinical columns and features) with outcomes ``y``."""
-        if self.name not in ("C", "T", "T&L", "C-T&L"):
+        if self.name not in MODEL_NAMES:
             raise ValueError(f"unknown model {self.name!r}; expected C, T, T&L or C-T&L")
         time, event = np.asarray(y["time"], float), np.asarray(y["event"], int)
         log = SelectionLog()
