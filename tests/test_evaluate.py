@@ -287,3 +287,47 @@ def test_figures_exist_and_carry_the_numbers_of_their_tables(evaluated):
     text = svg_text(figures / "subgroups_validation_12m.svg")
     for value in subgroups[(subgroups["dataset"] == "validation") & (subgroups["horizon"] == 12)]["auc"].dropna():
         assert f"{value:.3f}" in text
+
+
+def test_brier_is_computed_at_the_exact_horizon_and_the_ibs_over_one_stated_range():
+    from sksurv.metrics import brier_score, integrated_brier_score
+    from sksurv.util import Surv
+
+    from hccrad.evaluate.calibration import ibs_grid
+
+    rng = np.random.default_rng(8)
+    n = 300
+    lp = rng.normal(size=n)
+    time = rng.exponential(10 * np.exp(-lp))
+    censor = rng.uniform(2, 30, n)
+    event = (time <= censor).astype(int)
+    time = np.minimum(time, censor)
+    grid = np.union1d([6.0, 12.0], ibs_grid([6.0, 12.0]))
+    survival = pd.DataFrame(np.exp(-np.outer(np.exp(lp), grid / 10)), columns=grid)
+    scores = brier_scores(time, event, survival, [6.0, 12.0])
+    y = Surv.from_arrays(event.astype(bool), time)
+    expected = brier_score(y, y, np.exp(-np.exp(lp) * 6.0 / 10)[:, None], [6.0])[1][0]
+    assert scores["brier_6m"] == pytest.approx(expected, rel=1e-12)
+    ibs = ibs_grid([6.0, 12.0])
+    assert ibs[0] == 1.0 and ibs[-1] == 12.0
+    values = np.exp(-np.outer(np.exp(lp), ibs / 10))
+    assert scores["integrated_brier"] == pytest.approx(integrated_brier_score(y, y, values, ibs), rel=1e-12)
+    with pytest.raises(ValueError, match="no predicted survival at 9.1 months"):
+        brier_scores(time, event, survival, [9.1])
+
+
+def test_unscored_patients_leave_figures_intact_and_are_counted(fitted_demo, tmp_path):
+    study, table, fitted = fitted_demo
+    predictions = fitted.predictions.copy()
+    unscored = predictions.index[predictions["dataset"] == "validation"][:3]
+    for column in [c for c in predictions if c.endswith("_T&L") and not c.startswith("group_")]:
+        predictions.loc[unscored, column] = np.nan
+    predictions.loc[unscored, "group_T&L"] = ""
+    evaluation = evaluate_study(predictions, fitted.models, study.table(), EvaluationSettings(n_bootstrap=20),
+                                out_dir=tmp_path)
+    scoring = evaluation.tables["scoring"].set_index(["model", "dataset"])
+    assert scoring.loc[("T&L", "validation"), "unscored"] == 3 and scoring.loc[("C", "validation"), "unscored"] == 0
+    roc = svg_text(tmp_path / "figures" / "roc_all_validation_6m.svg")
+    assert "T&L" in roc and "3 unscored left out" in roc
+    assert "3 unscored left out" in svg_text(tmp_path / "figures" / "risk_boxes_validation_6m.svg")
+    assert "3 unscored left out" in svg_text(tmp_path / "figures" / "km_T_L_validation.svg")

@@ -393,3 +393,13 @@ def test_harmonized_model_on_a_random_split(demo_cohort_features):
     np.testing.assert_allclose(reloaded.predict(shuffled), model.predict(shuffled))
     with pytest.raises(ValueError, match="harmonize: true needs every center in the training set"):
         fit_models(table, ModelConfig(models=["T&L"], harmonize=True))
+
+
+def test_the_lasso_cap_never_passes_the_paths_first_crossing():
+    from hccrad.survival.selection import capped_path_step
+
+    # counts along the path (largest penalty first) are not monotone: 5 features at step 3, 4 again at step 4
+    counts = np.array([0, 1, 3, 5, 4, 6, 4])
+    assert capped_path_step(counts, 4) == 2  # the old rule took step 6, past the cap and past the chosen step
+    assert capped_path_step(counts, 10) == 6
+    assert capped_path_step(np.array([0, 3, 3]), 2) == 0

@@ -102,23 +102,60 @@ def calibration_summary(time, event, risk_score, predicted_risk, horizon: float)
             "oe_ci_low": oe * float(np.exp(-z * log_se)), "oe_ci_high": oe * float(np.exp(z * log_se))}
 
 
+#: The integrated Brier score runs from this time (months) to the last horizon, on a grid of this step.
+IBS_START_MONTHS = 1.0
+IBS_STEP_MONTHS = 0.25
+
+
+def ibs_grid(horizons: list[float] | tuple[float, ...]) -> np.ndarray:
+    """The integrated Brier score's time grid: :data:`IBS_START_MONTHS` to the last horizon, step
+    :data:`IBS_STEP_MONTHS` (months); the same for every model and data set."""
+    return np.arange(IBS_START_MONTHS, max(horizons) + IBS_STEP_MONTHS / 2, IBS_STEP_MONTHS)
+
+
 def brier_scores(time, event, survival_at: pd.DataFrame, horizons: list[float]) -> dict[str, float]:
-    """Brier score at each horizon and the integrated Brier score (scikit-survival, IPCW, censoring
-    estimated on the evaluated set). ``survival_at`` holds predicted S(t) with one column per grid time."""
+    """Brier score at each horizon, exactly, and the integrated Brier score over :func:`ibs_grid` (scikit-survival,
+    IPCW, censoring estimated on the evaluated set).
+
+    Parameters
+    ----------
+    time, event
+        Follow-up (months) and event indicator, shape (n,).
+    survival_at
+        Predicted S(t), one row per patient and one column per time (months); it must hold a column at each
+        horizon, and the IBS grid's columns for the integrated score.
+    horizons
+        Months at which the Brier score is reported.
+
+    Returns
+    -------
+    ``brier_<h>m`` per horizon and ``integrated_brier``: NaN when ``survival_at`` lacks the grid's times or the
+    set's follow-up does not cover the grid (scikit-survival needs every time inside the follow-up), never a score
+    over another range.
+    """
     from sksurv.metrics import brier_score, integrated_brier_score
     from sksurv.util import Surv
 
     y = Surv.from_arrays(np.asarray(event, bool), np.asarray(time, float))
-    grid = np.asarray(survival_at.columns, float)
+    columns = np.asarray(survival_at.columns, float)
+
+    def column_at(t: float) -> int:
+        matches = np.flatnonzero(np.isclose(columns, t, rtol=0, atol=1e-9))
+        if not matches.size:
+            raise ValueError(f"no predicted survival at {t:g} months")
+        return int(matches[0])
+
     out = {}
     for horizon in horizons:
-        column = int(np.argmin(np.abs(grid - horizon)))
+        column = column_at(horizon)
         out[f"brier_{horizon:g}m"] = float(brier_score(y, y, survival_at.iloc[:, column].to_numpy()[:, None],
-                                                       [grid[column]])[1][0])
-    inside = (grid >= np.asarray(time).min()) & (grid < np.asarray(time).max())
-    if inside.sum() >= 2:
-        out["integrated_brier"] = float(integrated_brier_score(y, y, survival_at.loc[:, inside].to_numpy(),
-                                                               grid[inside]))
+                                                       [horizon])[1][0])
+    grid = ibs_grid(horizons)
+    follow_up = np.asarray(time, float)
+    has_grid = all(np.isclose(columns, t, rtol=0, atol=1e-9).any() for t in grid)
+    if has_grid and grid[0] >= follow_up.min() and grid[-1] < follow_up.max():
+        values = survival_at.iloc[:, [column_at(t) for t in grid]].to_numpy()
+        out["integrated_brier"] = float(integrated_brier_score(y, y, values, grid))
     else:
         out["integrated_brier"] = np.nan
     return out

@@ -97,10 +97,14 @@ def roc_figure(predictions: pd.DataFrame, models: list[str], horizon: float, dat
         figure, axis = plt.subplots(figsize=(4.2, 4.2))
         for model in models:
             row = aucs[(aucs["model"] == model) & (aucs["dataset"] == dataset) & (aucs["horizon"] == horizon)]
-            fpr, tpr = roc_curve_points(subset[risk_column(model)].to_numpy()[keep], labels[keep])
+            scores = subset[risk_column(model)].to_numpy(float)
+            scored = keep & np.isfinite(scores)  # the tables' subset: patients the model could score
+            unscored = int(np.count_nonzero(~np.isfinite(scores)))
+            fpr, tpr = roc_curve_points(scores[scored], labels[scored])
             r = row.iloc[0]
+            left_out = f"; {unscored} unscored left out" if unscored else ""
             axis.plot(fpr, tpr, color=MODEL_COLORS.get(model), label=f"{model}: AUC {fmt(r['auc_binary'])} "
-                      f"({fmt(r['auc_binary_ci_low'])}-{fmt(r['auc_binary_ci_high'])})")
+                      f"({fmt(r['auc_binary_ci_low'])}-{fmt(r['auc_binary_ci_high'])}){left_out}")
         axis.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":")
         axis.set_xlabel("1 - specificity")
         axis.set_ylabel("Sensitivity")
@@ -148,9 +152,13 @@ def box_figure(predictions: pd.DataFrame, models: list[str], horizon: float, dat
     with plt.rc_context(STYLE):
         figure, axes = plt.subplots(1, len(models), figsize=(2.6 * len(models), 3.4), squeeze=False)
         for axis, model in zip(axes[0], models, strict=True):
-            scores = subset[risk_column(model)].to_numpy()
-            data = [scores[labels == 1], scores[labels == 0]]
+            scores = subset[risk_column(model)].to_numpy(float)
+            scored = np.isfinite(scores)  # the tables' subset: patients the model could score
+            data = [scores[scored & (labels == 1)], scores[scored & (labels == 0)]]
             axis.boxplot(data, widths=0.6)
+            if (~scored).any():
+                axis.text(0.5, -0.22, f"{int((~scored).sum())} unscored left out", transform=axis.transAxes,
+                          ha="center", fontsize=7)
             axis.set_xticks([1, 2])
             axis.set_xticklabels([f"PD <= {horizon:g} m", f"no PD > {horizon:g} m"])
             row = stats_table[(stats_table["model"] == model) & (stats_table["dataset"] == dataset)
@@ -205,7 +213,9 @@ def km_figure(predictions: pd.DataFrame, model: str, dataset: str, logrank: dict
             fitter.fit(subset.loc[mask, "pfs_months"], subset.loc[mask, "pfs_event"])
             fitter.plot_survival_function(ax=axis, color=color, ci_show=True)
             fitters.append(fitter)
-        axis.set_title(f"{model} model, {dataset} set: log-rank {p_label(logrank['logrank_p'])}")
+        unscored = int((~subset[group_column(model)].isin(["low", "high"])).sum())
+        left_out = f" ({unscored} unscored left out)" if unscored else ""
+        axis.set_title(f"{model} model, {dataset} set: log-rank {p_label(logrank['logrank_p'])}{left_out}")
         axis.set_xlabel("Months")
         axis.set_ylabel("Progression-free survival")
         axis.set_ylim(0, 1.02)

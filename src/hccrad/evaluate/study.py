@@ -16,7 +16,13 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from hccrad.evaluate import figures
-from hccrad.evaluate.calibration import brier_scores, calibration_summary, grouped_calibration, smooth_observed_risk
+from hccrad.evaluate.calibration import (
+    brier_scores,
+    calibration_summary,
+    grouped_calibration,
+    ibs_grid,
+    smooth_observed_risk,
+)
 from hccrad.evaluate.cohort import table_one
 from hccrad.evaluate.comparison import delong_test, likelihood_ratio_test, nri_idi_with_ci
 from hccrad.evaluate.discrimination import (
@@ -234,7 +240,7 @@ def calibration_tables(predictions, models, settings):
 def brier_table(predictions, fitted, settings) -> pd.DataFrame:
     """Brier scores at the horizons and the integrated Brier score per model and data set."""
     rows = []
-    grid = np.linspace(0.5, max(settings.horizons) * 1.5, 40)
+    grid = np.union1d(np.asarray(settings.horizons, float), ibs_grid(settings.horizons))
     for name, model in fitted.items():
         for dataset in DATASETS:
             subset = _scored(_subset(predictions, dataset), name)
@@ -245,7 +251,9 @@ def brier_table(predictions, fitted, settings) -> pd.DataFrame:
                 warnings.simplefilter("ignore")
                 values = _safe(lambda s=subset, v=survival: brier_scores(s["pfs_months"], s["pfs_event"], v,
                                                                         list(settings.horizons)))
-            rows.append({"model": name, "dataset": dataset, **(values if isinstance(values, dict) else {})})
+            rows.append({"model": name, "dataset": dataset, **(values if isinstance(values, dict) else {}),
+                         "ibs_from_months": float(ibs_grid(settings.horizons)[0]),
+                         "ibs_to_months": float(max(settings.horizons))})
     return pd.DataFrame(rows)
 
 
@@ -283,6 +291,11 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
     tables["hazard_ratios"] = pd.concat(hazards, ignore_index=True)
     if clinical is not None and "dataset" in clinical:
         tables["table1"] = table_one(clinical, settings.afp_cutoff)
+    tables["scoring"] = pd.DataFrame([
+        {"model": m, "dataset": d, "patients": int(len(_subset(predictions, d))),
+         "scored": int(len(_scored(_subset(predictions, d), m))),
+         "unscored": int(len(_subset(predictions, d)) - len(_scored(_subset(predictions, d), m)))}
+        for m in models for d in DATASETS])
     tables["discrimination"] = discrimination_table(predictions, models, settings)
     tables["concordance"] = concordance_table(predictions, models, settings)
     tables["delong"] = delong_table(predictions, models, settings)

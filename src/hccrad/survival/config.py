@@ -42,7 +42,7 @@ class ModelConfig(BaseModel):
         from lambda_max down to ``lasso_alpha_min_ratio`` x lambda_max (glmnet's default for n < p).
     max_features
         At most this many penalised features enter the multivariable model: when the chosen lambda keeps
-        more, the largest lambda on the path that keeps no more than this is used.
+        more, the path step just before the path first keeps more is used.
     backward_aic
         Backward elimination of the multivariable model by AIC.
     c_tl_mode

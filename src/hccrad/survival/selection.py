@@ -130,11 +130,10 @@ def lasso_cox_cv(x: pd.DataFrame, time: np.ndarray, event: np.ndarray, forced: l
     penalized_nonzero = (np.abs(coefficients) > 0) & (penalty > 0)
     if penalized_nonzero.sum() > config.max_features:
         counts = ((np.abs(full.coef_) > 0) & (penalty[:, None] > 0)).sum(axis=0)
-        allowed = np.where(counts <= config.max_features)[0]
-        capped = int(allowed.max())
+        capped = capped_path_step(counts, config.max_features)
         log.add("lasso", "-", "note", "alpha", alphas[capped],
                 f"{penalized_nonzero.sum()} features at {config.lasso_rule}; capped at max_features "
-                f"{config.max_features} (largest path step with no more)")
+                f"{config.max_features} (the last path step before the path first keeps more)")
         chosen = capped
         coefficients = full.coef_[:, chosen]
     series = pd.Series(coefficients, index=x.columns)
@@ -147,8 +146,20 @@ def lasso_cox_cv(x: pd.DataFrame, time: np.ndarray, event: np.ndarray, forced: l
                        series)
 
 
+def capped_path_step(counts: np.ndarray, max_features: int) -> int:
+    """The path step used when the chosen penalty keeps more than ``max_features`` penalised features: the last
+    step (from the largest penalty down) before the path first keeps more.
+
+    ``counts`` (shape (steps,)) need not grow along the path: a feature can leave it and another enter, so a
+    later step may again keep no more than the cap; it is never used, as it lies past the cap's first crossing.
+    """
+    exceeding = np.flatnonzero(np.asarray(counts) > max_features)
+    return int(max(exceeding[0] - 1, 0)) if exceeding.size else len(counts) - 1
+
+
 def fit_lifelines(frame: pd.DataFrame, time: np.ndarray, event: np.ndarray):
-    """Multivariable Cox (lifelines, Breslow ties), with a small ridge penalty only if it fails to converge."""
+    """Multivariable Cox (lifelines, Efron's method for tied event times), with a small ridge penalty only if it
+    fails to converge."""
     from lifelines import CoxPHFitter
 
     data = frame.copy()
