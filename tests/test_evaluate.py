@@ -331,3 +331,38 @@ def test_unscored_patients_leave_figures_intact_and_are_counted(fitted_demo, tmp
     assert "T&L" in roc and "3 unscored left out" in roc
     assert "3 unscored left out" in svg_text(tmp_path / "figures" / "risk_boxes_validation_6m.svg")
     assert "3 unscored left out" in svg_text(tmp_path / "figures" / "km_T_L_validation.svg")
+
+
+def test_calibration_censors_at_the_horizon_itself():
+    """McLernon's GBSG validation from the raw follow-up (beyond 5 years) equals the hand-censored computation."""
+    development, validation = mclernon_cohorts()
+    model = CoxPHFitter().fit(development, "ryear", "rfs")
+    gbsg = pd.read_csv(shared_path("reference", "stats", "mclernon_gbsg.csv"))
+    raw_time, raw_event = gbsg["rfstime"].to_numpy() / 365.25, gbsg["status"].to_numpy()
+    assert (raw_time > 5).sum() > 100  # the raw data do run past the horizon
+    lp = validation[model.params_.index].to_numpy() @ model.params_.to_numpy()
+    risk = 1 - model.predict_survival_function(validation, times=[5]).to_numpy()[0]
+    by_hand = calibration_summary(validation["ryear"], validation["rfs"], lp, risk, 5.0)
+    inside = calibration_summary(raw_time, raw_event, lp, risk, 5.0)
+    for key in ("ici", "e50", "e90", "slope", "oe_ratio"):
+        assert inside[key] == pytest.approx(by_hand[key], rel=1e-9), key
+
+
+def test_hmisc_knot_rule_and_few_distinct_predictions():
+    from hccrad.evaluate.calibration import hmisc_knots
+
+    rng = np.random.default_rng(3)
+    small = rng.normal(size=50)
+    ordered = np.sort(small)
+    np.testing.assert_allclose(hmisc_knots(small), [ordered[4], np.median(small), ordered[-5]])
+    large = rng.normal(size=300)
+    np.testing.assert_allclose(hmisc_knots(large), np.percentile(large, [10, 50, 90]))
+    np.testing.assert_allclose(hmisc_knots(np.repeat([1.0, 2.0, 3.0, 4.0], 30)), [2.0, 3.0])  # interior values
+    # a clinical model with four distinct predictions: calibration is finite, never NaN
+    x, time, event, survival = simulate(300, 5)
+    groups = np.digitize(x, [-0.7, 0.0, 0.7])
+    risk = np.array([0.2, 0.35, 0.5, 0.65])[groups]
+    summary = calibration_summary(time, event, groups.astype(float), risk, 10.0)
+    assert all(np.isfinite(summary[key]) for key in ("ici", "e50", "e90", "slope", "oe_ratio"))
+    constant = calibration_summary(time, event, np.zeros(300), np.full(300, 0.4), 10.0)
+    assert np.isfinite(constant["ici"])

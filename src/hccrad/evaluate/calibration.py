@@ -3,9 +3,11 @@
 * grouped: patients in quantile groups of predicted risk; observed risk 1 - KM(t) per group with its
   Greenwood 95% CI;
 * smooth: the method of Austin, Harrell and van Klaveren (2020) as used by McLernon et al. (2023): a Cox model
-  of the outcome on a restricted cubic spline (3 knots) of cloglog(predicted risk) estimates each patient's
-  observed risk at t; ICI, E50 and E90 are the mean, median and 90th percentile of |predicted - observed|;
-* calibration slope: the coefficient of the risk score in a Cox model on the evaluated patients (1 = ideal);
+  of the outcome, censored at t, on a restricted cubic spline (Hmisc's 3-knot rule) of cloglog(predicted risk)
+  estimates each patient's observed risk at t; ICI, E50 and E90 are the mean, median and 90th percentile of
+  |predicted - observed|;
+* calibration slope: the coefficient of the risk score in a Cox model on the evaluated patients' follow-up
+  censored at t (1 = ideal);
 * O/E ratio: observed risk 1 - KM(t) over the mean predicted risk, with a CI from the KM standard error.
 """
 
@@ -60,37 +62,77 @@ def grouped_calibration(time, event, predicted_risk, horizon: float, n_groups: i
     return pd.DataFrame(rows)
 
 
+def censor_at(time, event, horizon: float) -> tuple[np.ndarray, np.ndarray]:
+    """Follow-up administratively censored at ``horizon``: time min(T, t), event only if it happened by t."""
+    time, event = np.asarray(time, float), np.asarray(event, int)
+    return np.minimum(time, horizon), np.where(time <= horizon, event, 0)
+
+
+def hmisc_knots(x: np.ndarray, n_knots: int = 3) -> np.ndarray:
+    """Knots of a restricted cubic spline by Hmisc's ``rcspline.eval`` default rule (3 knots).
+
+    * With at most ``n_knots + 2`` distinct values, the knots are the distinct values without the extremes.
+    * Otherwise the 10th, 50th and 90th percentiles; when n < 100 the outer knots are the 5th smallest and the
+      5th largest values.
+    * Duplicate knots are removed, so fewer knots than asked may come back (two or fewer: no spline term).
+    """
+    x = np.sort(np.asarray(x, float))
+    distinct = np.unique(x)
+    if len(distinct) <= n_knots + 2:
+        return distinct[1:-1] if len(distinct) > 2 else distinct
+    knots = np.percentile(x, [10, 50, 90])
+    if len(x) < 100:
+        knots[0], knots[-1] = x[4], x[-5]
+    return np.unique(knots)
+
+
 def smooth_observed_risk(time, event, predicted_risk, horizon: float) -> np.ndarray:
-    """Each patient's observed risk at ``horizon`` from a Cox model on an RCS (3 knots) of cloglog(risk)."""
+    """Each patient's observed risk at ``horizon`` (McLernon et al.): a Cox model, on follow-up censored at the
+    horizon, of a restricted cubic spline of cloglog(predicted risk) with Hmisc's knots (:func:`hmisc_knots`).
+
+    With fewer than three distinct knots the spline term is dropped (a linear term only); with a single distinct
+    prediction every patient's observed risk is the Kaplan-Meier risk at the horizon. Never NaN.
+    """
     from lifelines import CoxPHFitter
 
+    time, event = censor_at(time, event, horizon)
     risk = np.clip(np.asarray(predicted_risk, float), 1e-6, 1 - 1e-6)
     cll = np.log(-np.log(1 - risk))
-    knots = np.percentile(cll, [10, 50, 90])
-    basis = restricted_cubic_spline(cll, knots)
-    frame = pd.DataFrame(basis, columns=["cll", "cll_rcs1"])
-    frame["time"], frame["event"] = np.asarray(time, float), np.asarray(event, int)
+    if len(np.unique(cll)) < 2:
+        return np.full(len(cll), km_risk_at(time, event, horizon)[0])
+    knots = hmisc_knots(cll)
+    basis = restricted_cubic_spline(cll, knots) if len(knots) >= 3 else cll[:, None]
+    columns = ["cll"] + [f"cll_rcs{k}" for k in range(1, basis.shape[1])]
+    frame = pd.DataFrame(basis, columns=columns)
+    frame["time"], frame["event"] = time, event
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fitter = CoxPHFitter(penalizer=1e-6).fit(frame, "time", "event")
-    survival = fitter.predict_survival_function(frame[["cll", "cll_rcs1"]], times=[horizon]).to_numpy()[0]
+    survival = fitter.predict_survival_function(frame[columns], times=[horizon]).to_numpy()[0]
     return 1.0 - survival
 
 
 def calibration_summary(time, event, risk_score, predicted_risk, horizon: float) -> dict[str, float]:
-    """ICI, E50, E90, calibration slope (with 95% CI) and the O/E ratio (with 95% CI) at ``horizon``."""
+    """ICI, E50, E90, calibration slope (with 95% CI) and the O/E ratio (with 95% CI) at ``horizon``.
+
+    Follow-up is censored at the horizon inside (McLernon et al. 2023), so the result is the same whether or not
+    the caller did so. The slope is the risk score's coefficient in a Cox model on that follow-up; O/E is the
+    Kaplan-Meier risk at the horizon over the mean predicted risk.
+    """
     from lifelines import CoxPHFitter
 
     predicted_risk = np.asarray(predicted_risk, float)
     observed = smooth_observed_risk(time, event, predicted_risk, horizon)
     error = np.abs(predicted_risk - observed)
-    frame = pd.DataFrame({"lp": np.asarray(risk_score, float), "time": np.asarray(time, float),
-                          "event": np.asarray(event, int)})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        slope_fit = CoxPHFitter().fit(frame, "time", "event")
-    slope = float(slope_fit.params_["lp"])
-    slope_se = float(slope_fit.standard_errors_["lp"])
+    censored_time, censored_event = censor_at(time, event, horizon)
+    frame = pd.DataFrame({"lp": np.asarray(risk_score, float), "time": censored_time, "event": censored_event})
+    slope, slope_se = np.nan, np.nan  # undefined when every patient has the same risk score
+    if len(np.unique(frame["lp"])) > 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            slope_fit = CoxPHFitter().fit(frame, "time", "event")
+        slope = float(slope_fit.params_["lp"])
+        slope_se = float(slope_fit.standard_errors_["lp"])
     observed_km, km_se = km_risk_at(time, event, horizon)
     expected = float(predicted_risk.mean())
     oe = observed_km / expected
