@@ -366,3 +366,11 @@ def test_hmisc_knot_rule_and_few_distinct_predictions():
     assert all(np.isfinite(summary[key]) for key in ("ici", "e50", "e90", "slope", "oe_ratio"))
     constant = calibration_summary(time, event, np.zeros(300), np.full(300, 0.4), 10.0)
     assert np.isfinite(constant["ici"])
+
+
+def test_complete_case_outcome_ties_at_the_horizon():
+    time = np.array([3.0, 6.0, 6.0, 7.0, 5.0])
+    event = np.array([1, 1, 0, 1, 0])
+    # progression at t is a case; censored exactly at t is a control (known progression-free at t);
+    # censored before t is left out
+    np.testing.assert_array_equal(binary_outcome_at(time, event, 6.0), [1.0, 1.0, 0.0, 0.0, np.nan])

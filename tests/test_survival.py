@@ -12,6 +12,7 @@ import yaml
 from lifelines import CoxPHFitter
 from lifelines.datasets import load_rossi
 from lifelines.utils import concordance_index
+from scipy import stats
 from typer.testing import CliRunner
 
 from hccrad.cli.main import app
@@ -403,3 +404,24 @@ def test_the_lasso_cap_never_passes_the_paths_first_crossing():
     assert capped_path_step(counts, 4) == 2  # the old rule took step 6, past the cap and past the chosen step
     assert capped_path_step(counts, 10) == 6
     assert capped_path_step(np.array([0, 3, 3]), 2) == 0
+
+
+def test_maxstat_p_value_is_corrected_for_the_search_and_a_fixed_cutoff_can_be_set():
+    from hccrad.survival.coxmath import maxstat_p_value
+
+    # a standard value: b = 3 over the 10th-90th percentiles (R maxstat's pLausen92 formula, written out)
+    b = 3.0
+    phi = stats.norm.pdf(b)
+    assert maxstat_p_value(b**2) == pytest.approx(4 * phi / b + phi * (b - 1 / b) * np.log(81), rel=1e-12)
+    # under the null the plain p of the chosen cut-off rejects far too often; the corrected one does not
+    rng = np.random.default_rng(11)
+    model = CoxRiskModel("C", ModelConfig(risk_cutoff="maxstat"))
+    plain, corrected = [], []
+    for _ in range(150):
+        time, event, lp = rng.exponential(10, 120), (rng.random(120) < 0.7).astype(int), rng.normal(size=120)
+        cutoff = model._fit_cutoff(lp, time, event)
+        plain.append(cutoff["p_plain"] < 0.05)
+        corrected.append(cutoff["p_corrected"] < 0.05)
+    assert np.mean(corrected) <= 0.08 and np.mean(plain) >= 2 * max(np.mean(corrected), 0.05)
+    fixed = CoxRiskModel("C", ModelConfig(risk_cutoff=1.06))
+    assert fixed._fit_cutoff(lp, time, event) == {"method": "fixed", "value": 1.06}

@@ -29,11 +29,15 @@ class AUCResult:
 
 
 def binary_outcome_at(time: np.ndarray, event: np.ndarray, horizon: float) -> np.ndarray:
-    """1 for progression by ``horizon``, 0 for progression-free beyond it, NaN when censored before it."""
+    """The complete-case outcome at ``horizon`` (months), with timeROC's tie rules.
+
+    1 (case) for progression at or before the horizon; 0 (control) for follow-up beyond it, or censored exactly
+    at it (progression-free at t is known); NaN (left out) when censored before it.
+    """
     time, event = np.asarray(time, float), np.asarray(event, int)
     outcome = np.full(len(time), np.nan)
     outcome[(time <= horizon) & (event == 1)] = 1.0
-    outcome[time > horizon] = 0.0
+    outcome[(time > horizon) | ((time == horizon) & (event == 0))] = 0.0
     return outcome
 
 

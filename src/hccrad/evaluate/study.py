@@ -169,6 +169,12 @@ def _paired_outcomes(predictions, models, settings):
                     yield first, second, dataset, horizon, subset[keep], labels[keep]
 
 
+#: How a comparison test on each data set may be read.
+INFERENCE = {"training": "apparent: the models were fitted on these patients; not for inference",
+             "validation": "validation: for inference"}
+COMPLETE_CASE = "complete case at t (as in the paper): patients censored before t are left out"
+
+
 def delong_table(predictions, models, settings) -> pd.DataFrame:
     """DeLong tests of the paper's model pairs at each horizon (complete cases at the horizon)."""
     rows = []
@@ -177,7 +183,8 @@ def delong_table(predictions, models, settings) -> pd.DataFrame:
         rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon,
                      "auc_first": test.auc_1, "auc_second": test.auc_2, "difference": test.difference,
                      "ci_low": test.ci_low, "ci_high": test.ci_high, "z": test.z, "p": test.p,
-                     "n_cases": test.n_cases, "n_controls": test.n_controls})
+                     "n_cases": test.n_cases, "n_controls": test.n_controls,
+                     "censoring": COMPLETE_CASE, "inference": INFERENCE[dataset]})
     return pd.DataFrame(rows)
 
 
@@ -190,7 +197,9 @@ def lrt_table(predictions, fitted: dict[str, CoxRiskModel]) -> pd.DataFrame:
         if reduced not in fitted or full not in fitted:
             continue
         nested = set(fitted[reduced].covariates_) < set(fitted[full].covariates_)
-        row = {"reduced": reduced, "full": full, "nested": nested, "statistic": np.nan, "df": np.nan, "p": np.nan}
+        row = {"reduced": reduced, "full": full, "nested": nested, "statistic": np.nan, "df": np.nan, "p": np.nan,
+               "inference": "apparent (training set): the df count the final covariates only, not the univariate "
+                            "screen and LASSO that chose them, so the p-value is too small; not for inference"}
         if nested:
             ll_reduced = partial_loglik(time, event, training[risk_column(reduced)].to_numpy(float))
             ll_full = partial_loglik(time, event, training[risk_column(full)].to_numpy(float))
@@ -212,7 +221,8 @@ def nri_table(predictions, models, settings) -> pd.DataFrame:
     for first, second, dataset, horizon, subset, labels in _paired_outcomes(predictions, models, settings):
         result = nri_idi_with_ci(risk_at(subset, first, horizon), risk_at(subset, second, horizon), labels,
                                  settings.n_bootstrap, settings.seed)
-        rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon, **result})
+        rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon, **result,
+                     "censoring": COMPLETE_CASE, "inference": INFERENCE[dataset]})
     return pd.DataFrame(rows)
 
 
@@ -267,6 +277,15 @@ def box_table(predictions, models, settings) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _cutoff_columns(cutoff: dict, dataset: str) -> dict:
+    """The cut-off's method and value, and on the training set (where a maxstat cut-off was chosen) the log-rank
+    p-value corrected for the search (Lausen and Schumacher 1992)."""
+    columns = {"cutoff_method": cutoff.get("method"), "cutoff": cutoff.get("value")}
+    if dataset == "training" and "p_corrected" in cutoff:
+        columns["logrank_p_corrected_for_selection"] = cutoff["p_corrected"]
+    return columns
+
+
 def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], clinical: pd.DataFrame | None = None,
                    settings: EvaluationSettings | None = None, out_dir: Path | None = None) -> Evaluation:
     """Compute every table (and, with ``out_dir``, every figure) of the results.
@@ -306,7 +325,8 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
     tables["brier"] = brier_table(predictions, {m: fitted[m] for m in models}, settings)
     tables["risk_score_boxes"] = box_table(predictions, models, settings)
     tables["risk_groups"] = pd.DataFrame([{"model": m, "dataset": d,
-                                           **risk_group_logrank(_scored(_subset(predictions, d), m), group_column(m))}
+                                           **risk_group_logrank(_scored(_subset(predictions, d), m), group_column(m)),
+                                           **_cutoff_columns(fitted[m].cutoff_, d)}
                                           for m in models for d in DATASETS])
     curves = []
     for dataset in DATASETS:

@@ -49,8 +49,9 @@ class ModelConfig(BaseModel):
         C-T&L: ``union`` selects over clinical + T&L features with the clinical factors forced in (as the
         paper implies); ``score`` uses the fitted T&L risk score as one covariate beside the clinical factors.
     risk_cutoff
-        High/low risk groups: the training ``median`` risk score, or ``maxstat`` (maximally selected
-        log-rank statistic over the 10th-90th percentiles of training scores).
+        High/low risk groups: the training ``median`` risk score, ``maxstat`` (maximally selected log-rank
+        statistic over the 10th-90th percentiles of training scores, with Lausen and Schumacher's corrected
+        p-value), or a fixed number on the risk-score scale (the paper reports 1.06).
     harmonize
         ComBat harmonization of image features across centers (neuroCombat's model, fitted on training).
     """
@@ -68,7 +69,7 @@ class ModelConfig(BaseModel):
     max_features: int = Field(default=12, ge=1)
     backward_aic: bool = False
     c_tl_mode: Literal["union", "score"] = "union"
-    risk_cutoff: Literal["median", "maxstat"] = "median"
+    risk_cutoff: Literal["median", "maxstat"] | float = "median"
     harmonize: bool = False
     seed: int = 20240601
 

@@ -114,3 +114,19 @@ def survival_probability(baseline_times: np.ndarray, baseline_cumhaz: np.ndarray
     """
     cumhaz = step_value(baseline_times, baseline_cumhaz, times)
     return np.exp(-np.outer(np.exp(np.asarray(risk_scores, float)), np.atleast_1d(cumhaz)))
+
+
+def maxstat_p_value(statistic: float, min_proportion: float = 0.1, max_proportion: float = 0.9) -> float:
+    """Lausen and Schumacher's (1992) approximate p-value of a maximally selected log-rank statistic.
+
+    The maximum over cut-offs between the ``min_proportion`` and ``max_proportion`` quantiles of the standardized
+    log-rank statistic ``b = sqrt(chi-square)`` exceeds b with probability about
+    ``4 phi(b) / b + phi(b) (b - 1/b) log(max (1 - min) / ((1 - max) min))`` (R maxstat's ``pLausen92``),
+    clipped to [0, 1]. The plain log-rank p-value of the chosen cut-off ignores the search and is too small.
+    """
+    b = float(np.sqrt(max(statistic, 0.0)))
+    if b <= 0:
+        return 1.0
+    density = stats.norm.pdf(b)
+    span = np.log(max_proportion * (1 - min_proportion) / ((1 - max_proportion) * min_proportion))
+    return float(np.clip(4 * density / b + density * (b - 1 / b) * span, 0.0, 1.0))

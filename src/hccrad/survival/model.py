@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.base import BaseEstimator
 
 from hccrad.io.errors import InputError
 from hccrad.survival.clinical import CLINICAL_INPUTS, covariate_description, encode
 from hccrad.survival.config import MODEL_NAMES, ModelConfig
-from hccrad.survival.coxmath import breslow_baseline, survival_probability
+from hccrad.survival.coxmath import breslow_baseline, maxstat_p_value, survival_probability
 from hccrad.survival.selection import SelectionLog, backward_aic, fit_lifelines
 from hccrad.survival.transformers import (
     ClinicalCoder,
@@ -191,6 +192,8 @@ class CoxRiskModel(BaseEstimator):
         return self.selector_.lasso_ if self.selector_ is not None else None
 
     def _fit_cutoff(self, lp: np.ndarray, time: np.ndarray, event: np.ndarray) -> dict[str, Any]:
+        if isinstance(self.settings.risk_cutoff, (int, float)):
+            return {"method": "fixed", "value": float(self.settings.risk_cutoff)}
         if self.settings.risk_cutoff == "median":
             return {"method": "median of training risk scores", "value": float(np.median(lp))}
         from lifelines.statistics import logrank_test
@@ -205,7 +208,8 @@ class CoxRiskModel(BaseEstimator):
             if statistic > best_stat:
                 best_value, best_stat = float(value), float(statistic)
         return {"method": "maximally selected log-rank statistic (10th-90th percentiles)", "value": best_value,
-                "statistic": best_stat}
+                "statistic": best_stat, "p_plain": float(stats.chi2.sf(best_stat, 1)),
+                "p_corrected": maxstat_p_value(best_stat, 0.1, 0.9)}
 
     def _hazard_table(self, summary: pd.DataFrame) -> pd.DataFrame:
         from hccrad.features.names import PAPER_TABLE3
