@@ -34,6 +34,7 @@ from hccrad.evaluate.discrimination import (
     uno_c,
 )
 from hccrad.evaluate.groups import decision_curve, risk_group_logrank, risk_score_by_outcome, subgroup_auc
+from hccrad.io import layout
 from hccrad.io.config import StudyConfig
 from hccrad.io.files import write_atomic
 from hccrad.io.layout import group_column, model_slug, pfs_column, risk_column
@@ -358,7 +359,7 @@ def write_evaluation(evaluation: Evaluation, predictions: pd.DataFrame, models: 
                      settings: EvaluationSettings) -> None:
     """Write every table (CSV), figure (PNG and SVG) and ``evaluation.json`` to ``evaluation.out_dir``."""
     out_dir = Path(evaluation.out_dir)
-    tables_dir, figures_dir = out_dir / "tables", out_dir / "figures"
+    tables_dir, figures_dir = out_dir / layout.TABLES, out_dir / layout.FIGURES
     for name, table in evaluation.tables.items():
         write_atomic(tables_dir / f"{name}.csv", table.to_csv(index=False))
     tables = evaluation.tables
@@ -401,9 +402,9 @@ def write_evaluation(evaluation: Evaluation, predictions: pd.DataFrame, models: 
             paths += figures.km_figure(predictions, model, dataset, logrank, figures_dir,
                                        f"km_{model_slug(model)}_{dataset}")
     evaluation.figures = paths
-    write_atomic(out_dir / "evaluation.json", json.dumps({
+    write_atomic(out_dir / layout.EVALUATION_SUMMARY, json.dumps({
         "settings": settings.__dict__, "models": models,
-        "tables": sorted(f"tables/{name}.csv" for name in tables),
+        "tables": sorted(f"{layout.TABLES}/{name}.csv" for name in tables),
         "figures": sorted(str(p.relative_to(out_dir)) for p in paths)}, indent=2, default=str))
 
 

@@ -188,7 +188,7 @@ def extract_features(study: Study, out_dir: Path | None = None, scheduler: str |
     """
     config = config or FeatureConfig.model_validate(study.config.features)
     out_dir = Path(out_dir) if out_dir else study.config.layout.features_dir
-    cases_dir = ensure_writable_dir(out_dir / "cases")
+    cases_dir = ensure_writable_dir(out_dir / layout.FEATURE_CASES)
     jobs, missing = build_jobs(study, config)
     pending, reused = [], []
     for job in jobs:

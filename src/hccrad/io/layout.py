@@ -24,7 +24,10 @@ from pathlib import Path
 
 from hccrad.io.ids import case_path
 
-# File names inside a stage's folder (a stage may be pointed at another folder; the names stay these).
+# File and folder names inside a stage's folder (a stage may be pointed at another folder; the names stay these).
+FEATURE_CASES = "cases"
+TABLES = "tables"
+FIGURES = "figures"
 FEATURE_TABLE = "features.parquet"
 FEATURE_TABLE_CSV = "features.csv"
 FEATURE_FAILURES = "failures.csv"
@@ -155,6 +158,25 @@ class StudyLayout:
         return self.root / "features"
 
     @property
+    def feature_cases_dir(self) -> Path:
+        """``features/cases/``: one result file per case."""
+        return self.features_dir / FEATURE_CASES
+
+    def feature_case(self, patient_id: str) -> Path:
+        """``features/cases/<id>.json``: one case's result (features, or its error)."""
+        return case_path(self.feature_cases_dir, patient_id, ".json")
+
+    @property
+    def report_tables_dir(self) -> Path:
+        """``report/tables/``: the tables beside the report."""
+        return self.report_dir / TABLES
+
+    @property
+    def report_figures_dir(self) -> Path:
+        """``report/figures/``: the figures beside the report."""
+        return self.report_dir / FIGURES
+
+    @property
     def feature_table(self) -> Path:
         """``features/features.parquet``: the cohort's feature table."""
         return self.features_dir / FEATURE_TABLE
@@ -198,12 +220,12 @@ class StudyLayout:
     @property
     def evaluation_tables_dir(self) -> Path:
         """``evaluation/tables/``."""
-        return self.evaluation_dir / "tables"
+        return self.evaluation_dir / TABLES
 
     @property
     def evaluation_figures_dir(self) -> Path:
         """``evaluation/figures/``."""
-        return self.evaluation_dir / "figures"
+        return self.evaluation_dir / FIGURES
 
     def evaluation_table(self, name: str) -> Path:
         """``evaluation/tables/<name>.csv`` (``discrimination``, ``delong``, ...)."""

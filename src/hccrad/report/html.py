@@ -224,7 +224,7 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
         if summary is None:
             body = '<p class="note">no acquisition table: it is written by `hccrad validate`.</p>'
         else:
-            write_atomic(report_dir / "tables" / "acquisition.csv", summary.to_csv(index=False))
+            write_atomic(paths.report_tables_dir / "acquisition.csv", summary.to_csv(index=False))
             body = table_html(summary)
     else:
         body = '<p class="note">clinical-only study: no CT headers.</p>'
@@ -241,7 +241,7 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
             volumes = pd.read_parquet(paths.feature_table, columns=["Tumor_volume_mL", "Rliver_volume_mL"])
         gallery, qc_table = qc_gallery(study, paths.qc_dir, volumes)
         flagged = int((qc_table["flags"].fillna("") != "").sum()) if len(qc_table) else 0
-        write_atomic(report_dir / "tables" / "qc.csv", qc_table.to_csv(index=False))
+        write_atomic(paths.report_tables_dir / "qc.csv", qc_table.to_csv(index=False))
         body = (f"<h3>DSC and HD95</h3>{metrics}<h3>Quality control</h3><p>Liver (yellow) and tumor (red) contours "
                 f"at the tumor's largest slice; {flagged} case(s) flagged (red frame).</p>{gallery}")
     else:
@@ -291,11 +291,11 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
 
     # 5. Models
     body = ""
-    if (tables_dir / "hazard_ratios.csv").is_file():
+    if (paths.evaluation_table("hazard_ratios")).is_file():
         body += "<h3>Hazard ratios (Supplementary Figure 1)</h3>" + _figure_block(figures_dir, [("hazard_ratios", "")])
-        body += table_html(pd.read_csv(tables_dir / "hazard_ratios.csv"))
-        body += "<h3>Discrimination</h3>" + table_html(_read_csv(tables_dir / "discrimination.csv"))
-        body += table_html(_read_csv(tables_dir / "concordance.csv"))
+        body += table_html(pd.read_csv(paths.evaluation_table("hazard_ratios")))
+        body += "<h3>Discrimination</h3>" + table_html(_read_csv(paths.evaluation_table("discrimination")))
+        body += table_html(_read_csv(paths.evaluation_table("concordance")))
         body += "<h3>ROC and calibration, T vs T&amp;L (Supplementary Figure 2) and all models</h3>"
         for horizon in horizons:
             names = []
@@ -307,21 +307,24 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
         body += "<details><summary>All four models</summary>" + _figure_block(
             figures_dir, [(f"{kind}_all_{d}_{h:g}m", f"{kind} {d} {h:g} m") for h in horizons
                           for d in ("training", "validation") for kind in ("roc", "calibration")]) + "</details>"
-        body += table_html(_read_csv(tables_dir / "calibration.csv"))
-        body += "<h3>DeLong tests (Supplementary Table 4)</h3>" + table_html(_read_csv(tables_dir / "delong.csv"))
+        body += table_html(_read_csv(paths.evaluation_table("calibration")))
+        body += ("<h3>DeLong tests (Supplementary Table 4)</h3>"
+                 + table_html(_read_csv(paths.evaluation_table("delong"))))
         body += "<h3>Likelihood-ratio tests and NRI / IDI</h3>" + table_html(
-            _read_csv(tables_dir / "likelihood_ratio.csv")) + table_html(_read_csv(tables_dir / "nri_idi.csv"))
+            _read_csv(paths.evaluation_table("likelihood_ratio"))) + table_html(
+            _read_csv(paths.evaluation_table("nri_idi")))
         per_set = [(h, d) for h in horizons for d in ("training", "validation")]
         body += "<h3>Risk scores by outcome (Supplementary Figure 3)</h3>" + _figure_block(
             figures_dir, [(f"risk_boxes_{d}_{h:g}m", f"{d} {h:g} m") for h, d in per_set])
         body += "<h3>Subgroups of C-T&amp;L (Supplementary Figure 4)</h3>" + _figure_block(
             figures_dir, [(f"subgroups_{d}_{h:g}m", f"{d} {h:g} m") for h, d in per_set])
-        body += table_html(_read_csv(tables_dir / "subgroup_tests.csv"))
+        body += table_html(_read_csv(paths.evaluation_table("subgroup_tests")))
         body += "<h3>Kaplan-Meier risk groups</h3>" + _figure_block(
             figures_dir, [(f"km_{model_slug(m)}_{d}", f"{m} {d}") for m in MODEL_NAMES
                           for d in ("training", "validation")])
-        body += table_html(_read_csv(tables_dir / "risk_groups.csv"))
-        body += "<h3>Brier score and decision curves</h3>" + table_html(_read_csv(tables_dir / "brier.csv"))
+        body += table_html(_read_csv(paths.evaluation_table("risk_groups")))
+        body += ("<h3>Brier score and decision curves</h3>"
+                 + table_html(_read_csv(paths.evaluation_table("brier"))))
         body += _figure_block(figures_dir, [(f"decision_{d}_{h:g}m", f"{d} {h:g} m") for h in horizons
                                             for d in ("training", "validation")])
     else:
@@ -359,7 +362,7 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
             f"<main>{content}</main></body></html>")
     path = paths.report_html
     write_atomic(path, page)
-    for source, target in ((tables_dir, report_dir / "tables"), (figures_dir, report_dir / "figures")):
+    for source, target in ((tables_dir, paths.report_tables_dir), (figures_dir, paths.report_figures_dir)):
         if source.is_dir():
             target.mkdir(parents=True, exist_ok=True)
             for file in source.iterdir():
