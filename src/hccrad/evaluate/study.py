@@ -58,6 +58,9 @@ class EvaluationConfig(BaseModel):
     calibration_groups: int = Field(default=5, ge=2, le=20)
     #: Seed of every resampling of the evaluation.
     seed: int = 20240601
+    #: Bootstrap resamples of the internal validation (Harrell's optimism, every fitted step repeated per
+    #: resample); 0 (default) skips it: each resample refits the models, so 200 take hours on a full cohort.
+    internal_validation_resamples: int = Field(default=0, ge=0)
 
 
 @dataclass
@@ -69,6 +72,7 @@ class EvaluationSettings:
     calibration_groups: int = 5
     seed: int = 20240601
     afp_cutoff: float = 400.0
+    internal_validation_resamples: int = 0
 
     @classmethod
     def from_study(cls, config: StudyConfig, n_bootstrap: int | None = None) -> EvaluationSettings:
@@ -77,7 +81,8 @@ class EvaluationSettings:
         return cls(horizons=tuple(config.horizons_months),
                    n_bootstrap=section.n_bootstrap if n_bootstrap is None else n_bootstrap,
                    calibration_groups=section.calibration_groups, seed=section.seed,
-                   afp_cutoff=config.afp_cutoff_ng_ml)
+                   afp_cutoff=config.afp_cutoff_ng_ml,
+                   internal_validation_resamples=section.internal_validation_resamples)
 
 
 @dataclass
@@ -287,8 +292,24 @@ def _cutoff_columns(cutoff: dict, dataset: str) -> dict:
     return columns
 
 
+def internal_validation_table(fitted: dict[str, CoxRiskModel], models: list[str], training: pd.DataFrame,
+                              settings: EvaluationSettings) -> pd.DataFrame:
+    """Apparent, optimism and corrected performance per model (:func:`hccrad.evaluate.internal.bootstrap_optimism`),
+    resamples run on Dask's local processes, seeded."""
+    from hccrad.evaluate.internal import bootstrap_optimism
+
+    frames = []
+    for model in models:
+        frame = bootstrap_optimism(fitted[model], training, tuple(settings.horizons),
+                                   settings.internal_validation_resamples, settings.seed)
+        frame.insert(0, "model", model)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
 def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], clinical: pd.DataFrame | None = None,
-                   settings: EvaluationSettings | None = None, out_dir: Path | None = None) -> Evaluation:
+                   settings: EvaluationSettings | None = None, out_dir: Path | None = None,
+                   training_table: pd.DataFrame | None = None) -> Evaluation:
     """Compute every table (and, with ``out_dir``, every figure) of the results.
 
     Parameters
@@ -299,6 +320,9 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
         The fitted models (artifacts), for hazard ratios, baseline survival and the LR tests.
     clinical
         Clinical columns (afp, bclc, child_pugh, treatment) per patient, for the subgroup analysis.
+    training_table
+        The table the models were fitted on (training patients), for the internal validation when
+        ``settings.internal_validation_resamples`` > 0.
     """
     settings = settings or EvaluationSettings()
     models = [m for m in MODEL_NAMES if m in fitted and risk_column(m) in predictions]
@@ -311,6 +335,8 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
     tables["hazard_ratios"] = pd.concat(hazards, ignore_index=True)
     if clinical is not None and "dataset" in clinical:
         tables["table1"] = table_one(clinical, settings.afp_cutoff)
+    if settings.internal_validation_resamples and training_table is not None:
+        tables["internal_validation"] = internal_validation_table(fitted, models, training_table, settings)
     tables["scoring"] = pd.DataFrame([
         {"model": m, "dataset": d, "patients": int(len(_subset(predictions, d))),
          "scored": int(len(_scored(_subset(predictions, d), m))),

@@ -78,7 +78,11 @@ def evaluate_fitted(study: Study, models_dir: Path | None = None, out_dir: Path 
     fitted = fitted if fitted is not None else load_models(models_dir)
     settings = EvaluationSettings.from_study(study.config, n_bootstrap)
     out_dir = Path(out_dir) if out_dir else study.config.layout.evaluation_dir
-    return evaluate_study(load_predictions(predictions_path), fitted, study.table(), settings, out_dir)
+    training = None
+    if settings.internal_validation_resamples:
+        table = study_table(study)
+        training = table[table["dataset"] == "training"]
+    return evaluate_study(load_predictions(predictions_path), fitted, study.table(), settings, out_dir, training)
 
 
 def write_acquisition(study: Study) -> pd.DataFrame:

@@ -323,6 +323,10 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
             figures_dir, [(f"km_{model_slug(m)}_{d}", f"{m} {d}") for m in MODEL_NAMES
                           for d in ("training", "validation")])
         body += table_html(_read_csv(paths.evaluation_table("risk_groups")))
+        internal = _read_csv(paths.evaluation_table("internal_validation"))
+        if internal is not None:
+            body += ("<h3>Internal validation (bootstrap optimism, every fitted step repeated per resample)</h3>"
+                     + table_html(internal))
         body += ("<h3>Brier score and decision curves</h3>"
                  + table_html(_read_csv(paths.evaluation_table("brier"))))
         body += _figure_block(figures_dir, [(f"decision_{d}_{h:g}m", f"{d} {h:g} m") for h in horizons

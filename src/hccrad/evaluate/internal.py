@@ -1,0 +1,103 @@
+"""Internal validation of the whole modelling pipeline: Harrell's bootstrap estimate of optimism.
+
+Each bootstrap resample of the training patients repeats every fitted step of a model (clinical coding and
+imputation, the univariate screen, the correlation filter, the LASSO's cross-validation, the multivariable refit
+and the cut-off), by fitting a clone of the model. The model's performance on its own resample (apparent) minus
+its performance on the original training patients (test) is that resample's optimism; the mean over resamples
+is subtracted from the original model's apparent performance (Harrell, Lee and Mark 1996; TRIPOD 10b).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from hccrad.evaluate.calibration import brier_scores
+from hccrad.evaluate.discrimination import harrell_c, ipcw_auc
+from hccrad.survival.coxmath import survival_probability
+from hccrad.survival.model import CoxRiskModel, make_y
+
+
+def performance(model: CoxRiskModel, table: pd.DataFrame, horizons: tuple[float, ...]) -> dict[str, float]:
+    """Harrell's C, the IPCW AUC and the Brier score at each horizon, and the calibration slope, of a fitted
+    model on ``table`` (one row per patient with ``pfs_months``, ``pfs_event`` and the model's inputs)."""
+    from lifelines import CoxPHFitter
+
+    time, event = table["pfs_months"].to_numpy(float), table["pfs_event"].to_numpy(int)
+    lp = model.predict(table)
+    out = {"c_index": harrell_c(time, event, lp)}
+    for horizon in horizons:
+        out[f"auc_{horizon:g}m"] = ipcw_auc(time, event, lp, horizon)
+    survival = pd.DataFrame(survival_probability(model.baseline_times_, model.baseline_cumhaz_, lp, list(horizons)),
+                            columns=list(horizons))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        brier = brier_scores(time, event, survival, list(horizons))
+        frame = pd.DataFrame({"lp": lp, "time": time, "event": event})
+        out["calibration_slope"] = (float(CoxPHFitter().fit(frame, "time", "event").params_["lp"])
+                                    if np.std(lp) > 0 else np.nan)
+    out.update({key: value for key, value in brier.items() if key != "integrated_brier"})
+    return out
+
+
+def _one_resample(model: CoxRiskModel, training: pd.DataFrame, horizons: tuple[float, ...],
+                  seed: int) -> dict[str, float] | None:
+    """The optimism of one bootstrap resample (apparent on the resample minus test on the training set)."""
+    rng = np.random.default_rng(seed)
+    sample = training.iloc[rng.integers(0, len(training), len(training))]
+    sample = sample.set_axis([f"{pid}#{k}" for k, pid in enumerate(sample.index)])
+    try:
+        refit = clone(model).fit(sample, make_y(sample["pfs_months"], sample["pfs_event"]))
+        apparent, test = performance(refit, sample, horizons), performance(refit, training, horizons)
+    except Exception:  # a resample on which the pipeline cannot fit (too few events) is counted as failed
+        return None
+    return {key: apparent[key] - test[key] for key in apparent}
+
+
+def bootstrap_optimism(model: CoxRiskModel, training: pd.DataFrame, horizons: tuple[float, ...],
+                       n_bootstrap: int = 200, seed: int = 20240601, scheduler: str = "processes",
+                       progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """Apparent, optimism and optimism-corrected performance of ``model`` (fitted on ``training``).
+
+    Parameters
+    ----------
+    model
+        The fitted model; its parameters (``clone``) define the pipeline refitted on each resample.
+    training
+        The training patients it was fitted on.
+    horizons
+        Months of the AUC and Brier scores.
+    n_bootstrap
+        Resamples; resample b uses seed ``seed + b``, so results do not depend on the scheduler.
+    scheduler
+        Dask's local scheduler for the resamples (``processes``, ``threads`` or ``synchronous``).
+    progress
+        ``progress(done, total)`` as resamples finish (synchronous scheduler only).
+
+    Returns
+    -------
+    One row per measure: ``apparent``, ``optimism`` (mean over the resamples that could be fitted), ``corrected``
+    (apparent - optimism), ``resamples`` used.
+    """
+    import dask
+
+    apparent = performance(model, training, horizons)
+    if scheduler == "synchronous" and progress is not None:
+        results = []
+        for b in range(n_bootstrap):
+            results.append(_one_resample(model, training, horizons, seed + b))
+            progress(b + 1, n_bootstrap)
+    else:
+        tasks = [dask.delayed(_one_resample)(model, training, horizons, seed + b) for b in range(n_bootstrap)]
+        results = list(dask.compute(*tasks, scheduler=scheduler))
+    usable = [r for r in results if r is not None]
+    rows = []
+    for key, value in apparent.items():
+        optimism = float(np.nanmean([r[key] for r in usable])) if usable else np.nan
+        rows.append({"measure": key, "apparent": value, "optimism": optimism, "corrected": value - optimism,
+                     "resamples": len(usable)})
+    return pd.DataFrame(rows)
