@@ -425,3 +425,18 @@ def test_maxstat_p_value_is_corrected_for_the_search_and_a_fixed_cutoff_can_be_s
     assert np.mean(corrected) <= 0.08 and np.mean(plain) >= 2 * max(np.mean(corrected), 0.05)
     fixed = CoxRiskModel("C", ModelConfig(risk_cutoff=1.06))
     assert fixed._fit_cutoff(lp, time, event) == {"method": "fixed", "value": 1.06}
+
+
+def test_near_constant_equals_the_per_column_count():
+    from hccrad.survival.selection import near_constant
+
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(rng.normal(size=(60, 6)), columns=list("abcdef"))
+    frame["b"] = np.where(rng.random(60) < 0.97, 1.0, 2.0)   # mode share about 0.97
+    frame["c"] = 5.0                                          # no spread
+    frame.loc[:57, "d"] = np.nan                              # mostly missing: NaN counts as a value
+    frame["e"] = np.round(frame["e"])                         # a few repeated values, not near-constant
+    expected = [c for c in frame.columns
+                if frame[c].value_counts(normalize=True, dropna=False).iloc[0] > 0.95
+                or not np.isfinite(frame[c].std(ddof=0)) or frame[c].std(ddof=0) == 0]
+    assert near_constant(frame, 0.95) == expected and {"b", "c", "d"} <= set(expected)

@@ -37,14 +37,21 @@ class SelectionLog:
 
 
 def near_constant(frame: pd.DataFrame, max_mode_fraction: float) -> list[str]:
-    """Columns whose most frequent value covers more than ``max_mode_fraction`` of rows, or with no spread."""
-    out = []
-    for column in frame.columns:
-        values = frame[column]
-        share = values.value_counts(normalize=True, dropna=False).iloc[0] if len(values) else 1.0
-        if share > max_mode_fraction or not np.isfinite(values.std(ddof=0)) or values.std(ddof=0) == 0:
-            out.append(column)
-    return out
+    """Columns whose most frequent value (NaN counted as a value) covers more than ``max_mode_fraction`` of rows,
+    or with no spread; in one sort of the whole table rather than a count per column."""
+    if not len(frame):
+        return list(frame.columns)
+    values = np.sort(frame.to_numpy(float), axis=0)  # NaN sort last, so equal values (and NaNs) are adjacent
+    same = (values[1:] == values[:-1]) | (np.isnan(values[1:]) & np.isnan(values[:-1]))
+    longest = np.ones(values.shape[1], dtype=np.int64)
+    run = np.ones(values.shape[1], dtype=np.int64)
+    for row in same:  # the longest run of equal values per column
+        run = np.where(row, run + 1, 1)
+        longest = np.maximum(longest, run)
+    share = longest / len(frame)
+    spread = frame.std(ddof=0).to_numpy(float)
+    flagged = (share > max_mode_fraction) | ~np.isfinite(spread) | (spread == 0)
+    return [column for column, flag in zip(frame.columns, flagged, strict=True) if flag]
 
 
 def correlation_filter(frame: pd.DataFrame, strength: pd.Series, threshold: float,
