@@ -315,3 +315,12 @@ def test_geometry_messages_print_plain_numbers(tmp_path):
         read_mask(tmp_path / "mask.nii.gz", image)
     message = str(info.value)
     assert "spacing (0.7, 0.7, 2.5) != image (0.7, 0.7, 5)" in message and "np.float64" not in message
+
+
+def test_run_refuses_an_invalid_section_before_any_stage(tmp_path):
+    result = CliRunner().invoke(app, ["run", str(_clinical_study(tmp_path, evaluation={"n_bootstrapp": 20}))])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "n_bootstrapp" in " ".join(result.output.split())
+    assert not (tmp_path / "out" / "run_summary.json").exists()  # no stage ran
+    issues = pd.read_csv(tmp_path / "out" / "manifest_issues.csv")
+    assert "evaluation" in set(issues["field"])

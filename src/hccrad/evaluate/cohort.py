@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hccrad.io.config import PAPER_AFP_CUTOFF_NG_ML
 
-def table_one(table: pd.DataFrame, afp_cutoff: float = 400.0) -> pd.DataFrame:
+
+def table_one(table: pd.DataFrame, afp_cutoff: float = PAPER_AFP_CUTOFF_NG_ML) -> pd.DataFrame:
     """Table 1: characteristics of the training and validation sets, with tests of their difference.
 
     Parameters

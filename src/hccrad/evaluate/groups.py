@@ -11,9 +11,10 @@ import pandas as pd
 from scipy import stats
 
 from hccrad.evaluate.discrimination import binary_outcome_at, delong_auc
+from hccrad.io.config import PAPER_AFP_CUTOFF_NG_ML
 
 
-def subgroup_definitions(table: pd.DataFrame, afp_cutoff: float = 400.0) -> dict[str, pd.Series]:
+def subgroup_definitions(table: pd.DataFrame, afp_cutoff: float = PAPER_AFP_CUTOFF_NG_ML) -> dict[str, pd.Series]:
     """The paper's subgroup factors as labelled Series: AFP level, BCLC stage, Child-Pugh grade, treatment."""
     afp = pd.to_numeric(table["afp"], errors="coerce")
     return {
@@ -25,7 +26,7 @@ def subgroup_definitions(table: pd.DataFrame, afp_cutoff: float = 400.0) -> dict
     }
 
 
-def subgroup_auc(table: pd.DataFrame, score_column: str, horizon: float, afp_cutoff: float = 400.0
+def subgroup_auc(table: pd.DataFrame, score_column: str, horizon: float, afp_cutoff: float = PAPER_AFP_CUTOFF_NG_ML
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Binary AUC at ``horizon`` within each subgroup, and a test that it does not differ between the
     subgroups of a factor (Cochran's Q over independent subgroups with DeLong variances, df = k - 1)."""

@@ -35,7 +35,7 @@ from hccrad.evaluate.discrimination import (
 )
 from hccrad.evaluate.groups import decision_curve, risk_group_logrank, risk_score_by_outcome, subgroup_auc
 from hccrad.io import layout
-from hccrad.io.config import StudyConfig
+from hccrad.io.config import PAPER_AFP_CUTOFF_NG_ML, StudyConfig
 from hccrad.io.files import write_atomic
 from hccrad.io.layout import group_column, model_slug, pfs_column, risk_column
 from hccrad.survival.config import MODEL_NAMES
@@ -71,7 +71,7 @@ class EvaluationSettings:
     n_bootstrap: int = 500
     calibration_groups: int = 5
     seed: int = 20240601
-    afp_cutoff: float = 400.0
+    afp_cutoff: float = PAPER_AFP_CUTOFF_NG_ML
     internal_validation_resamples: int = 0
 
     @classmethod

@@ -30,6 +30,9 @@ CANONICAL_FIELDS = (
     "pfs_event",
 )
 
+#: The paper's AFP cut-off (ng/mL): the default wherever a cut-off is not set.
+PAPER_AFP_CUTOFF_NG_ML = 400.0
+
 #: Months per unit, for reading a follow-up time given in another unit (1 month = 365.25 / 12 days).
 MONTHS_PER_UNIT = {
     "months": 1.0,
@@ -115,7 +118,7 @@ class StudyConfig(_Strict):
     censored_values: Literal["refuse", "limit"] = "refuse"
     split: SplitConfig
     horizons_months: list[float] = [6.0, 12.0]
-    afp_cutoff_ng_ml: float = 400.0
+    afp_cutoff_ng_ml: float = PAPER_AFP_CUTOFF_NG_ML
     output_dir: Path = Path("hccrad-output")
     dicom_series: SeriesRule = SeriesRule()
     # Each stage validates its own section with its own model (hccrad.features.FeatureConfig, ...), so

@@ -493,5 +493,4 @@ def spacing_zyx(image: sitk.Image) -> tuple[float, float, float]:
 
 def array_with_spacing(image: sitk.Image) -> tuple[np.ndarray, tuple[float, float, float]]:
     """The voxel array in (z, y, x) order with the spacing in the same order, in mm."""
-    spacing_xyz = image.GetSpacing()
-    return sitk.GetArrayFromImage(image), (spacing_xyz[2], spacing_xyz[1], spacing_xyz[0])
+    return sitk.GetArrayFromImage(image), spacing_zyx(image)

@@ -102,17 +102,17 @@ def run_study(manifest: Path, scheduler: str | None = None, n_bootstrap: int | N
     study = load_study(manifest)
     ensure_writable_dir(study.config.output_path)
     paths = study.config.layout
+    check_stage_settings(study)
+    section_errors = [i for i in study.errors if i.row is None and i.field in STAGE_SECTIONS]
+    if section_errors:  # input to fix: refused before any stage runs (the CLI prints one line, status 2)
+        write_atomic(paths.manifest_issues, study.issues_table().to_csv(index=False))
+        raise ManifestError(f"{manifest}: " + "; ".join(f"{i.field}: {i.message}" for i in section_errors))
     handler = _setup_log(paths.run_log)
     result = RunResult(study)
     state = RunState(paths.run_state)
     try:
         log.info("run of %s: %d rows, %d valid patients, %d errors", manifest, study.n_rows, len(study.patients),
                  len(study.errors))
-        check_stage_settings(study)
-        section_errors = [i for i in study.errors if i.row is None and i.field in STAGE_SECTIONS]
-        if section_errors:
-            write_atomic(paths.manifest_issues, study.issues_table().to_csv(index=False))
-            raise ManifestError("; ".join(f"{i.field}: {i.message}" for i in section_errors))
         result.failed_cases += [{"patient_id": i.patient_id, "stage": "manifest", "error": str(i)}
                                 for i in study.errors]
         write_atomic(paths.manifest_issues, study.issues_table().to_csv(index=False))

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hccrad.io.config import PAPER_AFP_CUTOFF_NG_ML
 from hccrad.io.errors import InputError
 from hccrad.survival.config import ClinicalCoding
 
@@ -26,7 +27,8 @@ def fit_coding(train: pd.DataFrame, coding: ClinicalCoding) -> dict[str, Any]:
     other_treatments = sorted(set(treatments) - {reference})
     spec: dict[str, Any] = {
         "afp": coding.afp,
-        "afp_cutoff_ng_ml": 400.0 if coding.afp_cutoff_ng_ml is None else coding.afp_cutoff_ng_ml,
+        "afp_cutoff_ng_ml": (PAPER_AFP_CUTOFF_NG_ML if coding.afp_cutoff_ng_ml is None
+                             else coding.afp_cutoff_ng_ml),
         "child_pugh": coding.child_pugh,
         "bclc": coding.bclc,
         "treatment_reference": reference,

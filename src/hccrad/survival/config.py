@@ -91,7 +91,3 @@ class ModelConfig(BaseModel):
             clinical = config.clinical.model_copy(update={"afp_cutoff_ng_ml": study.afp_cutoff_ng_ml})
             config = config.model_copy(update={"clinical": clinical})
         return config
-
-    def afp_cutoff(self) -> float:
-        """The AFP cut-off (ng/mL) the clinical coding uses: the section's, else the paper's 400."""
-        return 400.0 if self.clinical.afp_cutoff_ng_ml is None else self.clinical.afp_cutoff_ng_ml

@@ -11,6 +11,7 @@ import SimpleITK as sitk
 from hccrad.features.engine import images, texture
 from hccrad.features.engine.shape import shape_features
 from hccrad.io.errors import InputError
+from hccrad.io.images import spacing_zyx
 from hccrad.io.masks import bounding_box
 
 #: Version of the engine's arithmetic; part of every case fingerprint.
@@ -157,8 +158,7 @@ def region_features(image: sitk.Image, region: np.ndarray, params: dict[str, Any
     _check_dimensions(box, settings, n_voxels)
     features: dict[str, float] = {}
     if "shape" in classes:
-        spacing_zyx = tuple(float(s) for s in cropped.GetSpacing()[::-1])
-        for name, value in _selected(shape_features(box_mask, spacing_zyx), classes["shape"]).items():
+        for name, value in _selected(shape_features(box_mask, spacing_zyx(cropped)), classes["shape"]).items():
             features[f"original_shape_{name}"] = value
     texture_classes = {name: wanted for name, wanted in classes.items() if name != "shape"}
     voxel_volume = float(np.multiply.reduce(cropped.GetSpacing()))
