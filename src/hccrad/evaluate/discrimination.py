@@ -84,7 +84,8 @@ def censoring_survival(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray,
     return unique, np.cumprod(1.0 - drops / at_risk)
 
 
-def _g_at(times: np.ndarray, survival: np.ndarray, at: np.ndarray, left: bool) -> np.ndarray:
+def censoring_survival_at(times: np.ndarray, survival: np.ndarray, at: np.ndarray, left: bool) -> np.ndarray:
+    """G at each of ``at`` from :func:`censoring_survival`'s step function: G(at-) when ``left``, else G(at)."""
     side = "left" if left else "right"
     index = np.searchsorted(times, np.asarray(at, float), side=side) - 1
     return np.where(index >= 0, survival[np.clip(index, 0, None)], 1.0)
@@ -102,8 +103,8 @@ def ipcw_auc(time: np.ndarray, event: np.ndarray, scores: np.ndarray, horizon: f
     controls = time > horizon
     if not cases.any() or not controls.any():
         return np.nan
-    case_weight = 1.0 / _g_at(g_times, g_survival, time[cases], left=True)
-    control_weight = 1.0 / _g_at(g_times, g_survival, np.array([horizon]), left=False)[0]
+    case_weight = 1.0 / censoring_survival_at(g_times, g_survival, time[cases], left=True)
+    control_weight = 1.0 / censoring_survival_at(g_times, g_survival, np.array([horizon]), left=False)[0]
     case_scores, control_scores = scores[cases], scores[controls]
     greater = (case_scores[:, None] > control_scores[None, :]).astype(float)
     ties = (case_scores[:, None] == control_scores[None, :]).astype(float)
@@ -111,6 +112,83 @@ def ipcw_auc(time: np.ndarray, event: np.ndarray, scores: np.ndarray, horizon: f
     numerator = np.sum(case_weight * concordant) * control_weight
     denominator = case_weight.sum() * control_weight * controls.sum()
     return float(numerator / denominator)
+
+
+def _censoring_influence_sums(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Influence of each patient k on log G(at_i-) for the Kaplan-Meier censoring survival, with sign flipped.
+
+    Returns ``S`` of shape (n, len(at)) with ``S[k, i] = sum over censoring times u < at_i`` of
+    ``(1{T_k = u, censored} - h(u) 1{T_k >= u}) / (Y(u)/n (1 - h(u)))``, where h(u) is the censoring hazard
+    (censored at u over at risk at u) and Y(u) the number at risk. This is the exact Gateaux derivative
+    (infinitesimal jackknife) of the product-limit estimator: d log G(at_i-) in the direction of patient k is
+    ``-S[k, i]``.
+    """
+    n = len(time)
+    censoring_times = np.unique(time[event == 0])
+    if censoring_times.size == 0:
+        return np.zeros((n, len(at)))
+    at_risk = (time[:, None] >= censoring_times[None, :])
+    censored_here = (time[:, None] == censoring_times[None, :]) & (event[:, None] == 0)
+    y = at_risk.sum(axis=0).astype(float)
+    hazard = censored_here.sum(axis=0) / y
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(hazard < 1.0, 1.0 / (y / n * (1.0 - hazard)), 0.0)
+    increments = (censored_here - hazard[None, :] * at_risk) * scale[None, :]
+    cumulative = np.cumsum(increments, axis=1)
+    index = np.searchsorted(censoring_times, np.asarray(at, float), side="left") - 1
+    return np.where(index[None, :] >= 0, cumulative[:, np.clip(index, 0, None)], 0.0)
+
+
+def ipcw_auc_influence(time: np.ndarray, event: np.ndarray, scores: np.ndarray, horizon: float
+                       ) -> tuple[float, np.ndarray]:
+    """The IPCW cumulative/dynamic AUC at ``horizon`` and each patient's influence on it.
+
+    The estimator is :func:`ipcw_auc`'s (timeROC's marginal weighting). The influence function is its exact
+    infinitesimal-jackknife derivative, including the estimation of the censoring distribution G by
+    Kaplan-Meier (Blanche, Dartigues and Jacqmin-Gadda 2013 derive the same first-order representation).
+    ``var(AUC) = sd(influence)^2 / n``, as timeROC computes it.
+
+    Parameters
+    ----------
+    time, event, scores
+        Shape (n,): follow-up (months), 1 = event, risk score (higher = earlier event).
+    horizon
+        Months.
+
+    Returns
+    -------
+    auc, influence
+        The AUC and the influence function, shape (n,), which sums to 0. NaN and zeros when the horizon has no
+        case or no control.
+    """
+    time, event, scores = np.asarray(time, float), np.asarray(event, int), np.asarray(scores, float)
+    n = len(time)
+    cases, controls = (time < horizon) & (event == 1), (time > horizon)
+    if not cases.any() or not controls.any():
+        return np.nan, np.zeros(n)
+    g_times, g_survival = censoring_survival(time, event)
+    case_weight = np.zeros(n)  # 1 / G(T_i-) for cases; G(t) cancels between numerator and denominator
+    case_weight[cases] = 1.0 / censoring_survival_at(g_times, g_survival, time[cases], left=True)
+    concordance = (scores[:, None] > scores[None, :]) + 0.5 * (scores[:, None] == scores[None, :])
+    per_case = concordance[:, controls].sum(axis=1) / n  # (1/n) sum over controls j of c_ij
+    per_control = case_weight @ concordance / n  # (1/n) sum over cases i of a_i c_ij
+    case_share, control_share = case_weight.mean(), controls.mean()
+    u_statistic = float(np.mean(case_weight * per_case))
+    auc = u_statistic / (case_share * control_share)
+    # d a_i in the direction of patient k: a_i * S[k, i] (from d log G(T_i-) = -S[k, i]).
+    weight_change = case_weight[None, :] * _censoring_influence_sums(time, event, time)
+    d_u = case_weight * per_case + controls * per_control - 2 * u_statistic + weight_change @ per_case / n
+    d_case_share = case_weight - case_share + weight_change.sum(axis=1) / n
+    d_control_share = controls - control_share
+    influence = (d_u - auc * control_share * d_case_share - auc * case_share * d_control_share) / (
+        case_share * control_share)
+    return float(auc), influence
+
+
+def influence_se(influence: np.ndarray) -> float:
+    """Standard error ``sd(influence) / sqrt(n)`` (timeROC's convention, sd with n - 1)."""
+    n = len(influence)
+    return float(np.std(influence, ddof=1) / np.sqrt(n)) if n > 1 else np.nan
 
 
 def bootstrap_ci(statistic, n: int, n_boot: int = 500, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
