@@ -17,7 +17,14 @@ from scipy import stats
 from hccrad.evaluate import EvaluationSettings, evaluate_study
 from hccrad.evaluate.calibration import brier_scores, calibration_summary
 from hccrad.evaluate.comparison import delong_test, likelihood_ratio_test, nri_idi
-from hccrad.evaluate.discrimination import binary_outcome_at, delong_auc, delong_components, ipcw_auc
+from hccrad.evaluate.discrimination import (
+    binary_outcome_at,
+    delong_auc,
+    delong_components,
+    influence_se,
+    ipcw_auc,
+    ipcw_auc_influence,
+)
 from hccrad.evaluate.groups import decision_curve, subgroup_auc
 from hccrad.survival.coxmath import partial_loglik
 
@@ -221,15 +228,28 @@ def test_subgroup_heterogeneity_with_two_groups_is_the_squared_z_of_the_differen
                           "treatment": "TACE"})
     rows, tests = subgroup_auc(table, "score", 10.0)
     afp_rows = rows[rows["factor"] == "AFP level"]
+    afp_test = tests.set_index("factor").loc["AFP level"]
     outcome = binary_outcome_at(time, event, 10.0)
-    results = []
+    binary, ipcw = [], []
     for parity in (0, 1):
-        mask = (np.arange(600) % 2 == parity) & ~np.isnan(outcome)
-        results.append(delong_auc(x[mask], outcome[mask]))
-    z2 = (results[0].auc - results[1].auc) ** 2 / (results[0].se**2 + results[1].se**2)
-    q = tests.set_index("factor").loc["AFP level", "q"]
-    assert q == pytest.approx(z2, rel=1e-9)
-    assert sorted(afp_rows["auc"].round(10)) == sorted(round(r.auc, 10) for r in results)
+        members = np.arange(600) % 2 == parity
+        complete = members & ~np.isnan(outcome)
+        binary.append(delong_auc(x[complete], outcome[complete]))
+        auc, influence = ipcw_auc_influence(time[members], event[members], x[members], 10.0)
+        ipcw.append((auc, influence_se(influence)))
+    # Primary: the subgroups' own IPCW AUCs (censoring estimated within each) and their influence SEs.
+    z2 = (ipcw[0][0] - ipcw[1][0]) ** 2 / (ipcw[0][1] ** 2 + ipcw[1][1] ** 2)
+    assert afp_test["q"] == pytest.approx(z2, rel=1e-9)
+    assert sorted(afp_rows["auc"].round(10)) == sorted(round(a, 10) for a, _ in ipcw)
+    assert sorted(afp_rows["auc"].round(10)) == sorted(round(ipcw_auc(time[np.arange(600) % 2 == p],
+                                                                      event[np.arange(600) % 2 == p],
+                                                                      x[np.arange(600) % 2 == p], 10.0), 10)
+                                                       for p in (0, 1))
+    # Beside it: the paper's complete-case AUC with DeLong variances.
+    z2_binary = (binary[0].auc - binary[1].auc) ** 2 / (binary[0].se**2 + binary[1].se**2)
+    assert afp_test["p_complete_case"] == pytest.approx(stats.chi2.sf(z2_binary, 1), rel=1e-9)
+    assert sorted(afp_rows["auc_complete_case"].round(10)) == sorted(round(r.auc, 10) for r in binary)
+    assert (afp_rows["censored_before"] > 0).all()
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +263,8 @@ def evaluated(fitted_demo, tmp_path_factory):
 
 def test_study_evaluation_writes_every_table(evaluated):
     evaluation, out = evaluated
-    expected = {"hazard_ratios", "discrimination", "concordance", "delong", "likelihood_ratio", "nri_idi",
+    expected = {"hazard_ratios", "discrimination", "concordance", "auc_comparison", "delong", "likelihood_ratio",
+                "nri_idi",
                 "calibration", "calibration_groups", "calibration_smooth", "brier", "risk_score_boxes",
                 "risk_groups", "decision_curves", "subgroups", "subgroup_tests"}
     assert expected <= {p.stem for p in (out / "tables").glob("*.csv")}
@@ -255,6 +276,18 @@ def test_study_evaluation_writes_every_table(evaluated):
     assert (discrimination["auc_binary_ci_low"] <= discrimination["auc_binary"]).all()
     lrt = pd.read_csv(out / "tables" / "likelihood_ratio.csv").set_index(["reduced", "full"])
     assert lrt.loc[("C", "C-T&L"), "nested"] and lrt.loc[("C", "C-T&L"), "p"] < 0.05
+    # The primary comparison: IPCW AUCs of every scored patient, the same AUCs as the discrimination table.
+    comparison = pd.read_csv(out / "tables" / "auc_comparison.csv")
+    assert len(comparison) == 12 and comparison["censoring"].str.startswith("censoring-aware").all()
+    auc = discrimination.set_index(["model", "dataset", "horizon"])["auc_ipcw"]
+    for _, row in comparison.iterrows():
+        first, second = row["comparison"].split(" vs ")
+        assert row["auc_first"] == pytest.approx(auc[(first, row["dataset"], row["horizon"])], rel=1e-12)
+        assert row["auc_second"] == pytest.approx(auc[(second, row["dataset"], row["horizon"])], rel=1e-12)
+        assert row["ci_low"] < row["difference"] < row["ci_high"]
+    assert set(comparison["inference"].str.split(":").str[0]) == {"apparent", "validation"}
+    nri = pd.read_csv(out / "tables" / "nri_idi.csv")
+    assert set(nri["censoring"].str.split(":").str[0]) == {"censoring-aware", "complete case at t (as in the paper)"}
 
 
 def svg_text(path) -> str:

@@ -189,7 +189,7 @@ def subgroup_figure(rows: pd.DataFrame, tests: pd.DataFrame, title: str, folder:
             axis.annotate(fmt(row["auc"]), (1.01, yy), xycoords=("axes fraction", "data"), va="center", fontsize=7)
         axis.axvline(0.5, color="grey", linewidth=0.8, linestyle=":")
         axis.set_xlim(0, 1)
-        axis.set_xlabel("AUC (95% CI)")
+        axis.set_xlabel("IPCW AUC (95% CI, influence function)")
         notes = "; ".join(f"{r['factor']} {p_label(r['p'])}" for _, r in tests.iterrows())
         axis.set_title(f"{title}\nheterogeneity: {notes}", fontsize=8)
         return save(figure, folder, name)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hccrad.evaluate.discrimination import binary_outcome_at, delong_auc
+from hccrad.evaluate.discrimination import binary_outcome_at, delong_auc, influence_se, ipcw_auc_influence
 from hccrad.io.config import PAPER_AFP_CUTOFF_NG_ML
 
 
@@ -26,33 +26,59 @@ def subgroup_definitions(table: pd.DataFrame, afp_cutoff: float = PAPER_AFP_CUTO
     }
 
 
+def _heterogeneity(factor: str, estimates: list[tuple[float, float]]) -> dict:
+    """Cochran's Q that independent subgroup AUCs (value, SE) are equal, on k - 1 degrees of freedom."""
+    if len(estimates) < 2:
+        return {"factor": factor, "q": np.nan, "df": 0, "p": np.nan}
+    aucs, ses = np.array(estimates).T
+    weights = 1 / ses**2
+    pooled = np.sum(weights * aucs) / weights.sum()
+    q = float(np.sum(weights * (aucs - pooled) ** 2))
+    return {"factor": factor, "q": q, "df": len(aucs) - 1, "p": float(stats.chi2.sf(q, len(aucs) - 1))}
+
+
 def subgroup_auc(table: pd.DataFrame, score_column: str, horizon: float, afp_cutoff: float = PAPER_AFP_CUTOFF_NG_ML
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Binary AUC at ``horizon`` within each subgroup, and a test that it does not differ between the
-    subgroups of a factor (Cochran's Q over independent subgroups with DeLong variances, df = k - 1)."""
+    """AUC at ``horizon`` within each subgroup, and a test that it does not differ between a factor's subgroups.
+
+    The primary AUC (``auc``, ``ci_low``, ``ci_high``, ``se``) is the IPCW cumulative/dynamic AUC of the
+    subgroup's patients, censoring estimated within the subgroup, with its influence-function SE and a Wald 95%
+    CI clipped to [0, 1]. Beside it, ``auc_complete_case`` (with CI) is the paper's binary AUC with DeLong's
+    variance, patients censored before the horizon left out. The heterogeneity test is Cochran's Q over the
+    subgroups' IPCW AUCs (independent patients, df = k - 1), in ``q``/``p``; ``p_complete_case`` is the same
+    test on the complete-case AUCs.
+    """
     outcome = binary_outcome_at(table["pfs_months"], table["pfs_event"], horizon)
+    time, event = table["pfs_months"].to_numpy(float), table["pfs_event"].to_numpy(int)
+    scores = table[score_column].to_numpy(float)
+    z = stats.norm.ppf(0.975)
     rows, tests = [], []
     for factor, labels in subgroup_definitions(table, afp_cutoff).items():
-        estimates = []
+        estimates, complete_estimates = [], []
         for level in sorted(labels.dropna().unique(), key=str):
-            mask = (labels == level).to_numpy() & ~np.isnan(outcome)
-            y = outcome[mask]
-            row = {"factor": factor, "subgroup": level, "n": int(mask.sum()), "cases": int((y == 1).sum()),
-                   "controls": int((y == 0).sum()), "auc": np.nan, "ci_low": np.nan, "ci_high": np.nan}
+            members = (labels == level).to_numpy()
+            complete = members & ~np.isnan(outcome)
+            y = outcome[complete]
+            row = {"factor": factor, "subgroup": level, "n": int(members.sum()), "cases": int((y == 1).sum()),
+                   "controls": int((y == 0).sum()), "censored_before": int(members.sum() - complete.sum()),
+                   "auc": np.nan, "se": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+                   "auc_complete_case": np.nan, "ci_low_complete_case": np.nan, "ci_high_complete_case": np.nan}
             if row["cases"] >= 2 and row["controls"] >= 2:
-                result = delong_auc(table[score_column].to_numpy()[mask], y)
-                row.update(auc=result.auc, ci_low=result.ci_low, ci_high=result.ci_high)
-                if result.se > 0:
-                    estimates.append((result.auc, result.se))
+                auc, influence = ipcw_auc_influence(time[members], event[members], scores[members], horizon)
+                se = influence_se(influence)
+                if np.isfinite(auc):
+                    row.update(auc=auc, se=se, ci_low=max(0.0, auc - z * se), ci_high=min(1.0, auc + z * se))
+                    if se > 0:
+                        estimates.append((auc, se))
+                binary = delong_auc(scores[complete], y)
+                row.update(auc_complete_case=binary.auc, ci_low_complete_case=binary.ci_low,
+                           ci_high_complete_case=binary.ci_high)
+                if binary.se > 0:
+                    complete_estimates.append((binary.auc, binary.se))
             rows.append(row)
-        if len(estimates) >= 2:
-            aucs, ses = np.array(estimates).T
-            weights = 1 / ses**2
-            pooled = np.sum(weights * aucs) / weights.sum()
-            q = float(np.sum(weights * (aucs - pooled) ** 2))
-            tests.append({"factor": factor, "q": q, "df": len(aucs) - 1, "p": float(stats.chi2.sf(q, len(aucs) - 1))})
-        else:
-            tests.append({"factor": factor, "q": np.nan, "df": 0, "p": np.nan})
+        test = _heterogeneity(factor, estimates)
+        test["p_complete_case"] = _heterogeneity(factor, complete_estimates)["p"]
+        tests.append(test)
     return pd.DataFrame(rows), pd.DataFrame(tests)
 
 

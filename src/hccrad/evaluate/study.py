@@ -24,12 +24,20 @@ from hccrad.evaluate.calibration import (
     smooth_observed_risk,
 )
 from hccrad.evaluate.cohort import table_one
-from hccrad.evaluate.comparison import delong_test, likelihood_ratio_test, nri_idi_with_ci
+from hccrad.evaluate.comparison import (
+    censored_nri_idi_with_ci,
+    delong_test,
+    ipcw_auc_comparison,
+    likelihood_ratio_test,
+    nri_idi_with_ci,
+)
 from hccrad.evaluate.discrimination import (
     binary_outcome_at,
     bootstrap_ci,
     delong_auc,
     harrell_c,
+    influence_se,
+    ipcw_auc_influence,
     ipcw_auc_with_ci,
     uno_c,
 )
@@ -127,7 +135,8 @@ def discrimination_table(predictions, models, settings) -> pd.DataFrame:
                 row.update(auc_binary=np.nan, auc_binary_ci_low=np.nan, auc_binary_ci_high=np.nan,
                            n_cases=int(np.nansum(labels == 1)), n_controls=int(np.nansum(labels == 0)))
             ipcw = ipcw_auc_with_ci(time, event, scores, horizon, settings.n_bootstrap, settings.seed)
-            row.update(auc_ipcw=ipcw.auc, auc_ipcw_ci_low=ipcw.ci_low, auc_ipcw_ci_high=ipcw.ci_high)
+            row.update(auc_ipcw=ipcw.auc, auc_ipcw_ci_low=ipcw.ci_low, auc_ipcw_ci_high=ipcw.ci_high,
+                       auc_ipcw_se=influence_se(ipcw_auc_influence(time, event, scores, horizon)[1]))
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -179,6 +188,35 @@ def _paired_outcomes(predictions, models, settings):
 INFERENCE = {"training": "apparent: the models were fitted on these patients; not for inference",
              "validation": "validation: for inference"}
 COMPLETE_CASE = "complete case at t (as in the paper): patients censored before t are left out"
+IPCW = "censoring-aware: patients censored before t are weighted for (IPCW / Kaplan-Meier), not left out"
+
+
+def _paired_scored(predictions, models, settings):
+    """For every paper comparison, data set and horizon: the pair and every patient scored by both models."""
+    for first, second in PAPER_COMPARISONS:
+        if first not in models or second not in models:
+            continue
+        for dataset in DATASETS:
+            subset = _scored(_scored(_subset(predictions, dataset), first), second)
+            for horizon in settings.horizons:
+                yield first, second, dataset, horizon, subset
+
+
+def auc_comparison_table(predictions, models, settings) -> pd.DataFrame:
+    """The primary comparison of the paper's model pairs: IPCW time-dependent AUCs at each horizon, their
+    difference with an influence-function 95% CI and Wald p (timeROC::compare; docs/evaluation.md)."""
+    rows = []
+    for first, second, dataset, horizon, subset in _paired_scored(predictions, models, settings):
+        test = ipcw_auc_comparison(subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int),
+                                   subset[risk_column(first)].to_numpy(float),
+                                   subset[risk_column(second)].to_numpy(float), horizon)
+        rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon,
+                     "auc_first": test.auc_1, "auc_second": test.auc_2, "difference": test.difference,
+                     "se": test.se, "ci_low": test.ci_low, "ci_high": test.ci_high, "z": test.z, "p": test.p,
+                     "n": test.n, "n_cases": test.n_cases, "n_controls": test.n_controls,
+                     "n_censored_before": test.n_censored_before, "censoring": IPCW,
+                     "inference": INFERENCE[dataset]})
+    return pd.DataFrame(rows)
 
 
 def delong_table(predictions, models, settings) -> pd.DataFrame:
@@ -222,8 +260,15 @@ def risk_at(predictions: pd.DataFrame, model: str, horizon: float) -> np.ndarray
 
 
 def nri_table(predictions, models, settings) -> pd.DataFrame:
-    """NRI and IDI with bootstrap CIs for the paper's model pairs at each horizon."""
+    """NRI and IDI with bootstrap CIs for the paper's model pairs at each horizon: the censoring-aware estimates
+    (primary) and, beside them, the paper's complete-case ones."""
     rows = []
+    for first, second, dataset, horizon, subset in _paired_scored(predictions, models, settings):
+        result = censored_nri_idi_with_ci(subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int),
+                                          risk_at(subset, first, horizon), risk_at(subset, second, horizon), horizon,
+                                          settings.n_bootstrap, settings.seed)
+        rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon, **result,
+                     "censoring": IPCW, "inference": INFERENCE[dataset]})
     for first, second, dataset, horizon, subset, labels in _paired_outcomes(predictions, models, settings):
         result = nri_idi_with_ci(risk_at(subset, first, horizon), risk_at(subset, second, horizon), labels,
                                  settings.n_bootstrap, settings.seed)
@@ -344,6 +389,7 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
         for m in models for d in DATASETS])
     tables["discrimination"] = discrimination_table(predictions, models, settings)
     tables["concordance"] = concordance_table(predictions, models, settings)
+    tables["auc_comparison"] = auc_comparison_table(predictions, models, settings)
     tables["delong"] = delong_table(predictions, models, settings)
     tables["likelihood_ratio"] = lrt_table(predictions, fitted)
     tables["nri_idi"] = nri_table(predictions, models, settings)

@@ -308,7 +308,9 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
             figures_dir, [(f"{kind}_all_{d}_{h:g}m", f"{kind} {d} {h:g} m") for h in horizons
                           for d in ("training", "validation") for kind in ("roc", "calibration")]) + "</details>"
         body += table_html(_read_csv(paths.evaluation_table("calibration")))
-        body += ("<h3>DeLong tests (Supplementary Table 4)</h3>"
+        body += ("<h3>Model comparison: IPCW time-dependent AUCs (censoring-aware, primary)</h3>"
+                 + table_html(_read_csv(paths.evaluation_table("auc_comparison"))))
+        body += ("<h3>DeLong tests, complete case at t as in the paper (Supplementary Table 4)</h3>"
                  + table_html(_read_csv(paths.evaluation_table("delong"))))
         body += "<h3>Likelihood-ratio tests and NRI / IDI</h3>" + table_html(
             _read_csv(paths.evaluation_table("likelihood_ratio"))) + table_html(
@@ -318,6 +320,7 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
             figures_dir, [(f"risk_boxes_{d}_{h:g}m", f"{d} {h:g} m") for h, d in per_set])
         body += "<h3>Subgroups of C-T&amp;L (Supplementary Figure 4)</h3>" + _figure_block(
             figures_dir, [(f"subgroups_{d}_{h:g}m", f"{d} {h:g} m") for h, d in per_set])
+        body += table_html(_read_csv(paths.evaluation_table("subgroups")))
         body += table_html(_read_csv(paths.evaluation_table("subgroup_tests")))
         body += "<h3>Kaplan-Meier risk groups</h3>" + _figure_block(
             figures_dir, [(f"km_{model_slug(m)}_{d}", f"{m} {d}") for m in MODEL_NAMES
