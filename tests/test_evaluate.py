@@ -435,8 +435,25 @@ def test_bootstrap_optimism_moves_the_apparent_c_index_towards_validation():
     truth = performance(model, new, (6.0, 12.0))["c_index"]
     assert row["apparent"] > truth
     assert abs(row["corrected"] - truth) < abs(row["apparent"] - truth)
-    again = bootstrap_optimism(model, training, (6.0, 12.0), n_bootstrap=8, seed=3, scheduler="synchronous")
-    pd.testing.assert_frame_equal(result, again)  # seeded
+    reports = []
+    again = bootstrap_optimism(model, training, (6.0, 12.0), n_bootstrap=8, seed=3, scheduler="threads",
+                               progress=lambda done, total: reports.append((done, total)))
+    pd.testing.assert_frame_equal(result, again)  # seeded: the same on any scheduler
+    assert reports == [(k, 8) for k in range(1, 9)]  # the progress bar sees every resample finish
+
+
+def test_progress_bar_writes_one_line_per_tenth_when_not_a_terminal():
+    import io
+
+    from hccrad.evaluate.internal import stderr_progress
+
+    stream = io.StringIO()
+    report = stderr_progress("internal validation T", stream)
+    for done in range(1, 201):
+        report(done, 200)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 11 and lines[0].endswith(" 1/200 resamples") and lines[-1].endswith("200/200 resamples")
+    assert lines[5] == "internal validation T: [" + "#" * 15 + "." * 15 + "] 100/200 resamples"
 
 
 def test_internal_validation_runs_in_the_study_when_asked(tmp_path):

@@ -58,6 +58,51 @@ def _one_resample(model: CoxRiskModel, training: pd.DataFrame, horizons: tuple[f
     return {key: apparent[key] - test[key] for key in apparent}
 
 
+class _ResampleProgress:
+    """A Dask local-scheduler callback that reports each finished resample to ``report(done, total)``."""
+
+    def __init__(self, report: Callable[[int, int], None], total: int):
+        from dask.callbacks import Callback
+
+        self.report, self.total, self.done = report, total, 0
+        self.callback = Callback(posttask=self._posttask)
+
+    def _posttask(self, key, result, dsk, state, worker_id) -> None:
+        name = key[0] if isinstance(key, tuple) else key
+        if str(name).startswith("_one_resample"):
+            self.done += 1
+            self.report(self.done, self.total)
+
+    def __enter__(self):
+        self.callback.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.callback.__exit__(*exc)
+
+
+def stderr_progress(label: str, stream=None) -> Callable[[int, int], None]:
+    """A text progress bar on stderr: redrawn in place on a terminal, one line per 10% otherwise."""
+    import sys
+
+    stream = stream if stream is not None else sys.stderr
+    interactive = hasattr(stream, "isatty") and stream.isatty()
+    state = {"last_decile": -1}
+
+    def report(done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / total) if total else width
+        line = f"{label}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} resamples"
+        if interactive:
+            stream.write("\r" + line + ("\n" if done == total else ""))
+        elif done * 10 // max(total, 1) > state["last_decile"] or done == total:
+            state["last_decile"] = done * 10 // max(total, 1)
+            stream.write(line + "\n")
+        stream.flush()
+
+    return report
+
+
 def bootstrap_optimism(model: CoxRiskModel, training: pd.DataFrame, horizons: tuple[float, ...],
                        n_bootstrap: int = 200, seed: int = 20240601, scheduler: str = "processes",
                        progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
@@ -76,7 +121,8 @@ def bootstrap_optimism(model: CoxRiskModel, training: pd.DataFrame, horizons: tu
     scheduler
         Dask's local scheduler for the resamples (``processes``, ``threads`` or ``synchronous``).
     progress
-        ``progress(done, total)`` as resamples finish (synchronous scheduler only).
+        ``progress(done, total)`` each time a resample finishes, on every scheduler (:func:`stderr_progress`
+        draws a bar).
 
     Returns
     -------
@@ -86,13 +132,11 @@ def bootstrap_optimism(model: CoxRiskModel, training: pd.DataFrame, horizons: tu
     import dask
 
     apparent = performance(model, training, horizons)
-    if scheduler == "synchronous" and progress is not None:
-        results = []
-        for b in range(n_bootstrap):
-            results.append(_one_resample(model, training, horizons, seed + b))
-            progress(b + 1, n_bootstrap)
+    tasks = [dask.delayed(_one_resample, pure=False)(model, training, horizons, seed + b) for b in range(n_bootstrap)]
+    if progress is not None:
+        with _ResampleProgress(progress, n_bootstrap):
+            results = list(dask.compute(*tasks, scheduler=scheduler))
     else:
-        tasks = [dask.delayed(_one_resample)(model, training, horizons, seed + b) for b in range(n_bootstrap)]
         results = list(dask.compute(*tasks, scheduler=scheduler))
     usable = [r for r in results if r is not None]
     rows = []

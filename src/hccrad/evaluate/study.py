@@ -341,12 +341,13 @@ def internal_validation_table(fitted: dict[str, CoxRiskModel], models: list[str]
                               settings: EvaluationSettings) -> pd.DataFrame:
     """Apparent, optimism and corrected performance per model (:func:`hccrad.evaluate.internal.bootstrap_optimism`),
     resamples run on Dask's local processes, seeded."""
-    from hccrad.evaluate.internal import bootstrap_optimism
+    from hccrad.evaluate.internal import bootstrap_optimism, stderr_progress
 
     frames = []
     for model in models:
         frame = bootstrap_optimism(fitted[model], training, tuple(settings.horizons),
-                                   settings.internal_validation_resamples, settings.seed)
+                                   settings.internal_validation_resamples, settings.seed,
+                                   progress=stderr_progress(f"internal validation {model}"))
         frame.insert(0, "model", model)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

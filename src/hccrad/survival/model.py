@@ -27,6 +27,7 @@ from hccrad.survival.transformers import (
     FeaturePreprocessing,
     LassoSummary,
     RadiomicsSelector,
+    numeric_columns,
 )
 
 SCORE_COVARIATE = "TL_risk_score"
@@ -253,15 +254,14 @@ class CoxRiskModel(BaseEstimator):
                                                                                 allow_extrapolation)},
                                       index=X.index))
         elif self.selector_ is not None and self.feature_inputs_:
-            raw = X.reindex(columns=self.feature_inputs_).apply(pd.to_numeric, errors="coerce").astype(float)
-            raw = raw.replace([np.inf, -np.inf], np.nan)
+            raw = numeric_columns(X, self.feature_inputs_)
             _record_missing(raw.isna(), allow_impute, imputed)
             needed = [c for c in self.covariates_ if c in self.feature_inputs_]
             if not allow_extrapolation:
                 _check_range(raw[needed], self.training_range_)
             if self.combat_ and "center" not in X:
                 raise PredictionInputError("this model harmonizes features by center: give a center column")
-            parts.append(self.selector_.transform(X))
+            parts.append(self.selector_.transform(X, needed))
         design = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=X.index)
         return design.reindex(columns=self.covariates_), imputed
 

@@ -157,14 +157,17 @@ class RadiomicsSelector(BaseEstimator):
         clinical = clinical if clinical is not None else pd.DataFrame(index=X.index)
         time, event = np.asarray(y["time"], float), np.asarray(y["event"], int)
         candidates = [c for c in X.columns if feature_family(c) in set(self.families)]
-        numeric = X[candidates].apply(pd.to_numeric, errors="coerce").astype(float)
-        numeric = numeric.replace([np.inf, -np.inf], np.nan)
+        numeric = numeric_columns(X, candidates)
         empty = [c for c in candidates if numeric[c].isna().all()]
         for column in empty:
             log.add("missing", column, "removed", note="no value in training")
         numeric = numeric.drop(columns=empty)
         impute = numeric.median().to_dict()
-        numeric = numeric.fillna(impute)
+        values = numeric.to_numpy(float)
+        if np.isnan(values).any():
+            fill = numeric.median().to_numpy(float)
+            numeric = pd.DataFrame(np.where(np.isnan(values), fill[None, :], values), index=numeric.index,
+                                   columns=numeric.columns)
         constant = near_constant(numeric, config.max_mode_fraction)
         for column in constant:
             log.add("near_constant", column, "removed", "mode share",
@@ -179,7 +182,9 @@ class RadiomicsSelector(BaseEstimator):
         self.preprocessing_ = FeaturePreprocessing(
             inputs=list(numeric.columns), impute=impute, center=numeric.mean().to_dict(),
             scale=numeric.std(ddof=0).to_dict(),
-            training_range={c: (float(numeric[c].min()), float(numeric[c].max())) for c in numeric},
+            training_range=dict(zip(numeric.columns, zip(numeric.min().astype(float).tolist(),
+                                                         numeric.max().astype(float).tolist(), strict=True),
+                                    strict=True)),
             combat=combat)
         standardized = self._standardize(numeric)
 
@@ -217,16 +222,53 @@ class RadiomicsSelector(BaseEstimator):
 
     def _standardize(self, filled: pd.DataFrame) -> pd.DataFrame:
         state = self.preprocessing_
-        return (filled - pd.Series(state.center)) / pd.Series(state.scale)
+        center = np.array([state.center[c] for c in filled.columns], float)
+        scale = np.array([state.scale[c] for c in filled.columns], float)
+        return pd.DataFrame((filled.to_numpy(float) - center) / scale, index=filled.index, columns=filled.columns)
 
-    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Every input feature of ``X`` imputed, harmonized (when fitted so) and standardized."""
+    def transform(self, X: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+        """Input features of ``X`` imputed, harmonized (when fitted so) and standardized.
+
+        ``columns`` (default: every input) limits the work to the features a prediction needs; each feature's
+        preprocessing is its own, so the values do not depend on which others are computed.
+        """
         state = self.preprocessing_
-        raw = X.reindex(columns=state.inputs).apply(pd.to_numeric, errors="coerce").astype(float)
-        filled = raw.replace([np.inf, -np.inf], np.nan).fillna(state.impute)
+        columns = list(state.inputs) if columns is None else list(columns)
+        raw = numeric_columns(X, columns)
+        values = raw.to_numpy(float)
+        missing = np.isnan(values)
+        if missing.any():
+            fill = np.array([state.impute[c] for c in columns], float)
+            values = np.where(missing, fill[None, :], values)
+        filled = pd.DataFrame(values, index=X.index, columns=columns)
         if state.combat:
-            filled[state.combat["features"]] = apply_combat(filled, X["center"], state.combat)
+            wanted = set(columns)
+            index = [i for i, c in enumerate(state.combat["features"]) if c in wanted]
+            if index:
+                subset = _combat_subset(state.combat, index)
+                filled[subset["features"]] = apply_combat(filled, X["center"], subset)
         return self._standardize(filled)
+
+
+def numeric_columns(X: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``X``'s ``columns`` as floats (absent columns and unparseable or infinite values are NaN), shape
+    (n, len(columns)). Numeric columns are taken as they are; only the others go through ``pd.to_numeric``."""
+    frame = X.reindex(columns=columns)
+    text = list(frame.select_dtypes(exclude=["number", "bool"]).columns)
+    if text:
+        frame = frame.copy()
+        frame[text] = frame[text].apply(pd.to_numeric, errors="coerce")
+    values = frame.to_numpy(float)
+    values[~np.isfinite(values)] = np.nan
+    return pd.DataFrame(values, index=X.index, columns=columns)
+
+
+def _combat_subset(params: dict[str, Any], index: list[int]) -> dict[str, Any]:
+    """ComBat parameters restricted to the features at positions ``index`` (each feature's are its own)."""
+    pick = lambda values: [values[i] for i in index]  # noqa: E731
+    return {**params, "features": pick(params["features"]), "mean": pick(params["mean"]), "sd": pick(params["sd"]),
+            "gamma": {c: pick(v) for c, v in params["gamma"].items()},
+            "delta": {c: pick(v) for c, v in params["delta"].items()}}
 
 
 def _finite_combat(params: dict[str, Any]) -> dict[str, Any]:
@@ -235,8 +277,4 @@ def _finite_combat(params: dict[str, Any]) -> dict[str, Any]:
     arrays = [params["mean"], params["sd"], *params["gamma"].values(), *params["delta"].values()]
     ok = np.all([np.isfinite(np.asarray(a, float)) for a in arrays], axis=0) & (np.asarray(params["sd"]) > 0)
     ok &= np.all([np.asarray(d, float) > 0 for d in params["delta"].values()], axis=0)
-    keep = np.where(ok)[0]
-    pick = lambda values: [values[i] for i in keep]  # noqa: E731
-    return {**params, "features": pick(params["features"]), "mean": pick(params["mean"]), "sd": pick(params["sd"]),
-            "gamma": {c: pick(v) for c, v in params["gamma"].items()},
-            "delta": {c: pick(v) for c, v in params["delta"].items()}}
+    return _combat_subset(params, np.where(ok)[0].tolist())
