@@ -59,8 +59,9 @@ def demo_cohort_features(tmp_path_factory):
 @pytest.fixture(scope="session")
 def fitted_demo(demo_cohort_features, tmp_path_factory):
     """The four models fitted on the demo cohort's training centers: (study, table, FittedStudy)."""
+    from hccrad.pipeline.stages import study_feature_settings
     from hccrad.survival import ModelConfig, fit_models
 
     study, table = demo_cohort_features
     out = tmp_path_factory.mktemp("models")
-    return study, table, fit_models(table, ModelConfig(), out_dir=out)
+    return study, table, fit_models(table, ModelConfig(), out_dir=out, feature_settings=study_feature_settings(study))

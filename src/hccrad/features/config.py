@@ -93,3 +93,23 @@ def crop_pad_voxels(params: dict[str, Any], spacing_mm: tuple[float, ...], pad_s
     resampled = (params.get("setting") or {}).get("resampledPixelSpacing")
     finest = min(float(s) for s in resampled if s) if resampled and any(resampled) else min(spacing_mm)
     return max(5, math.ceil(pad_sigmas * largest_sigma_mm(params) / finest) + 2)
+
+
+#: The FeatureConfig fields that change feature values (the others only schedule the work).
+VALUE_SETTINGS = ("min_tumor_voxels", "min_rliver_voxels", "rliver_exclude_portal_vein", "attenuation_rate", "rates",
+                  "pad_sigmas", "engine")
+
+
+def feature_settings_record(config: FeatureConfig, radiomics_params: dict[str, Any], series_rule: dict[str, Any],
+                            engine_version: str) -> dict[str, Any]:
+    """What a model artifact records of the features it was fitted on, so that a new patient's features are
+    computed the same way: the engine and its version, the PyRadiomics parameters (and their SHA-256 over
+    canonical JSON), the value-changing settings and the DICOM series rule."""
+    import hashlib
+    import json
+
+    canonical = json.dumps(radiomics_params, sort_keys=True, separators=(",", ":"), default=str)
+    return {"engine": config.engine, "engine_version": engine_version, "radiomics_params": radiomics_params,
+            "radiomics_params_sha256": hashlib.sha256(canonical.encode()).hexdigest(),
+            "settings": {name: config.model_dump(mode="json")[name] for name in VALUE_SETTINGS},
+            "series_rule": series_rule}

@@ -47,7 +47,18 @@ def fit_study(study: Study, table: pd.DataFrame, out_dir: Path | None = None):
     from hccrad.survival import ModelConfig, fit_models
 
     return fit_models(table, ModelConfig.for_study(study.config), tuple(study.config.horizons_months),
-                      Path(out_dir) if out_dir else study.config.layout.models_dir)
+                      Path(out_dir) if out_dir else study.config.layout.models_dir, study_feature_settings(study))
+
+
+def study_feature_settings(study: Study) -> dict:
+    """How the study computes image features, as recorded in its models' artifacts
+    (:func:`hccrad.features.config.feature_settings_record`)."""
+    from hccrad.features.config import FeatureConfig, feature_settings_record
+    from hccrad.features.extract import engine_version
+
+    config = FeatureConfig.model_validate(study.config.features)
+    return feature_settings_record(config, config.radiomics_params(study.config.base_dir),
+                                   study.config.dicom_series.model_dump(), engine_version(config.engine))
 
 
 def load_predictions(path: Path) -> pd.DataFrame:

@@ -177,16 +177,11 @@ def train_folds(study: Study, config: SegmentationConfig, folds: list[int] | Non
     return folder
 
 
-def predict_cases(study: Study, config: SegmentationConfig, model_dir: Path | None = None, overwrite: bool = False,
-                  folds: list[int] | None = None) -> dict[str, Path]:
-    """Segment every case without a mask (all with ``overwrite``), post-process, and write
-    ``<output_dir>/segmentation/masks/<id>.nii.gz``; returns the written masks by patient."""
-    import tempfile
-
+def load_predictor(model_dir: Path, config: SegmentationConfig, folds: list[int] | None = None):
+    """An nnU-Net predictor for the trained model in ``model_dir`` (its folds with a final checkpoint)."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    model_dir = Path(model_dir or config.model or (config.root(study) / "results" / config.dataset_folder_name
-                                                   / f"nnUNetTrainer__{PLANS_NAME}__{CONFIGURATION}"))
+    model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"no trained nnU-Net model at {model_dir}: train one or give --model")
     available = sorted(int(p.name.split("_")[1]) for p in model_dir.glob("fold_*") if
@@ -198,26 +193,49 @@ def predict_cases(study: Study, config: SegmentationConfig, model_dir: Path | No
                                 device=best_device(), allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(str(model_dir), use_folds=use_folds,
                                                    checkpoint_name="checkpoint_final.pth")
-    layout = study.config.layout
-    layout.predicted_masks_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    todo = [r for r in study.patients if r.ct is not None and (overwrite or r.mask is None)]
+    return predictor
+
+
+def segment_images(predictor, images: dict[str, sitk.Image], config: SegmentationConfig) -> dict[str, np.ndarray]:
+    """Post-processed label arrays (z, y, x; uint8) of each CT in ``images``, keyed as given."""
+    import tempfile
+
     with tempfile.TemporaryDirectory() as scratch:
-        inputs, outputs, images = [], [], {}
-        for record in todo:
-            image = read_image(record.ct, study.config.dicom_series)
-            path = case_path(scratch, record.patient_id, "_0000.nii.gz")
+        inputs, outputs = [], []
+        for key, image in images.items():
+            path = case_path(scratch, key, "_0000.nii.gz")
             sitk.WriteImage(image, str(path))
             inputs.append([str(path)])
-            outputs.append(str(case_path(scratch, record.patient_id, ".nii.gz")))
-            images[record.patient_id] = image
+            outputs.append(str(case_path(scratch, key, ".nii.gz")))
         if inputs:
             predictor.predict_from_files(inputs, outputs, save_probabilities=False, overwrite=True,
                                          num_processes_preprocessing=config.n_workers,
                                          num_processes_segmentation_export=config.n_workers)
-        for record in todo:
-            raw = sitk.ReadImage(str(case_path(scratch, record.patient_id, ".nii.gz")))
-            labels = postprocess_labels(sitk.GetArrayFromImage(raw).astype(np.uint8))
-            written[record.patient_id] = write_labels_like(labels, images[record.patient_id],
-                                                           layout.predicted_mask(record.patient_id))
-    return written
+        return {key: postprocess_labels(sitk.GetArrayFromImage(sitk.ReadImage(
+            str(case_path(scratch, key, ".nii.gz")))).astype(np.uint8)) for key in images}
+
+
+def segment_image(ct: Path, model_dir: Path, out_path: Path, config: SegmentationConfig | None = None,
+                  series_rule=None) -> Path:
+    """Segment one CT (NIfTI file or DICOM folder) with a trained model and write its post-processed mask,
+    on the CT's grid, to ``out_path``; used to predict a new patient without a mask."""
+    config = config or SegmentationConfig()
+    image = read_image(ct, series_rule)
+    labels = segment_images(load_predictor(model_dir, config), {"case": image}, config)["case"]
+    return write_labels_like(labels, image, Path(out_path))
+
+
+def predict_cases(study: Study, config: SegmentationConfig, model_dir: Path | None = None, overwrite: bool = False,
+                  folds: list[int] | None = None) -> dict[str, Path]:
+    """Segment every case without a mask (all with ``overwrite``), post-process, and write
+    ``<output_dir>/segmentation/masks/<id>.nii.gz``; returns the written masks by patient."""
+    model_dir = Path(model_dir or config.model or (config.root(study) / "results" / config.dataset_folder_name
+                                                   / f"nnUNetTrainer__{PLANS_NAME}__{CONFIGURATION}"))
+    predictor = load_predictor(model_dir, config, folds)
+    layout = study.config.layout
+    layout.predicted_masks_dir.mkdir(parents=True, exist_ok=True)
+    todo = [r for r in study.patients if r.ct is not None and (overwrite or r.mask is None)]
+    images = {record.patient_id: read_image(record.ct, study.config.dicom_series) for record in todo}
+    labels = segment_images(predictor, images, config)
+    return {patient: write_labels_like(labels[patient], images[patient], layout.predicted_mask(patient))
+            for patient in images}

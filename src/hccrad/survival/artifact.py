@@ -27,9 +27,11 @@ if TYPE_CHECKING:
     from hccrad.survival.model import CoxRiskModel
 
 ARTIFACT_FORMAT = "hccrad-cox-model"
-#: Version 2 added the content checksum; version 1 artifacts (no checksum) still load.
-ARTIFACT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: Version 2 added the content checksum; version 3 the coefficients' covariance and baseline variance terms (PFS
+#: confidence intervals), covariate means (contributions), training risk percentiles and the feature settings
+#: (predict from images). Versions 1 and 2 still load, without those.
+ARTIFACT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 class ModelArtifactError(InputError, ValueError):
@@ -70,12 +72,27 @@ def model_to_dict(model: CoxRiskModel) -> dict[str, Any]:
         "coefficients": dict(zip(model.covariates_, map(float, model.coef_), strict=True)),
         "hazard_ratios": model.hazard_ratios_.to_dict(orient="records"),
         "baseline": {"time": list(map(float, model.baseline_times_)),
-                     "cumulative_hazard": list(map(float, model.baseline_cumhaz_))},
+                     "cumulative_hazard": list(map(float, model.baseline_cumhaz_)),
+                     "hazard_variance_terms": _listed(getattr(model, "hazard_terms_", None)),
+                     "mean_terms": _listed(getattr(model, "mean_terms_", None))},
+        "covariance": _listed(getattr(model, "covariance_", None)),
+        "covariate_means": _listed(getattr(model, "covariate_means_", None)),
+        "training_risk_percentiles": _listed(getattr(model, "training_risk_percentiles_", None)),
+        "feature_settings": getattr(model, "feature_settings_", None),
         "risk_cutoff": model.cutoff_,
         "training": model.training_,
         "lasso": model.lasso_,
         "selection_log": json.loads(model.selection_log_.to_json(orient="records")),
     })
+
+
+def _listed(values: Any) -> Any:
+    """A numpy array as nested lists of floats; None stays None."""
+    return None if values is None else np.asarray(values, float).tolist()
+
+
+def _array(values: Any) -> np.ndarray | None:
+    return None if values is None else np.asarray(values, float)
 
 
 def save_model(model: CoxRiskModel, path: Path | str) -> Path:
@@ -124,6 +141,12 @@ def _from_fields(data: dict[str, Any]) -> CoxRiskModel:
     model.hazard_ratios_ = pd.DataFrame(data["hazard_ratios"])
     model.baseline_times_ = np.array(data["baseline"]["time"], float)
     model.baseline_cumhaz_ = np.array(data["baseline"]["cumulative_hazard"], float)
+    model.hazard_terms_ = _array(data["baseline"].get("hazard_variance_terms"))
+    model.mean_terms_ = _array(data["baseline"].get("mean_terms"))
+    model.covariance_ = _array(data.get("covariance"))
+    model.covariate_means_ = _array(data.get("covariate_means"))
+    model.training_risk_percentiles_ = _array(data.get("training_risk_percentiles"))
+    model.feature_settings_ = data.get("feature_settings")
     model.cutoff_ = data["risk_cutoff"]
     model.training_ = data["training"]
     model.selection_log_ = pd.DataFrame(data.get("selection_log") or [])

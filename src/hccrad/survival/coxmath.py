@@ -92,6 +92,64 @@ def breslow_baseline(time: np.ndarray, event: np.ndarray, lp: np.ndarray) -> tup
     return event_times, np.cumsum(increments)
 
 
+def baseline_variance_terms(time: np.ndarray, event: np.ndarray, design: np.ndarray, coef: np.ndarray
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """The training-set sums behind the variance of a predicted cumulative hazard (Tsiatis 1981; R's
+    ``survfit.coxph`` with the Breslow estimator), at each unique event time t_k (as :func:`breslow_baseline`).
+
+    With ``S0(t) = sum over the risk set of exp(z'beta)`` and ``zbar(t)`` the risk set's exp(z'beta)-weighted
+    mean covariate vector:
+
+    * ``A(t) = sum over t_k <= t of d_k / S0(t_k)^2`` (the baseline hazard's own variance), shape (events,);
+    * ``B(t) = sum over t_k <= t of zbar(t_k) d_k / S0(t_k)``, shape (events, covariates).
+
+    For a patient with covariates x and ``eta = x'beta``: ``Var H(t | x) = exp(2 eta) [A(t) + q' V q]`` with
+    ``q = x H0(t) - B(t)`` and V the coefficients' covariance (see :func:`cumulative_hazard_variance`).
+    """
+    time, event = np.asarray(time, float), np.asarray(event, int)
+    design = np.asarray(design, float).reshape(len(time), -1)
+    _, deaths, at_risk = _event_risk_matrix(time, event)
+    weights = np.exp(design @ np.asarray(coef, float))
+    s0 = at_risk @ weights
+    zbar = (at_risk * weights[None, :]) @ design / s0[:, None]
+    return np.cumsum(deaths / s0**2), np.cumsum(zbar * (deaths / s0)[:, None], axis=0)
+
+
+def cumulative_hazard_variance(baseline_times: np.ndarray, baseline_cumhaz: np.ndarray, hazard_terms: np.ndarray,
+                               mean_terms: np.ndarray, covariance: np.ndarray, x: np.ndarray, coef: np.ndarray,
+                               times: np.ndarray | list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted cumulative hazard ``H(t | x)`` and its variance at ``times`` (months), shapes (times,).
+
+    ``hazard_terms`` and ``mean_terms`` are :func:`baseline_variance_terms`' A and B at the baseline's event
+    times; ``covariance`` (covariates x covariates) is that of the coefficients.
+    """
+    x, coef = np.asarray(x, float), np.asarray(coef, float)
+    index = np.searchsorted(np.asarray(baseline_times), np.asarray(times, float), side="right") - 1
+    seen = index >= 0
+    safe = np.clip(index, 0, None)
+    h0 = np.where(seen, np.asarray(baseline_cumhaz, float)[safe], 0.0)
+    a = np.where(seen, np.asarray(hazard_terms, float)[safe], 0.0)
+    b = np.where(seen[:, None], np.asarray(mean_terms, float).reshape(len(baseline_times), -1)[safe], 0.0)
+    q = h0[:, None] * x[None, :] - b
+    risk = np.exp(x @ coef)
+    variance = risk**2 * (a + np.einsum("ti,ij,tj->t", q, np.asarray(covariance, float), q))
+    return h0 * risk, variance
+
+
+def survival_confidence_band(cumhaz: np.ndarray, variance: np.ndarray, level: float = 0.95
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Survival ``exp(-H)`` with a log-log confidence interval (``S ** exp(+-z se(log H))``, always in [0, 1];
+    R's ``conf.type = "log-log"``), from the delta method: ``se(log H) = sqrt(Var H) / H``."""
+    from scipy import stats
+
+    cumhaz, variance = np.asarray(cumhaz, float), np.asarray(variance, float)
+    survival = np.exp(-cumhaz)
+    z = stats.norm.ppf(0.5 + level / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se_log = np.where(cumhaz > 0, np.sqrt(np.maximum(variance, 0.0)) / cumhaz, 0.0)
+    return survival, survival ** np.exp(z * se_log), survival ** np.exp(-z * se_log)
+
+
 def step_value(times: np.ndarray, values: np.ndarray, at: np.ndarray | float, before: float = 0.0) -> np.ndarray:
     """Right-continuous step function (``values`` at ``times``) evaluated at ``at``."""
     index = np.searchsorted(np.asarray(times), np.asarray(at, float), side="right") - 1

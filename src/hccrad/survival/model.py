@@ -19,7 +19,14 @@ from sklearn.base import BaseEstimator
 from hccrad.io.errors import InputError
 from hccrad.survival.clinical import CLINICAL_INPUTS, covariate_description, encode
 from hccrad.survival.config import MODEL_NAMES, ModelConfig
-from hccrad.survival.coxmath import breslow_baseline, maxstat_p_value, survival_probability
+from hccrad.survival.coxmath import (
+    baseline_variance_terms,
+    breslow_baseline,
+    cumulative_hazard_variance,
+    maxstat_p_value,
+    survival_confidence_band,
+    survival_probability,
+)
 from hccrad.survival.selection import SelectionLog, backward_aic, fit_lifelines
 from hccrad.survival.transformers import (
     ClinicalCoder,
@@ -142,6 +149,12 @@ class CoxRiskModel(BaseEstimator):
             log.add("multivariable", covariate, "kept", "p", summary.loc[covariate, "p"])
         lp = design.to_numpy(float) @ self.coef_
         self.baseline_times_, self.baseline_cumhaz_ = breslow_baseline(time, event, lp)
+        self.covariance_ = fitted.variance_matrix_.reindex(index=self.covariates_,
+                                                           columns=self.covariates_).to_numpy(float)
+        self.hazard_terms_, self.mean_terms_ = baseline_variance_terms(time, event, design.to_numpy(float), self.coef_)
+        self.covariate_means_ = design.mean().reindex(self.covariates_).to_numpy(float)
+        self.training_risk_percentiles_ = np.percentile(lp, np.arange(101)).astype(float)
+        self.feature_settings_: dict | None = None  # set by the study that computed the features
         self.cutoff_ = self._fit_cutoff(lp, time, event)
         from lifelines.utils import concordance_index
 
@@ -276,6 +289,59 @@ class CoxRiskModel(BaseEstimator):
         lp = self.predict(X, **kwargs)
         values = survival_probability(self.baseline_times_, self.baseline_cumhaz_, lp, times)
         return pd.DataFrame(values, index=X.index, columns=[f"pfs_{t:g}m" for t in times])
+
+    def predict_survival_interval(self, X: pd.DataFrame, times: list[float] | None = None, level: float = 0.95,
+                                  **kwargs) -> pd.DataFrame:
+        """PFS probability at ``times`` (default the horizons) with a delta-method confidence interval.
+
+        The variance of the predicted cumulative hazard is Tsiatis' (R's ``survfit.coxph``): the baseline
+        hazard's own variance plus the coefficients' covariance carried through ``x H0(t) - B(t)``; the interval
+        is log-log (``S ** exp(+-z se(log H))``). It covers the estimation of this model's coefficients and
+        baseline, not the selection of its covariates; in score mode, not the T&L score's own uncertainty.
+        Columns ``pfs_<t>m``, ``pfs_<t>m_ci_low``, ``pfs_<t>m_ci_high`` per time; one row per patient.
+        """
+        times = list(times or tuple(self.horizons_months))
+        design, _ = self.design(X, **kwargs)
+        rows = []
+        for x in design.to_numpy(float):
+            row = {}
+            if getattr(self, "covariance_", None) is None:
+                survival = survival_probability(self.baseline_times_, self.baseline_cumhaz_, np.array([x @ self.coef_]),
+                                                times)[0]
+                low = high = np.full(len(times), np.nan)
+            else:
+                cumhaz, variance = cumulative_hazard_variance(self.baseline_times_, self.baseline_cumhaz_,
+                                                              self.hazard_terms_, self.mean_terms_, self.covariance_,
+                                                              x, self.coef_, times)
+                survival, low, high = survival_confidence_band(cumhaz, variance, level)
+            for t, value, lo, hi in zip(times, survival, low, high, strict=True):
+                row.update({f"pfs_{t:g}m": float(value), f"pfs_{t:g}m_ci_low": float(lo),
+                            f"pfs_{t:g}m_ci_high": float(hi)})
+            rows.append(row)
+        return pd.DataFrame(rows, index=X.index)
+
+    def contributions(self, X: pd.DataFrame, **kwargs) -> pd.DataFrame:
+        """Each covariate's contribution to one patient's risk score: ``coef x (value - training mean)``.
+
+        The contributions sum to the risk score minus the training patients' mean risk score, so a positive
+        bar pushes this patient's risk above the average training patient's. Columns: covariate, value,
+        training_mean, coef, contribution (first patient of ``X``).
+        """
+        design, _ = self.design(X.iloc[:1], **kwargs)
+        values = design.to_numpy(float)[0]
+        means = getattr(self, "covariate_means_", None)
+        means = np.zeros(len(values)) if means is None else np.asarray(means, float)
+        return pd.DataFrame({"covariate": self.covariates_, "value": values, "training_mean": means,
+                             "coef": self.coef_, "contribution": self.coef_ * (values - means)})
+
+    def risk_percentile(self, score: float) -> float:
+        """Where ``score`` sits in the training patients' risk scores: percent of them at or below it
+        (interpolated in the stored 0th-100th percentiles); NaN for an artifact without them."""
+        percentiles = getattr(self, "training_risk_percentiles_", None)
+        if percentiles is None:
+            return float("nan")
+        percentiles = np.asarray(percentiles, float)
+        return float(np.interp(score, percentiles, np.arange(101.0), left=0.0, right=100.0))
 
     def risk_group(self, scores: np.ndarray) -> np.ndarray:
         """``high`` where the risk score is above the training cut-off, else ``low``; shape as ``scores``."""

@@ -93,7 +93,7 @@ class FitError(InputError, ValueError):
 
 
 def fit_models(table: pd.DataFrame, config: ModelConfig, horizons: tuple[float, ...] = (6.0, 12.0),
-               out_dir: Path | None = None) -> FittedStudy:
+               out_dir: Path | None = None, feature_settings: dict | None = None) -> FittedStudy:
     """Fit the configured models on ``table[dataset == training]`` and score every patient.
 
     Parameters
@@ -107,6 +107,10 @@ def fit_models(table: pd.DataFrame, config: ModelConfig, horizons: tuple[float, 
         Horizons (months) of the predicted PFS probabilities.
     out_dir
         When given, every output listed in this module's docstring is written there.
+    feature_settings
+        How the table's image features were computed (:func:`hccrad.features.config.feature_settings_record`),
+        recorded in every image model's artifact so that ``hccrad predict`` can compute a new patient's features
+        the same way.
     """
     horizons = tuple(horizons)
     training = table[table["dataset"] == "training"]
@@ -127,6 +131,10 @@ def fit_models(table: pd.DataFrame, config: ModelConfig, horizons: tuple[float, 
         if name == "C-T&L" and config.c_tl_mode == "score" and base is None:
             base = CoxRiskModel("T&L", config, horizons_months=horizons).fit(training, y)
         models[name] = CoxRiskModel(name, config, base, horizons).fit(training, y)
+    for model in models.values():
+        for member in (model, model.base_model):
+            if member is not None and member.feature_inputs_:
+                member.feature_settings_ = feature_settings
 
     prediction_columns = {column: table[column] for column in ("center", "dataset", "pfs_months", "pfs_event")
                           if column in table}
@@ -187,7 +195,7 @@ def load_models(out_dir: Path, names: list[str] | None = None) -> dict[str, CoxR
     return models
 
 
-def _clinical_inputs(one: pd.DataFrame, allow_impute: bool) -> pd.DataFrame:
+def read_clinical_inputs(one: pd.DataFrame, allow_impute: bool) -> pd.DataFrame:
     """One patient's row with its clinical factors read by the manifest's rules (see
     :func:`hccrad.io.manifest.parse_clinical_inputs`); raises ``PredictionInputError`` for what is refused."""
     present = [name for name in CLINICAL_INPUTS if name in one.columns]
@@ -216,7 +224,7 @@ def predict_patients(model: CoxRiskModel, patients: pd.DataFrame, allow_impute: 
     for patient_id in patients.index:
         one = patients.loc[[patient_id]]
         try:
-            one = _clinical_inputs(one, allow_impute)
+            one = read_clinical_inputs(one, allow_impute)
             score = float(model.predict(one, allow_impute, allow_extrapolation)[0])
             survival = model.predict_survival(one, allow_impute=allow_impute,
                                               allow_extrapolation=allow_extrapolation).iloc[0].to_dict()

@@ -1,0 +1,149 @@
+"""A new patient's risk from images: features computed as the study did, the study's own risk reproduced,
+delta-method PFS intervals against a bootstrap of an independent Cox fit, contributions and refusals."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from lifelines import CoxPHFitter
+
+from hccrad.survival.coxmath import (
+    baseline_variance_terms,
+    breslow_baseline,
+    cumulative_hazard_variance,
+    survival_confidence_band,
+)
+
+
+def test_delta_method_se_of_the_predicted_cumulative_hazard_matches_a_bootstrap():
+    """Tsiatis' variance of H(t | x) against 300 bootstrap refits of lifelines' Cox model (the covariates fixed),
+    for three patients and two horizons: the SEs of log H agree within 15%."""
+    rng = np.random.default_rng(4)
+    n = 250
+    x = rng.normal(size=(n, 3))
+    progression = rng.exponential(10 * np.exp(-x @ [0.7, -0.4, 0.2]))
+    censoring = rng.uniform(2, 30, n)
+    frame = pd.DataFrame(x, columns=list("abc"))
+    frame["time"], frame["event"] = np.minimum(progression, censoring), (progression <= censoring).astype(int)
+    fitted = CoxPHFitter().fit(frame, "time", "event")
+    beta, covariance = fitted.params_.to_numpy(), fitted.variance_matrix_.to_numpy()
+    times, cumhaz = breslow_baseline(frame["time"], frame["event"], x @ beta)
+    a, b = baseline_variance_terms(frame["time"], frame["event"], x, beta)
+    patients = np.array([[0, 0, 0], [1.5, -1, 0.5], [-1, 1, -1]])
+    horizons = [6.0, 12.0]
+    ours = np.array([(lambda h, v: np.sqrt(v) / h)(*cumulative_hazard_variance(times, cumhaz, a, b, covariance, p,
+                                                                             beta, horizons)) for p in patients])
+    boot = []
+    for _ in range(300):
+        sample = frame.iloc[rng.integers(0, n, n)].reset_index(drop=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            refit = CoxPHFitter().fit(sample, "time", "event")
+        boot.append(np.log(refit.predict_cumulative_hazard(pd.DataFrame(patients, columns=list("abc")),
+                                                           times=horizons).to_numpy().T))
+    np.testing.assert_allclose(ours, np.std(boot, axis=0), rtol=0.15)
+
+
+def test_variance_terms_by_their_definition_and_the_log_log_band():
+    rng = np.random.default_rng(1)
+    time = np.round(rng.exponential(5, 40), 1)
+    event = (rng.random(40) < 0.7).astype(int)
+    design, beta = rng.normal(size=(40, 2)), np.array([0.3, -0.2])
+    a, b = baseline_variance_terms(time, event, design, beta)
+    event_times = np.unique(time[event == 1])
+    a_loop, b_loop = 0.0, np.zeros(2)
+    for k, t in enumerate(event_times):
+        risk = time >= t
+        weights = np.exp(design[risk] @ beta)
+        deaths = ((time == t) & (event == 1)).sum()
+        a_loop += deaths / weights.sum() ** 2
+        b_loop += deaths * (weights @ design[risk]) / weights.sum() ** 2
+        assert a[k] == pytest.approx(a_loop) and b[k] == pytest.approx(b_loop)
+    survival, low, high = survival_confidence_band(np.array([0.0, 0.5, 2.0]), np.array([0.0, 0.01, 0.3]))
+    assert survival == pytest.approx(np.exp(-np.array([0.0, 0.5, 2.0])))
+    assert (low <= survival).all() and (survival <= high).all() and (low >= 0).all() and (high <= 1).all()
+    assert low[1] == pytest.approx(np.exp(-0.5) ** np.exp(1.959964 * 0.1 / 0.5), rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def saved_demo_models(fitted_demo):
+    from hccrad.survival import load_models
+
+    study, table, fitted = fitted_demo
+    return study, table, fitted, load_models(fitted.out_dir)
+
+
+def _record(study, patient_id):
+    return next(r for r in study.patients if r.patient_id == patient_id)
+
+
+def _clinical(table, patient_id):
+    row = table.loc[patient_id]
+    return {name: row[name] for name in ("afp", "child_pugh", "bclc", "treatment")}
+
+
+def test_predict_from_images_reproduces_the_studys_own_risk(saved_demo_models):
+    from hccrad.io.layout import group_column, pfs_column, risk_column
+    from hccrad.pipeline.predict import predict_new_patient
+    from hccrad.pipeline.stages import load_predictions
+
+    study, table, fitted, models = saved_demo_models
+    predictions = load_predictions(fitted.out_dir / "predictions.csv")
+    for patient_id in (predictions.index[0], predictions[predictions["dataset"] == "validation"].index[0]):
+        record = _record(study, patient_id)
+        result = predict_new_patient(models, _clinical(table, patient_id), record.ct, record.mask, patient_id)
+        assert set(result.predictions) == set(models)
+        for name, prediction in result.predictions.items():
+            assert prediction.risk_score == pytest.approx(predictions.loc[patient_id, risk_column(name)], abs=1e-9)
+            assert prediction.risk_group == predictions.loc[patient_id, group_column(name)]
+            for row in prediction.survival.itertuples():
+                pfs = predictions.loc[patient_id, pfs_column(name, row.time_months)]
+                assert row.pfs == pytest.approx(pfs, abs=1e-9)
+                assert row.ci_low < row.pfs < row.ci_high
+            # Contributions sum to the score minus the training patients' mean score.
+            model = models[name]
+            training = table[table["dataset"] == "training"]
+            mean_score = float(np.mean(fitted.models[name].predict(training)))
+            assert prediction.contributions["contribution"].sum() == pytest.approx(
+                prediction.risk_score - mean_score, abs=1e-9)
+            training_scores = fitted.models[name].predict(training)
+            assert prediction.training_percentile == pytest.approx(
+                100 * np.mean(training_scores <= prediction.risk_score), abs=2.0)
+            assert list(prediction.contributions["covariate"]) == model.covariates_
+
+
+def test_without_a_ct_only_the_clinical_model_is_scored_and_a_missing_mask_is_explained(saved_demo_models):
+    from hccrad.pipeline.predict import MissingMaskError, predict_new_patient
+
+    study, table, fitted, models = saved_demo_models
+    patient_id = table.index[0]
+    result = predict_new_patient(models, _clinical(table, patient_id), patient_id=patient_id)
+    assert set(result.predictions) == {"C"} and set(result.skipped) == {"T", "T&L", "C-T&L"}
+    with pytest.raises(MissingMaskError, match="no mask for .*give a mask.*--segmentation-model"):
+        predict_new_patient(models, _clinical(table, patient_id), _record(study, patient_id).ct, None, patient_id)
+
+
+def test_a_different_engine_version_or_no_feature_record_is_refused(saved_demo_models, tmp_path):
+    from hccrad.pipeline.predict import FeatureSettingsError, predict_new_patient
+    from hccrad.survival import load_model
+    from hccrad.survival.artifact import content_checksum
+
+    study, table, fitted, models = saved_demo_models
+    patient_id = table.index[0]
+    record = _record(study, patient_id)
+    artifact = json.loads((fitted.out_dir / "T.json").read_text())
+    artifact.pop("checksum")
+    artifact["feature_settings"]["engine_version"] = "0.0.1|hccrad-engine 0"
+    artifact["checksum"] = {"algorithm": "sha256", "value": content_checksum(artifact)}
+    (tmp_path / "T.json").write_text(json.dumps(artifact))
+    with pytest.raises(FeatureSettingsError, match="computed with '0.0.1\\|hccrad-engine 0', but this installation"):
+        predict_new_patient({"T": load_model(tmp_path / "T.json")}, _clinical(table, patient_id), record.ct,
+                            record.mask, patient_id)
+    unrecorded = load_model(fitted.out_dir / "T.json")
+    unrecorded.feature_settings_ = None
+    with pytest.raises(FeatureSettingsError, match="does not record how its features were computed"):
+        predict_new_patient({"T": unrecorded}, _clinical(table, patient_id), record.ct, record.mask, patient_id)
