@@ -147,3 +147,34 @@ def test_a_different_engine_version_or_no_feature_record_is_refused(saved_demo_m
     unrecorded.feature_settings_ = None
     with pytest.raises(FeatureSettingsError, match="does not record how its features were computed"):
         predict_new_patient({"T": unrecorded}, _clinical(table, patient_id), record.ct, record.mask, patient_id)
+
+
+def test_cli_predicts_from_images_with_intervals_and_contributions(saved_demo_models, tmp_path):
+    from typer.testing import CliRunner
+
+    from hccrad.cli.main import app
+    from hccrad.io.layout import risk_column
+    from hccrad.pipeline.stages import load_predictions
+
+    study, table, fitted, models = saved_demo_models
+    patient_id = table.index[3]
+    record = _record(study, patient_id)
+    clinical = _clinical(table, patient_id)
+    result = CliRunner().invoke(app, [
+        "predict", "--models", str(fitted.out_dir), "--ct", str(record.ct), "--mask", str(record.mask),
+        "--afp", str(clinical["afp"]), "--child-pugh", str(clinical["child_pugh"]), "--bclc", str(clinical["bclc"]),
+        "--treatment", str(clinical["treatment"]), "--patient-id", patient_id, "--json", str(tmp_path / "r.json"),
+        "--out", str(tmp_path / "r.csv")])
+    assert result.exit_code == 0, result.output
+    assert "PFS at 6 months" in result.output and "95% CI" in result.output
+    payload = json.loads((tmp_path / "r.json").read_text())[patient_id]["predictions"]
+    predictions = load_predictions(fitted.out_dir / "predictions.csv")
+    for name in models:
+        assert payload[name]["risk_score"] == pytest.approx(predictions.loc[patient_id, risk_column(name)], abs=1e-9)
+        assert payload[name]["pfs_6m_ci_low"] < payload[name]["pfs_6m"] < payload[name]["pfs_6m_ci_high"]
+        assert {c["covariate"] for c in payload[name]["contributions"]} == set(models[name].covariates_)
+    # A bad clinical value is refused with the manifest's message, naming the field; exit status 1.
+    bad = CliRunner().invoke(app, ["predict", "--models", str(fitted.out_dir), "--ct", str(record.ct), "--mask",
+                                   str(record.mask), "--afp", "1,234", "--child-pugh", "A", "--bclc", "B",
+                                   "--treatment", str(clinical["treatment"])])
+    assert bad.exit_code == 1 and "afp" in bad.output

@@ -352,26 +352,115 @@ def _read_patients(patients: Path | None, patient: str | None):
 @app.command()
 @_one_line_errors
 def predict(
-    model: Path = typer.Option(..., "--model", "-m", help="A model artifact (JSON) written by `hccrad fit`."),
-    patients: Path | None = typer.Option(None, help="Table of patients (CSV/XLSX/Parquet, column patient_id)."),
+    model: Path | None = typer.Option(None, "--model", "-m", help="A model artifact (JSON) written by `hccrad fit`."),
+    models: Path | None = typer.Option(None, "--models", help="A models folder: score with every model in it."),
+    patients: Path | None = typer.Option(None, help="Table of patients (CSV/XLSX/Parquet, column patient_id; "
+                                                   "with `ct` and `mask` columns, features are computed)."),
     patient: str | None = typer.Option(None, help="One patient as a JSON object or a JSON file."),
+    ct: Path | None = typer.Option(None, help="One patient's CT (NIfTI file or DICOM folder): compute its features."),
+    mask: Path | None = typer.Option(None, help="Its label mask (1 liver, 2 tumor, 3 portal vein)."),
+    segmentation_model: Path | None = typer.Option(None, help="A trained nnU-Net model folder that draws the mask "
+                                                              "when none is given."),
+    afp: str | None = typer.Option(None, help="AFP (ng/mL)."),
+    child_pugh: str | None = typer.Option(None, help="Child-Pugh grade (A/B/C) or score (5-15)."),
+    bclc: str | None = typer.Option(None, help="BCLC stage (0/A/B/C/D)."),
+    treatment: str | None = typer.Option(None, help="Treatment style (as in the training data)."),
+    patient_id: str = typer.Option("patient", help="The patient's id in the output (with --ct)."),
     out: Path | None = typer.Option(None, help="Write the predictions to this CSV."),
+    json_out: Path | None = typer.Option(None, "--json", help="With --ct: write the full result (PFS intervals, "
+                                                              "contributions) as JSON."),
     allow_impute: bool = typer.Option(False, help="Fill missing inputs with the training medians/modes."),
     allow_extrapolation: bool = typer.Option(False, help="Score inputs far outside the training range."),
 ) -> None:
-    """Risk score, risk group and PFS probabilities for new patients, from a saved model alone."""
-    from hccrad.survival import load_model, predict_patients
+    """Risk score, risk group and PFS probabilities for new patients, from saved models alone.
 
-    fitted = load_model(model)
+    From a table of features (--patients, --patient), or from images: --ct and --mask (or --segmentation-model)
+    with the four clinical factors, or a --patients table with `ct` and `mask` columns. From images, features
+    are computed exactly as the models' study did, and each model also gives 95% intervals of the PFS
+    probabilities and each covariate's contribution.
+    """
+    from hccrad.survival import load_model, load_models, predict_patients
+
+    if (model is None) == (models is None):
+        raise fail("give one of --model FILE or --models DIR")
+    fitted = {load_model(model).name: load_model(model)} if model is not None else load_models(models)
+    if not fitted:
+        raise fail(f"no model artifact in {models}")
+    if ct is not None or segmentation_model is not None or mask is not None:
+        clinical = {k: v for k, v in (("afp", afp), ("child_pugh", child_pugh), ("bclc", bclc),
+                                      ("treatment", treatment)) if v is not None}
+        if patient:
+            clinical = {**_read_patients(None, patient).iloc[0].dropna().to_dict(), **clinical}
+        _predict_images(fitted, {patient_id: (ct, mask, clinical)}, segmentation_model, out, json_out)
+        return
     table = _read_patients(patients, patient)
-    result = predict_patients(fitted, table, allow_impute, allow_extrapolation)
+    if "ct" in table.columns:
+        cases = {str(pid): (Path(row["ct"]), Path(row["mask"]) if isinstance(row.get("mask"), str) and row["mask"]
+                            else None, row.drop(labels=["ct", "mask"], errors="ignore").dropna().to_dict())
+                 for pid, row in table.iterrows()}
+        _predict_images(fitted, cases, segmentation_model, out, json_out)
+        return
+    import pandas as pd
+
+    result = pd.concat([predict_patients(one, table, allow_impute, allow_extrapolation) for one in fitted.values()])
     if out:
         ensure_writable_dir(Path(out).parent)
         write_atomic(out, result.to_csv())
     stdout.print(result.to_string())
     failed = result[result["error"].fillna("") != ""] if "error" in result else result.iloc[0:0]
     if len(failed):
-        console.print(f"[red]{len(failed)} of {len(result)} patients not scored[/] (see the error column)")
+        console.print(f"[red]{len(failed)} of {len(result)} predictions not made[/] (see the error column)")
+        raise typer.Exit(1)
+
+
+def _predict_images(fitted: dict, cases: dict, segmentation_model: Path | None, out: Path | None,
+                    json_out: Path | None) -> None:
+    """Score each (ct, mask, clinical) case from its images; one failing case does not stop the others."""
+    import json
+
+    import pandas as pd
+
+    from hccrad.pipeline.predict import predict_new_patient
+
+    rows, results, failures = [], {}, 0
+    for patient_id, (ct_path, mask_path, clinical) in cases.items():
+        try:
+            result = predict_new_patient(fitted, clinical, ct_path, mask_path, patient_id, segmentation_model)
+        except InputError as exc:
+            failures += 1
+            console.print(f"[red]{patient_id}:[/] {exc}", soft_wrap=True)
+            rows.append(pd.DataFrame([{"patient_id": patient_id, "error": str(exc)}]).set_index("patient_id"))
+            continue
+        table = result.table().reset_index().assign(patient_id=patient_id).set_index("patient_id")
+        rows.append(table.assign(error=""))
+        results[patient_id] = result
+        for name, prediction in result.predictions.items():
+            contributions = prediction.contributions.sort_values("contribution", key=abs, ascending=False)
+            stdout.print(f"\n{patient_id} {name}: risk score {prediction.risk_score:.3f} ({prediction.risk_group} "
+                         f"risk, cut-off {prediction.cutoff:.3f}; training percentile "
+                         f"{prediction.training_percentile:.0f})")
+            for row in prediction.survival.itertuples():
+                stdout.print(f"  PFS at {row.time_months:g} months: {row.pfs:.3f} "
+                             f"(95% CI {row.ci_low:.3f}-{row.ci_high:.3f})")
+            for row in contributions.head(5).itertuples():
+                stdout.print(f"  {row.covariate}: {row.contribution:+.3f}")
+        for name, why in result.skipped.items():
+            stdout.print(f"{patient_id} {name}: not scored ({why})")
+        for warning in result.qc_warnings:
+            console.print(f"[yellow]{patient_id} QC:[/] {warning}", soft_wrap=True)
+    combined = pd.concat(rows)
+    if out:
+        ensure_writable_dir(Path(out).parent)
+        write_atomic(out, combined.to_csv())
+    if json_out:
+        ensure_writable_dir(Path(json_out).parent)
+        payload = {pid: {"predictions": {n: {**p.to_record(),
+                                              "contributions": p.contributions.to_dict(orient="records")}
+                                          for n, p in r.predictions.items()},
+                         "skipped": r.skipped, "qc_warnings": r.qc_warnings} for pid, r in results.items()}
+        write_atomic(json_out, json.dumps(payload, indent=1, default=float))
+    if failures:
+        console.print(f"[red]{failures} of {len(cases)} patients not scored[/]")
         raise typer.Exit(1)
 
 
