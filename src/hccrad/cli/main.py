@@ -240,6 +240,55 @@ def _segmentation_config(study):
     return SegmentationConfig.model_validate(study.config.segmentation)
 
 
+@segment_app.command("export")
+@_one_line_errors
+def segment_export(
+    manifest: Path | None = typer.Argument(None, help="The study YAML: export every patient's mask."),
+    ct: Path | None = typer.Option(None, help="One CT (DICOM folder, or NIfTI) instead of a study."),
+    mask: Path | None = typer.Option(None, help="Its mask (labels 1 liver, 2 tumor, 3 portal vein)."),
+    out: Path | None = typer.Option(None, help="With --ct: the output file (.dcm)."),
+    algorithm: str | None = typer.Option(None, help="With --ct: the model that drew the mask (segments typed "
+                                                    "AUTOMATIC); without it, MANUAL."),
+) -> None:
+    """Write masks as DICOM Segmentation objects referencing their CT series (NIfTI for a NIfTI CT, saying why).
+
+    With a study, each patient's mask (the manifest's, else the one `hccrad segment predict` drew, typed
+    AUTOMATIC) goes to <output_dir>/segmentation/export/<id>.dcm.
+    """
+    from hccrad.io.dicomseg import export_mask
+
+    if ct is not None:
+        if mask is None or out is None:
+            raise fail("with --ct give --mask and --out")
+        result = export_mask(ct, mask, out, algorithm)
+        stdout.print(f"written ({result.format}): {result.path}" + (f" - {result.note}" if result.note else ""))
+        return
+    if manifest is None:
+        raise fail("give a study YAML, or --ct, --mask and --out")
+    study = _load_study_or_exit(manifest)
+    from hccrad.io.manifest import use_predicted_masks
+
+    predicted = set(use_predicted_masks(study))
+    layout = study.config.layout
+    failures = 0
+    for record in study.patients:
+        if record.ct is None or record.mask is None:
+            console.print(f"[yellow]{record.patient_id}:[/] no {'CT' if record.ct is None else 'mask'}; skipped")
+            continue
+        try:
+            result = export_mask(record.ct, record.mask, layout.exported_mask(record.patient_id),
+                                 "hccrad nnU-Net" if record.patient_id in predicted else None,
+                                 study.config.dicom_series)
+        except InputError as exc:
+            failures += 1
+            console.print(f"[red]{record.patient_id}:[/] {exc}", soft_wrap=True)
+            continue
+        stdout.print(f"{record.patient_id}: {result.format} {result.path}" + (f" - {result.note}" if result.note
+                                                                                else ""))
+    if failures:
+        raise typer.Exit(1)
+
+
 @segment_app.command("prepare")
 @_one_line_errors
 def segment_prepare(manifest: Path = typer.Argument(..., help="The study YAML.")) -> None:

@@ -132,6 +132,15 @@ class StudyLayout:
         """``segmentation/masks/``: one predicted mask per patient."""
         return self.segmentation_dir / "masks"
 
+    @property
+    def exported_masks_dir(self) -> Path:
+        """``segmentation/export/``: masks written by ``hccrad segment export`` (DICOM SEG, or NIfTI)."""
+        return self.segmentation_dir / "export"
+
+    def exported_mask(self, patient_id: str) -> Path:
+        """``segmentation/export/<id>.dcm`` (``.nii.gz`` for a NIfTI CT)."""
+        return case_path(self.exported_masks_dir, patient_id, ".dcm")
+
     def predicted_mask(self, patient_id: str) -> Path:
         """The mask predicted for a patient (nnU-Net or TotalSegmentator), used when the manifest gives none."""
         return case_path(self.predicted_masks_dir, patient_id, ".nii.gz")

@@ -1,0 +1,156 @@
+"""Masks as DICOM Segmentation objects (highdicom), referencing the source CT series, for PACS, OHIF and 3D Slicer.
+
+The liver (1), tumor (2) and portal vein (3) labels become three segments of a binary DICOM SEG whose frames are
+aligned one to one with the CT's slices (each frame references its slice's SOP Instance UID). A CT given as NIfTI
+has no DICOM identity to reference: :func:`export_mask` then writes NIfTI and says why.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from hccrad.io.errors import InputError
+from hccrad.io.files import write_atomic
+
+#: hccrad's labels as DICOM segments: (label, label text, category, type), SNOMED CT codes.
+SEGMENTS = (
+    (1, "Liver", ("85756007", "Tissue"), ("10200004", "Liver")),
+    (2, "Tumor", ("49755003", "Morphologically Abnormal Structure"), ("108369006", "Neoplasm")),
+    (3, "Portal vein", ("91723000", "Anatomical Structure"), ("32764006", "Portal vein")),
+)
+
+
+class DicomSegError(InputError, ValueError):
+    """The mask cannot be written as a DICOM SEG of this CT (another grid, unreadable series)."""
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_mask` wrote and, for NIfTI, why not DICOM SEG."""
+    path: Path
+    format: str  # "dicom-seg" or "nifti"
+    note: str = ""
+
+
+def _series_datasets(folder: Path, image: sitk.Image) -> list:
+    """The CT's DICOM datasets in the order of the image's slices (by position along the slice normal)."""
+    import pydicom
+
+    datasets = []
+    for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
+        try:
+            dataset = pydicom.dcmread(path)
+        except Exception:  # not a DICOM file (a README, a thumbnail)
+            continue
+        if "ImagePositionPatient" in dataset and "PixelData" in dataset:
+            # Some anonymisers blank the dataset's SOP identity but keep it in the file meta: take it from there
+            # (in memory only; the CT is not rewritten).
+            meta = getattr(dataset, "file_meta", None)
+            if not dataset.get("SOPClassUID") and meta is not None and meta.get("MediaStorageSOPClassUID"):
+                dataset.SOPClassUID = meta.MediaStorageSOPClassUID
+            if not dataset.get("SOPInstanceUID") and meta is not None and meta.get("MediaStorageSOPInstanceUID"):
+                dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+            if "SpecificCharacterSet" in dataset and not dataset.SpecificCharacterSet:
+                del dataset.SpecificCharacterSet  # empty: the default repertoire, which is what absent means
+            datasets.append(dataset)
+    if not datasets:
+        raise DicomSegError(f"{folder}: no DICOM image slices found")
+    normal = np.array(image.GetDirection()).reshape(3, 3)[:, 2]
+    origin = np.array(image.GetOrigin())
+    spacing = image.GetSpacing()[2]
+    by_index: dict[int, object] = {}
+    for dataset in datasets:
+        offset = float((np.array(dataset.ImagePositionPatient, float) - origin) @ normal) / spacing
+        index = int(round(offset))
+        if abs(offset - index) < 0.01 and 0 <= index < image.GetSize()[2]:
+            by_index[index] = dataset
+    if len(by_index) != image.GetSize()[2]:
+        raise DicomSegError(f"{folder}: {len(by_index)} DICOM slices match the CT's {image.GetSize()[2]} slice "
+                            "positions; the mask must be on the grid of the series read from this folder")
+    return [by_index[k] for k in range(image.GetSize()[2])]
+
+
+def mask_to_dicom_seg(mask: sitk.Image, ct_folder: Path, image: sitk.Image, algorithm: str | None = None,
+                      series_description: str = "hccrad liver, tumor, portal vein"):
+    """A highdicom Segmentation of ``mask`` (labels 1-3, on ``image``'s grid) referencing ``ct_folder``'s series.
+
+    Parameters
+    ----------
+    mask
+        Label image on the CT's grid (size, origin, spacing and direction equal to ``image``'s).
+    ct_folder
+        The DICOM series folder ``image`` was read from.
+    algorithm
+        Name of the model that drew the mask (segments typed AUTOMATIC), or None for a manual mask.
+    """
+    import highdicom as hd
+    from pydicom.sr.coding import Code
+
+    from hccrad import __version__
+
+    same_grid = (mask.GetSize() == image.GetSize() and np.allclose(mask.GetOrigin(), image.GetOrigin(), atol=1e-3)
+                 and np.allclose(mask.GetSpacing(), image.GetSpacing(), rtol=1e-5)
+                 and np.allclose(mask.GetDirection(), image.GetDirection(), atol=1e-5))
+    if not same_grid:
+        raise DicomSegError("the mask is not on the CT's grid (size, origin, spacing or direction differ)")
+    datasets = _series_datasets(ct_folder, image)
+    labels = sitk.GetArrayFromImage(mask).astype(np.uint8)  # (slices, rows, columns), the datasets' order
+    algorithm_id = (hd.AlgorithmIdentificationSequence(name=algorithm, version=__version__,
+                                                       family=Code("123109", "DCM", "Artificial Intelligence"))
+                    if algorithm else None)
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=label, segment_label=text,
+            segmented_property_category=Code(category[0], "SCT", category[1]),
+            segmented_property_type=Code(kind[0], "SCT", kind[1]),
+            algorithm_type=(hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC if algorithm
+                            else hd.seg.SegmentAlgorithmTypeValues.MANUAL),
+            algorithm_identification=algorithm_id)
+        for label, text, category, kind in SEGMENTS]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # highdicom's notes on the source's patient-name format
+        return hd.seg.Segmentation(
+            source_images=datasets, pixel_array=labels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9001,
+            sop_instance_uid=hd.UID(), instance_number=1, manufacturer="hccrad",
+            manufacturer_model_name="hccrad", software_versions=__version__, device_serial_number="none",
+            series_description=series_description, omit_empty_frames=False)
+
+
+def export_mask(ct: Path, mask: Path, out_path: Path, algorithm: str | None = None, series_rule=None
+                ) -> ExportResult:
+    """Write ``mask`` as a DICOM SEG referencing ``ct`` when ``ct`` is a DICOM folder (``out_path`` with
+    ``.dcm``), else as NIfTI (``.nii.gz``), saying why. Written atomically."""
+    from hccrad.io.images import read_image, read_mask
+
+    ct, out_path = Path(ct), Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if not ct.is_dir():
+        target = out_path.with_name(out_path.name.split(".")[0] + ".nii.gz")
+        write_atomic(target, Path(mask).read_bytes())
+        return ExportResult(target, "nifti", f"{ct} is not a DICOM series: a DICOM SEG must reference the CT's "
+                                             "DICOM instances, so the mask is written as NIfTI")
+    image = read_image(ct, series_rule)
+    labels = read_mask(mask, image)
+    segmentation = mask_to_dicom_seg(labels, ct, image, algorithm)
+    import io
+
+    buffer = io.BytesIO()
+    segmentation.save_as(buffer)
+    target = out_path.with_name(out_path.name.split(".")[0] + ".dcm")
+    write_atomic(target, buffer.getvalue())
+    missing = [name for name in ("StudyInstanceUID", "SeriesInstanceUID") if not segmentation.get(name)
+               or (name == "SeriesInstanceUID" and not _source_series_uid(segmentation))]
+    note = (f"the source CT lacks {' and '.join(missing)} (anonymised?): the SEG references its instances, but a "
+            "PACS cannot file it with its study" if missing else "")
+    return ExportResult(target, "dicom-seg", note)
+
+
+def _source_series_uid(segmentation) -> str:
+    references = segmentation.get("ReferencedSeriesSequence") or []
+    return str(references[0].get("SeriesInstanceUID", "")) if len(references) else ""
