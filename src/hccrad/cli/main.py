@@ -513,6 +513,25 @@ def _predict_images(fitted: dict, cases: dict, segmentation_model: Path | None, 
         raise typer.Exit(1)
 
 
+@app.command()
+@_one_line_errors
+def serve(
+    models: Path = typer.Option(..., "--models", help="The models folder written by `hccrad fit`."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (default: this computer only)."),
+    port: int = typer.Option(8000, help="Port."),
+    upload_limit_mb: float = typer.Option(1024.0, help="Largest upload accepted, per file (MB)."),
+    segmentation_model: Path | None = typer.Option(None, help="A trained nnU-Net model folder that draws the "
+                                                              "mask when a CT comes without one."),
+) -> None:
+    """A local web app: a new patient's predicted response, risk group, PFS curve and masks, in the browser."""
+    from hccrad.serve.app import AppSettings
+    from hccrad.serve.app import serve as run_app
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/] binding {host}: other computers on the network can reach the app")
+    run_app(AppSettings(models, upload_limit_mb, segmentation_model=segmentation_model), host, port)
+
+
 def _run(manifest: Path, scheduler: str | None, bootstrap: int | None) -> None:
     from hccrad.pipeline import run_study
 

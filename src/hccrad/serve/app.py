@@ -1,0 +1,282 @@
+"""``hccrad serve``: a local web app that gives a clinician one patient's predicted response.
+
+FastAPI serves Jinja2 templates and local static files only (no CDN: it works offline). A browser session is a
+random cookie; each result lives in memory under a random token and is shown only to the session that made it.
+Uploads go to a private temporary folder that is deleted as soon as the prediction is made; the viewer keeps a
+downsampled copy of the CT and its labels in memory until the session's result expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+
+from hccrad.io.errors import InputError
+from hccrad.serve import render
+from hccrad.serve.uploads import UploadError, extract_zip, image_suffix, save_limited
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "hccrad_session"
+CLINICAL_FIELDS = (("afp", "AFP"), ("child_pugh", "Child-Pugh"), ("bclc", "BCLC stage"), ("treatment", "treatment"))
+INTENDED_USE = ("Research use only, not a medical device. The prediction comes from a model fitted on a "
+                "retrospective cohort; it has not been validated for clinical decisions.")
+log = logging.getLogger("hccrad.serve")
+
+
+@dataclass
+class StoredResult:
+    """One prediction kept for its session: the numbers, the figures and the viewer's slices."""
+    owner: str
+    created: float
+    result: Any  # hccrad.pipeline.predict.NewPatientResult
+    clinical: dict[str, str]
+    stack: render.SliceStack | None
+    figures: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class AppSettings:
+    """The app's settings: models folder, upload limit (MB), results kept (at most, per app) and their lifetime
+    (seconds), and an optional nnU-Net model that draws a missing mask."""
+    models_dir: Path
+    upload_limit_mb: float = 1024.0
+    max_results: int = 16
+    result_ttl_s: float = 3600.0
+    segmentation_model: Path | None = None
+
+
+class ResultStore:
+    """Thread-safe in-memory results, oldest evicted first, expired after their lifetime."""
+
+    def __init__(self, settings: AppSettings):
+        self.settings = settings
+        self._items: dict[str, StoredResult] = {}
+        self._lock = threading.Lock()
+
+    def add(self, item: StoredResult) -> str:
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            self._expire()
+            while len(self._items) >= self.settings.max_results:
+                self._items.pop(next(iter(self._items)))
+            self._items[token] = item
+        return token
+
+    def get(self, token: str, owner: str | None) -> StoredResult | None:
+        with self._lock:
+            self._expire()
+            item = self._items.get(token)
+        if item is None or owner is None or not secrets.compare_digest(item.owner, owner):
+            return None  # another browser session's result is as absent as an unknown one
+        return item
+
+    def _expire(self) -> None:
+        now = time.time()
+        for token in [t for t, item in self._items.items() if now - item.created > self.settings.result_ttl_s]:
+            self._items.pop(token)
+
+
+def model_description(models: dict) -> dict[str, Any]:
+    """What the page states about the models: names, hccrad version, training cohort and clinical levels."""
+    first = next(iter(models.values()))
+    spec = next((m.clinical_spec_ for m in models.values() if m.clinical_spec_), None)
+    return {"names": list(models), "training": first.training_, "horizons": list(first.horizons_months),
+            "treatments": list(dict.fromkeys([level for level in [(spec or {}).get("treatment_reference"),
+                                                                  *((spec or {}).get("treatment_levels") or [])]
+                                               if level]))}
+
+
+def create_app(settings: AppSettings):
+    """The FastAPI application for ``settings`` (models loaded once, read-only)."""
+    from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse, RedirectResponse, Response
+    from fastapi.staticfiles import StaticFiles
+    from fastapi.templating import Jinja2Templates
+    from starlette.concurrency import run_in_threadpool
+
+    from hccrad import __version__
+    from hccrad.survival import load_models
+
+    models = load_models(settings.models_dir)
+    if not models:
+        raise InputError(f"no model artifact in {settings.models_dir}: give the models folder of `hccrad fit`")
+    about = model_description(models)
+    store = ResultStore(settings)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    app = FastAPI(title="hccrad", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    limit_bytes = int(settings.upload_limit_mb * 2**20)
+
+    def page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
+        context.update(about=about, version=__version__, intended_use=INTENDED_USE,
+                       limit_mb=settings.upload_limit_mb, segmentation=settings.segmentation_model is not None)
+        response = templates.TemplateResponse(request, name, context, status_code=status)
+        if not request.cookies.get(SESSION_COOKIE):
+            response.set_cookie(SESSION_COOKIE, request.state.session, httponly=True, samesite="strict")
+        return response
+
+    @app.middleware("http")
+    async def session(request: Request, call_next):
+        request.state.session = request.cookies.get(SESSION_COOKIE) or secrets.token_urlsafe(24)
+        return await call_next(request)
+
+    @app.get("/", response_class=HTMLResponse)
+    def form(request: Request):
+        return page(request, "form.html", values={})
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        length = int(request.headers.get("content-length") or 0)
+        if length > limit_bytes * 2 + 2**20:
+            return page(request, "form.html", 413, values={},
+                        error=f"the upload is larger than the limit of {settings.upload_limit_mb:.0f} MB per file")
+        try:
+            form_data = await request.form(max_files=2, max_fields=20)
+        except Exception as exc:  # a malformed multipart body
+            return page(request, "form.html", 400, values={}, error=f"the form could not be read: {exc}")
+        values = {name: str(form_data.get(name) or "").strip() for name, _ in CLINICAL_FIELDS}
+        uploads = {name: form_data.get(name) for name in ("ct", "mask")}
+        uploads = {k: v for k, v in uploads.items() if getattr(v, "filename", "")}
+        try:
+            stored = await run_in_threadpool(_predict, models, settings, values, uploads, limit_bytes,
+                                             request.state.session)
+        except InputError as exc:
+            return page(request, "form.html", 400, values=values, error=str(exc))
+        except Exception as exc:  # never a traceback on the page; the log keeps it
+            log.exception("prediction failed")
+            return page(request, "form.html", 500, values=values,
+                        error=f"the prediction failed ({type(exc).__name__}: {exc})")
+        token = store.add(stored)
+        return RedirectResponse(f"/result/{token}", status_code=303)
+
+    def _owned(request: Request, token: str) -> StoredResult | None:
+        return store.get(token, request.cookies.get(SESSION_COOKIE))
+
+    @app.get("/result/{token}", response_class=HTMLResponse)
+    def result_page(request: Request, token: str):
+        stored = _owned(request, token)
+        if stored is None:
+            return page(request, "form.html", 404, values={}, error="no such result in this browser session "
+                                                                     "(results expire, and belong to their session)")
+        return page(request, "result.html", token=token, item=stored, rows=_rows(stored),
+                    start_slice=stored.stack.tumor_center_slice() if stored.stack else 0)
+
+    @app.get("/result/{token}/slice/{index}.png")
+    def slice_image(request: Request, token: str, index: int):
+        stored = _owned(request, token)
+        if stored is None or stored.stack is None:
+            return Response(status_code=404)
+        return Response(render.slice_png(stored.stack, index), media_type="image/png",
+                        headers={"Cache-Control": "private, max-age=600"})
+
+    @app.get("/result/{token}/report.html", response_class=HTMLResponse)
+    def report(request: Request, token: str):
+        stored = _owned(request, token)
+        if stored is None:
+            return Response(status_code=404)
+        slices = []
+        if stored.stack is not None:
+            center = stored.stack.tumor_center_slice()
+            for index in sorted({max(0, center - 3), center, min(stored.stack.n_slices - 1, center + 3)}):
+                slices.append((index, render.png_data_uri(render.slice_png(stored.stack, index))))
+        response = templates.TemplateResponse(request, "report.html", {
+            "item": stored, "rows": _rows(stored), "slices": slices, "about": about, "version": __version__,
+            "intended_use": INTENDED_USE, "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(stored.created))})
+        response.headers["Content-Disposition"] = 'attachment; filename="hccrad-patient-report.html"'
+        return response
+
+    return app
+
+
+def _rows(stored: StoredResult) -> list[dict[str, Any]]:
+    rows = []
+    for name, prediction in stored.result.predictions.items():
+        record = prediction.to_record()
+        record["slug"] = name.replace("&", "_")
+        record["survival"] = prediction.survival.to_dict(orient="records")
+        rows.append(record)
+    return rows
+
+
+def _clinical_from_form(values: dict[str, str], needed: bool) -> dict[str, str]:
+    missing = [label for name, label in CLINICAL_FIELDS if not values.get(name)]
+    if missing and needed:
+        raise UploadError(f"missing clinical factor(s): {', '.join(missing)}; the models need all four "
+                          "(AFP in ng/mL, Child-Pugh grade or score, BCLC stage, treatment)")
+    return {name: value for name, value in values.items() if value}
+
+
+def _predict(models: dict, settings: AppSettings, values: dict[str, str], uploads: dict, limit_bytes: int,
+             owner: str) -> StoredResult:
+    """Save the uploads privately, predict, keep the viewer's slices, and delete the uploads."""
+    from hccrad.io.images import read_image, read_mask
+    from hccrad.pipeline.predict import patient_row, predict_new_patient, survival_curve
+
+    needs_clinical = any(m.clinical_spec_ for m in models.values())
+    clinical = _clinical_from_form(values, needs_clinical)
+    if "mask" in uploads and "ct" not in uploads:
+        raise UploadError("a mask was given without its CT")
+    with tempfile.TemporaryDirectory(prefix="hccrad-upload-") as scratch:
+        folder = Path(scratch)
+        ct_path = mask_path = None
+        if "ct" in uploads:
+            suffix = image_suffix(uploads["ct"].filename)
+            ct_path = folder / f"ct{suffix}"
+            save_limited(uploads["ct"].file, ct_path, limit_bytes, "the CT")
+            if suffix == ".zip":
+                unpacked = folder / "dicom"
+                unpacked.mkdir()
+                ct_path = extract_zip(ct_path, unpacked, limit_bytes)
+        if "mask" in uploads:
+            mask_path = folder / f"mask{image_suffix(uploads['mask'].filename)}"
+            if mask_path.suffix == ".zip":
+                raise UploadError("the mask must be one image file (NIfTI, NRRD or MHA), not a zip")
+            save_limited(uploads["mask"].file, mask_path, limit_bytes, "the mask")
+        if ct_path is not None and mask_path is None and settings.segmentation_model is None:
+            raise UploadError("give the CT's mask (labels 1 liver, 2 tumor, 3 portal vein), or leave out the CT "
+                              "to use the clinical model alone")
+        try:
+            result = predict_new_patient(models, clinical, ct_path, mask_path, "patient",
+                                         settings.segmentation_model)
+            stack = None
+            if ct_path is not None:
+                image = read_image(ct_path)
+                stack = render.SliceStack.from_images(image, read_mask(mask_path, image) if mask_path else None)
+        except InputError as exc:
+            raise UploadError(_name_uploads(str(exc), folder, uploads)) from exc
+    row = patient_row("patient", clinical, result.features)
+    curves = {name: survival_curve(models[name], row) for name in result.predictions}
+    figures = {"pfs": render.pfs_curve_svg(curves, list(next(iter(models.values())).horizons_months))}
+    for name, prediction in result.predictions.items():
+        model = models[name]
+        if model.training_risk_percentiles_ is not None:
+            figures[f"distribution_{name}"] = render.risk_distribution_svg(
+                model.training_risk_percentiles_, prediction.risk_score, prediction.cutoff, name)
+        figures[f"contributions_{name}"] = render.contributions_svg(prediction.contributions, name)
+    return StoredResult(owner, time.time(), result, clinical, stack, figures)
+
+
+def _name_uploads(message: str, folder: Path, uploads: dict) -> str:
+    """The message with the private upload paths replaced by what the user uploaded."""
+    names = {"ct": "CT", "mask": "mask"}
+    for key, upload in uploads.items():
+        for path in sorted(folder.glob(f"{key}*"), key=lambda p: -len(str(p))):
+            message = message.replace(str(path), f"uploaded {names[key]} '{upload.filename}'")
+    message = message.replace(str(folder / "dicom"), f"uploaded CT '{uploads['ct'].filename}'" if "ct" in uploads
+                              else "upload")
+    return message.replace(str(folder) + "/", "").replace(str(folder), "upload")
+
+
+def serve(settings: AppSettings, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the app with uvicorn (blocking)."""
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

@@ -1,0 +1,98 @@
+"""Uploads of the web app: size-limited writes, safe unzipping of DICOM series, and clear messages.
+
+Every problem is an :class:`UploadError` whose message is shown on the page as it is.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from hccrad.io.errors import InputError
+
+#: A zip may expand to at most this multiple of the upload limit, and no entry may compress better than
+#: :data:`MAX_COMPRESSION_RATIO` (CT slices compress 2-5x; a zip bomb, a thousand times).
+MAX_EXPANSION = 4
+MAX_COMPRESSION_RATIO = 100
+MAX_ZIP_ENTRIES = 5000
+CHUNK = 1 << 20
+
+
+class UploadError(InputError, ValueError):
+    """An upload the app refuses: too large, an unsafe or malformed zip, an unexpected file type."""
+
+
+def save_limited(stream: BinaryIO, target: Path, limit_bytes: int, what: str) -> int:
+    """Copy ``stream`` to ``target`` in chunks, refusing (and deleting) anything over ``limit_bytes``."""
+    written = 0
+    with open(target, "wb") as handle:
+        while chunk := stream.read(CHUNK):
+            written += len(chunk)
+            if written > limit_bytes:
+                handle.close()
+                target.unlink(missing_ok=True)
+                raise UploadError(f"{what} is larger than the upload limit of {limit_bytes / 2**20:.0f} MB")
+            handle.write(chunk)
+    if written == 0:
+        target.unlink(missing_ok=True)
+        raise UploadError(f"{what} is empty")
+    return written
+
+
+def _safe_member(name: str) -> PurePosixPath:
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        raise UploadError(f"the zip holds an unsafe path {name!r} (absolute or with '..'); it was not extracted")
+    return path
+
+
+def extract_zip(archive: Path, folder: Path, limit_bytes: int) -> Path:
+    """Extract a zipped DICOM series into ``folder`` after checking every entry; returns the folder holding
+    the most files (the series).
+
+    Refused: not a zip; more than :data:`MAX_ZIP_ENTRIES` entries; absolute paths, ``..`` or drive letters;
+    symbolic links; a total size over ``MAX_EXPANSION x limit_bytes``; an entry compressed more than
+    :data:`MAX_COMPRESSION_RATIO` times (a zip bomb). Sizes are checked again while extracting, since a
+    zip's declared sizes can lie.
+    """
+    if not zipfile.is_zipfile(archive):
+        raise UploadError("the CT upload is neither a NIfTI file nor a zip of a DICOM series")
+    with zipfile.ZipFile(archive) as bundle:
+        entries = [e for e in bundle.infolist() if not e.is_dir()]
+        if len(entries) > MAX_ZIP_ENTRIES:
+            raise UploadError(f"the zip holds {len(entries)} files; at most {MAX_ZIP_ENTRIES} are accepted")
+        budget = MAX_EXPANSION * limit_bytes
+        if sum(e.file_size for e in entries) > budget:
+            raise UploadError(f"the zip expands to more than {budget / 2**20:.0f} MB; refused")
+        for entry in entries:
+            _safe_member(entry.filename)
+            if (entry.external_attr >> 16) & 0o170000 == 0o120000:
+                raise UploadError(f"the zip holds a symbolic link {entry.filename!r}; refused")
+            if entry.compress_size and entry.file_size / entry.compress_size > MAX_COMPRESSION_RATIO:
+                raise UploadError(f"{entry.filename!r} is compressed {entry.file_size // entry.compress_size}x: "
+                                  "a zip bomb is refused")
+        counts: dict[Path, int] = {}
+        total = 0
+        for index, entry in enumerate(entries):
+            target = folder / f"{index:05d}_{_safe_member(entry.filename).name}"
+            with bundle.open(entry) as source, open(target, "wb") as handle:
+                while chunk := source.read(CHUNK):
+                    total += len(chunk)
+                    if total > budget:
+                        raise UploadError(f"the zip expands to more than {budget / 2**20:.0f} MB; refused")
+                    handle.write(chunk)
+            counts[target.parent] = counts.get(target.parent, 0) + 1
+    if not counts:
+        raise UploadError("the zip is empty")
+    return max(counts, key=counts.get)
+
+
+def image_suffix(filename: str) -> str:
+    """The upload's image type from its name: ``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha`` or ``.zip``."""
+    name = (filename or "").lower()
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".zip"):
+        if name.endswith(suffix):
+            return suffix
+    raise UploadError(f"{filename or 'the file'}: expected a NIfTI (.nii, .nii.gz), NRRD or MHA image, or a .zip of "
+                      "a DICOM series")

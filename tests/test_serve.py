@@ -1,0 +1,270 @@
+"""The local web app: uploads refused safely, sessions kept apart, and the page in a real headless browser
+(Debian's chromium through selenium and chromium-driver) showing the same risk as `hccrad predict`."""
+
+from __future__ import annotations
+
+import html
+import io
+import shutil
+import socket
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import SimpleITK as sitk
+
+from hccrad.serve.uploads import UploadError, extract_zip, save_limited
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def test_zip_with_parent_paths_links_or_bombs_and_oversized_uploads_are_refused(tmp_path):
+    unsafe = tmp_path / "unsafe.zip"
+    with zipfile.ZipFile(unsafe, "w") as bundle:
+        bundle.writestr("series/../../etc/passwd", b"x")
+    with pytest.raises(UploadError, match="unsafe path"):
+        extract_zip(unsafe, tmp_path, 10 * 2**20)
+    assert not (tmp_path.parent / "etc").exists()
+    link = tmp_path / "link.zip"
+    with zipfile.ZipFile(link, "w") as bundle:
+        info = zipfile.ZipInfo("series/a")
+        info.external_attr = (0o120777 << 16)
+        bundle.writestr(info, "/etc/passwd")
+    with pytest.raises(UploadError, match="symbolic link"):
+        extract_zip(link, tmp_path, 10 * 2**20)
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("series/zeros", b"\0" * (8 * 2**20))
+    with pytest.raises(UploadError, match="zip bomb"):
+        extract_zip(bomb, tmp_path / "out", 100 * 2**20)
+    with pytest.raises(UploadError, match="expands to more than"):
+        extract_zip(bomb, tmp_path / "out", 1 * 2**20)
+    with pytest.raises(UploadError, match="neither a NIfTI file nor a zip"):
+        (tmp_path / "x.zip").write_bytes(b"not a zip")
+        extract_zip(tmp_path / "x.zip", tmp_path, 2**20)
+    with pytest.raises(UploadError, match="larger than the upload limit of 1 MB"):
+        save_limited(io.BytesIO(b"\1" * (2**20 + 1)), tmp_path / "big", 2**20, "the CT")
+    assert not (tmp_path / "big").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(fitted_demo):
+    import uvicorn
+
+    from hccrad.serve.app import AppSettings, create_app
+
+    study, table, fitted = fitted_demo
+    port = _free_port()
+    app = create_app(AppSettings(fitted.out_dir, upload_limit_mb=20))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if instance.started:
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}", study, table, fitted
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+def _patients(study, kind: str, count: int):
+    chosen = []
+    for record in study.patients:
+        is_dicom = Path(record.ct).is_dir()
+        if (kind == "dicom") == is_dicom:
+            chosen.append(record)
+        if len(chosen) == count:
+            return chosen
+    raise AssertionError(f"no {kind} patient in the demo cohort")
+
+
+def _clinical(table, patient_id):
+    row = table.loc[patient_id]
+    return {"afp": str(row["afp"]), "child_pugh": str(row["child_pugh"]), "bclc": str(row["bclc"]),
+            "treatment": str(row["treatment"])}
+
+
+def _expected(fitted, table, record):
+    from hccrad.pipeline.predict import predict_new_patient
+    from hccrad.survival import load_models
+
+    return predict_new_patient(load_models(fitted.out_dir), _clinical(table, record.patient_id), record.ct,
+                               record.mask, record.patient_id)
+
+
+def _post(client, base, clinical, files):
+    return client.post(f"{base}/predict", data=clinical, files=files, follow_redirects=True, timeout=300)
+
+
+def _zip_series(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted(folder.iterdir()):
+            bundle.write(path, f"series/{path.name}")
+    return buffer.getvalue()
+
+
+def _shown_risk(html: str, slug: str) -> float:
+    import re
+
+    return float(re.search(rf'id="risk-{slug}" data-risk="([^"]+)"', html).group(1))
+
+
+def test_two_sessions_at_once_each_get_their_own_result_and_cannot_see_the_other(server):
+    base, study, table, fitted = server
+    nifti, dicom = _patients(study, "nifti", 1)[0], _patients(study, "dicom", 1)[0]
+    uploads = {
+        nifti.patient_id: {"ct": ("ct.nii.gz", Path(nifti.ct).read_bytes()),
+                           "mask": ("mask.nii.gz", Path(nifti.mask).read_bytes())},
+        dicom.patient_id: {"ct": ("series.zip", _zip_series(Path(dicom.ct))),
+                           "mask": ("mask.nii.gz", Path(dicom.mask).read_bytes())},
+    }
+    clients = {pid: httpx.Client() for pid in uploads}
+    for client in clients.values():
+        client.get(f"{base}/")  # each browser session gets its own cookie
+    with ThreadPoolExecutor(2) as pool:
+        futures = {pid: pool.submit(_post, clients[pid], base, _clinical(table, pid), files)
+                   for pid, files in uploads.items()}
+        pages = {pid: future.result() for pid, future in futures.items()}
+    for record in (nifti, dicom):
+        page = pages[record.patient_id]
+        assert page.status_code == 200, page.text[:500]
+        expected = _expected(fitted, table, record).predictions["C-T&L"].risk_score
+        assert _shown_risk(page.text, "C-T_L") == pytest.approx(expected, abs=1e-9)
+    other = clients[dicom.patient_id].get(str(pages[nifti.patient_id].url))
+    assert other.status_code == 404 and "belong to their session" in other.text
+    slice_url = str(pages[nifti.patient_id].url) + "/slice/0.png"
+    assert clients[nifti.patient_id].get(slice_url).headers["content-type"] == "image/png"
+    assert clients[dicom.patient_id].get(slice_url).status_code == 404
+    report = clients[nifti.patient_id].get(str(pages[nifti.patient_id].url) + "/report.html")
+    assert "Research use only, not a medical device" in report.text and "data:image/png;base64," in report.text
+    import re
+
+    # self-contained: no external source, script or stylesheet
+    assert not re.search(r'(src|href)="(https?:)?//|url\((https?:)?//|<script src|<link ', report.text)
+
+
+def test_bad_uploads_and_missing_factors_get_a_message_never_a_traceback(server, tmp_path):
+    base, study, table, fitted = server
+    record = _patients(study, "nifti", 1)[0]
+    clinical = _clinical(table, record.patient_id)
+    client = httpx.Client()
+    client.get(f"{base}/")
+    mask_bytes = Path(record.mask).read_bytes()
+    image = sitk.ReadImage(str(record.mask))
+    cropped = image[: image.GetSize()[0] // 2, :, :]
+    sitk.WriteImage(cropped, str(tmp_path / "small.nii.gz"))
+    cases = [
+        ({**clinical, "afp": ""}, {}, "missing clinical factor(s): AFP"),
+        ({**clinical, "afp": "1,234"}, {}, "afp"),
+        (clinical, {"ct": ("notes.txt", b"hello")}, "expected a NIfTI"),
+        (clinical, {"ct": ("scan.nii.gz", b"not an image at all"), "mask": ("mask.nii.gz", mask_bytes)},
+         "uploaded CT 'scan.nii.gz' is truncated or corrupt"),
+        (clinical, {"ct": ("ct.nii.gz", Path(record.ct).read_bytes()),
+                    "mask": ("mask.nii.gz", (tmp_path / "small.nii.gz").read_bytes())}, "does not match the CT"),
+        (clinical, {"ct": ("ct.nii.gz", Path(record.ct).read_bytes())}, "give the CT's mask"),
+        (clinical, {"mask": ("mask.nii.gz", mask_bytes)}, "without its CT"),
+        (clinical, {"ct": ("ct.nii.gz", b"\0" * (21 * 2**20)), "mask": ("mask.nii.gz", mask_bytes)},
+         "larger than the upload limit of 20 MB"),
+    ]
+    for data, files, message in cases:
+        page = _post(client, base, data, files)
+        assert page.status_code in (400, 413), (message, page.status_code)
+        assert message in html.unescape(page.text), (message, page.text[:2000])
+        assert "Traceback" not in page.text
+    # The C model works from the clinical factors alone.
+    page = _post(client, base, clinical, {})
+    assert page.status_code == 200 and 'id="risk-C"' in page.text and "needs a CT and a mask" in page.text
+    assert not list(Path(tempfile_dir()).glob("hccrad-upload-*"))  # uploads deleted after use
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+def _browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    driver_path = shutil.which("chromedriver")
+    browser_path = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
+    if driver_path is None or browser_path is None:
+        import os
+
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromium-driver are not installed: .ci/run must install them")
+        pytest.skip("chromium-driver not installed (apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser_path
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,2200",
+                     "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
+def test_the_app_in_a_headless_browser(server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, study, table, fitted = server
+    record = _patients(study, "nifti", 2)[1]
+    clinical = _clinical(table, record.patient_id)
+    expected = _expected(fitted, table, record)
+    browser = _browser()
+    try:
+        wait = WebDriverWait(browser, 300)
+        browser.get(f"{base}/")
+        # A bad upload first: its message is shown on the page.
+        browser.find_element(By.ID, "afp").send_keys(clinical["afp"])
+        browser.find_element(By.ID, "child_pugh").send_keys(clinical["child_pugh"])
+        Select(browser.find_element(By.ID, "bclc")).select_by_value(clinical["bclc"])
+        Select(browser.find_element(By.ID, "treatment")).select_by_value(clinical["treatment"])
+        browser.find_element(By.ID, "ct").send_keys(str(Path(record.mask).resolve()))
+        browser.find_element(By.ID, "submit").click()
+        error = wait.until(expected_conditions.presence_of_element_located((By.ID, "error")))
+        assert "does not look like a CT" in error.text or "HU" in error.text or "mask" in error.text, error.text
+        # Then the real patient: the form keeps the clinical factors; upload CT and mask.
+        browser.find_element(By.ID, "ct").send_keys(str(Path(record.ct).resolve()))
+        browser.find_element(By.ID, "mask").send_keys(str(Path(record.mask).resolve()))
+        browser.find_element(By.ID, "submit").click()
+        cell = wait.until(expected_conditions.presence_of_element_located((By.ID, "risk-C-T_L")))
+        for name, prediction in expected.predictions.items():
+            shown = browser.find_element(By.ID, f"risk-{name.replace('&', '_')}")
+            assert float(shown.get_attribute("data-risk")) == pytest.approx(prediction.risk_score, abs=1e-9)
+            assert shown.text == f"{prediction.risk_score:.3f}"
+        assert cell.is_displayed()
+        # The slice viewer renders, and scrolls.
+        image = browser.find_element(By.ID, "slice")
+        wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0",
+                                              image))
+        first = image.get_attribute("src")
+        browser.execute_script("const s = document.getElementById('slice-slider');"
+                               "s.value = String(Number(s.value) + 2); s.dispatchEvent(new Event('input'));")
+        wait.until(lambda b: image.get_attribute("src") != first)
+        wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0",
+                                              image))
+        assert browser.find_element(By.ID, "slice-number").text != ""
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "serve_result.png"))
+        severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"
+                  and "/predict" not in entry["message"]]  # the bad upload's 400 is expected
+        assert severe == [], severe
+    finally:
+        browser.quit()
