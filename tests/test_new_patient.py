@@ -178,3 +178,29 @@ def test_cli_predicts_from_images_with_intervals_and_contributions(saved_demo_mo
                                    str(record.mask), "--afp", "1,234", "--child-pugh", "A", "--bclc", "B",
                                    "--treatment", str(clinical["treatment"])])
     assert bad.exit_code == 1 and "afp" in bad.output
+
+
+def test_cli_predicts_a_table_of_patients_with_ct_and_mask_columns(saved_demo_models, tmp_path):
+    from typer.testing import CliRunner
+
+    from hccrad.cli.main import app
+    from hccrad.io.layout import risk_column
+    from hccrad.pipeline.stages import load_predictions
+
+    study, table, fitted, models = saved_demo_models
+    ids = list(table.index[:2])
+    rows = [{"patient_id": pid, "ct": str(_record(study, pid).ct), "mask": str(_record(study, pid).mask),
+             **_clinical(table, pid)} for pid in ids]
+    rows.append({"patient_id": "BROKEN", "ct": str(_record(study, ids[0]).ct), "mask": str(tmp_path / "none.nii.gz"),
+                 **_clinical(table, ids[0])})
+    pd.DataFrame(rows).to_csv(tmp_path / "new.csv", index=False)
+    result = CliRunner().invoke(app, ["predict", "--models", str(fitted.out_dir), "--patients",
+                                      str(tmp_path / "new.csv"), "--out", str(tmp_path / "out.csv")])
+    assert result.exit_code == 1, result.output  # one patient failed, the others were scored
+    out = pd.read_csv(tmp_path / "out.csv", index_col="patient_id")
+    predictions = load_predictions(fitted.out_dir / "predictions.csv")
+    for pid in ids:
+        got = out.loc[[pid]].set_index("model")["risk_score"]
+        for name in models:
+            assert got[name] == pytest.approx(predictions.loc[pid, risk_column(name)], abs=1e-9)
+    assert "none.nii.gz" in str(out.loc["BROKEN", "error"])

@@ -86,6 +86,13 @@ def test_train_predict_postprocess_and_evaluate_on_the_cpu(tmp_path):
     assert (model_dir / "fold_0" / "checkpoint_final.pth").is_file()
     written = predict_cases(study, config, model_dir)
     assert sorted(written) == ["P5", "P6"]  # only the cases without a mask
+    # One image at a time (a new patient without a mask): the same labels as the study's batch prediction.
+    from hccrad.segment.nnunet import segment_image
+
+    record = next(r for r in study.patients if r.patient_id == "P5")
+    single = segment_image(record.ct, model_dir, tmp_path / "single.nii.gz", config)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(single))),
+                                  sitk.GetArrayFromImage(sitk.ReadImage(str(written["P5"]))))
     for path in written.values():
         labels = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
         assert set(np.unique(labels)) <= {0, 1, 2}

@@ -162,10 +162,17 @@ def test_outputs_and_artifacts_are_complete(fitted_demo):
     out = fitted.out_dir
     for slug in ("C", "T", "T_L", "C-T_L"):
         data = json.loads((out / f"{slug}.json").read_text())
-        assert data["format"] == "hccrad-cox-model" and data["format_version"] == 2
+        assert data["format"] == "hccrad-cox-model" and data["format_version"] == 3
         assert data["checksum"]["algorithm"] == "sha256" and len(data["checksum"]["value"]) == 64
         assert data["software"]["hccrad"] and data["software"]["lifelines"]
         assert len(data["baseline"]["time"]) == len(data["baseline"]["cumulative_hazard"]) > 10
+        p = len(data["covariates"])  # format 3: what the intervals, contributions and image prediction need
+        assert np.array(data["covariance"]).shape == (p, p)
+        assert np.array(data["baseline"]["mean_terms"]).shape == (len(data["baseline"]["time"]), p)
+        assert len(data["covariate_means"]) == p and len(data["training_risk_percentiles"]) == 101
+        assert (data["feature_settings"] is None) == (slug == "C")
+        if slug != "C":
+            assert data["feature_settings"]["engine"] == "hccrad" and data["feature_settings"]["radiomics_params"]
         hazard = pd.read_csv(out / f"{slug}_hazard_ratios.csv")
         assert (hazard["ci_low"] <= hazard["hr"]).all() and (hazard["hr"] <= hazard["ci_high"]).all()
         assert np.allclose(np.exp(hazard["coef"]), hazard["hr"])
@@ -255,7 +262,7 @@ def test_validation_patients_leak_into_nothing(fitted_demo):
     changed.loc[validation, numeric] = changed.loc[validation, numeric] * 3.0 + 100.0
     changed.loc[validation, "pfs_months"] = 0.5
     changed.loc[validation, "afp"] = 99999.0
-    refit = fit_models(changed, ModelConfig())
+    refit = fit_models(changed, ModelConfig(), feature_settings=fitted.models["T"].feature_settings_)
     for name, model in fitted.models.items():
         before, after = model.to_dict(), refit.models[name].to_dict()
         for key in ("created",):

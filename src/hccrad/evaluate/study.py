@@ -188,6 +188,8 @@ def _paired_outcomes(predictions, models, settings):
 INFERENCE = {"training": "apparent: the models were fitted on these patients; not for inference",
              "validation": "validation: for inference"}
 COMPLETE_CASE = "complete case at t (as in the paper): patients censored before t are left out"
+HAZARD_RATIO_INFERENCE = ("apparent: an unpenalised refit on the training patients that chose the covariates; the "
+                          "CIs and p-values ignore the screen and LASSO, so they are too narrow and too small")
 IPCW = "censoring-aware: patients censored before t are weighted for (IPCW / Kaplan-Meier), not left out"
 
 
@@ -378,7 +380,7 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
         frame = fitted[name].hazard_ratios_.copy()
         frame.insert(0, "model", name)
         hazards.append(frame)
-    tables["hazard_ratios"] = pd.concat(hazards, ignore_index=True)
+    tables["hazard_ratios"] = pd.concat(hazards, ignore_index=True).assign(inference=HAZARD_RATIO_INFERENCE)
     if clinical is not None and "dataset" in clinical:
         tables["table1"] = table_one(clinical, settings.afp_cutoff)
     if settings.internal_validation_resamples and training_table is not None:
