@@ -153,3 +153,18 @@ def test_censored_nri_idi_recovers_the_uncensored_truth_where_complete_case_is_b
     nri_ours, nri_complete, idi_ours, idi_complete = np.mean(errors, axis=0)
     assert abs(nri_ours) < 0.01 and abs(nri_complete) > 0.015
     assert abs(idi_ours) < 0.002 and abs(idi_complete) > 0.003
+
+
+def test_kaplan_meier_risk_equals_lifelines_with_ties_and_censoring_at_the_horizon():
+    from lifelines import KaplanMeierFitter
+
+    from hccrad.evaluate.comparison import _km_risk
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n = int(rng.integers(1, 60))
+        time = np.round(rng.exponential(10, n))  # ties, and times exactly at the horizon
+        event = (rng.random(n) < 0.6).astype(int)
+        horizon = float(rng.integers(1, 20))
+        expected = 1 - KaplanMeierFitter().fit(time, event).survival_function_at_times(horizon).iloc[0]
+        assert _km_risk(time, event, horizon) == pytest.approx(expected, abs=1e-12)

@@ -151,13 +151,13 @@ def ipcw_auc_comparison(time: np.ndarray, event: np.ndarray, scores_1: np.ndarra
 
 
 def _km_risk(time: np.ndarray, event: np.ndarray, horizon: float) -> float:
-    """1 - Kaplan-Meier survival at ``horizon`` (an event at exactly the horizon counts)."""
+    """1 - Kaplan-Meier survival at ``horizon`` (an event at exactly the horizon counts; product over the event
+    times up to it of 1 - deaths / at risk)."""
     if len(time) == 0:
         return np.nan
-    from lifelines import KaplanMeierFitter
-
-    fitter = KaplanMeierFitter().fit(time, event)
-    return float(1.0 - fitter.survival_function_at_times(horizon).iloc[0])
+    event_times, deaths = np.unique(time[(event == 1) & (time <= horizon)], return_counts=True)
+    at_risk = len(time) - np.searchsorted(np.sort(time), event_times, side="left")
+    return float(1.0 - np.prod(1.0 - deaths / at_risk))
 
 
 def censored_nri_idi(time: np.ndarray, event: np.ndarray, risk_old: np.ndarray, risk_new: np.ndarray,
@@ -209,12 +209,15 @@ def censored_nri_idi_with_ci(time, event, risk_old, risk_new, horizon: float, n_
     time, event = np.asarray(time, float), np.asarray(event, int)
     risk_old, risk_new = np.asarray(risk_old, float), np.asarray(risk_new, float)
     point = censored_nri_idi(time, event, risk_old, risk_new, horizon)
-
-    def resample(key):
-        def statistic(index):
-            return censored_nri_idi(time[index], event[index], risk_old[index], risk_new[index], horizon)[key]
-        return statistic
-
-    for key in ("nri", "idi"):
-        point[f"{key}_ci_low"], point[f"{key}_ci_high"] = bootstrap_ci(resample(key), len(time), n_boot, seed)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):  # both statistics from the same resamples
+        index = rng.integers(0, len(time), len(time))
+        result = censored_nri_idi(time[index], event[index], risk_old[index], risk_new[index], horizon)
+        draws.append((result["nri"], result["idi"]))
+    for column, key in enumerate(("nri", "idi")):
+        values = np.array([d[column] for d in draws], float)
+        values = values[np.isfinite(values)]
+        point[f"{key}_ci_low"], point[f"{key}_ci_high"] = (
+            tuple(float(v) for v in np.quantile(values, [0.025, 0.975])) if len(values) >= 10 else (np.nan, np.nan))
     return point
