@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -127,3 +128,30 @@ def test_segment_export_command_writes_the_seg(tmp_path):
     dataset = pydicom.dcmread(tmp_path / "x.dcm")
     assert dataset.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"
     assert dataset.SegmentSequence[0].SegmentAlgorithmName == "my model"
+
+
+def test_segment_export_of_a_study_writes_seg_for_dicom_and_nifti_for_nifti(small_cohort, tmp_path):
+    from typer.testing import CliRunner
+
+    from hccrad.cli.main import app
+    from hccrad.io import load_study
+    from hccrad.io.images import read_mask
+
+    shutil.copytree(small_cohort.parent, tmp_path / "cohort")
+    manifest = tmp_path / "cohort" / small_cohort.name
+    result = CliRunner().invoke(app, ["segment", "export", str(manifest)])
+    assert result.exit_code == 0, result.output
+    study = load_study(manifest)
+    kinds = set()
+    for record in study.patients:
+        exported = study.config.layout.exported_mask(record.patient_id)
+        if Path(record.ct).is_dir():  # synthetic DICOM: written without some type-2 attributes, still referenced
+            image = read_image(record.ct)
+            uids = _instance_uids_in_slice_order(Path(record.ct), image)
+            expected = sitk.GetArrayFromImage(read_mask(record.mask, image))
+            np.testing.assert_array_equal(_read_back(exported, uids), expected)
+            kinds.add("dicom")
+        else:
+            assert exported.with_name(f"{record.patient_id}.nii.gz").is_file()
+            kinds.add("nifti")
+    assert kinds == {"dicom", "nifti"}

@@ -25,6 +25,11 @@ SEGMENTS = (
 )
 
 
+#: Patient and study attributes of DICOM type 2 that a SEG copies from its source; absent ones are set empty.
+TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                       "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
 class DicomSegError(InputError, ValueError):
     """The mask cannot be written as a DICOM SEG of this CT (another grid, unreadable series)."""
 
@@ -55,6 +60,9 @@ def _series_datasets(folder: Path, image: sitk.Image) -> list:
                 dataset.SOPClassUID = meta.MediaStorageSOPClassUID
             if not dataset.get("SOPInstanceUID") and meta is not None and meta.get("MediaStorageSOPInstanceUID"):
                 dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+            for keyword in TYPE2_PATIENT_STUDY:  # Type 2: present, possibly empty; some writers leave them out
+                if keyword not in dataset:
+                    setattr(dataset, keyword, "")
             if "SpecificCharacterSet" in dataset and not dataset.SpecificCharacterSet:
                 del dataset.SpecificCharacterSet  # empty: the default repertoire, which is what absent means
             datasets.append(dataset)
@@ -114,12 +122,21 @@ def mask_to_dicom_seg(mask: sitk.Image, ct_folder: Path, image: sitk.Image, algo
         for label, text, category, kind in SEGMENTS]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # highdicom's notes on the source's patient-name format
-        return hd.seg.Segmentation(
-            source_images=datasets, pixel_array=labels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9001,
-            sop_instance_uid=hd.UID(), instance_number=1, manufacturer="hccrad",
-            manufacturer_model_name="hccrad", software_versions=__version__, device_serial_number="none",
-            series_description=series_description, omit_empty_frames=False)
+        try:
+            return _segmentation(hd, datasets, labels, descriptions, __version__, series_description)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise DicomSegError(f"{ct_folder}: its DICOM slices cannot be referenced by a DICOM SEG "
+                                f"({type(exc).__name__}: {exc})") from exc
+
+
+def _segmentation(hd, datasets, labels, descriptions, version: str, series_description: str):
+    """highdicom's binary Segmentation of ``labels`` over ``datasets`` (a new series, number 9001)."""
+    return hd.seg.Segmentation(
+        source_images=datasets, pixel_array=labels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9001,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="hccrad",
+        manufacturer_model_name="hccrad", software_versions=version, device_serial_number="none",
+        series_description=series_description, omit_empty_frames=False)
 
 
 def export_mask(ct: Path, mask: Path, out_path: Path, algorithm: str | None = None, series_rule=None
