@@ -199,3 +199,32 @@ def test_the_model_is_its_transformers_and_a_cox_fit(fitted_demo):
     np.testing.assert_allclose(design.to_numpy(float) @ model.coef_, model.predict(table), rtol=1e-12)
     assert clone(model.selector_).get_params() == {"config": model.selector_.config,
                                                     "families": model.selector_.families}
+
+
+def test_data_flows_one_way_no_subpackage_imports_upward():
+    """Each stage imports only the stages below it (io -> segment/synth -> features -> survival -> evaluate ->
+    report -> pipeline -> serve -> cli), by the import statements of every module, lazy ones included."""
+    import ast
+    from pathlib import Path
+
+    import hccrad
+
+    rank = {"io": 0, "synth": 1, "segment": 1, "features": 2, "survival": 3, "evaluate": 4, "report": 5,
+            "pipeline": 6, "serve": 7, "cli": 8}
+    root = Path(hccrad.__file__).parent
+    upward = []
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).parts
+        if len(parts) < 2:
+            continue
+        package = parts[0]
+        assert package in rank, f"new subpackage {package}: give it its place in the data flow"
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module else
+                     [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                if name.startswith("hccrad.") and name.split(".")[1] in rank:
+                    target = name.split(".")[1]
+                    if target != package and rank[target] >= rank[package]:
+                        upward.append(f"{path.relative_to(root)} imports {name}")
+    assert upward == []
