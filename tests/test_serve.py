@@ -268,3 +268,18 @@ def test_the_app_in_a_headless_browser(server):
         assert severe == [], severe
     finally:
         browser.quit()
+
+
+def test_a_direct_post_without_a_prior_visit_still_reaches_its_result(fitted_demo):
+    from fastapi.testclient import TestClient
+
+    from hccrad.pipeline.predict import predict_new_patient
+    from hccrad.serve.app import AppSettings, create_app
+    from hccrad.survival import load_models
+
+    study, table, fitted = fitted_demo
+    clinical = _clinical(table, table.index[0])
+    page = TestClient(create_app(AppSettings(fitted.out_dir))).post("/predict", data=clinical, follow_redirects=True)
+    assert page.status_code == 200
+    expected = predict_new_patient(load_models(fitted.out_dir), clinical).predictions["C"].risk_score
+    assert _shown_risk(page.text, "C") == pytest.approx(expected, abs=1e-9)

@@ -155,7 +155,10 @@ def create_app(settings: AppSettings):
             return page(request, "form.html", 500, values=values,
                         error=f"the prediction failed ({type(exc).__name__}: {exc})")
         token = store.add(stored)
-        return RedirectResponse(f"/result/{token}", status_code=303)
+        response = RedirectResponse(f"/result/{token}", status_code=303)
+        if not request.cookies.get(SESSION_COOKIE):  # a first request that posted directly
+            response.set_cookie(SESSION_COOKIE, request.state.session, httponly=True, samesite="strict")
+        return response
 
     def _owned(request: Request, token: str) -> StoredResult | None:
         return store.get(token, request.cookies.get(SESSION_COOKIE))
