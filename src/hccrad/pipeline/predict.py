@@ -57,6 +57,7 @@ class NewPatientResult:
     patient_id: str
     predictions: dict[str, ModelPrediction]
     skipped: dict[str, str] = field(default_factory=dict)  # model -> why it could not be used
+    mask: Path | None = None  # the mask the features came from: given, or drawn into ``drawn_mask`` (else None)
     features: dict[str, float] = field(default_factory=dict)
     qc_warnings: list[str] = field(default_factory=list)
 
@@ -169,7 +170,7 @@ def patient_row(patient_id: str, clinical: dict[str, Any], features: dict[str, f
 def predict_new_patient(models: dict[str, CoxRiskModel], clinical: dict[str, Any], ct: Path | None = None,
                         mask: Path | None = None, patient_id: str = "patient",
                         segmentation_model: Path | None = None, portal_vein_diameter_mm: float | None = None,
-                        level: float = 0.95) -> NewPatientResult:
+                        level: float = 0.95, drawn_mask: Path | None = None) -> NewPatientResult:
     """Score one new patient with every model whose inputs are present.
 
     Parameters
@@ -186,8 +187,11 @@ def predict_new_patient(models: dict[str, CoxRiskModel], clinical: dict[str, Any
         A trained hccrad nnU-Net model folder, used to draw the mask when none is given.
     level
         Confidence level of the PFS intervals.
+    drawn_mask
+        Where to keep a mask drawn by ``segmentation_model`` (default: a temporary file, deleted).
     """
     skipped: dict[str, str] = {}
+    used_mask: Path | None = None
     features: dict[str, float] = {}
     qc_warnings: list[str] = []
     image_models = {n: m for n, m in models.items() if m.feature_inputs_ or m.base_model is not None}
@@ -202,8 +206,12 @@ def predict_new_patient(models: dict[str, CoxRiskModel], clinical: dict[str, Any
                 from hccrad.io.config import SeriesRule
                 from hccrad.segment.nnunet import segment_image
 
-                mask = segment_image(Path(ct), Path(segmentation_model), Path(scratch) / "mask.nii.gz",
+                target = Path(drawn_mask) if drawn_mask is not None else Path(scratch) / "mask.nii.gz"
+                mask = segment_image(Path(ct), Path(segmentation_model), target,
                                      series_rule=SeriesRule.model_validate(settings["series_rule"]))
+                used_mask = Path(mask) if drawn_mask is not None else None
+            else:
+                used_mask = Path(mask)
             features, qc_warnings = compute_patient_features(Path(ct), Path(mask), settings, patient_id,
                                                              portal_vein_diameter_mm)
     else:
@@ -215,4 +223,5 @@ def predict_new_patient(models: dict[str, CoxRiskModel], clinical: dict[str, Any
         if name in skipped:
             continue
         predictions[name] = score_model(model, row, level)
-    return NewPatientResult(patient_id, predictions, skipped, features, qc_warnings)
+    return NewPatientResult(patient_id, predictions, skipped=skipped, mask=used_mask, features=features,
+                            qc_warnings=qc_warnings)

@@ -248,11 +248,12 @@ def _predict(models: dict, settings: AppSettings, values: dict[str, str], upload
                               "to use the clinical model alone")
         try:
             result = predict_new_patient(models, clinical, ct_path, mask_path, "patient",
-                                         settings.segmentation_model)
+                                         settings.segmentation_model, drawn_mask=folder / "drawn_mask.nii.gz")
             stack = None
             if ct_path is not None:
                 image = read_image(ct_path)
-                stack = render.SliceStack.from_images(image, read_mask(mask_path, image) if mask_path else None)
+                shown = result.mask  # the uploaded mask, or the one the segmentation model drew
+                stack = render.SliceStack.from_images(image, read_mask(shown, image) if shown else None)
         except InputError as exc:
             raise UploadError(_name_uploads(str(exc), folder, uploads)) from exc
     row = patient_row("patient", clinical, result.features)
