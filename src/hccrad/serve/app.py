@@ -200,6 +200,7 @@ def create_app(settings: AppSettings):
 
 
 def _rows(stored: StoredResult) -> list[dict[str, Any]]:
+    """One record per scored model for the templates: the flat numbers, an id-safe slug and the survival rows."""
     rows = []
     for name, prediction in stored.result.predictions.items():
         record = prediction.to_record()
@@ -210,6 +211,7 @@ def _rows(stored: StoredResult) -> list[dict[str, Any]]:
 
 
 def _clinical_from_form(values: dict[str, str], needed: bool) -> dict[str, str]:
+    """The factors entered (empty ones left out); all four are required when a model uses them."""
     missing = [label for name, label in CLINICAL_FIELDS if not values.get(name)]
     if missing and needed:
         raise UploadError(f"missing clinical factor(s): {', '.join(missing)}; the models need all four "
