@@ -155,10 +155,10 @@ def test_censored_nri_idi_recovers_the_uncensored_truth_where_complete_case_is_b
     assert abs(idi_ours) < 0.002 and abs(idi_complete) > 0.003
 
 
-def test_kaplan_meier_risk_equals_lifelines_with_ties_and_censoring_at_the_horizon():
+def test_kaplan_meier_risk_and_greenwood_se_equal_lifelines_with_ties_and_censoring_at_the_horizon():
     from lifelines import KaplanMeierFitter
 
-    from hccrad.evaluate.comparison import _km_risk
+    from hccrad.evaluate.calibration import km_risk_at
 
     rng = np.random.default_rng(0)
     for _ in range(100):
@@ -166,5 +166,13 @@ def test_kaplan_meier_risk_equals_lifelines_with_ties_and_censoring_at_the_horiz
         time = np.round(rng.exponential(10, n))  # ties, and times exactly at the horizon
         event = (rng.random(n) < 0.6).astype(int)
         horizon = float(rng.integers(1, 20))
-        expected = 1 - KaplanMeierFitter().fit(time, event).survival_function_at_times(horizon).iloc[0]
-        assert _km_risk(time, event, horizon) == pytest.approx(expected, abs=1e-12)
+        fitter = KaplanMeierFitter().fit(time, event)
+        survival = fitter.survival_function_at_times(horizon).iloc[0]
+        risk, se = km_risk_at(time, event, horizon)
+        assert risk == pytest.approx(1 - survival, abs=1e-12)
+        # Greenwood's formula over lifelines' own counts of patients at risk and events
+        table = fitter.event_table[fitter.event_table.index <= horizon]
+        at_risk, deaths = table["at_risk"].to_numpy(float), table["observed"].to_numpy(float)
+        usable = at_risk > deaths
+        greenwood = np.sum(deaths[usable] / (at_risk[usable] * (at_risk[usable] - deaths[usable])))
+        assert se == pytest.approx(survival * np.sqrt(greenwood), abs=1e-12)

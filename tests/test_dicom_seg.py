@@ -39,6 +39,16 @@ def _read_back(path, uids) -> np.ndarray:
                                              combine_segments=True, skip_overlap_checks=True)
 
 
+def _dcmqi_ct(tmp_path) -> tuple[Path, Path]:
+    """dcmqi's shared test folder and a copy of its 3 CT slices alone (the shared folder also holds a SEG)."""
+    source = shared_path("reference", "ct", "dcmqi_3slice")
+    folder = tmp_path / "ct"
+    folder.mkdir()
+    for path in source.glob("ct-3slice_*.dcm"):
+        shutil.copy(path, folder)
+    return source, folder
+
+
 def test_liver_tumor_and_portal_vein_round_trip_on_the_real_dicom_ct(tmp_path):
     folder = shared_path("reference", "ct", "totalseg_dicom", "series")
     image = read_image(folder)
@@ -74,11 +84,7 @@ def test_liver_tumor_and_portal_vein_round_trip_on_the_real_dicom_ct(tmp_path):
 
 
 def test_a_complete_ct_gives_a_valid_seg_that_agrees_with_dcmqi(tmp_path):
-    source = shared_path("reference", "ct", "dcmqi_3slice")
-    folder = tmp_path / "ct"
-    folder.mkdir()
-    for path in source.glob("ct-3slice_*.dcm"):
-        shutil.copy(path, folder)
+    source, folder = _dcmqi_ct(tmp_path)
     result = export_mask(folder, source / "liver_seg.nrrd", tmp_path / "liver.dcm")
     assert result.format == "dicom-seg" and result.note == ""
     image = read_image(folder)
@@ -116,11 +122,7 @@ def test_segment_export_command_writes_the_seg(tmp_path):
 
     from hccrad.cli.main import app
 
-    source = shared_path("reference", "ct", "dcmqi_3slice")
-    folder = tmp_path / "ct"
-    folder.mkdir()
-    for path in source.glob("ct-3slice_*.dcm"):
-        shutil.copy(path, folder)
+    source, folder = _dcmqi_ct(tmp_path)
     result = CliRunner().invoke(app, ["segment", "export", "--ct", str(folder), "--mask",
                                       str(source / "liver_seg.nrrd"), "--out", str(tmp_path / "x.dcm"),
                                       "--algorithm", "my model"])
@@ -155,3 +157,24 @@ def test_segment_export_of_a_study_writes_seg_for_dicom_and_nifti_for_nifti(smal
             assert exported.with_name(f"{record.patient_id}.nii.gz").is_file()
             kinds.add("nifti")
     assert kinds == {"dicom", "nifti"}
+
+
+def test_two_series_on_the_same_grid_in_one_folder_are_refused_not_mixed(tmp_path):
+    """A second series with the CT's slice positions (a reconstruction, a copy) must not be referenced in its
+    place or mixed slice by slice: the export names both series."""
+    import highdicom as hd
+
+    from hccrad.io.dicomseg import DicomSegError, mask_to_dicom_seg
+    from hccrad.io.images import read_mask
+
+    source, folder = _dcmqi_ct(tmp_path)
+    image = read_image(folder)
+    mask = read_mask(source / "liver_seg.nrrd", image)
+    second_uid = str(hd.UID())
+    for path in sorted(folder.glob("ct-3slice_*.dcm")):
+        dataset = pydicom.dcmread(path)
+        dataset.SeriesInstanceUID = second_uid
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = str(hd.UID())
+        dataset.save_as(folder / f"copy_{path.name}")
+    with pytest.raises(DicomSegError, match=f"several DICOM series fit the CT's grid .*{second_uid}"):
+        mask_to_dicom_seg(mask, folder, image)

@@ -432,7 +432,7 @@ def predict(
 
     if (model is None) == (models is None):
         raise fail("give one of --model FILE or --models DIR")
-    fitted = {load_model(model).name: load_model(model)} if model is not None else load_models(models)
+    fitted = {one.name: one for one in [load_model(model)]} if model is not None else load_models(models)
     if not fitted:
         raise fail(f"no model artifact in {models}")
     if ct is not None or segmentation_model is not None or mask is not None:

@@ -35,14 +35,14 @@ def restricted_cubic_spline(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
 
 
 def km_risk_at(time: np.ndarray, event: np.ndarray, horizon: float) -> tuple[float, float]:
-    """Kaplan-Meier risk 1 - S(t) and the Greenwood standard error of S(t)."""
-    from lifelines import KaplanMeierFitter
-
-    fitter = KaplanMeierFitter().fit(np.asarray(time, float), np.asarray(event, int))
-    survival = float(fitter.survival_function_at_times(horizon).iloc[0])
-    table = fitter.event_table
-    table = table[table.index <= horizon]
-    at_risk, deaths = table["at_risk"].to_numpy(float), table["observed"].to_numpy(float)
+    """Kaplan-Meier risk 1 - S(t) and the Greenwood standard error of S(t) at ``horizon`` (an event at exactly the
+    horizon counts): the product over event times up to it of 1 - deaths / at risk. NaN for no patient."""
+    time, event = np.asarray(time, float), np.asarray(event, int)
+    if len(time) == 0:
+        return np.nan, np.nan
+    event_times, deaths = np.unique(time[(event == 1) & (time <= horizon)], return_counts=True)
+    at_risk = (len(time) - np.searchsorted(np.sort(time), event_times, side="left")).astype(float)
+    survival = float(np.prod(1.0 - deaths / at_risk))
     usable = at_risk > deaths
     greenwood = np.sum(deaths[usable] / (at_risk[usable] * (at_risk[usable] - deaths[usable])))
     return 1.0 - survival, survival * float(np.sqrt(greenwood))

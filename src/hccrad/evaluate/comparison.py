@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from hccrad.evaluate.calibration import km_risk_at
 from hccrad.evaluate.discrimination import (
-    bootstrap_ci,
+    bootstrap_intervals,
     censoring_survival,
     censoring_survival_at,
     delong_components,
@@ -90,15 +91,19 @@ def nri_idi_with_ci(risk_old, risk_new, labels, n_boot: int = 500, seed: int = 0
     risk_old, risk_new, labels = np.asarray(risk_old, float), np.asarray(risk_new, float), np.asarray(labels, int)
     point = nri_idi(risk_old, risk_new, labels)
 
-    def resample(key):
-        def statistic(index):
-            if labels[index].min() == labels[index].max():
-                return np.nan
-            return nri_idi(risk_old[index], risk_new[index], labels[index])[key]
-        return statistic
+    def statistic(index):
+        if labels[index].min() == labels[index].max():
+            return np.nan, np.nan
+        result = nri_idi(risk_old[index], risk_new[index], labels[index])
+        return result["nri"], result["idi"]
 
-    for key in ("nri", "idi"):
-        point[f"{key}_ci_low"], point[f"{key}_ci_high"] = bootstrap_ci(resample(key), len(labels), n_boot, seed)
+    return _with_intervals(point, bootstrap_intervals(statistic, len(labels), n_boot, seed))
+
+
+def _with_intervals(point: dict[str, float], intervals: list[tuple[float, float]]) -> dict[str, float]:
+    """``point`` with ``nri_ci_low``/``nri_ci_high`` and ``idi_ci_low``/``idi_ci_high`` from ``intervals``."""
+    for key, (low, high) in zip(("nri", "idi"), intervals, strict=True):
+        point[f"{key}_ci_low"], point[f"{key}_ci_high"] = low, high
     return point
 
 
@@ -150,16 +155,6 @@ def ipcw_auc_comparison(time: np.ndarray, event: np.ndarray, scores_1: np.ndarra
                           int((time > horizon).sum()), int(((time < horizon) & (event == 0)).sum()))
 
 
-def _km_risk(time: np.ndarray, event: np.ndarray, horizon: float) -> float:
-    """1 - Kaplan-Meier survival at ``horizon`` (an event at exactly the horizon counts; product over the event
-    times up to it of 1 - deaths / at risk)."""
-    if len(time) == 0:
-        return np.nan
-    event_times, deaths = np.unique(time[(event == 1) & (time <= horizon)], return_counts=True)
-    at_risk = len(time) - np.searchsorted(np.sort(time), event_times, side="left")
-    return float(1.0 - np.prod(1.0 - deaths / at_risk))
-
-
 def censored_nri_idi(time: np.ndarray, event: np.ndarray, risk_old: np.ndarray, risk_new: np.ndarray,
                      horizon: float) -> dict[str, float]:
     """Category-free NRI and IDI of a new model over an old one at ``horizon``, accounting for censoring.
@@ -184,10 +179,10 @@ def censored_nri_idi(time: np.ndarray, event: np.ndarray, risk_old: np.ndarray, 
     time, event = np.asarray(time, float), np.asarray(event, int)
     risk_old, risk_new = np.asarray(risk_old, float), np.asarray(risk_new, float)
     up, down = risk_new > risk_old, risk_new < risk_old
-    p_event = _km_risk(time, event, horizon)
+    p_event = km_risk_at(time, event, horizon)[0]
     p_up, p_down = up.mean(), down.mean()
-    event_up = _km_risk(time[up], event[up], horizon) if up.any() else 0.0
-    event_down = _km_risk(time[down], event[down], horizon) if down.any() else 0.0
+    event_up = km_risk_at(time[up], event[up], horizon)[0] if up.any() else 0.0
+    event_down = km_risk_at(time[down], event[down], horizon)[0] if down.any() else 0.0
     nri_events = (event_up * p_up - event_down * p_down) / p_event if p_event > 0 else np.nan
     nri_non_events = (((1 - event_down) * p_down - (1 - event_up) * p_up) / (1 - p_event)
                       if p_event < 1 else np.nan)
@@ -209,15 +204,9 @@ def censored_nri_idi_with_ci(time, event, risk_old, risk_new, horizon: float, n_
     time, event = np.asarray(time, float), np.asarray(event, int)
     risk_old, risk_new = np.asarray(risk_old, float), np.asarray(risk_new, float)
     point = censored_nri_idi(time, event, risk_old, risk_new, horizon)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n_boot):  # both statistics from the same resamples
-        index = rng.integers(0, len(time), len(time))
+
+    def statistic(index):
         result = censored_nri_idi(time[index], event[index], risk_old[index], risk_new[index], horizon)
-        draws.append((result["nri"], result["idi"]))
-    for column, key in enumerate(("nri", "idi")):
-        values = np.array([d[column] for d in draws], float)
-        values = values[np.isfinite(values)]
-        point[f"{key}_ci_low"], point[f"{key}_ci_high"] = (
-            tuple(float(v) for v in np.quantile(values, [0.025, 0.975])) if len(values) >= 10 else (np.nan, np.nan))
-    return point
+        return result["nri"], result["idi"]
+
+    return _with_intervals(point, bootstrap_intervals(statistic, len(time), n_boot, seed))

@@ -191,19 +191,25 @@ def influence_se(influence: np.ndarray) -> float:
     return float(np.std(influence, ddof=1) / np.sqrt(n)) if n > 1 else np.nan
 
 
-def bootstrap_ci(statistic, n: int, n_boot: int = 500, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(indices)`` over patients resampled with replacement."""
+def bootstrap_intervals(statistic, n: int, n_boot: int = 500, seed: int = 0, level: float = 0.95
+                        ) -> list[tuple[float, float]]:
+    """Percentile bootstrap intervals of the values ``statistic(indices)`` returns (a sequence), from one pass of
+    ``n_boot`` seeded resamples of the n patients with replacement. Each value's interval uses its finite draws;
+    fewer than 10 give (NaN, NaN)."""
     rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_boot):
-        value = statistic(rng.integers(0, n, n))
-        if np.isfinite(value):
-            values.append(value)
-    if len(values) < 10:
-        return np.nan, np.nan
+    draws = np.array([statistic(rng.integers(0, n, n)) for _ in range(n_boot)], float).reshape(n_boot, -1)
     alpha = (1 - level) / 2
-    low, high = np.quantile(values, [alpha, 1 - alpha])
-    return float(low), float(high)
+    intervals = []
+    for column in draws.T:
+        finite = column[np.isfinite(column)]
+        low, high = np.quantile(finite, [alpha, 1 - alpha]) if len(finite) >= 10 else (np.nan, np.nan)
+        intervals.append((float(low), float(high)))
+    return intervals
+
+
+def bootstrap_ci(statistic, n: int, n_boot: int = 500, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the number ``statistic(indices)`` (see :func:`bootstrap_intervals`)."""
+    return bootstrap_intervals(lambda index: (statistic(index),), n, n_boot, seed, level)[0]
 
 
 def ipcw_auc_with_ci(time, event, scores, horizon, n_boot: int = 500, seed: int = 0) -> AUCResult:

@@ -169,30 +169,6 @@ def _safe(function):
         return np.nan
 
 
-def _paired_outcomes(predictions, models, settings):
-    """For every paper comparison, data set and horizon with both outcomes present: the pair, the scored
-    patients and their binary outcome (patients censored before the horizon removed)."""
-    for first, second in PAPER_COMPARISONS:
-        if first not in models or second not in models:
-            continue
-        for dataset in DATASETS:
-            subset = _scored(_scored(_subset(predictions, dataset), first), second)
-            for horizon in settings.horizons:
-                labels = binary_outcome_at(subset["pfs_months"], subset["pfs_event"], horizon)
-                keep = ~np.isnan(labels)
-                if keep.any() and labels[keep].min() != labels[keep].max():
-                    yield first, second, dataset, horizon, subset[keep], labels[keep]
-
-
-#: How a comparison test on each data set may be read.
-INFERENCE = {"training": "apparent: the models were fitted on these patients; not for inference",
-             "validation": "validation: for inference"}
-COMPLETE_CASE = "complete case at t (as in the paper): patients censored before t are left out"
-HAZARD_RATIO_INFERENCE = ("apparent: an unpenalised refit on the training patients that chose the covariates; the "
-                          "CIs and p-values ignore the screen and LASSO, so they are too narrow and too small")
-IPCW = "censoring-aware: patients censored before t are weighted for (IPCW / Kaplan-Meier), not left out"
-
-
 def _paired_scored(predictions, models, settings):
     """For every paper comparison, data set and horizon: the pair and every patient scored by both models."""
     for first, second in PAPER_COMPARISONS:
@@ -202,6 +178,25 @@ def _paired_scored(predictions, models, settings):
             subset = _scored(_scored(_subset(predictions, dataset), first), second)
             for horizon in settings.horizons:
                 yield first, second, dataset, horizon, subset
+
+
+def _paired_outcomes(predictions, models, settings):
+    """:func:`_paired_scored`'s pairs where both outcomes are present at the horizon, with the patients' binary
+    outcome (patients censored before the horizon removed)."""
+    for first, second, dataset, horizon, subset in _paired_scored(predictions, models, settings):
+        labels = binary_outcome_at(subset["pfs_months"], subset["pfs_event"], horizon)
+        keep = ~np.isnan(labels)
+        if keep.any() and labels[keep].min() != labels[keep].max():
+            yield first, second, dataset, horizon, subset[keep], labels[keep]
+
+
+#: How a comparison test on each data set may be read.
+INFERENCE = {"training": "apparent: the models were fitted on these patients; not for inference",
+             "validation": "validation: for inference"}
+COMPLETE_CASE = "complete case at t (as in the paper): patients censored before t are left out"
+HAZARD_RATIO_INFERENCE = ("apparent: an unpenalised refit on the training patients that chose the covariates; the "
+                          "CIs and p-values ignore the screen and LASSO, so they are too narrow and too small")
+IPCW = "censoring-aware: patients censored before t are weighted for (IPCW / Kaplan-Meier), not left out"
 
 
 def auc_comparison_table(predictions, models, settings) -> pd.DataFrame:

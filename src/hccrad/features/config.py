@@ -109,7 +109,8 @@ def feature_settings_record(config: FeatureConfig, radiomics_params: dict[str, A
     import json
 
     canonical = json.dumps(radiomics_params, sort_keys=True, separators=(",", ":"), default=str)
+    values = config.model_dump(mode="json")
     return {"engine": config.engine, "engine_version": engine_version, "radiomics_params": radiomics_params,
             "radiomics_params_sha256": hashlib.sha256(canonical.encode()).hexdigest(),
-            "settings": {name: config.model_dump(mode="json")[name] for name in VALUE_SETTINGS},
+            "settings": {name: values[name] for name in VALUE_SETTINGS},
             "series_rule": series_rule}

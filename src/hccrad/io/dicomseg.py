@@ -42,45 +42,69 @@ class ExportResult:
     note: str = ""
 
 
+def _repair_identity(dataset) -> None:
+    """Fill, in memory only (the CT is never rewritten), what some writers leave out of a slice: blank SOP Class
+    and Instance UIDs from the file meta, absent type-2 patient and study attributes as empty, and an empty
+    SpecificCharacterSet removed (the default repertoire, which is what absent means)."""
+    meta = getattr(dataset, "file_meta", None)
+    if not dataset.get("SOPClassUID") and meta is not None and meta.get("MediaStorageSOPClassUID"):
+        dataset.SOPClassUID = meta.MediaStorageSOPClassUID
+    if not dataset.get("SOPInstanceUID") and meta is not None and meta.get("MediaStorageSOPInstanceUID"):
+        dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    for keyword in TYPE2_PATIENT_STUDY:
+        if keyword not in dataset:
+            setattr(dataset, keyword, "")
+    if "SpecificCharacterSet" in dataset and not dataset.SpecificCharacterSet:
+        del dataset.SpecificCharacterSet
+
+
+def _slices_by_index(datasets: list, image: sitk.Image) -> dict[int, list]:
+    """The datasets whose position and matrix fall on each slice of ``image``, by slice index."""
+    normal = np.array(image.GetDirection()).reshape(3, 3)[:, 2]
+    origin = np.array(image.GetOrigin())
+    columns, rows, slices = image.GetSize()
+    by_index: dict[int, list] = {}
+    for dataset in datasets:
+        offset = float((np.array(dataset.ImagePositionPatient, float) - origin) @ normal) / image.GetSpacing()[2]
+        index = int(round(offset))
+        if (abs(offset - index) < 0.01 and 0 <= index < slices and int(dataset.get("Rows", 0)) == rows
+                and int(dataset.get("Columns", 0)) == columns):
+            by_index.setdefault(index, []).append(dataset)
+    return by_index
+
+
 def _series_datasets(folder: Path, image: sitk.Image) -> list:
-    """The CT's DICOM datasets in the order of the image's slices (by position along the slice normal)."""
+    """The CT's DICOM datasets in the order of the image's slices (by position along the slice normal).
+
+    The slices come from one series: the one whose slices fall exactly once on every slice of ``image``. A
+    folder where no series does, or where several do, is refused naming them, rather than mixing series.
+    """
     import pydicom
 
-    datasets = []
+    series: dict[str, list] = {}
     for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
         try:
             dataset = pydicom.dcmread(path)
         except Exception:  # not a DICOM file (a README, a thumbnail)
             continue
         if "ImagePositionPatient" in dataset and "PixelData" in dataset:
-            # Some anonymisers blank the dataset's SOP identity but keep it in the file meta: take it from there
-            # (in memory only; the CT is not rewritten).
-            meta = getattr(dataset, "file_meta", None)
-            if not dataset.get("SOPClassUID") and meta is not None and meta.get("MediaStorageSOPClassUID"):
-                dataset.SOPClassUID = meta.MediaStorageSOPClassUID
-            if not dataset.get("SOPInstanceUID") and meta is not None and meta.get("MediaStorageSOPInstanceUID"):
-                dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-            for keyword in TYPE2_PATIENT_STUDY:  # Type 2: present, possibly empty; some writers leave them out
-                if keyword not in dataset:
-                    setattr(dataset, keyword, "")
-            if "SpecificCharacterSet" in dataset and not dataset.SpecificCharacterSet:
-                del dataset.SpecificCharacterSet  # empty: the default repertoire, which is what absent means
-            datasets.append(dataset)
-    if not datasets:
+            _repair_identity(dataset)
+            series.setdefault(str(dataset.get("SeriesInstanceUID", "")), []).append(dataset)
+    if not series:
         raise DicomSegError(f"{folder}: no DICOM image slices found")
-    normal = np.array(image.GetDirection()).reshape(3, 3)[:, 2]
-    origin = np.array(image.GetOrigin())
-    spacing = image.GetSpacing()[2]
-    by_index: dict[int, object] = {}
-    for dataset in datasets:
-        offset = float((np.array(dataset.ImagePositionPatient, float) - origin) @ normal) / spacing
-        index = int(round(offset))
-        if abs(offset - index) < 0.01 and 0 <= index < image.GetSize()[2]:
-            by_index[index] = dataset
-    if len(by_index) != image.GetSize()[2]:
-        raise DicomSegError(f"{folder}: {len(by_index)} DICOM slices match the CT's {image.GetSize()[2]} slice "
+    slices = image.GetSize()[2]
+    matching = {}
+    for uid, datasets in series.items():
+        by_index = _slices_by_index(datasets, image)
+        if len(by_index) == slices and all(len(found) == 1 for found in by_index.values()):
+            matching[uid] = [by_index[k][0] for k in range(slices)]
+    if len(matching) == 1:
+        return next(iter(matching.values()))
+    if not matching:
+        raise DicomSegError(f"{folder}: no DICOM series has exactly one slice at each of the CT's {slices} slice "
                             "positions; the mask must be on the grid of the series read from this folder")
-    return [by_index[k] for k in range(image.GetSize()[2])]
+    raise DicomSegError(f"{folder}: several DICOM series fit the CT's grid ({', '.join(sorted(matching))}); put "
+                        "the CT's series in a folder of its own")
 
 
 def mask_to_dicom_seg(mask: sitk.Image, ct_folder: Path, image: sitk.Image, algorithm: str | None = None,

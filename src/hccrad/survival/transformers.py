@@ -162,10 +162,11 @@ class RadiomicsSelector(BaseEstimator):
         for column in empty:
             log.add("missing", column, "removed", note="no value in training")
         numeric = numeric.drop(columns=empty)
-        impute = numeric.median().to_dict()
+        medians = numeric.median()
+        impute = medians.to_dict()
         values = numeric.to_numpy(float)
         if np.isnan(values).any():
-            fill = numeric.median().to_numpy(float)
+            fill = medians.to_numpy(float)
             numeric = pd.DataFrame(np.where(np.isnan(values), fill[None, :], values), index=numeric.index,
                                    columns=numeric.columns)
         constant = near_constant(numeric, config.max_mode_fraction)
