@@ -193,12 +193,16 @@ def main() -> None:
 
 
 def _warm() -> None:
+    """Compile every numba kernel of the engine once (numba's on-disk cache keeps them), with the paper's image
+    types and resampling."""
+    from hccrad.features.config import FeatureConfig
     from hccrad.features.engine import region_features
 
-    image = sitk.GetImageFromArray(np.random.default_rng(0).normal(size=(12, 12, 12)).astype(np.float32) * 50)
-    region = np.zeros((12, 12, 12), dtype=bool)
-    region[3:9, 3:9, 3:9] = True
-    region_features(image, region, {"setting": {"binWidth": 25}, "imageType": {"Original": {}}}, 2)
+    image = sitk.GetImageFromArray(np.random.default_rng(0).normal(size=(16, 24, 24)).astype(np.float32) * 50)
+    image.SetSpacing((0.7, 0.7, 1.4))
+    region = np.zeros((16, 24, 24), dtype=bool)
+    region[4:12, 6:18, 6:18] = True
+    region_features(image, region, FeatureConfig().radiomics_params(), 5)
 
 
 if __name__ == "__main__":

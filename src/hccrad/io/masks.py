@@ -62,7 +62,7 @@ def intrahepatic_portal_vein(labels: np.ndarray) -> np.ndarray:
     Intrahepatic branches are islands inside the liver's cross-section; the extrahepatic trunk at the hilum
     lies on the liver's border and is not enclosed.
     """
-    liver_or_tumor = np.isin(labels, (LABEL_LIVER, LABEL_TUMOR))
+    liver_or_tumor = (labels == LABEL_LIVER) | (labels == LABEL_TUMOR)
     enclosed = np.zeros_like(liver_or_tumor)
     box = bounding_box(liver_or_tumor)
     if box is None:

@@ -15,7 +15,7 @@ from hccrad.io.images import spacing_zyx
 from hccrad.io.masks import bounding_box
 
 #: Version of the engine's arithmetic; part of every case fingerprint.
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"
 
 SUPPORTED_IMAGE_TYPES = ("Original", "Wavelet", "LoG", "Gradient")
 SUPPORTED_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
@@ -84,15 +84,14 @@ def _filtered_images(image: sitk.Image, image_types: dict[str, Any], settings: d
         if image_type == "Original":
             yield "original", sitk.GetArrayViewFromImage(image)[box], options
         elif image_type == "LoG":
-            for name, filtered in images.log_images(image, list(options.get("sigma", []))):
-                yield name, sitk.GetArrayViewFromImage(filtered)[box], options
+            for name, filtered in images.log_images(image, list(options.get("sigma", [])), box):
+                yield name, filtered, options
         elif image_type == "Wavelet":
             for name, band in images.wavelet_images(image, options.get("wavelet", "coif1"),
                                                     options.get("level", 1), options.get("start_level", 0), box):
                 yield name, band, options
         elif image_type == "Gradient":
-            gradient = images.gradient_image(image, options.get("gradientUseSpacing", True))
-            yield "gradient", sitk.GetArrayViewFromImage(gradient)[box], options
+            yield "gradient", images.gradient_image(image, options.get("gradientUseSpacing", True), box), options
 
 
 def _class_features(values: np.ndarray, box_mask: np.ndarray, classes: dict[str, Any], options: dict[str, Any],

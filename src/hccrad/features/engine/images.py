@@ -15,6 +15,8 @@ import numpy as np
 import pywt
 import SimpleITK as sitk
 
+from hccrad.features.engine import filters
+
 
 def region_image(region: np.ndarray, reference: sitk.Image) -> sitk.Image:
     """The region (boolean, z y x) as a UInt8 label image on the reference grid (label 1)."""
@@ -62,6 +64,13 @@ def resample_to_spacing(image: sitk.Image, mask: sitk.Image, settings: dict[str,
         interpolator = getattr(sitk, interpolator)
     image, mask = _input_support(image, mask, origin, target, size)
     image = as_float32(image)
+    if interpolator == sitk.sitkBSpline:
+        output = {"origin": np.array(origin), "spacing": target, "size": size,
+                  "direction": np.array(mask.GetDirection()).reshape(3, 3)}
+        positions = filters.axis_aligned_positions(_geometry(image), output)
+        if positions is not None and _same_grid(mask, image):
+            return (_on_grid(filters.resample_cubic(sitk.GetArrayViewFromImage(image), positions), output),
+                    _on_grid(filters.resample_nearest(sitk.GetArrayViewFromImage(mask), positions), output))
     resampler = sitk.ResampleImageFilter()
     resampler.SetOutputSpacing(target)
     resampler.SetOutputDirection(np.array(mask.GetDirection()))
@@ -73,6 +82,24 @@ def resample_to_spacing(image: sitk.Image, mask: sitk.Image, settings: dict[str,
     resampler.SetOutputPixelType(mask.GetPixelID())
     resampler.SetInterpolator(sitk.sitkNearestNeighbor)
     return resampled_image, resampler.Execute(mask)
+
+
+def _geometry(image: sitk.Image) -> dict[str, np.ndarray]:
+    return {"origin": np.array(image.GetOrigin()), "spacing": np.array(image.GetSpacing()),
+            "direction": np.array(image.GetDirection()).reshape(3, 3)}
+
+
+def _same_grid(first: sitk.Image, second: sitk.Image) -> bool:
+    return first.GetSize() == second.GetSize() and all(
+        np.array_equal(a, b) for a, b in zip(_geometry(first).values(), _geometry(second).values(), strict=True))
+
+
+def _on_grid(array: np.ndarray, grid: dict[str, np.ndarray]) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.SetOrigin(tuple(float(v) for v in grid["origin"]))
+    image.SetSpacing(tuple(float(v) for v in grid["spacing"]))
+    image.SetDirection(tuple(float(v) for v in grid["direction"].ravel()))
+    return image
 
 
 #: Input voxels kept around the output grid's footprint before B-spline resampling. The cubic B-spline's
@@ -136,19 +163,20 @@ def prepare(image: sitk.Image, region: np.ndarray, settings: dict[str, Any], pad
     return as_float32(image), sitk.GetArrayFromImage(mask) == int(settings.get("label", 1))
 
 
-def log_images(image: sitk.Image, sigmas: list[float]) -> Iterator[tuple[str, sitk.Image]]:
-    """Laplacian of Gaussian (recursive, normalised across scale) per sigma in mm; sigmas too large for the
-    crop are skipped, as in PyRadiomics."""
+def log_images(image: sitk.Image, sigmas: list[float], box: tuple[slice, slice, slice] | None = None
+               ) -> Iterator[tuple[str, np.ndarray]]:
+    """Laplacian of Gaussian (recursive, normalised across scale) per sigma in mm, as (name, array z y x cut to
+    ``box``, index slices of the crop); sigmas too large for the crop are skipped, as in PyRadiomics. The values
+    are SimpleITK's ``LaplacianRecursiveGaussianImageFilter``'s (:func:`filters.laplacian_of_gaussian`)."""
     size = np.array(image.GetSize())
     spacing = np.array(image.GetSpacing())
     if np.min(size) < 4:
         return
+    data = sitk.GetArrayViewFromImage(image)
     for sigma in sigmas:
         if sigma > 0.0 and np.all(size >= np.ceil(sigma / spacing) + 1):
-            log = sitk.LaplacianRecursiveGaussianImageFilter()
-            log.SetNormalizeAcrossScale(True)
-            log.SetSigma(sigma)
-            yield "log-sigma-{}-mm-3D".format(str(sigma).replace(".", "-")), log.Execute(image)
+            name = "log-sigma-{}-mm-3D".format(str(sigma).replace(".", "-"))
+            yield name, filters.laplacian_of_gaussian(data, tuple(spacing[::-1]), float(sigma), box)
 
 
 def wavelet_images(image: sitk.Image, wavelet: str = "coif1", level: int = 1, start_level: int = 0,
@@ -206,8 +234,9 @@ def wavelet_images(image: sitk.Image, wavelet: str = "coif1", level: int = 1, st
         holder = [approximation]
 
 
-def gradient_image(image: sitk.Image, use_spacing: bool = True) -> sitk.Image:
-    """Gradient magnitude (mm units when ``use_spacing``)."""
-    gradient = sitk.GradientMagnitudeImageFilter()
-    gradient.SetUseImageSpacing(use_spacing)
-    return gradient.Execute(image)
+def gradient_image(image: sitk.Image, use_spacing: bool = True, box: tuple[slice, slice, slice] | None = None
+                   ) -> np.ndarray:
+    """Gradient magnitude (mm units when ``use_spacing``) as an array z y x cut to ``box``: SimpleITK's
+    ``GradientMagnitudeImageFilter``'s values (:func:`filters.gradient_magnitude`)."""
+    return filters.gradient_magnitude(sitk.GetArrayViewFromImage(image), tuple(image.GetSpacing()[::-1]),
+                                      use_spacing, box)

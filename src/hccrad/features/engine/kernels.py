@@ -174,6 +174,30 @@ def moment_sums(values, shift, low, high):
             robust_absolute / max(robust_count, 1))
 
 
+@numba.njit(cache=True, nogil=True)
+def digitize(values, edges):
+    """``numpy.digitize(values, edges)`` (increasing edges; ``i`` with ``edges[i-1] <= x < edges[i]``, NaN past
+    the last edge) as int32, in one pass: each value's bin is guessed from the mean edge spacing and then
+    settled by exact comparisons with its edges."""
+    n_edges = edges.shape[0]
+    out = np.empty(values.shape[0], np.int32)
+    low = np.float64(edges[0])
+    width = (np.float64(edges[n_edges - 1]) - low) / max(n_edges - 1, 1)
+    for k in range(values.shape[0]):
+        x = values[k]
+        if x != x:
+            out[k] = n_edges
+            continue
+        guess = (np.float64(x) - low) / width + 1.0 if width > 0 else 0.0
+        index = int(min(max(guess, 0.0), np.float64(n_edges)))
+        while index > 0 and x < edges[index - 1]:
+            index -= 1
+        while index < n_edges and x >= edges[index]:
+            index += 1
+        out[k] = index
+    return out
+
+
 def has_two_on_a_line(coordinates: np.ndarray, direction: np.ndarray) -> bool:
     """Whether some line of ``direction`` holds two of the region voxels ``coordinates`` (n, 3), a gap between
     them allowed: two voxels share a line when they agree after removing the multiple of the direction that

@@ -15,6 +15,7 @@ import numpy as np
 from hccrad.features.engine.kernels import (
     DIRECTIONS_13,
     OFFSETS_26,
+    digitize,
     flat_offsets,
     has_two_on_a_line,
     moment_sums,
@@ -88,7 +89,7 @@ def bin_edges(values: np.ndarray, bin_width: float | None = 25, bin_count: int |
 def discretise(values: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
     """Gray levels (1-based int32) of the region values, with PyRadiomics' ``binWidth``/``binCount`` rule."""
     edges = bin_edges(values, settings.get("binWidth", 25), settings.get("binCount"))
-    return np.digitize(values, edges).astype(np.int32)
+    return digitize(values, edges)
 
 
 def percentiles(values: np.ndarray, q: list[float]) -> list[float]:
