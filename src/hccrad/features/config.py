@@ -36,7 +36,7 @@ class FeatureConfig(BaseModel):
         Crop margin around each region before filtering, in multiples of the largest LoG sigma.
     engine
         Which code computes the PyRadiomics features: ``hccrad`` (default; hccrad's engine, the same values
-        to within 1e-6, about 6x less CPU and a third of the memory on a paper-sized case) or ``pyradiomics``
+        to within 1e-6, about 12x less CPU and a third of the memory on a paper-sized case) or ``pyradiomics``
         (the reference).
     memory_per_case_gb
         Memory one case may take (default 1.5 GB with the hccrad engine, whose paper-sized cases peak at
