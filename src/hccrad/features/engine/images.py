@@ -1,9 +1,11 @@
 """Pre-processing and filtered images exactly as PyRadiomics makes them: resampling on the region's crop,
 pre-cropping, and the Original, LoG, Wavelet and Gradient image types.
 
-The same SimpleITK and PyWavelets operations run on the same crop as in PyRadiomics, so the filtered values
-are bit-for-bit PyRadiomics' own. The wavelet sub-bands are produced one at a time (depth first over the axes)
-rather than all eight at once, which bounds memory.
+The same operations run on the same crop as in PyRadiomics: PyWavelets' own calls, and SimpleITK's LoG,
+gradient and resampling recomputed with ITK's arithmetic (:mod:`hccrad.features.engine.filters`), so the
+filtered values are PyRadiomics' own bit for bit (the resampled image but for a float32 ulp in about one voxel
+in 1e7). The wavelet sub-bands are produced one at a time (depth first over the axes) rather than all eight at
+once, which bounds memory.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def resample_to_spacing(image: sitk.Image, mask: sitk.Image, settings: dict[str,
                         ) -> tuple[sitk.Image, sitk.Image]:
     """Resample image (settings' interpolator) and mask (nearest neighbour) to ``resampledPixelSpacing`` (x, y,
     z mm; 0 keeps a dimension) on a grid aligned with the input, covering the region's bounding box plus ``pad``
-    voxels (PyRadiomics' ``resampleImage``)."""
+    voxels (PyRadiomics' ``resampleImage``). A B-spline resampling whose grid keeps the input's axes (always, for
+    PyRadiomics' grids) runs in the engine's compiled resampler; any other in SimpleITK."""
     label = int(settings.get("label", 1))
     mask_spacing = np.array(mask.GetSpacing())
     image_spacing = np.array(image.GetSpacing())
