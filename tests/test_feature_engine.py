@@ -251,3 +251,12 @@ def test_two_level_wavelet_and_custom_image_type_settings():
     features = compare(image_from(volume, spacing), region, params, pad=10)
     assert any(name.startswith("wavelet2-HHH_") for name in features)
     assert list(features)[-1].startswith("gradient_glszm_SmallAreaEmphasis")
+
+
+def test_linear_resampling_goes_through_simpleitk_and_matches():
+    """Only the B-spline is recomputed; another interpolator is SimpleITK's own call, and still PyRadiomics'."""
+    region = awkward_masks()["random-blobs-disconnected"]
+    image = image_from(textured_volume(region.shape, seed=6), (2.0, 0.8, 0.8))
+    params = {**PAPER, "setting": {**PAPER["setting"], "interpolator": "sitkLinear",
+                                   "resampledPixelSpacing": [1.0, 1.0, 1.5]}}
+    compare(image, region, params, pad=4)

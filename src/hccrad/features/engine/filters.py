@@ -1,15 +1,17 @@
-"""Compiled (numba) equivalents of the two SimpleITK filters PyRadiomics spends most of its image time in: the
-recursive Laplacian of Gaussian and B-spline resampling.
+"""Compiled (numba) equivalents of the SimpleITK filters PyRadiomics calls: the recursive Laplacian of Gaussian,
+cubic B-spline resampling of the image, nearest-neighbour resampling of the mask and the gradient magnitude.
 
-Both reproduce ITK's arithmetic, not only its mathematics: the same coefficients, the same passes in the same
-order, double precision within a pass and float32 between passes, so that the float32 results are ITK's own
-bit for bit except where a double differs in its last bits and lands on the other side of a float32 rounding
-boundary (the tests compare with SimpleITK voxel for voxel). What they save is ITK's per-line bookkeeping: lines
-are filtered many at a time, so the recursions vectorise.
+Each reproduces ITK's arithmetic, not only its mathematics: the same coefficients, the same passes in the same
+order, double precision within a pass and float32 where ITK stores float32, so that the float32 results are
+ITK's own bit for bit. The one exception is the B-spline sum, taken axis by axis rather than over 64 products:
+a rare voxel can round to the neighbouring float32 (the tests compare with SimpleITK voxel for voxel). What they
+save is ITK's per-line bookkeeping: lines are filtered many at a time, so the recursions vectorise, and only the
+region's box is finished.
 
 References: ITK 5.4 ``RecursiveGaussianImageFilter`` (Deriche's fourth-order recursive approximation with Farnebäck
 and Westin's edge-extension boundary coefficients), ``LaplacianRecursiveGaussianImageFilter``,
-``BSplineDecompositionImageFilter`` and ``BSplineInterpolateImageFunction`` (Unser's cubic B-spline).
+``BSplineDecompositionImageFilter``, ``BSplineInterpolateImageFunction`` (Unser's cubic B-spline),
+``ResampleImageFilter`` and ``GradientMagnitudeImageFilter``.
 """
 
 from __future__ import annotations

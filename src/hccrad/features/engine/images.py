@@ -3,8 +3,8 @@ pre-cropping, and the Original, LoG, Wavelet and Gradient image types.
 
 The same operations run on the same crop as in PyRadiomics: PyWavelets' own calls, and SimpleITK's LoG,
 gradient and resampling recomputed with ITK's arithmetic (:mod:`hccrad.features.engine.filters`), so the
-filtered values are PyRadiomics' own bit for bit (the resampled image but for a float32 ulp in about one voxel
-in 1e7). The wavelet sub-bands are produced one at a time (depth first over the axes) rather than all eight at
+filtered values are PyRadiomics' own bit for bit (the resampled image but for a float32 ulp in rare
+voxels). The wavelet sub-bands are produced one at a time (depth first over the axes) rather than all eight at
 once, which bounds memory.
 """
 
