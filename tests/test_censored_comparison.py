@@ -27,7 +27,7 @@ def test_influence_se_equals_timeroc_where_its_approximation_holds():
         scores = np.array(case["estimate"], float)
         for horizon, auc_r, se_r in list(zip(case["times_se"], case["auc_cd_Uno_timeROC"],
                                              case["auc_cd_Uno_se_timeROC"], strict=True))[:3]:
-            auc, influence = ipcw_auc_influence(time, event, scores, horizon)
+            auc, influence = ipcw_auc_influence(time, event, scores, horizon, "timeroc")
             assert auc == pytest.approx(auc_r, abs=1e-4 + 1e-9)  # printed to 4 decimals
             assert influence_se(influence) == pytest.approx(se_r, abs=1e-4), horizon
             assert abs(influence.sum()) < 1e-9
@@ -47,18 +47,20 @@ def test_influence_se_agrees_with_the_bootstrap_at_every_benchmark_horizon():
         assert ours == pytest.approx(np.nanstd(boot), rel=0.10), horizon
 
 
-def _weighted_ipcw_auc(time, event, scores, horizon, weights):
-    """An independent weighted implementation: weighted Kaplan-Meier of the censoring, then the IPCW AUC."""
+def _weighted_ipcw_auc(time, event, scores, horizon, weights, rule="case"):
+    """An independent weighted implementation: weighted Kaplan-Meier of the censoring (prodlim's ties: patients
+    who progress at u leave the censoring risk set before the censorings at u), then the IPCW AUC."""
     order_times = np.unique(time)
     survival, g_left = 1.0, {}
     for u in order_times:
         g_left[u] = survival
-        at_risk = weights[time >= u].sum()
+        at_risk = weights[(time > u) | ((time == u) & (event == 0))].sum()
         censored = weights[(time == u) & (event == 0)].sum()
-        survival *= 1.0 - censored / at_risk
+        survival *= 1.0 - censored / at_risk if at_risk > 0 else 1.0
     numerator = denominator_cases = 0.0
     controls = time > horizon
-    for i in np.flatnonzero((time < horizon) & (event == 1)):
+    cases = (time <= horizon) if rule == "case" else (time < horizon)
+    for i in np.flatnonzero(cases & (event == 1)):
         w = weights[i] / g_left[time[i]]
         c = (scores[i] > scores[controls]) + 0.5 * (scores[i] == scores[controls])
         numerator += w * np.sum(weights[controls] * c)
@@ -66,21 +68,25 @@ def _weighted_ipcw_auc(time, event, scores, horizon, weights):
     return numerator / (denominator_cases * weights[controls].sum())
 
 
-def test_influence_function_is_the_derivative_of_the_weighted_estimator():
+@pytest.mark.parametrize("rule", ["case", "timeroc"])
+def test_influence_function_is_the_derivative_of_the_weighted_estimator(rule):
     rng = np.random.default_rng(3)
     n = 40
-    time = np.round(rng.exponential(10, n))  # rounded: tied times, tied censorings
+    time = np.round(rng.exponential(10, n))  # rounded: tied times, tied censorings, events at the horizon
     event = (rng.random(n) < 0.6).astype(int)
     scores = np.round(rng.normal(size=n) - 0.05 * time, 1)  # tied scores
     horizon = 8.0
-    auc, influence = ipcw_auc_influence(time, event, scores, horizon)
+    assert ((time == horizon) & (event == 1)).any()  # the rules differ on these data
+    tied = [u for u in np.unique(time) if ((time == u) & (event == 1)).any() and ((time == u) & (event == 0)).any()]
+    assert tied and min(tied) < horizon  # an event and a censoring tie before t: the tie rule matters
+    auc, influence = ipcw_auc_influence(time, event, scores, horizon, rule)
     base = np.full(n, 1.0 / n)
-    assert _weighted_ipcw_auc(time, event, scores, horizon, base) == pytest.approx(auc, rel=1e-12)
+    assert _weighted_ipcw_auc(time, event, scores, horizon, base, rule) == pytest.approx(auc, rel=1e-12)
     eps = 1e-6
     for k in range(n):
         tilted = (1 - eps) * base
         tilted[k] += eps
-        derivative = (_weighted_ipcw_auc(time, event, scores, horizon, tilted) - auc) / eps
+        derivative = (_weighted_ipcw_auc(time, event, scores, horizon, tilted, rule) - auc) / eps
         assert derivative == pytest.approx(influence[k], abs=1e-4), k
 
 

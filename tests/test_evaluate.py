@@ -36,7 +36,7 @@ def test_ipcw_auc_reproduces_r_timeroc_on_the_six_benchmark_cases():
     for case in cases:
         time, event = np.array(case["test_time"], float), np.array(case["test_status"], int)
         scores = np.array(case["estimate"], float)
-        ours = [ipcw_auc(time, event, scores, horizon) for horizon in case["times_se"]]
+        ours = [ipcw_auc(time, event, scores, horizon, "timeroc") for horizon in case["times_se"]]
         # timeROC's values are printed to 4 decimals.
         np.testing.assert_allclose(ours, case["auc_cd_Uno_timeROC"], atol=1e-4 + 1e-9)
 
@@ -404,9 +404,12 @@ def test_hmisc_knot_rule_and_few_distinct_predictions():
 def test_complete_case_outcome_ties_at_the_horizon():
     time = np.array([3.0, 6.0, 6.0, 7.0, 5.0])
     event = np.array([1, 1, 0, 1, 0])
-    # progression at t is a case; censored exactly at t is a control (known progression-free at t);
-    # censored before t is left out
-    np.testing.assert_array_equal(binary_outcome_at(time, event, 6.0), [1.0, 1.0, 0.0, 0.0, np.nan])
+    # Default rule (riskRegression, scikit-survival): progression at t is a case; a control is followed beyond t,
+    # so censored exactly at t, like censored before t, is left out.
+    np.testing.assert_array_equal(binary_outcome_at(time, event, 6.0), [1.0, 1.0, np.nan, 0.0, np.nan])
+    # timeROC's rule: progression exactly at t is neither case nor control.
+    np.testing.assert_array_equal(binary_outcome_at(time, event, 6.0, "timeroc"),
+                                  [1.0, np.nan, np.nan, 0.0, np.nan])
 
 
 def test_bootstrap_optimism_moves_the_apparent_c_index_towards_validation():

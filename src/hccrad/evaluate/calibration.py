@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hccrad.evaluate.horizon import DEFAULT_RULE, EventAtHorizon, ipc_weights, km_event
+
 
 def restricted_cubic_spline(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
     """Harrell's restricted cubic spline basis (linear beyond the outer knots): columns x, then k-2 terms."""
@@ -34,10 +36,13 @@ def restricted_cubic_spline(x: np.ndarray, knots: np.ndarray) -> np.ndarray:
     return np.column_stack(terms)
 
 
-def km_risk_at(time: np.ndarray, event: np.ndarray, horizon: float) -> tuple[float, float]:
-    """Kaplan-Meier risk 1 - S(t) and the Greenwood standard error of S(t) at ``horizon`` (an event at exactly the
-    horizon counts): the product over event times up to it of 1 - deaths / at risk. NaN for no patient."""
-    time, event = np.asarray(time, float), np.asarray(event, int)
+def km_risk_at(time: np.ndarray, event: np.ndarray, horizon: float,
+               rule: EventAtHorizon = DEFAULT_RULE) -> tuple[float, float]:
+    """Kaplan-Meier risk 1 - S(t) and the Greenwood standard error of S(t) at ``horizon``: the product over event
+    times up to it of 1 - deaths / at risk. An event exactly at the horizon counts under ``rule`` ``case`` and not
+    under ``timeroc`` (:func:`~hccrad.evaluate.horizon.km_event`). NaN for no patient."""
+    time = np.asarray(time, float)
+    event = km_event(time, event, horizon, rule)
     if len(time) == 0:
         return np.nan, np.nan
     event_times, deaths = np.unique(time[(event == 1) & (time <= horizon)], return_counts=True)
@@ -48,23 +53,27 @@ def km_risk_at(time: np.ndarray, event: np.ndarray, horizon: float) -> tuple[flo
     return 1.0 - survival, survival * float(np.sqrt(greenwood))
 
 
-def grouped_calibration(time, event, predicted_risk, horizon: float, n_groups: int = 5) -> pd.DataFrame:
-    """Mean predicted vs Kaplan-Meier observed risk at ``horizon`` in quantile groups of predicted risk."""
+def grouped_calibration(time, event, predicted_risk, horizon: float, n_groups: int = 5,
+                        rule: EventAtHorizon = DEFAULT_RULE) -> pd.DataFrame:
+    """Mean predicted vs Kaplan-Meier observed risk at ``horizon`` (under ``rule``) in quantile groups of
+    predicted risk."""
     predicted_risk = np.asarray(predicted_risk, float)
     groups = pd.qcut(pd.Series(predicted_risk).rank(method="first"), n_groups, labels=False)
     rows = []
     for group in range(n_groups):
         mask = (groups == group).to_numpy()
-        observed, se = km_risk_at(np.asarray(time)[mask], np.asarray(event)[mask], horizon)
+        observed, se = km_risk_at(np.asarray(time)[mask], np.asarray(event)[mask], horizon, rule)
         rows.append({"group": group + 1, "n": int(mask.sum()), "predicted": float(predicted_risk[mask].mean()),
                      "observed": observed, "observed_ci_low": max(0.0, observed - 1.96 * se),
                      "observed_ci_high": min(1.0, observed + 1.96 * se)})
     return pd.DataFrame(rows)
 
 
-def censor_at(time, event, horizon: float) -> tuple[np.ndarray, np.ndarray]:
-    """Follow-up administratively censored at ``horizon``: time min(T, t), event only if it happened by t."""
-    time, event = np.asarray(time, float), np.asarray(event, int)
+def censor_at(time, event, horizon: float, rule: EventAtHorizon = DEFAULT_RULE) -> tuple[np.ndarray, np.ndarray]:
+    """Follow-up administratively censored at ``horizon``: time min(T, t), event only if it happened by t (an
+    event exactly at t counts under ``rule`` ``case``, not under ``timeroc``)."""
+    time = np.asarray(time, float)
+    event = km_event(time, event, horizon, rule)
     return np.minimum(time, horizon), np.where(time <= horizon, event, 0)
 
 
@@ -86,20 +95,22 @@ def hmisc_knots(x: np.ndarray, n_knots: int = 3) -> np.ndarray:
     return np.unique(knots)
 
 
-def smooth_observed_risk(time, event, predicted_risk, horizon: float) -> np.ndarray:
+def smooth_observed_risk(time, event, predicted_risk, horizon: float,
+                         rule: EventAtHorizon = DEFAULT_RULE) -> np.ndarray:
     """Each patient's observed risk at ``horizon`` (McLernon et al.): a Cox model, on follow-up censored at the
     horizon, of a restricted cubic spline of cloglog(predicted risk) with Hmisc's knots (:func:`hmisc_knots`).
 
     With fewer than three distinct knots the spline term is dropped (a linear term only); with a single distinct
-    prediction every patient's observed risk is the Kaplan-Meier risk at the horizon. Never NaN.
+    prediction every patient's observed risk is the Kaplan-Meier risk at the horizon. Never NaN. An event exactly
+    at the horizon counts as ``rule`` says (:func:`censor_at`).
     """
     from lifelines import CoxPHFitter
 
-    time, event = censor_at(time, event, horizon)
+    time, event = censor_at(time, event, horizon, rule)
     risk = np.clip(np.asarray(predicted_risk, float), 1e-6, 1 - 1e-6)
     cll = np.log(-np.log(1 - risk))
     if len(np.unique(cll)) < 2:
-        return np.full(len(cll), km_risk_at(time, event, horizon)[0])
+        return np.full(len(cll), km_risk_at(time, event, horizon, rule)[0])
     knots = hmisc_knots(cll)
     basis = restricted_cubic_spline(cll, knots) if len(knots) >= 3 else cll[:, None]
     columns = ["cll"] + [f"cll_rcs{k}" for k in range(1, basis.shape[1])]
@@ -112,19 +123,21 @@ def smooth_observed_risk(time, event, predicted_risk, horizon: float) -> np.ndar
     return 1.0 - survival
 
 
-def calibration_summary(time, event, risk_score, predicted_risk, horizon: float) -> dict[str, float]:
+def calibration_summary(time, event, risk_score, predicted_risk, horizon: float,
+                        rule: EventAtHorizon = DEFAULT_RULE) -> dict[str, float]:
     """ICI, E50, E90, calibration slope (with 95% CI) and the O/E ratio (with 95% CI) at ``horizon``.
 
     Follow-up is censored at the horizon inside (McLernon et al. 2023), so the result is the same whether or not
     the caller did so. The slope is the risk score's coefficient in a Cox model on that follow-up; O/E is the
-    Kaplan-Meier risk at the horizon over the mean predicted risk.
+    Kaplan-Meier risk at the horizon over the mean predicted risk. An event exactly at the horizon counts as
+    ``rule`` says.
     """
     from lifelines import CoxPHFitter
 
     predicted_risk = np.asarray(predicted_risk, float)
-    observed = smooth_observed_risk(time, event, predicted_risk, horizon)
+    observed = smooth_observed_risk(time, event, predicted_risk, horizon, rule)
     error = np.abs(predicted_risk - observed)
-    censored_time, censored_event = censor_at(time, event, horizon)
+    censored_time, censored_event = censor_at(time, event, horizon, rule)
     frame = pd.DataFrame({"lp": np.asarray(risk_score, float), "time": censored_time, "event": censored_event})
     slope, slope_se = np.nan, np.nan  # undefined when every patient has the same risk score
     if len(np.unique(frame["lp"])) > 1:
@@ -133,7 +146,7 @@ def calibration_summary(time, event, risk_score, predicted_risk, horizon: float)
             slope_fit = CoxPHFitter().fit(frame, "time", "event")
         slope = float(slope_fit.params_["lp"])
         slope_se = float(slope_fit.standard_errors_["lp"])
-    observed_km, km_se = km_risk_at(time, event, horizon)
+    observed_km, km_se = km_risk_at(time, event, horizon, rule)
     expected = float(predicted_risk.mean())
     oe = observed_km / expected
     log_se = km_se / observed_km if observed_km > 0 else np.nan
@@ -155,9 +168,33 @@ def ibs_grid(horizons: list[float] | tuple[float, ...]) -> np.ndarray:
     return np.arange(IBS_START_MONTHS, max(horizons) + IBS_STEP_MONTHS / 2, IBS_STEP_MONTHS)
 
 
-def brier_scores(time, event, survival_at: pd.DataFrame, horizons: list[float]) -> dict[str, float]:
-    """Brier score at each horizon, exactly, and the integrated Brier score over :func:`ibs_grid` (scikit-survival,
-    IPCW, censoring estimated on the evaluated set).
+def brier_score_at(time, event, survival: np.ndarray, horizon: float,
+                   rule: EventAtHorizon = DEFAULT_RULE) -> float:
+    """The IPCW Brier score at ``horizon`` (Graf et al. 1999), with the evaluation's weights and rule.
+
+    ``mean_i [ case_i S_i(t)^2 / G(T_i-) + control_i (1 - S_i(t))^2 / G(t) ]``, cases and controls as ``rule``
+    says and G the censoring Kaplan-Meier with prodlim's ties (:func:`~hccrad.evaluate.horizon.ipc_weights`), as
+    riskRegression's ``Score``; patients whose status is unknown contribute 0 but count in n. Where no event and
+    censoring tie, this equals scikit-survival's ``brier_score``.
+
+    Parameters
+    ----------
+    time, event
+        Shape (n,): follow-up (months), 1 = event.
+    survival
+        Shape (n,): predicted S(t) at the horizon.
+    """
+    survival = np.asarray(survival, float)
+    weights = ipc_weights(time, event, horizon, rule)
+    control = np.where(weights.status.control, weights.control, 0.0)
+    return float(np.mean(weights.case * survival**2 + control * (1.0 - survival) ** 2))
+
+
+def brier_scores(time, event, survival_at: pd.DataFrame, horizons: list[float],
+                 rule: EventAtHorizon = DEFAULT_RULE) -> dict[str, float]:
+    """Brier score at each horizon, exactly, and the integrated Brier score over :func:`ibs_grid`
+    (:func:`brier_score_at` on each time, integrated by the trapezoid rule over the grid's span, as
+    scikit-survival's ``integrated_brier_score``; censoring estimated on the evaluated set).
 
     Parameters
     ----------
@@ -168,36 +205,30 @@ def brier_scores(time, event, survival_at: pd.DataFrame, horizons: list[float]) 
         horizon, and the IBS grid's columns for the integrated score.
     horizons
         Months at which the Brier score is reported.
+    rule
+        The ``event_at_horizon`` rule, applied at every time of the grid too.
 
     Returns
     -------
     ``brier_<h>m`` per horizon and ``integrated_brier``: NaN when ``survival_at`` lacks the grid's times or the
-    set's follow-up does not cover the grid (scikit-survival needs every time inside the follow-up), never a score
-    over another range.
+    set's follow-up does not cover the grid, never a score over another range.
     """
-    from sksurv.metrics import brier_score, integrated_brier_score
-    from sksurv.util import Surv
-
-    y = Surv.from_arrays(np.asarray(event, bool), np.asarray(time, float))
+    time, event = np.asarray(time, float), np.asarray(event, int)
     columns = np.asarray(survival_at.columns, float)
 
-    def column_at(t: float) -> int:
+    def column_at(t: float) -> np.ndarray:
         matches = np.flatnonzero(np.isclose(columns, t, rtol=0, atol=1e-9))
         if not matches.size:
             raise ValueError(f"no predicted survival at {t:g} months")
-        return int(matches[0])
+        return survival_at.iloc[:, int(matches[0])].to_numpy(float)
 
-    out = {}
-    for horizon in horizons:
-        column = column_at(horizon)
-        out[f"brier_{horizon:g}m"] = float(brier_score(y, y, survival_at.iloc[:, column].to_numpy()[:, None],
-                                                       [horizon])[1][0])
+    out = {f"brier_{horizon:g}m": brier_score_at(time, event, column_at(horizon), horizon, rule)
+           for horizon in horizons}
     grid = ibs_grid(horizons)
-    follow_up = np.asarray(time, float)
     has_grid = all(np.isclose(columns, t, rtol=0, atol=1e-9).any() for t in grid)
-    if has_grid and grid[0] >= follow_up.min() and grid[-1] < follow_up.max():
-        values = survival_at.iloc[:, [column_at(t) for t in grid]].to_numpy()
-        out["integrated_brier"] = float(integrated_brier_score(y, y, values, grid))
+    if has_grid and grid[0] >= time.min() and grid[-1] < time.max():
+        scores = [brier_score_at(time, event, column_at(t), t, rule) for t in grid]
+        out["integrated_brier"] = float(np.trapezoid(scores, grid) / (grid[-1] - grid[0]))
     else:
         out["integrated_brier"] = np.nan
     return out

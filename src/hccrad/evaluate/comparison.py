@@ -18,12 +18,11 @@ from scipy import stats
 from hccrad.evaluate.calibration import km_risk_at
 from hccrad.evaluate.discrimination import (
     bootstrap_intervals,
-    censoring_survival,
-    censoring_survival_at,
     delong_components,
     influence_se,
     ipcw_auc_influence,
 )
+from hccrad.evaluate.horizon import DEFAULT_RULE, EventAtHorizon, ipc_weights
 
 
 @dataclass
@@ -119,14 +118,15 @@ class IPCWComparison:
     z: float
     p: float
     n: int
-    n_cases: int  # progression before the horizon (T < t)
+    n_cases: int  # progression by the horizon, as the event_at_horizon rule says
     n_controls: int  # follow-up beyond the horizon (T > t)
-    n_censored_before: int  # censored before the horizon: weighted for, not dropped
+    n_censored_before: int  # censored at or before the horizon: weighted for, not dropped
 
 
 def ipcw_auc_comparison(time: np.ndarray, event: np.ndarray, scores_1: np.ndarray, scores_2: np.ndarray,
-                        horizon: float, level: float = 0.95) -> IPCWComparison:
-    """Compare two cumulative/dynamic IPCW AUCs at ``horizon`` on the same patients, as ``timeROC::compare``.
+                        horizon: float, level: float = 0.95, rule: EventAtHorizon = DEFAULT_RULE) -> IPCWComparison:
+    """Compare two cumulative/dynamic IPCW AUCs at ``horizon`` on the same patients, as riskRegression's
+    ``Score(..., contrasts = TRUE)`` (rule ``case``) or ``timeROC::compare`` (rule ``timeroc``).
 
     The variance of the difference is ``sd(IF_2 - IF_1)^2 / n`` from the two AUCs' influence functions
     (:func:`~hccrad.evaluate.discrimination.ipcw_auc_influence`), which include the estimation of the
@@ -137,11 +137,14 @@ def ipcw_auc_comparison(time: np.ndarray, event: np.ndarray, scores_1: np.ndarra
     time, event, scores_1, scores_2
         Shape (n,): follow-up (months), 1 = event, and the two risk scores.
     horizon
-        Months. Cases progress before it (T < t), controls are followed beyond it (T > t).
+        Months.
+    rule
+        The ``event_at_horizon`` rule (:mod:`hccrad.evaluate.horizon`): who is a case; controls are T > t.
     """
     time, event = np.asarray(time, float), np.asarray(event, int)
-    auc_1, influence_1 = ipcw_auc_influence(time, event, scores_1, horizon)
-    auc_2, influence_2 = ipcw_auc_influence(time, event, scores_2, horizon)
+    auc_1, influence_1 = ipcw_auc_influence(time, event, scores_1, horizon, rule)
+    auc_2, influence_2 = ipcw_auc_influence(time, event, scores_2, horizon, rule)
+    status = ipc_weights(time, event, horizon, rule).status
     difference = auc_2 - auc_1
     se = influence_se(influence_2 - influence_1)
     if np.isfinite(difference) and se > 0:
@@ -151,12 +154,12 @@ def ipcw_auc_comparison(time: np.ndarray, event: np.ndarray, scores_1: np.ndarra
         z, p = np.nan, np.nan
     half = stats.norm.ppf(0.5 + level / 2) * se
     return IPCWComparison(float(auc_1), float(auc_2), float(difference), se, difference - half, difference + half,
-                          float(z), p, len(time), int(((time < horizon) & (event == 1)).sum()),
-                          int((time > horizon).sum()), int(((time < horizon) & (event == 0)).sum()))
+                          float(z), p, len(time), int(status.case.sum()), int(status.control.sum()),
+                          int(status.censored_before.sum()))
 
 
 def censored_nri_idi(time: np.ndarray, event: np.ndarray, risk_old: np.ndarray, risk_new: np.ndarray,
-                     horizon: float) -> dict[str, float]:
+                     horizon: float, rule: EventAtHorizon = DEFAULT_RULE) -> dict[str, float]:
     """Category-free NRI and IDI of a new model over an old one at ``horizon``, accounting for censoring.
 
     NRI (Pencina, D'Agostino and Steyerberg 2011, survival form): with ``up`` = new risk above old, ``down`` =
@@ -165,9 +168,10 @@ def censored_nri_idi(time: np.ndarray, event: np.ndarray, risk_old: np.ndarray, 
     * NRI(events) = [P(E | up) P(up) - P(E | down) P(down)] / P(E);
     * NRI(non-events) = [(1 - P(E | down)) P(down) - (1 - P(E | up)) P(up)] / (1 - P(E)).
 
-    IDI (Uno et al. 2013): the mean risk change in events minus that in non-events, where events (T <= t with
-    progression) are weighted 1 / G(T-) and non-events (T > t) 1 / G(t), G the Kaplan-Meier censoring survival.
-    Without censoring before t both equal :func:`nri_idi` on the binary outcome.
+    IDI (Uno et al. 2013): the mean risk change in events minus that in non-events, where events (the cases of
+    ``rule``) are weighted 1 / G(T-) and non-events (T > t) 1 / G(t), G the Kaplan-Meier censoring survival
+    (:func:`~hccrad.evaluate.horizon.ipc_weights`). The Kaplan-Meier risks follow ``rule`` too. Without censoring
+    before t both equal :func:`nri_idi` on the binary outcome of the same rule.
 
     Parameters
     ----------
@@ -179,34 +183,33 @@ def censored_nri_idi(time: np.ndarray, event: np.ndarray, risk_old: np.ndarray, 
     time, event = np.asarray(time, float), np.asarray(event, int)
     risk_old, risk_new = np.asarray(risk_old, float), np.asarray(risk_new, float)
     up, down = risk_new > risk_old, risk_new < risk_old
-    p_event = km_risk_at(time, event, horizon)[0]
+    p_event = km_risk_at(time, event, horizon, rule)[0]
     p_up, p_down = up.mean(), down.mean()
-    event_up = km_risk_at(time[up], event[up], horizon)[0] if up.any() else 0.0
-    event_down = km_risk_at(time[down], event[down], horizon)[0] if down.any() else 0.0
+    event_up = km_risk_at(time[up], event[up], horizon, rule)[0] if up.any() else 0.0
+    event_down = km_risk_at(time[down], event[down], horizon, rule)[0] if down.any() else 0.0
     nri_events = (event_up * p_up - event_down * p_down) / p_event if p_event > 0 else np.nan
     nri_non_events = (((1 - event_down) * p_down - (1 - event_up) * p_up) / (1 - p_event)
                       if p_event < 1 else np.nan)
-    g_times, g_survival = censoring_survival(time, event)
-    events, non_events = (time <= horizon) & (event == 1), time > horizon
+    weights = ipc_weights(time, event, horizon, rule)
+    events, non_events = weights.status.case, weights.status.control
     change = risk_new - risk_old
     idi = np.nan
     if events.any() and non_events.any():
-        event_weight = 1.0 / censoring_survival_at(g_times, g_survival, time[events], left=True)
-        idi = float(np.average(change[events], weights=event_weight) - change[non_events].mean())
+        idi = float(np.average(change[events], weights=weights.case[events]) - change[non_events].mean())
     return {"nri": float(nri_events + nri_non_events), "nri_events": float(nri_events),
             "nri_non_events": float(nri_non_events), "idi": idi}
 
 
-def censored_nri_idi_with_ci(time, event, risk_old, risk_new, horizon: float, n_boot: int = 500, seed: int = 0
-                             ) -> dict[str, float]:
+def censored_nri_idi_with_ci(time, event, risk_old, risk_new, horizon: float, n_boot: int = 500, seed: int = 0,
+                             rule: EventAtHorizon = DEFAULT_RULE) -> dict[str, float]:
     """:func:`censored_nri_idi` with seeded percentile-bootstrap 95% CIs over ``n_boot`` resamples of patients
     (shapes (n,); risks of progression by ``horizon`` months)."""
     time, event = np.asarray(time, float), np.asarray(event, int)
     risk_old, risk_new = np.asarray(risk_old, float), np.asarray(risk_new, float)
-    point = censored_nri_idi(time, event, risk_old, risk_new, horizon)
+    point = censored_nri_idi(time, event, risk_old, risk_new, horizon, rule)
 
     def statistic(index):
-        result = censored_nri_idi(time[index], event[index], risk_old[index], risk_new[index], horizon)
+        result = censored_nri_idi(time[index], event[index], risk_old[index], risk_new[index], horizon, rule)
         return result["nri"], result["idi"]
 
     return _with_intervals(point, bootstrap_intervals(statistic, len(time), n_boot, seed))

@@ -2,11 +2,12 @@
 
 Two time-dependent AUC definitions are reported (docs/evaluation.md):
 
-* **binary** at horizon t: cases progressed by t (T <= t, event), controls progression-free beyond t (T > t);
-  patients censored before t are excluded. This is an ordinary ROC analysis, to which DeLong's test applies.
-* **cumulative/dynamic with IPCW**, as R's timeROC computes it (marginal weighting): cases T < t with an
-  event, weighted 1 / G(T_i-); controls T > t, weighted 1 / G(t); G is the Kaplan-Meier estimate of the
-  censoring distribution on the evaluated set.
+* **binary** at horizon t: cases and controls by the evaluation's ``event_at_horizon`` rule
+  (:mod:`hccrad.evaluate.horizon`); patients whose status is unknown (censored at or before t) are excluded.
+  This is an ordinary ROC analysis, to which DeLong's test applies.
+* **cumulative/dynamic with IPCW** (riskRegression's ``Score`` under ``case``, timeROC under ``timeroc``): the
+  same cases, weighted 1 / G(T_i-); controls T > t, weighted 1 / G(t); G is the Kaplan-Meier estimate of the
+  censoring distribution on the evaluated set, with prodlim's tie rule.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+
+from hccrad.evaluate.horizon import (
+    DEFAULT_RULE,
+    EventAtHorizon,
+    binary_outcome,
+    censoring_at_risk,
+    horizon_status,
+    ipc_weights,
+)
 
 
 @dataclass
@@ -28,17 +38,11 @@ class AUCResult:
     se: float = np.nan
 
 
-def binary_outcome_at(time: np.ndarray, event: np.ndarray, horizon: float) -> np.ndarray:
-    """The complete-case outcome at ``horizon`` (months), with timeROC's tie rules.
-
-    1 (case) for progression at or before the horizon; 0 (control) for follow-up beyond it, or censored exactly
-    at it (progression-free at t is known); NaN (left out) when censored before it.
-    """
-    time, event = np.asarray(time, float), np.asarray(event, int)
-    outcome = np.full(len(time), np.nan)
-    outcome[(time <= horizon) & (event == 1)] = 1.0
-    outcome[(time > horizon) | ((time == horizon) & (event == 0))] = 0.0
-    return outcome
+def binary_outcome_at(time: np.ndarray, event: np.ndarray, horizon: float,
+                      rule: EventAtHorizon = DEFAULT_RULE) -> np.ndarray:
+    """The complete-case outcome at ``horizon`` (months) under the evaluation's ``event_at_horizon`` rule
+    (:mod:`hccrad.evaluate.horizon`): 1 case, 0 control (T > t), NaN unknown (censored at or before t)."""
+    return binary_outcome(time, event, horizon, rule)
 
 
 def midranks(values: np.ndarray) -> np.ndarray:
@@ -74,44 +78,26 @@ def delong_auc(scores: np.ndarray, labels: np.ndarray, level: float = 0.95) -> A
     return AUCResult(auc, max(0.0, auc - z * se), min(1.0, auc + z * se), m, n, se)
 
 
-def censoring_survival(time: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Kaplan-Meier estimate of the censoring survival G(t) = P(C > t): (times, G just after each)."""
-    time, event = np.asarray(time, float), np.asarray(event, int)
-    censored = 1 - event
-    unique = np.unique(time)
-    at_risk = np.array([(time >= t).sum() for t in unique], float)
-    drops = np.array([((time == t) & (censored == 1)).sum() for t in unique], float)
-    return unique, np.cumprod(1.0 - drops / at_risk)
+def ipcw_auc(time: np.ndarray, event: np.ndarray, scores: np.ndarray, horizon: float,
+             rule: EventAtHorizon = DEFAULT_RULE) -> float:
+    """Cumulative/dynamic AUC at ``horizon`` with inverse-probability-of-censoring weights.
 
-
-def censoring_survival_at(times: np.ndarray, survival: np.ndarray, at: np.ndarray, left: bool) -> np.ndarray:
-    """G at each of ``at`` from :func:`censoring_survival`'s step function: G(at-) when ``left``, else G(at)."""
-    side = "left" if left else "right"
-    index = np.searchsorted(times, np.asarray(at, float), side=side) - 1
-    return np.where(index >= 0, survival[np.clip(index, 0, None)], 1.0)
-
-
-def ipcw_auc(time: np.ndarray, event: np.ndarray, scores: np.ndarray, horizon: float) -> float:
-    """Cumulative/dynamic AUC at ``horizon`` with inverse-probability-of-censoring weights, as timeROC.
-
-    Like timeROC, cases are T < t with an event (an event exactly at t is neither case nor control),
-    weighted 1 / G(T_i-); controls are T > t, weighted 1 / G(t). Ties in score count one half.
+    Cases and controls follow ``rule`` (:func:`~hccrad.evaluate.horizon.horizon_status`); cases are weighted
+    1 / G(T_i-), controls 1 / G(t) (:func:`~hccrad.evaluate.horizon.ipc_weights`). Ties in score count one half.
+    Under ``case`` this is riskRegression's ``Score`` AUC, under ``timeroc`` timeROC's.
     """
     time, event, scores = np.asarray(time, float), np.asarray(event, int), np.asarray(scores, float)
-    g_times, g_survival = censoring_survival(time, event)
-    cases = (time < horizon) & (event == 1)
-    controls = time > horizon
+    weights = ipc_weights(time, event, horizon, rule)
+    cases, controls = weights.status.case, weights.status.control
     if not cases.any() or not controls.any():
         return np.nan
-    case_weight = 1.0 / censoring_survival_at(g_times, g_survival, time[cases], left=True)
-    control_weight = 1.0 / censoring_survival_at(g_times, g_survival, np.array([horizon]), left=False)[0]
+    case_weight = weights.case[cases]
     case_scores, control_scores = scores[cases], scores[controls]
     greater = (case_scores[:, None] > control_scores[None, :]).astype(float)
     ties = (case_scores[:, None] == control_scores[None, :]).astype(float)
     concordant = (greater + 0.5 * ties).sum(axis=1)
-    numerator = np.sum(case_weight * concordant) * control_weight
-    denominator = case_weight.sum() * control_weight * controls.sum()
-    return float(numerator / denominator)
+    # The controls' common weight 1 / G(t) cancels between numerator and denominator.
+    return float(np.sum(case_weight * concordant) / (case_weight.sum() * controls.sum()))
 
 
 def _censoring_influence_sums(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -119,7 +105,8 @@ def _censoring_influence_sums(time: np.ndarray, event: np.ndarray, at: np.ndarra
 
     Returns ``S`` of shape (n, len(at)) with ``S[k, i] = sum over censoring times u < at_i`` of
     ``(1{T_k = u, censored} - h(u) 1{T_k >= u}) / (Y(u)/n (1 - h(u)))``, where h(u) is the censoring hazard
-    (censored at u over at risk at u) and Y(u) the number at risk. This is the exact Gateaux derivative
+    (censored at u over at risk at u) and Y(u) the number in the censoring risk set at u (prodlim's rule:
+    T > u, or censored at u; :func:`~hccrad.evaluate.horizon.censoring_at_risk`). This is the exact Gateaux derivative
     (infinitesimal jackknife) of the product-limit estimator: d log G(at_i-) in the direction of patient k is
     ``-S[k, i]``.
     """
@@ -127,7 +114,7 @@ def _censoring_influence_sums(time: np.ndarray, event: np.ndarray, at: np.ndarra
     censoring_times = np.unique(time[event == 0])
     if censoring_times.size == 0:
         return np.zeros((n, len(at)))
-    at_risk = (time[:, None] >= censoring_times[None, :])
+    at_risk = censoring_at_risk(time, event, censoring_times)
     censored_here = (time[:, None] == censoring_times[None, :]) & (event[:, None] == 0)
     y = at_risk.sum(axis=0).astype(float)
     hazard = censored_here.sum(axis=0) / y
@@ -139,14 +126,14 @@ def _censoring_influence_sums(time: np.ndarray, event: np.ndarray, at: np.ndarra
     return np.where(index[None, :] >= 0, cumulative[:, np.clip(index, 0, None)], 0.0)
 
 
-def ipcw_auc_influence(time: np.ndarray, event: np.ndarray, scores: np.ndarray, horizon: float
-                       ) -> tuple[float, np.ndarray]:
+def ipcw_auc_influence(time: np.ndarray, event: np.ndarray, scores: np.ndarray, horizon: float,
+                       rule: EventAtHorizon = DEFAULT_RULE) -> tuple[float, np.ndarray]:
     """The IPCW cumulative/dynamic AUC at ``horizon`` and each patient's influence on it.
 
     The estimator is :func:`ipcw_auc`'s (timeROC's marginal weighting). The influence function is its exact
     infinitesimal-jackknife derivative, including the estimation of the censoring distribution G by
     Kaplan-Meier (Blanche, Dartigues and Jacqmin-Gadda 2013 derive the same first-order representation).
-    ``var(AUC) = sd(influence)^2 / n``, as timeROC computes it.
+    ``var(AUC) = sd(influence)^2 / n``, as timeROC and riskRegression compute it.
 
     Parameters
     ----------
@@ -154,6 +141,8 @@ def ipcw_auc_influence(time: np.ndarray, event: np.ndarray, scores: np.ndarray, 
         Shape (n,): follow-up (months), 1 = event, risk score (higher = earlier event).
     horizon
         Months.
+    rule
+        The ``event_at_horizon`` rule (:mod:`hccrad.evaluate.horizon`).
 
     Returns
     -------
@@ -163,12 +152,11 @@ def ipcw_auc_influence(time: np.ndarray, event: np.ndarray, scores: np.ndarray, 
     """
     time, event, scores = np.asarray(time, float), np.asarray(event, int), np.asarray(scores, float)
     n = len(time)
-    cases, controls = (time < horizon) & (event == 1), (time > horizon)
+    weights = ipc_weights(time, event, horizon, rule)
+    cases, controls = weights.status.case, weights.status.control
     if not cases.any() or not controls.any():
         return np.nan, np.zeros(n)
-    g_times, g_survival = censoring_survival(time, event)
-    case_weight = np.zeros(n)  # 1 / G(T_i-) for cases; G(t) cancels between numerator and denominator
-    case_weight[cases] = 1.0 / censoring_survival_at(g_times, g_survival, time[cases], left=True)
+    case_weight = weights.case  # 1 / G(T_i-) for cases; G(t) cancels between numerator and denominator
     concordance = (scores[:, None] > scores[None, :]) + 0.5 * (scores[:, None] == scores[None, :])
     per_case = concordance[:, controls].sum(axis=1) / n  # (1/n) sum over controls j of c_ij
     per_control = case_weight @ concordance / n  # (1/n) sum over cases i of a_i c_ij
@@ -212,14 +200,16 @@ def bootstrap_ci(statistic, n: int, n_boot: int = 500, seed: int = 0, level: flo
     return bootstrap_intervals(lambda index: (statistic(index),), n, n_boot, seed, level)[0]
 
 
-def ipcw_auc_with_ci(time, event, scores, horizon, n_boot: int = 500, seed: int = 0) -> AUCResult:
-    """Cumulative/dynamic IPCW AUC at ``horizon`` (months; time and event shape (n,)) with a seeded
-    percentile-bootstrap 95% CI over ``n_boot`` resamples."""
+def ipcw_auc_with_ci(time, event, scores, horizon, n_boot: int = 500, seed: int = 0,
+                     rule: EventAtHorizon = DEFAULT_RULE) -> AUCResult:
+    """Cumulative/dynamic IPCW AUC at ``horizon`` (months; time and event shape (n,)) under ``rule`` with a
+    seeded percentile-bootstrap 95% CI over ``n_boot`` resamples."""
     time, event, scores = np.asarray(time, float), np.asarray(event, int), np.asarray(scores, float)
-    auc = ipcw_auc(time, event, scores, horizon)
-    low, high = bootstrap_ci(lambda idx: ipcw_auc(time[idx], event[idx], scores[idx], horizon), len(time),
+    auc = ipcw_auc(time, event, scores, horizon, rule)
+    low, high = bootstrap_ci(lambda idx: ipcw_auc(time[idx], event[idx], scores[idx], horizon, rule), len(time),
                              n_boot, seed)
-    return AUCResult(auc, low, high, int(((time < horizon) & (event == 1)).sum()), int((time > horizon).sum()))
+    status = horizon_status(time, event, horizon, rule)
+    return AUCResult(auc, low, high, int(status.case.sum()), int(status.control.sum()))
 
 
 def harrell_c(time, event, scores) -> float:

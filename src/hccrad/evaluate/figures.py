@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hccrad.evaluate.discrimination import binary_outcome_at, roc_curve_points  # noqa: E402
+from hccrad.evaluate.horizon import DEFAULT_RULE, EventAtHorizon  # noqa: E402
 from hccrad.io.layout import group_column, risk_column
 
 MODEL_COLORS = {"C": "#4C72B0", "T": "#DD8452", "T&L": "#55A868", "C-T&L": "#C44E52"}
@@ -88,10 +89,11 @@ def _short(name: str, width: int = 48) -> str:
 
 
 def roc_figure(predictions: pd.DataFrame, models: list[str], horizon: float, dataset: str,
-               aucs: pd.DataFrame, folder: Path, name: str) -> list[Path]:
-    """ROC curves (binary definition at the horizon) of several models, AUC with 95% CI in the legend."""
+               aucs: pd.DataFrame, folder: Path, name: str, rule: EventAtHorizon = DEFAULT_RULE) -> list[Path]:
+    """ROC curves (binary definition at the horizon, cases by ``rule``) of several models, AUC with 95% CI in the
+    legend."""
     subset = predictions[predictions["dataset"] == dataset]
-    labels = binary_outcome_at(subset["pfs_months"], subset["pfs_event"], horizon)
+    labels = binary_outcome_at(subset["pfs_months"], subset["pfs_event"], horizon, rule)
     keep = ~np.isnan(labels)
     with plt.rc_context(STYLE):
         figure, axis = plt.subplots(figsize=(4.2, 4.2))
@@ -145,10 +147,11 @@ def calibration_figure(entries: list[tuple[str, pd.DataFrame, pd.DataFrame, dict
 
 
 def box_figure(predictions: pd.DataFrame, models: list[str], horizon: float, dataset: str,
-               stats_table: pd.DataFrame, folder: Path, name: str) -> list[Path]:
-    """Supplementary Figure 3: risk scores of patients with vs without progression by the horizon."""
+               stats_table: pd.DataFrame, folder: Path, name: str, rule: EventAtHorizon = DEFAULT_RULE) -> list[Path]:
+    """Supplementary Figure 3: risk scores of patients with vs without progression by the horizon (cases by
+    ``rule``)."""
     subset = predictions[predictions["dataset"] == dataset]
-    labels = binary_outcome_at(subset["pfs_months"], subset["pfs_event"], horizon)
+    labels = binary_outcome_at(subset["pfs_months"], subset["pfs_event"], horizon, rule)
     with plt.rc_context(STYLE):
         figure, axes = plt.subplots(1, len(models), figsize=(2.6 * len(models), 3.4), squeeze=False)
         for axis, model in zip(axes[0], models, strict=True):
@@ -160,7 +163,8 @@ def box_figure(predictions: pd.DataFrame, models: list[str], horizon: float, dat
                 axis.text(0.5, -0.22, f"{int((~scored).sum())} unscored left out", transform=axis.transAxes,
                           ha="center", fontsize=7)
             axis.set_xticks([1, 2])
-            axis.set_xticklabels([f"PD <= {horizon:g} m", f"no PD > {horizon:g} m"])
+            case_label = f"PD <= {horizon:g} m" if rule == "case" else f"PD < {horizon:g} m"
+            axis.set_xticklabels([case_label, f"no PD > {horizon:g} m"])
             row = stats_table[(stats_table["model"] == model) & (stats_table["dataset"] == dataset)
                               & (stats_table["horizon"] == horizon)].iloc[0]
             axis.set_title(f"{model}: Mann-Whitney {p_label(row['mann_whitney_p'])}")

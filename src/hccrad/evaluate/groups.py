@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from hccrad.evaluate.discrimination import binary_outcome_at, delong_auc, influence_se, ipcw_auc_influence
+from hccrad.evaluate.horizon import DEFAULT_RULE, EventAtHorizon, km_event
 from hccrad.io.config import PAPER_AFP_CUTOFF_NG_ML
 
 
@@ -37,8 +38,8 @@ def _heterogeneity(factor: str, estimates: list[tuple[float, float]]) -> dict:
     return {"factor": factor, "q": q, "df": len(aucs) - 1, "p": float(stats.chi2.sf(q, len(aucs) - 1))}
 
 
-def subgroup_auc(table: pd.DataFrame, score_column: str, horizon: float, afp_cutoff: float = PAPER_AFP_CUTOFF_NG_ML
-                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def subgroup_auc(table: pd.DataFrame, score_column: str, horizon: float, afp_cutoff: float = PAPER_AFP_CUTOFF_NG_ML,
+                 rule: EventAtHorizon = DEFAULT_RULE) -> tuple[pd.DataFrame, pd.DataFrame]:
     """AUC at ``horizon`` within each subgroup, and a test that it does not differ between a factor's subgroups.
 
     The primary AUC (``auc``, ``ci_low``, ``ci_high``, ``se``) is the IPCW cumulative/dynamic AUC of the
@@ -46,9 +47,9 @@ def subgroup_auc(table: pd.DataFrame, score_column: str, horizon: float, afp_cut
     CI clipped to [0, 1]. Beside it, ``auc_complete_case`` (with CI) is the paper's binary AUC with DeLong's
     variance, patients censored before the horizon left out. The heterogeneity test is Cochran's Q over the
     subgroups' IPCW AUCs (independent patients, df = k - 1), in ``q``/``p``; ``p_complete_case`` is the same
-    test on the complete-case AUCs.
+    test on the complete-case AUCs. Cases and controls follow ``rule`` (:mod:`hccrad.evaluate.horizon`).
     """
-    outcome = binary_outcome_at(table["pfs_months"], table["pfs_event"], horizon)
+    outcome = binary_outcome_at(table["pfs_months"], table["pfs_event"], horizon, rule)
     time, event = table["pfs_months"].to_numpy(float), table["pfs_event"].to_numpy(int)
     scores = table[score_column].to_numpy(float)
     z = stats.norm.ppf(0.975)
@@ -64,7 +65,7 @@ def subgroup_auc(table: pd.DataFrame, score_column: str, horizon: float, afp_cut
                    "auc": np.nan, "se": np.nan, "ci_low": np.nan, "ci_high": np.nan,
                    "auc_complete_case": np.nan, "ci_low_complete_case": np.nan, "ci_high_complete_case": np.nan}
             if row["cases"] >= 2 and row["controls"] >= 2:
-                auc, influence = ipcw_auc_influence(time[members], event[members], scores[members], horizon)
+                auc, influence = ipcw_auc_influence(time[members], event[members], scores[members], horizon, rule)
                 se = influence_se(influence)
                 if np.isfinite(auc):
                     row.update(auc=auc, se=se, ci_low=max(0.0, auc - z * se), ci_high=min(1.0, auc + z * se))
@@ -82,9 +83,11 @@ def subgroup_auc(table: pd.DataFrame, score_column: str, horizon: float, afp_cut
     return pd.DataFrame(rows), pd.DataFrame(tests)
 
 
-def risk_score_by_outcome(table: pd.DataFrame, score_column: str, horizon: float) -> dict[str, float]:
-    """Risk scores of patients with progression by ``horizon`` vs progression-free beyond it (Mann-Whitney)."""
-    outcome = binary_outcome_at(table["pfs_months"], table["pfs_event"], horizon)
+def risk_score_by_outcome(table: pd.DataFrame, score_column: str, horizon: float,
+                          rule: EventAtHorizon = DEFAULT_RULE) -> dict[str, float]:
+    """Risk scores of patients with progression by ``horizon`` (the cases of ``rule``) vs progression-free beyond
+    it (Mann-Whitney)."""
+    outcome = binary_outcome_at(table["pfs_months"], table["pfs_event"], horizon, rule)
     scores = table[score_column].to_numpy(float)
     progressed, free = scores[outcome == 1], scores[outcome == 0]
     p = float(stats.mannwhitneyu(progressed, free, alternative="two-sided").pvalue) if len(progressed) and len(
@@ -112,12 +115,14 @@ def risk_group_logrank(table: pd.DataFrame, group_column: str) -> dict[str, floa
 
 
 def decision_curve(table: pd.DataFrame, risk_columns: dict[str, str], horizon: float,
-                   thresholds: np.ndarray | None = None) -> pd.DataFrame:
-    """Net benefit vs threshold probability at ``horizon`` (dcurves, survival outcome), with treat-all/none."""
+                   thresholds: np.ndarray | None = None, rule: EventAtHorizon = DEFAULT_RULE) -> pd.DataFrame:
+    """Net benefit vs threshold probability at ``horizon`` (dcurves, survival outcome: Kaplan-Meier risks at t,
+    an event exactly at t counted as ``rule`` says), with treat-all/none."""
     import dcurves
 
     thresholds = thresholds if thresholds is not None else np.round(np.arange(0.05, 0.96, 0.05), 2)
-    data = pd.DataFrame({"time": table["pfs_months"].to_numpy(float), "event": table["pfs_event"].to_numpy(int)})
+    time = table["pfs_months"].to_numpy(float)
+    data = pd.DataFrame({"time": time, "event": km_event(time, table["pfs_event"].to_numpy(int), horizon, rule)})
     for name, column in risk_columns.items():
         data[name] = table[column].to_numpy(float)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):

@@ -18,25 +18,28 @@ from sklearn.base import clone
 
 from hccrad.evaluate.calibration import brier_scores
 from hccrad.evaluate.discrimination import harrell_c, ipcw_auc
+from hccrad.evaluate.horizon import DEFAULT_RULE, EventAtHorizon
 from hccrad.survival.coxmath import survival_probability
 from hccrad.survival.model import CoxRiskModel, make_y
 
 
-def performance(model: CoxRiskModel, table: pd.DataFrame, horizons: tuple[float, ...]) -> dict[str, float]:
-    """Harrell's C, the IPCW AUC and the Brier score at each horizon, and the calibration slope, of a fitted
-    model on ``table`` (one row per patient with ``pfs_months``, ``pfs_event`` and the model's inputs)."""
+def performance(model: CoxRiskModel, table: pd.DataFrame, horizons: tuple[float, ...],
+                rule: EventAtHorizon = DEFAULT_RULE) -> dict[str, float]:
+    """Harrell's C, the IPCW AUC and the Brier score at each horizon (an event at a horizon counted as ``rule``
+    says), and the calibration slope, of a fitted model on ``table`` (one row per patient with ``pfs_months``,
+    ``pfs_event`` and the model's inputs)."""
     from lifelines import CoxPHFitter
 
     time, event = table["pfs_months"].to_numpy(float), table["pfs_event"].to_numpy(int)
     lp = model.predict(table)
     out = {"c_index": harrell_c(time, event, lp)}
     for horizon in horizons:
-        out[f"auc_{horizon:g}m"] = ipcw_auc(time, event, lp, horizon)
+        out[f"auc_{horizon:g}m"] = ipcw_auc(time, event, lp, horizon, rule)
     survival = pd.DataFrame(survival_probability(model.baseline_times_, model.baseline_cumhaz_, lp, list(horizons)),
                             columns=list(horizons))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        brier = brier_scores(time, event, survival, list(horizons))
+        brier = brier_scores(time, event, survival, list(horizons), rule)
         frame = pd.DataFrame({"lp": lp, "time": time, "event": event})
         out["calibration_slope"] = (float(CoxPHFitter().fit(frame, "time", "event").params_["lp"])
                                     if np.std(lp) > 0 else np.nan)
@@ -45,14 +48,14 @@ def performance(model: CoxRiskModel, table: pd.DataFrame, horizons: tuple[float,
 
 
 def _one_resample(model: CoxRiskModel, training: pd.DataFrame, horizons: tuple[float, ...],
-                  seed: int) -> dict[str, float] | None:
+                  seed: int, rule: EventAtHorizon = DEFAULT_RULE) -> dict[str, float] | None:
     """The optimism of one bootstrap resample (apparent on the resample minus test on the training set)."""
     rng = np.random.default_rng(seed)
     sample = training.iloc[rng.integers(0, len(training), len(training))]
     sample = sample.set_axis([f"{pid}#{k}" for k, pid in enumerate(sample.index)])
     try:
         refit = clone(model).fit(sample, make_y(sample["pfs_months"], sample["pfs_event"]))
-        apparent, test = performance(refit, sample, horizons), performance(refit, training, horizons)
+        apparent, test = performance(refit, sample, horizons, rule), performance(refit, training, horizons, rule)
     except Exception:  # a resample on which the pipeline cannot fit (too few events) is counted as failed
         return None
     return {key: apparent[key] - test[key] for key in apparent}
@@ -105,7 +108,8 @@ def stderr_progress(label: str, stream=None) -> Callable[[int, int], None]:
 
 def bootstrap_optimism(model: CoxRiskModel, training: pd.DataFrame, horizons: tuple[float, ...],
                        n_bootstrap: int = 200, seed: int = 20240601, scheduler: str = "processes",
-                       progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+                       progress: Callable[[int, int], None] | None = None,
+                       rule: EventAtHorizon = DEFAULT_RULE) -> pd.DataFrame:
     """Apparent, optimism and optimism-corrected performance of ``model`` (fitted on ``training``).
 
     Parameters
@@ -123,6 +127,8 @@ def bootstrap_optimism(model: CoxRiskModel, training: pd.DataFrame, horizons: tu
     progress
         ``progress(done, total)`` each time a resample finishes, on every scheduler (:func:`stderr_progress`
         draws a bar).
+    rule
+        The ``event_at_horizon`` rule of the AUC and Brier scores.
 
     Returns
     -------
@@ -131,8 +137,9 @@ def bootstrap_optimism(model: CoxRiskModel, training: pd.DataFrame, horizons: tu
     """
     import dask
 
-    apparent = performance(model, training, horizons)
-    tasks = [dask.delayed(_one_resample, pure=False)(model, training, horizons, seed + b) for b in range(n_bootstrap)]
+    apparent = performance(model, training, horizons, rule)
+    tasks = [dask.delayed(_one_resample, pure=False)(model, training, horizons, seed + b, rule)
+             for b in range(n_bootstrap)]
     if progress is not None:
         with _ResampleProgress(progress, n_bootstrap):
             results = list(dask.compute(*tasks, scheduler=scheduler))

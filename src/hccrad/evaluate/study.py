@@ -42,6 +42,7 @@ from hccrad.evaluate.discrimination import (
     uno_c,
 )
 from hccrad.evaluate.groups import decision_curve, risk_group_logrank, risk_score_by_outcome, subgroup_auc
+from hccrad.evaluate.horizon import DEFAULT_RULE, RULE_CAPTIONS, EventAtHorizon
 from hccrad.io import layout
 from hccrad.io.config import PAPER_AFP_CUTOFF_NG_ML, StudyConfig
 from hccrad.io.files import write_atomic
@@ -69,6 +70,10 @@ class EvaluationConfig(BaseModel):
     #: Bootstrap resamples of the internal validation (Harrell's optimism, every fitted step repeated per
     #: resample); 0 (default) skips it: each resample refits the models, so 200 take hours on a full cohort.
     internal_validation_resamples: int = Field(default=0, ge=0)
+    #: Who is a case at a horizon t, for every statistic (docs/evaluation.md, "Status at a horizon"): ``case``
+    #: counts a progression exactly at t as a case (T <= t, as riskRegression and scikit-survival); ``timeroc``
+    #: does not (T < t, to reproduce R's timeROC).
+    event_at_horizon: EventAtHorizon = DEFAULT_RULE
 
 
 @dataclass
@@ -81,6 +86,7 @@ class EvaluationSettings:
     seed: int = 20240601
     afp_cutoff: float = PAPER_AFP_CUTOFF_NG_ML
     internal_validation_resamples: int = 0
+    event_at_horizon: EventAtHorizon = DEFAULT_RULE
 
     @classmethod
     def from_study(cls, config: StudyConfig, n_bootstrap: int | None = None) -> EvaluationSettings:
@@ -90,7 +96,8 @@ class EvaluationSettings:
                    n_bootstrap=section.n_bootstrap if n_bootstrap is None else n_bootstrap,
                    calibration_groups=section.calibration_groups, seed=section.seed,
                    afp_cutoff=config.afp_cutoff_ng_ml,
-                   internal_validation_resamples=section.internal_validation_resamples)
+                   internal_validation_resamples=section.internal_validation_resamples,
+                   event_at_horizon=section.event_at_horizon)
 
 
 @dataclass
@@ -123,9 +130,10 @@ def discrimination_table(predictions, models, settings) -> pd.DataFrame:
     rows = []
     for model, dataset, _subset, time, event, scores in _per_model_and_set(predictions, models):
         for horizon in settings.horizons:
-            labels = binary_outcome_at(time, event, horizon)
+            labels = binary_outcome_at(time, event, horizon, settings.event_at_horizon)
             keep = ~np.isnan(labels)
-            row = {"model": model, "dataset": dataset, "horizon": horizon}
+            row = {"model": model, "dataset": dataset, "horizon": horizon,
+                   "event_at_horizon": settings.event_at_horizon}
             if keep.any() and 0 < labels[keep].sum() < keep.sum():
                 binary = delong_auc(scores[keep], labels[keep])
                 row.update(auc_binary=binary.auc, auc_binary_ci_low=binary.ci_low,
@@ -134,9 +142,11 @@ def discrimination_table(predictions, models, settings) -> pd.DataFrame:
             else:
                 row.update(auc_binary=np.nan, auc_binary_ci_low=np.nan, auc_binary_ci_high=np.nan,
                            n_cases=int(np.nansum(labels == 1)), n_controls=int(np.nansum(labels == 0)))
-            ipcw = ipcw_auc_with_ci(time, event, scores, horizon, settings.n_bootstrap, settings.seed)
+            ipcw = ipcw_auc_with_ci(time, event, scores, horizon, settings.n_bootstrap, settings.seed,
+                                    settings.event_at_horizon)
+            influence = ipcw_auc_influence(time, event, scores, horizon, settings.event_at_horizon)[1]
             row.update(auc_ipcw=ipcw.auc, auc_ipcw_ci_low=ipcw.ci_low, auc_ipcw_ci_high=ipcw.ci_high,
-                       auc_ipcw_se=influence_se(ipcw_auc_influence(time, event, scores, horizon)[1]))
+                       auc_ipcw_se=influence_se(influence))
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -184,7 +194,7 @@ def _paired_outcomes(predictions, models, settings):
     """:func:`_paired_scored`'s pairs where both outcomes are present at the horizon, with the patients' binary
     outcome (patients censored before the horizon removed)."""
     for first, second, dataset, horizon, subset in _paired_scored(predictions, models, settings):
-        labels = binary_outcome_at(subset["pfs_months"], subset["pfs_event"], horizon)
+        labels = binary_outcome_at(subset["pfs_months"], subset["pfs_event"], horizon, settings.event_at_horizon)
         keep = ~np.isnan(labels)
         if keep.any() and labels[keep].min() != labels[keep].max():
             yield first, second, dataset, horizon, subset[keep], labels[keep]
@@ -193,10 +203,11 @@ def _paired_outcomes(predictions, models, settings):
 #: How a comparison test on each data set may be read.
 INFERENCE = {"training": "apparent: the models were fitted on these patients; not for inference",
              "validation": "validation: for inference"}
-COMPLETE_CASE = "complete case at t (as in the paper): patients censored before t are left out"
+COMPLETE_CASE = "complete case at t (as in the paper): patients censored at or before t are left out"
 HAZARD_RATIO_INFERENCE = ("apparent: an unpenalised refit on the training patients that chose the covariates; the "
                           "CIs and p-values ignore the screen and LASSO, so they are too narrow and too small")
-IPCW = "censoring-aware: patients censored before t are weighted for (IPCW / Kaplan-Meier), not left out"
+IPCW = ("censoring-aware: patients censored at or before t are weighted for (IPCW / Kaplan-Meier), not left "
+        "out")
 
 
 def auc_comparison_table(predictions, models, settings) -> pd.DataFrame:
@@ -206,8 +217,10 @@ def auc_comparison_table(predictions, models, settings) -> pd.DataFrame:
     for first, second, dataset, horizon, subset in _paired_scored(predictions, models, settings):
         test = ipcw_auc_comparison(subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int),
                                    subset[risk_column(first)].to_numpy(float),
-                                   subset[risk_column(second)].to_numpy(float), horizon)
+                                   subset[risk_column(second)].to_numpy(float), horizon,
+                                   rule=settings.event_at_horizon)
         rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon,
+                     "event_at_horizon": settings.event_at_horizon,
                      "auc_first": test.auc_1, "auc_second": test.auc_2, "difference": test.difference,
                      "se": test.se, "ci_low": test.ci_low, "ci_high": test.ci_high, "z": test.z, "p": test.p,
                      "n": test.n, "n_cases": test.n_cases, "n_controls": test.n_controls,
@@ -222,6 +235,7 @@ def delong_table(predictions, models, settings) -> pd.DataFrame:
     for first, second, dataset, horizon, subset, labels in _paired_outcomes(predictions, models, settings):
         test = delong_test(subset[risk_column(first)].to_numpy(), subset[risk_column(second)].to_numpy(), labels)
         rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon,
+                     "event_at_horizon": settings.event_at_horizon,
                      "auc_first": test.auc_1, "auc_second": test.auc_2, "difference": test.difference,
                      "ci_low": test.ci_low, "ci_high": test.ci_high, "z": test.z, "p": test.p,
                      "n_cases": test.n_cases, "n_controls": test.n_controls,
@@ -263,13 +277,15 @@ def nri_table(predictions, models, settings) -> pd.DataFrame:
     for first, second, dataset, horizon, subset in _paired_scored(predictions, models, settings):
         result = censored_nri_idi_with_ci(subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int),
                                           risk_at(subset, first, horizon), risk_at(subset, second, horizon), horizon,
-                                          settings.n_bootstrap, settings.seed)
-        rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon, **result,
+                                          settings.n_bootstrap, settings.seed, settings.event_at_horizon)
+        rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon,
+                     "event_at_horizon": settings.event_at_horizon, **result,
                      "censoring": IPCW, "inference": INFERENCE[dataset]})
     for first, second, dataset, horizon, subset, labels in _paired_outcomes(predictions, models, settings):
         result = nri_idi_with_ci(risk_at(subset, first, horizon), risk_at(subset, second, horizon), labels,
                                  settings.n_bootstrap, settings.seed)
-        rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon, **result,
+        rows.append({"comparison": f"{first} vs {second}", "dataset": dataset, "horizon": horizon,
+                     "event_at_horizon": settings.event_at_horizon, **result,
                      "censoring": COMPLETE_CASE, "inference": INFERENCE[dataset]})
     return pd.DataFrame(rows)
 
@@ -280,14 +296,17 @@ def calibration_tables(predictions, models, settings):
     for model, dataset, subset, time, event, _scores in _per_model_and_set(predictions, models):
         for horizon in settings.horizons:
             risk = risk_at(subset, model, horizon)
-            key = {"model": model, "dataset": dataset, "horizon": horizon}
+            key = {"model": model, "dataset": dataset, "horizon": horizon,
+                   "event_at_horizon": settings.event_at_horizon}
+            rule = settings.event_at_horizon
             try:
-                summary = calibration_summary(time, event, subset[risk_column(model)].to_numpy(float), risk, horizon)
-                observed = smooth_observed_risk(time, event, risk, horizon)
+                summary = calibration_summary(time, event, subset[risk_column(model)].to_numpy(float), risk, horizon,
+                                              rule)
+                observed = smooth_observed_risk(time, event, risk, horizon, rule)
             except Exception as exc:  # too few events for the smooth curve: report why
                 summary, observed = {"note": f"not estimable: {exc}"}, None
             summary_rows.append({**key, **summary})
-            groups = grouped_calibration(time, event, risk, horizon, settings.calibration_groups)
+            groups = grouped_calibration(time, event, risk, horizon, settings.calibration_groups, rule)
             group_rows.extend({**key, **row} for row in groups.to_dict("records"))
             if observed is not None:
                 smooth_rows.extend({**key, "patient_id": pid, "predicted": p, "observed": o}
@@ -308,8 +327,10 @@ def brier_table(predictions, fitted, settings) -> pd.DataFrame:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 values = _safe(lambda s=subset, v=survival: brier_scores(s["pfs_months"], s["pfs_event"], v,
-                                                                        list(settings.horizons)))
-            rows.append({"model": name, "dataset": dataset, **(values if isinstance(values, dict) else {}),
+                                                                        list(settings.horizons),
+                                                                        settings.event_at_horizon))
+            rows.append({"model": name, "dataset": dataset, "event_at_horizon": settings.event_at_horizon,
+                         **(values if isinstance(values, dict) else {}),
                          "ibs_from_months": float(ibs_grid(settings.horizons)[0]),
                          "ibs_to_months": float(max(settings.horizons))})
     return pd.DataFrame(rows)
@@ -321,7 +342,8 @@ def box_table(predictions, models, settings) -> pd.DataFrame:
     for model, dataset, subset, _time, _event, _scores in _per_model_and_set(predictions, models):
         for horizon in settings.horizons:
             rows.append({"model": model, "dataset": dataset, "horizon": horizon,
-                         **risk_score_by_outcome(subset, risk_column(model), horizon)})
+                         "event_at_horizon": settings.event_at_horizon,
+                         **risk_score_by_outcome(subset, risk_column(model), horizon, settings.event_at_horizon)})
     return pd.DataFrame(rows)
 
 
@@ -344,9 +366,10 @@ def internal_validation_table(fitted: dict[str, CoxRiskModel], models: list[str]
     for model in models:
         frame = bootstrap_optimism(fitted[model], training, tuple(settings.horizons),
                                    settings.internal_validation_resamples, settings.seed,
-                                   progress=stderr_progress(f"internal validation {model}"))
+                                   progress=stderr_progress(f"internal validation {model}"),
+                                   rule=settings.event_at_horizon)
         frame.insert(0, "model", model)
-        frames.append(frame)
+        frames.append(frame.assign(event_at_horizon=settings.event_at_horizon))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -404,9 +427,11 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
         subset = _subset(predictions, dataset).dropna(subset=[risk_column(m) for m in models])
         for horizon in settings.horizons:
             curve = _safe(lambda s=subset, h=horizon: decision_curve(
-                s.assign(**{f"_risk_{m}": risk_at(s, m, h) for m in models}), {m: f"_risk_{m}" for m in models}, h))
+                s.assign(**{f"_risk_{m}": risk_at(s, m, h) for m in models}), {m: f"_risk_{m}" for m in models}, h,
+                rule=settings.event_at_horizon))
             if isinstance(curve, pd.DataFrame):
-                curves.append(curve.assign(dataset=dataset, horizon=horizon))
+                curves.append(curve.assign(dataset=dataset, horizon=horizon,
+                                           event_at_horizon=settings.event_at_horizon))
     tables["decision_curves"] = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
     if clinical is not None and "C-T&L" in models:
         merged = predictions.join(clinical[["afp", "bclc", "child_pugh", "treatment"]], how="left")
@@ -414,9 +439,11 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
         for dataset in DATASETS:
             for horizon in settings.horizons:
                 rows, tests = subgroup_auc(_scored(_subset(merged, dataset), "C-T&L"), risk_column("C-T&L"), horizon,
-                                           settings.afp_cutoff)
-                subgroup_rows.append(rows.assign(dataset=dataset, horizon=horizon))
-                test_rows.append(tests.assign(dataset=dataset, horizon=horizon))
+                                           settings.afp_cutoff, settings.event_at_horizon)
+                subgroup_rows.append(rows.assign(dataset=dataset, horizon=horizon,
+                                                 event_at_horizon=settings.event_at_horizon))
+                test_rows.append(tests.assign(dataset=dataset, horizon=horizon,
+                                              event_at_horizon=settings.event_at_horizon))
         tables["subgroups"] = pd.concat(subgroup_rows, ignore_index=True)
         tables["subgroup_tests"] = pd.concat(test_rows, ignore_index=True)
     evaluation = Evaluation(tables, [], out_dir)
@@ -438,11 +465,11 @@ def write_evaluation(evaluation: Evaluation, predictions: pd.DataFrame, models: 
         for dataset in DATASETS:
             tag = f"{dataset}_{horizon:g}m"
             paths += figures.roc_figure(predictions, models, horizon, dataset, tables["discrimination"], figures_dir,
-                                        f"roc_all_{tag}")
+                                        f"roc_all_{tag}", settings.event_at_horizon)
             pair = [m for m in ("T", "T&L") if m in models]
             if pair:
                 paths += figures.roc_figure(predictions, pair, horizon, dataset, tables["discrimination"], figures_dir,
-                                            f"roc_T_vs_TL_{tag}")
+                                            f"roc_T_vs_TL_{tag}", settings.event_at_horizon)
             for group_name, group in (("T_vs_TL", pair), ("all", models)):
                 entries = _calibration_entries(tables, group, dataset, horizon)
                 if entries:
@@ -451,7 +478,7 @@ def write_evaluation(evaluation: Evaluation, predictions: pd.DataFrame, models: 
             box_models = [m for m in ("C", "T&L", "C-T&L") if m in models]
             if box_models:
                 paths += figures.box_figure(predictions, box_models, horizon, dataset, tables["risk_score_boxes"],
-                                            figures_dir, f"risk_boxes_{tag}")
+                                            figures_dir, f"risk_boxes_{tag}", settings.event_at_horizon)
             if "subgroups" in tables:
                 rows = tables["subgroups"][(tables["subgroups"]["dataset"] == dataset)
                                            & (tables["subgroups"]["horizon"] == horizon)]
@@ -473,7 +500,8 @@ def write_evaluation(evaluation: Evaluation, predictions: pd.DataFrame, models: 
                                        f"km_{model_slug(model)}_{dataset}")
     evaluation.figures = paths
     write_atomic(out_dir / layout.EVALUATION_SUMMARY, json.dumps({
-        "settings": settings.__dict__, "models": models,
+        "settings": settings.__dict__, "event_at_horizon": RULE_CAPTIONS[settings.event_at_horizon],
+        "models": models,
         "tables": sorted(f"{layout.TABLES}/{name}.csv" for name in tables),
         "figures": sorted(str(p.relative_to(out_dir)) for p in paths)}, indent=2, default=str))
 

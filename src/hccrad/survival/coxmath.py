@@ -180,10 +180,16 @@ def maxstat_p_value(statistic: float, min_proportion: float = 0.1, max_proportio
     The maximum over cut-offs between the ``min_proportion`` and ``max_proportion`` quantiles of the standardized
     log-rank statistic ``b = sqrt(chi-square)`` exceeds b with probability about
     ``4 phi(b) / b + phi(b) (b - 1/b) log(max (1 - min) / ((1 - max) min))`` (R maxstat's ``pLausen92``),
-    clipped to [0, 1]. The plain log-rank p-value of the chosen cut-off ignores the search and is too small.
+    clipped to [0, 1], and 1 for b < 1, where the approximation does not hold (as ``pLausen92``). The plain
+    log-rank p-value of the chosen cut-off ignores the search and is too small.
+
+    Parameters
+    ----------
+    statistic
+        The maximal log-rank chi-square (b is its square root).
     """
     b = float(np.sqrt(max(statistic, 0.0)))
-    if b <= 0:
+    if b < 1:
         return 1.0
     density = stats.norm.pdf(b)
     span = np.log(max_proportion * (1 - min_proportion) / ((1 - max_proportion) * min_proportion))
