@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -237,3 +238,117 @@ def test_real_reference_cts_run_through_the_stage(tmp_path):
     # Portal / splenic vein of a real CT: a diameter of a real vessel (5-25 mm).
     assert 5 < table.loc["ABD", "PV_max_diameter_mm"] < 25
     assert np.isfinite(features.loc[["ABD", "DCM"]].to_numpy(dtype=float)).mean() > 0.99
+
+
+def test_a_ct_series_replaced_with_the_same_names_sizes_and_times_is_computed_again(small_cohort, tmp_path,
+                                                                                    recwarn, capfd):
+    """A restored backup, rsync -t or a PACS re-export keeps names, sizes and modification times: the content
+    fingerprint still sees the new voxels, and recomputes that case only, to the values of a fresh run. The local
+    cluster's dashboard takes a free loopback port, so a busy 8787 prints nothing."""
+    import pydicom
+
+    (tmp_path / "fast.yaml").write_text(yaml.safe_dump(FAST_PARAMS))
+    manifest = copy_cohort(small_cohort, tmp_path / "study", {"params": str(tmp_path / "fast.yaml"),
+                                                              "n_workers": 1})
+    clinical = tmp_path / "study" / "clinical.csv"
+    table = pd.read_csv(clinical, dtype=str, keep_default_na=False)
+    dicom = [i for i, ct in enumerate(table["ct"]) if (tmp_path / "study" / ct).is_dir()]
+    table.iloc[[dicom[0], 0 if dicom[0] else 1]].to_csv(clinical, index=False)  # two patients, one DICOM
+    study = load_study(manifest)
+    swapped = next(p for p in study.patients if p.ct.is_dir())
+    with socket.socket() as busy:  # Dask's default dashboard port, taken
+        if _port_free(8787):
+            busy.bind(("127.0.0.1", 8787))
+            busy.listen()
+        first = extract_features(study)
+    assert len(first.computed) == 2
+    assert not [w for w in recwarn if "already in use" in str(w.message)]
+    assert "already in use" not in capfd.readouterr().err
+
+    for path in sorted(swapped.ct.iterdir()):  # other voxels, same bytes count, same times
+        stat = path.stat()
+        dataset = pydicom.dcmread(path)
+        pixels = dataset.pixel_array
+        dataset.PixelData = np.flipud(pixels).astype(pixels.dtype).tobytes()
+        dataset.save_as(path)
+        assert path.stat().st_size == stat.st_size
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = extract_features(load_study(manifest))
+    assert again.computed == [swapped.patient_id] and len(again.reused) == 1
+    changed = again.table.loc[swapped.patient_id, "Rliver_original_firstorder_Mean"]
+    assert changed != first.table.loc[swapped.patient_id, "Rliver_original_firstorder_Mean"]
+    fresh = copy_cohort(manifest, tmp_path / "fresh", {"params": str(tmp_path / "fast.yaml"), "n_workers": 1})
+    shutil.rmtree(fresh.parent / yaml.safe_load(fresh.read_text()).get("output_dir", "hccrad-output"),
+                  ignore_errors=True)
+    uninterrupted = extract_features(load_study(fresh))
+    pd.testing.assert_frame_equal(again.table.drop(columns=["ct", "mask"], errors="ignore"),
+                                  uninterrupted.table.drop(columns=["ct", "mask"], errors="ignore"))
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.parametrize(("address", "words"), [("nonsense", "is not a Dask scheduler address"),
+                                                ("tcp://127.0.0.1:99999", "is not a Dask scheduler address"),
+                                                ("http://127.0.0.1:8786/x", "is not a Dask scheduler address")])
+def test_a_malformed_scheduler_address_is_one_line(small_cohort, tmp_path, address, words):
+    manifest = copy_cohort(small_cohort, tmp_path / "study", {})
+    result = CliRunner().invoke(app, ["features", str(manifest), "--scheduler", address], env={"COLUMNS": "400"})
+    assert result.exit_code == 2, result.output
+    [line] = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert words in line and repr(address) in line and "Traceback" not in result.output
+
+
+def test_a_bad_features_section_is_one_line_in_the_features_command(small_cohort, tmp_path):
+    manifest = copy_cohort(small_cohort, tmp_path / "study", {"params": None})
+    result = CliRunner().invoke(app, ["features", str(manifest)], env={"COLUMNS": "400"})
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and "features: " in result.output and "Traceback" not in result.output
+
+
+def test_a_scheduler_that_is_not_there_is_one_line():
+    from hccrad.features.cohort import SchedulerError, connect_scheduler
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    start = time.perf_counter()
+    with pytest.raises(SchedulerError, match=f"cannot reach a Dask scheduler at {address} within 2 s"):
+        connect_scheduler(address, timeout_s=2)
+    assert time.perf_counter() - start < 30
+
+
+def test_a_scheduler_killed_mid_run_is_one_line_and_the_rerun_resumes(small_cohort, tmp_path, capfd, caplog):
+    from hccrad.features.cohort import SchedulerError
+
+    (tmp_path / "fast.yaml").write_text(yaml.safe_dump(FAST_PARAMS))
+    manifest = copy_cohort(small_cohort, tmp_path / "study", {"params": str(tmp_path / "fast.yaml")})
+    dask = Path(sys.executable).parent / "dask"
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = subprocess.Popen([str(dask), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                  "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        time.sleep(2)
+        worker = subprocess.Popen([str(dask), "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def kill_scheduler(result):
+            if scheduler.poll() is None:
+                scheduler.send_signal(signal.SIGKILL)
+
+        with pytest.raises(SchedulerError, match=rf"lost the connection to {address} after 1 of 12 cases.*"
+                                                 "run again to resume"):
+            extract_features(load_study(manifest), scheduler=address, on_result=kill_scheduler)
+    finally:
+        for process in (scheduler, worker):
+            if process is not None:
+                process.kill()
+                process.wait()
+    assert "Traceback" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.name.startswith("distributed") and r.levelno >= 40]
+    cases = tmp_path / "study" / "output" / "features" / "cases"
+    assert len(list(cases.glob("*.json"))) == 1  # the finished case, and no case recorded as failed
+    again = extract_features(load_study(manifest))
+    assert len(again.reused) == 1 and len(again.computed) == 11 and again.failures.empty

@@ -187,3 +187,67 @@ def test_validate_checks_the_stage_sections(tmp_path):
     issues = pd.read_csv(tmp_path / "i.csv").set_index("field")
     assert "parameter file not found" in issues.loc["features", "message"]
     assert "lasso_rule" in issues.loc["models", "message"]
+
+
+def test_a_duplicated_header_is_an_error_naming_both_columns(tmp_path):
+    """Two afp columns, the first all 999: without the check every patient would silently get AFP >= 400."""
+    path = write_study(tmp_path, [good_row("P1"), good_row("P2", center="V")])
+    csv = tmp_path / "clinical.csv"
+    lines = csv.read_text().splitlines()
+    lines = [lines[0] + ",afp"] + [line + ",25.5" for line in lines[1:]]
+    csv.write_text("\n".join(lines).replace(",25.5,", ",999,", 2) + "\n")
+    study = load_study(path)
+    assert not study.patients
+    [issue] = study.errors
+    assert issue.field == "clinical_table"
+    assert "'afp' is the name of columns 5, 11" in issue.message and str(csv) in issue.message
+    result = CliRunner().invoke(app, ["validate", str(path), "--no-acquisition"], env={"COLUMNS": "400"})
+    assert result.exit_code == 1 and "columns 5, 11" in result.output
+
+
+def test_a_byte_order_mark_is_stripped(tmp_path):
+    path = write_study(tmp_path, [good_row("P1"), good_row("P2", center="V")])
+    csv = tmp_path / "clinical.csv"
+    csv.write_bytes(b"\xef\xbb\xbf" + csv.read_bytes())
+    study = load_study(path)
+    assert study.ok, study.issues
+    assert sorted(study.table().index) == ["P1", "P2"]
+
+
+def test_an_xlsx_header_is_read_as_the_csv_one(tmp_path):
+    rows = [good_row("P1"), good_row("P2", center="V")]
+    path = write_study(tmp_path, rows, clinical_table="clinical.xlsx")
+    pd.DataFrame(rows).rename(columns={"afp": " afp "}).to_excel(tmp_path / "clinical.xlsx", index=False)
+    study = load_study(path)
+    assert study.ok, study.issues
+    assert study.table().loc["P1", "afp"] == 25.5
+
+
+def test_center_spellings_that_differ_in_case_or_spacing_are_errors_with_the_remedy(tmp_path):
+    """A validation-center patient typed 'v' would otherwise be a training patient of a center 'v'."""
+    rows = [good_row("P1"), good_row("P2", center="V"), good_row("P3", center="V"), good_row("P4", center="v")]
+    path = write_study(tmp_path, rows)
+    study = load_study(path)
+    [issue] = [i for i in study.errors if i.field == "center"]
+    assert issue.row == 5 and issue.patient_id == "P4"
+    assert "'v' is another spelling of 'V'" in issue.message and "value_maps: {center: {'v': 'V'}}" in issue.message
+    assert "'V' on rows 3, 4; 'v' on row 5" in issue.message
+    table = study.table()
+    assert "P4" not in table.index and set(table["center"]) == {"T", "V"}
+    # Mapped in the manifest, the row counts for its center.
+    study = load_study(write_study(tmp_path, rows, value_maps={"center": {"v": "V"}}))
+    assert study.ok, study.issues
+    assert study.table().loc["P4", "dataset"] == "validation"
+
+
+def test_split_centers_must_match_the_tables_spelling_and_training_centers_cover_every_center(tmp_path):
+    rows = [good_row("P1"), good_row("P2", center="V"), good_row("P3", center="X")]
+    study = load_study(write_study(tmp_path, rows, split={"validation_centers": ["v"]}))
+    messages = [i.message for i in study.errors if i.field == "split"]
+    assert messages == ["validation center 'v' has no patient; the table spells it 'V': write that in the manifest"]
+    study = load_study(write_study(tmp_path, rows, split={"validation_centers": ["V"], "training_centers": ["T"]}))
+    [issue] = [i for i in study.errors if i.field == "center"]
+    assert issue.patient_id == "P3" and "neither split.training_centers nor split.validation_centers" in issue.message
+    assert study.table()["dataset"].to_dict() == {"P1": "training", "P2": "validation"}
+    with pytest.raises(ManifestError, match="both training_centers and validation_centers"):
+        load_study(write_study(tmp_path, rows, split={"validation_centers": ["V"], "training_centers": ["V"]}))

@@ -3,6 +3,7 @@ real headless browser."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -65,6 +66,11 @@ def test_report_has_every_section_with_content(demo_run):
     anchors = set(re.findall(r'id="qc-([^"]+)"', text))
     assert len(links) == 120 and links <= anchors
     assert "http://" not in text and "https://" not in text  # nothing to fetch
+    # Every table of statistics at a horizon is captioned with the rule it was computed with (the default).
+    from hccrad.evaluate.horizon import RULE_CAPTIONS
+
+    assert text.count(html.escape(RULE_CAPTIONS["case"])) >= 9
+    assert "not recorded" not in text
     report_dir = first.report.parent
     assert (report_dir / "tables" / "delong.csv").is_file()
     assert (report_dir / "figures" / "hazard_ratios.svg").is_file()

@@ -14,7 +14,7 @@ from rich.table import Table
 from hccrad import __version__
 from hccrad.io.config import ManifestError
 from hccrad.io.errors import InputError
-from hccrad.io.files import ensure_writable_dir, write_atomic
+from hccrad.io.files import ensure_writable_dir, write_atomic, write_fault_message
 
 app = typer.Typer(
     name="hccrad",
@@ -40,8 +40,9 @@ def progress_bar() -> Progress:
 
 
 def _one_line_errors(command):
-    """Print an :class:`~hccrad.io.errors.InputError` (bad input, unwritable output, altered model) as one line
-    and exit with status 2, instead of a traceback."""
+    """Print an :class:`~hccrad.io.errors.InputError` (bad input, unwritable output, altered model, a held output
+    folder, an unreachable Dask scheduler) or a write fault the user can fix (full disk, read-only file system, no
+    permission) as one line and exit with status 2, instead of a traceback."""
 
     @functools.wraps(command)
     def run_command(*args, **kwargs):
@@ -49,6 +50,11 @@ def _one_line_errors(command):
             return command(*args, **kwargs)
         except InputError as exc:
             raise fail(str(exc)) from exc
+        except OSError as exc:
+            message = write_fault_message(exc)
+            if message is None:
+                raise
+            raise fail(message) from exc
 
     return run_command
 
@@ -59,11 +65,16 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         stdout.print(f"hccrad {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                       callback=_print_version)) -> None:
+    """3D synergistic tumor-liver radiomics for predicting progression-free survival in HCC."""
 
 
 @app.command()
@@ -148,11 +159,16 @@ def validate(
 
 def _load_study_or_exit(manifest: Path):
     from hccrad.io.manifest import load_study
+    from hccrad.pipeline.run import check_stage_settings
 
     try:
         study = load_study(manifest)
     except ManifestError as exc:
         raise fail(str(exc)) from exc
+    check_stage_settings(study)
+    study_errors = [issue for issue in study.errors if issue.row is None]
+    if study_errors:  # the whole study is affected (a stage section, the table's header): nothing to run on
+        raise fail(f"{manifest}: " + "; ".join(f"{issue.field}: {issue.message}" for issue in study_errors))
     if study.errors:
         console.print(f"[yellow]{len(study.errors)} manifest errors[/]: those rows are left out "
                       f"(run `hccrad validate {manifest}` for the list)")
@@ -549,6 +565,16 @@ def _run(manifest: Path, scheduler: str | None, bootstrap: int | None) -> None:
     for case in result.failed_cases:
         console.print(f"[red]failed[/] {case['patient_id']} ({case['stage']}): {case['error']}")
     if result.report is None:
+        from hccrad.features.cohort import SchedulerError
+
+        # A fault of the surroundings the user can fix (disk, permissions, Dask): one line naming it, status 2. A
+        # run stopped by its data (too few training patients) keeps status 1.
+        fixable = result.error is not None and (isinstance(result.error, SchedulerError)
+                                                or write_fault_message(result.error) is not None)
+        if fixable:
+            stage = result.stopped.split(":", 1)[0] if result.stopped else "run"
+            detail = write_fault_message(result.error) or str(result.error)
+            raise fail(f"{stage}: {detail}")
         reason = f" ({result.stopped})" if result.stopped else ""
         raise fail(f"the run stopped before the report{reason}; see hccrad-run.log in the output folder", code=1)
     stdout.print(f"report: {result.report}")
@@ -586,13 +612,26 @@ def demo(
     _run(manifest, None, bootstrap)
 
 
+#: The status of a run stopped by Ctrl-C (128 + SIGINT), as Typer's standalone mode exits.
+INTERRUPTED_STATUS = 130
+
+
 def main() -> None:
-    """Console entry point (guarded for worker processes that use the spawn start method)."""
+    """Console entry point (guarded for worker processes that use the spawn start method).
+
+    Typer's standalone mode turns Ctrl-C into a bare exit with status 130 before a ``KeyboardInterrupt`` reaches
+    this function, so that status is recognised too: either way the user reads ``interrupted; run again to
+    resume`` and the status stays 130.
+    """
     try:
         app()
     except KeyboardInterrupt:
         console.print("interrupted; run again to resume")
-        sys.exit(130)
+        sys.exit(INTERRUPTED_STATUS)
+    except SystemExit as exc:
+        if exc.code == INTERRUPTED_STATUS:
+            console.print("interrupted; run again to resume")
+        raise
 
 
 if __name__ == "__main__":

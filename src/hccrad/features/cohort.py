@@ -10,9 +10,11 @@ Output folder (``<output_dir>/features``)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,8 @@ import pandas as pd
 from hccrad.features.config import FeatureConfig
 from hccrad.features.extract import CaseJob, case_fingerprint, compute_case, engine_version
 from hccrad.io import layout
-from hccrad.io.files import ensure_writable_dir, write_atomic
+from hccrad.io.errors import InputError
+from hccrad.io.files import ensure_writable_dir, write_atomic, write_atomic_group
 from hccrad.io.ids import case_path
 from hccrad.io.manifest import Study, use_predicted_masks
 
@@ -95,23 +98,78 @@ def local_worker_count(config: FeatureConfig, n_jobs: int) -> int:
     return max(1, min(os.cpu_count() or 1, by_memory, n_jobs))
 
 
+class SchedulerError(InputError):
+    """A Dask scheduler address that is malformed, unreachable, or lost during the run."""
+
+
+#: ``tcp://host:port`` and Dask's other protocols; a bare ``host:port`` means tcp.
+_SCHEDULER_ADDRESS = re.compile(r"^((tcp|tls|ws|wss|ucx)://)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):\d{1,5}$")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+@contextlib.contextmanager
+def _quiet_distributed_client():
+    """distributed's client logs its reconnection attempts as tracebacks; hccrad reports a lost or unreachable
+    scheduler itself, in one line (:class:`SchedulerError`), so those logs are held back meanwhile."""
+    client_log = logging.getLogger("distributed.client")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        client_log.setLevel(level)
+
+
+def check_scheduler_address(address: str) -> None:
+    """A :class:`SchedulerError` unless ``address`` has the form of a Dask scheduler address."""
+    if not _SCHEDULER_ADDRESS.match(address) or int(address.rsplit(":", 1)[1]) > 65535:
+        raise SchedulerError(f"--scheduler {address!r} is not a Dask scheduler address: expected tcp://host:port "
+                             "(for example tcp://127.0.0.1:8786), or leave --scheduler out for a local cluster")
+
+
+def connect_scheduler(address: str, timeout_s: float = 10.0):
+    """A Dask client of the scheduler at ``address``, or a :class:`SchedulerError` that names the address, what
+    went wrong and the remedy (malformed, nothing listening, timed out)."""
+    from distributed import Client
+
+    check_scheduler_address(address)
+    try:
+        return Client(address, timeout=f"{timeout_s:g}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise SchedulerError(f"cannot reach a Dask scheduler at {address} within {timeout_s:g} s "
+                             f"({type(exc).__name__}: {_one_line(exc)}); start one there (dask scheduler), or leave "
+                             "--scheduler out for a local cluster") from exc
+
+
 def run_jobs(jobs: list[CaseJob], cases_dir: Path, scheduler: str | None, config: FeatureConfig,
              on_result: Callable[[dict[str, Any]], None] | None = None) -> list[str]:
     """Run ``jobs`` on a Dask cluster; each result is written by this process, once, as it arrives.
 
     A worker lost mid-task (killed, out of memory) makes Dask run the task again elsewhere; a task that
-    keeps killing workers is recorded as a failure of its case.
+    keeps killing workers is recorded as a failure of its case. A malformed, unreachable or lost scheduler is a
+    :class:`SchedulerError` (one line); the cases finished before it are kept.
     """
-    from distributed import Client, LocalCluster, as_completed
-
+    if scheduler:
+        check_scheduler_address(scheduler)
     if not jobs:
         return []
+    with _quiet_distributed_client():
+        return _run_on_cluster(jobs, cases_dir, scheduler, config, on_result)
+
+
+def _run_on_cluster(jobs, cases_dir, scheduler, config, on_result) -> list[str]:
+    from distributed import Client, LocalCluster, as_completed
+
     cluster = None
     if scheduler:
-        client = Client(scheduler, timeout="30s")
+        client = connect_scheduler(scheduler)
     else:
+        # The dashboard on a free loopback port: never "port 8787 is already in use", never on the network.
         cluster = LocalCluster(n_workers=local_worker_count(config, len(jobs)), threads_per_worker=1,
-                               processes=True, dashboard_address=None, silence_logs=logging.ERROR,
+                               processes=True, dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
                                memory_limit=0)
         client = Client(cluster)
     done: list[str] = []
@@ -120,20 +178,35 @@ def run_jobs(jobs: list[CaseJob], cases_dir: Path, scheduler: str | None, config
                    for job in jobs}
         for future in as_completed(futures):
             job = futures[future]
-            try:
-                result = future.result()
-            except Exception as exc:  # KilledWorker and other infrastructure errors
+            if future.status == "error":  # the task itself failed, or kept killing workers (KilledWorker)
+                exc = future.exception()
                 result = {"status": "failed", "patient_id": job.patient_id, "fingerprint": job.fingerprint,
                           "error_type": type(exc).__name__, "error": str(exc)}
+            else:
+                try:
+                    result = future.result()
+                except Exception as exc:  # the scheduler went away: not the case's fault, so nothing is recorded
+                    where = scheduler or "the local Dask cluster"
+                    raise SchedulerError(
+                        f"lost the connection to {where} after {len(done)} of {len(jobs)} cases "
+                        f"({type(exc).__name__}: {_one_line(exc)}); the finished cases are kept: run again to "
+                        "resume") from exc
             write_atomic(case_path(cases_dir, job.patient_id, ".json"), json.dumps(result))
             done.append(job.patient_id)
             if on_result:
                 on_result(result)
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        _close_quietly(client, cluster)
     return done
+
+
+def _close_quietly(client, cluster) -> None:
+    """Close the client (and the local cluster); after a lost scheduler, closing may fail too, and the run's
+    one-line error already says what happened."""
+    with contextlib.suppress(Exception):
+        client.close(timeout=5)
+    if cluster is not None:
+        cluster.close()
 
 
 def assemble(study: Study, jobs: list[CaseJob], missing: list[dict[str, Any]], cases_dir: Path
@@ -209,13 +282,14 @@ def extract_features(study: Study, out_dir: Path | None = None, scheduler: str |
 
     computed = run_jobs(pending, cases_dir, scheduler, config, report)
     table, failures = assemble(study, jobs, missing, cases_dir)
-    write_atomic(out_dir / layout.FEATURE_TABLE_CSV, table.to_csv())
-    write_atomic(out_dir / layout.FEATURE_TABLE, table.to_parquet())
-    write_atomic(out_dir / layout.FEATURE_FAILURES, failures.to_csv(index=False))
     errors = failures[failures["severity"] == "error"]
-    write_atomic(out_dir / layout.FEATURE_RUN, json.dumps({"computed": computed, "reused": reused,
-                                                    "failed": errors["patient_id"].tolist(),
-                                                    "config": config.model_dump(mode="json")}, indent=2))
+    write_atomic_group({  # one result in four files: all replaced, or none
+        out_dir / layout.FEATURE_TABLE_CSV: table.to_csv(),
+        out_dir / layout.FEATURE_TABLE: table.to_parquet(),
+        out_dir / layout.FEATURE_FAILURES: failures.to_csv(index=False),
+        out_dir / layout.FEATURE_RUN: json.dumps({"computed": computed, "reused": reused,
+                                                  "failed": errors["patient_id"].tolist(),
+                                                  "config": config.model_dump(mode="json")}, indent=2)})
     return FeatureRun(table, failures, computed, reused, out_dir)
 
 

@@ -20,6 +20,7 @@ from hccrad.io.case import CTCase
 from hccrad.io.config import SeriesRule
 from hccrad.io.images import ImageReadError, ct_intensity_problems
 from hccrad.io.masks import LABEL_PORTAL_VEIN
+from hccrad.io.provenance import update_with_content
 
 
 @dataclass(frozen=True)
@@ -36,32 +37,20 @@ class CaseJob:
     fingerprint: str
 
 
-def _hash_update_path(digest: Any, path: Path, content: bool) -> None:
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        digest.update(file.name.encode())
-        if content:
-            with open(file, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-        else:
-            stat = file.stat()
-            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
-
-
 def case_fingerprint(ct: Path, mask: Path, portal_vein_diameter_mm: float | None, radiomics_params: dict,
                      config: dict, version: str) -> str:
     """A key that changes when anything the case's features depend on changes.
 
-    The mask is hashed by content (small, and edited by hand); the CT by file names, sizes and modification
-    times (large, rarely rewritten).
+    The CT and the mask are hashed by content: every byte of the file, or of each file of a DICOM folder in name
+    order, with the names. File names, sizes and modification times are not enough: a restored backup, ``rsync
+    -t`` or a PACS re-export keeps them while the voxels change (``bench/fingerprint_bench.py`` measures the cost).
     """
     digest = hashlib.sha256()
     digest.update(repr(sorted(radiomics_params.items(), key=str)).encode())
     digest.update(repr(sorted(config.items())).encode())
     digest.update(f"{portal_vein_diameter_mm}|{version}".encode())
-    _hash_update_path(digest, Path(mask), content=True)
-    _hash_update_path(digest, Path(ct), content=False)
+    update_with_content(digest, mask)
+    update_with_content(digest, ct)
     return digest.hexdigest()[:32]
 
 

@@ -72,6 +72,8 @@ class SplitConfig(_Strict):
     """
 
     validation_centers: list[str] | None = None
+    #: Optional with ``validation_centers``: the training centers; a center in neither list is then an error.
+    training_centers: list[str] | None = None
     validation_fraction: float | None = Field(default=None, gt=0.0, lt=1.0)
     seed: int = 20240601
 
@@ -81,6 +83,12 @@ class SplitConfig(_Strict):
             raise ValueError("give either validation_centers or validation_fraction, not both")
         if not self.validation_centers and self.validation_fraction is None:
             raise ValueError("give validation_centers (a list) or validation_fraction (between 0 and 1)")
+        if self.training_centers is not None and not self.validation_centers:
+            raise ValueError("training_centers goes with validation_centers")
+        if self.training_centers and self.validation_centers:
+            both = sorted(set(self.training_centers) & set(self.validation_centers))
+            if both:
+                raise ValueError(f"centers {both} are in both training_centers and validation_centers")
         return self
 
 

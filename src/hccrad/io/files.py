@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -11,6 +12,24 @@ from hccrad.io.errors import InputError
 
 class OutputError(InputError, OSError):
     """An output folder or file that cannot be written."""
+
+
+#: Write faults a user can fix (free space, permissions, a read-only mount): one line and status 2, not a traceback.
+FIXABLE_WRITE_ERRORS = {errno.ENOSPC: "the disk is full: free space",
+                        errno.EDQUOT: "the disk quota is exceeded: free space",
+                        errno.EROFS: "the file system is read-only: mount it writable or choose another output_dir",
+                        errno.EACCES: "permission denied: make the folder writable or choose another output_dir",
+                        errno.EPERM: "operation not permitted: make the folder writable or choose another output_dir"}
+
+
+def write_fault_message(error: BaseException) -> str | None:
+    """One line for a write fault the user can fix (:data:`FIXABLE_WRITE_ERRORS`), naming the file, what happened
+    and the remedy; None for any other error."""
+    if not isinstance(error, OSError) or error.errno not in FIXABLE_WRITE_ERRORS:
+        return None
+    where = f" {error.filename}" if error.filename else ""
+    return (f"cannot write{where}: {FIXABLE_WRITE_ERRORS[error.errno]}, then run the same command again (finished "
+            "work is kept and reused)")
 
 
 def ensure_writable_dir(path: Path | str) -> Path:
@@ -34,18 +53,39 @@ def ensure_writable_dir(path: Path | str) -> Path:
     return path
 
 
-def write_atomic(path: Path | str, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
+def _write_temporary(path: Path, data: bytes | str) -> str:
+    """``data`` in a new temporary file beside ``path`` (readable as an ordinary output); returns its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would hide outputs from other users
     try:
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would hide outputs from other users
         with os.fdopen(handle, "wb") as stream:
             stream.write(data.encode() if isinstance(data, str) else data)
-        os.replace(temporary, path)
-    finally:
+    except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
+        raise
+    return temporary
+
+
+def write_atomic(path: Path | str, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    write_atomic_group({Path(path): data})
+
+
+def write_atomic_group(files: dict[Path, bytes | str]) -> None:
+    """Write several files that belong together (one result in several formats): every file is written to a
+    temporary file first, and only when all are written are they renamed into place. A full disk or any other
+    failure while writing leaves every earlier file as it was, never a new one beside an old one."""
+    temporaries: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            temporaries.append((_write_temporary(Path(path), data), Path(path)))
+        for temporary, path in temporaries:
+            os.replace(temporary, path)
+    finally:
+        for temporary, _path in temporaries:
+            if os.path.exists(temporary):
+                os.unlink(temporary)

@@ -103,8 +103,13 @@ class StudyLayout:
 
     @property
     def run_state(self) -> Path:
-        """``run_state.json``: the input fingerprint of each finished stage (resume)."""
+        """``run_state.json``: each finished stage's input fingerprint and its outputs' SHA-256 (reuse)."""
         return self.root / "run_state.json"
+
+    @property
+    def run_lock(self) -> Path:
+        """``hccrad.lock``: held by the run that is writing this folder (process id, host, start time)."""
+        return self.root / "hccrad.lock"
 
     @property
     def acquisition(self) -> Path:

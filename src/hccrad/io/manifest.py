@@ -110,17 +110,48 @@ class Study:
         )
 
 
+class ClinicalTableError(ValueError):
+    """A clinical table that cannot be read as one column per field (its message names the file and columns)."""
+
+
 def read_clinical_table(path: Path, sheet: str | int | None = None) -> pd.DataFrame:
-    """Read a CSV/TSV or XLSX clinical table with every cell as text (types are checked per field)."""
+    """Read a CSV/TSV or XLSX clinical table with every cell as text (types are checked per field).
+
+    A UTF-8 byte-order mark is removed and header names are trimmed. Two columns with the same name (after
+    trimming) are a :class:`ClinicalTableError` naming both, since either could hold the field: pandas would
+    otherwise use the first without a word.
+    """
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm", ".xls"):
-        frame = pd.read_excel(path, sheet_name=sheet if sheet is not None else 0, dtype=object)
+        raw = pd.read_excel(path, sheet_name=sheet if sheet is not None else 0, dtype=object, header=None)
     elif suffix in (".csv", ".tsv", ".txt"):
-        frame = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False)
+        raw = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False, header=None,
+                          encoding="utf-8-sig")
     else:
         raise ValueError(f"clinical table {path} must be .csv, .tsv or .xlsx, not {suffix!r}")
-    frame.columns = [str(column).strip() for column in frame.columns]
+    if raw.empty:
+        raise ClinicalTableError(f"clinical table {path} is empty: expected a header row and one row per patient")
+    header = [_header_name(value, position) for position, value in enumerate(raw.iloc[0].tolist(), start=1)]
+    positions: dict[str, list[int]] = {}
+    for position, name in enumerate(header, start=1):
+        positions.setdefault(name, []).append(position)
+    duplicated = {name: where for name, where in positions.items() if len(where) > 1}
+    if duplicated:
+        described = "; ".join(f"{name!r} is the name of columns {', '.join(map(str, where))}"
+                              for name, where in duplicated.items())
+        raise ClinicalTableError(f"clinical table {path}: {described}; rename or delete all but one of them "
+                                 "(a duplicated header makes it ambiguous which column holds the field)")
+    frame = raw.iloc[1:].reset_index(drop=True)
+    frame.columns = header
     return frame
+
+
+def _header_name(value: Any, position: int) -> str:
+    """A header cell as a column name: trimmed, without a byte-order mark; an empty cell is ``unnamed_<k>``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"unnamed_{position}"
+    text = str(value).replace("\ufeff", "").strip()
+    return text or f"unnamed_{position}"
 
 
 def _blank(value: Any) -> bool:
@@ -487,15 +518,76 @@ def _check_columns(config: StudyConfig, frame: pd.DataFrame) -> list[ValidationI
     return issues
 
 
+def center_key(name: str) -> str:
+    """How center names are compared: spaces collapsed and case folded (``'Center  d'`` and ``'center D'``)."""
+    return " ".join(name.split()).casefold()
+
+
+def _rows_text(rows: list[int]) -> str:
+    shown = ", ".join(map(str, rows[:8]))
+    return f"row {shown}" if len(rows) == 1 else f"rows {shown}" + (f" and {len(rows) - 8} more" if len(rows) > 8
+                                                                    else "")
+
+
+def center_spelling_issues(patients: list[PatientRecord]) -> list[ValidationIssue]:
+    """An error for each row whose center is another spelling of a center (:func:`center_key`): ``d`` beside
+    ``D`` would be a separate center, and could put a validation patient in the training set. The most frequent
+    spelling keeps its rows; the others are left out, with the remedy (one spelling, or ``value_maps``)."""
+    spellings: dict[str, dict[str, list[PatientRecord]]] = {}
+    for record in patients:
+        spellings.setdefault(center_key(record.center), {}).setdefault(record.center, []).append(record)
+    issues = []
+    for variants in spellings.values():
+        if len(variants) < 2:
+            continue
+        ranked = sorted(variants, key=lambda name: (-len(variants[name]), name))
+        kept = ranked[0]
+        listing = "; ".join(f"{name!r} on {_rows_text(sorted(r.row for r in variants[name]))}" for name in ranked)
+        for name in ranked[1:]:
+            for record in variants[name]:
+                issues.append(ValidationIssue(
+                    record.row, record.patient_id, "center",
+                    f"center {name!r} is another spelling of {kept!r} (centers are compared without case and "
+                    f"extra spaces: {listing}); the row is left out: write {kept!r}, or map it in the manifest "
+                    f"with value_maps: {{center: {{{name!r}: {kept!r}}}}}"))
+    return issues
+
+
+def _split_center_issues(named: list[str], centers: set[str], field: str) -> list[ValidationIssue]:
+    """Issues for centers named in the split: one with no patient, or one that matches only without case."""
+    by_key = {center_key(center): center for center in centers}
+    issues = []
+    for name in named:
+        if name in centers:
+            continue
+        match = by_key.get(center_key(name))
+        hint = (f"; the table spells it {match!r}: write that in the manifest" if match is not None
+                else f"; the table's centers are {', '.join(sorted(centers))}")
+        issues.append(ValidationIssue(None, None, "split", f"{field} center {name!r} has no patient{hint}"))
+    return issues
+
+
 def assign_split(patients: list[PatientRecord], config: StudyConfig) -> list[ValidationIssue]:
-    """Set each patient's ``dataset`` to training or validation, by center or seeded stratified draw."""
+    """Set each patient's ``dataset`` to training or validation, by center or seeded stratified draw.
+
+    By centers, a center not named in ``validation_centers`` is a training center, unless ``training_centers``
+    is given too: then a center in neither list is an error for each of its rows (left out), since the split
+    does not say where it belongs.
+    """
     split = config.split
     issues: list[ValidationIssue] = []
     if split.validation_centers:
         centers = {record.center for record in patients}
-        for name in split.validation_centers:
-            if name not in centers:
-                issues.append(ValidationIssue(None, None, "split", f"validation center {name!r} has no patient"))
+        issues += _split_center_issues(split.validation_centers, centers, "validation")
+        if split.training_centers is not None:
+            issues += _split_center_issues(split.training_centers, centers, "training")
+            known = set(split.training_centers) | set(split.validation_centers)
+            for record in patients:
+                if record.center not in known:
+                    issues.append(ValidationIssue(
+                        record.row, record.patient_id, "center",
+                        f"center {record.center!r} is in neither split.training_centers nor "
+                        "split.validation_centers; add it to one of them (the row is left out)"))
         for record in patients:
             record.dataset = "validation" if record.center in split.validation_centers else "training"
         return issues
@@ -552,7 +644,10 @@ def load_study(manifest: Path | str) -> Study:
     if not table_path.is_file():
         issue = ValidationIssue(None, None, "clinical_table", f"file not found: {table_path}")
         return Study(config, [], [issue])
-    frame = read_clinical_table(table_path, config.sheet)
+    try:
+        frame = read_clinical_table(table_path, config.sheet)
+    except ClinicalTableError as exc:
+        return Study(config, [], [ValidationIssue(None, None, "clinical_table", str(exc))])
     issues = _check_columns(config, frame)
     if any(issue.severity == "error" for issue in issues):
         return Study(config, [], issues, n_rows=len(frame))
@@ -580,5 +675,12 @@ def load_study(manifest: Path | str) -> Study:
                                           f"{kind}, also on {others}; all these rows are left out until it is fixed"))
             duplicated.add(patient_id)
     patients = [record for record in patients if record.patient_id not in duplicated]
-    issues.extend(assign_split(patients, config))
+    spelling_issues = center_spelling_issues(patients)
+    issues.extend(spelling_issues)
+    left_out = {issue.patient_id for issue in spelling_issues}
+    patients = [record for record in patients if record.patient_id not in left_out]
+    split_issues = assign_split(patients, config)
+    issues.extend(split_issues)
+    unassigned = {issue.patient_id for issue in split_issues if issue.row is not None}
+    patients = [record for record in patients if record.patient_id not in unassigned]
     return Study(config, patients, issues, n_rows=len(frame))

@@ -6,6 +6,7 @@ import hashlib
 import platform
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from hccrad import __version__
 
@@ -29,3 +30,24 @@ def file_sha256(path: Path | str) -> str:
     """SHA-256 of a file's bytes (hex), or ``missing`` when there is no such file."""
     path = Path(path)
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+
+
+def update_with_content(digest: Any, path: Path | str) -> None:
+    """Add a file, or every file of a folder (a DICOM series) in name order, to the hashlib ``digest``: each file's
+    name and every byte of it, read in 1 MiB blocks. Names, sizes and modification times alone are not enough: a
+    restored backup, ``rsync -t`` or a PACS re-export keeps them while the voxels change."""
+    path = Path(path)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(file.name.encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+
+
+def content_digest(*paths: Path | str) -> str:
+    """SHA-256 (hex) of the contents of ``paths`` in order (:func:`update_with_content`)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        update_with_content(digest, path)
+    return digest.hexdigest()

@@ -1,10 +1,13 @@
 """`hccrad run`: validate -> (segment) -> features -> fit -> evaluate -> report, reusing valid earlier work.
 
-Each stage records the fingerprint of its inputs in ``<output_dir>/run_state.json`` once it has finished; a
-later run skips a stage whose inputs are unchanged and whose outputs are still there. The features stage
-reuses finished cases on its own, so after a crash or after adding patients only the new cases are computed.
-Every run appends to ``hccrad-run.log`` and writes ``run_summary.json`` (what ran, what was reused, which
-cases failed and why, and the seconds each stage took).
+Each stage records the fingerprint of its inputs and the SHA-256 of every file it wrote in
+``<output_dir>/run_state.json`` once it has finished (:mod:`hccrad.pipeline.state`); a later run reuses a stage
+only when its inputs are unchanged and every recorded output is there with its recorded hash, and otherwise
+logs why it runs again. The features stage reuses finished cases on its own (content fingerprints), so after a
+crash or after adding patients only the new cases are computed. One run at a time holds the output folder
+(``hccrad.lock``). Every run appends to ``hccrad-run.log`` and writes ``run_summary.json`` at its start
+(``status: running``) and at its end (``done``, ``stopped`` or ``interrupted``), with what ran, what was reused,
+which cases failed and why, and the seconds each stage took.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +27,7 @@ import pandas as pd
 from hccrad.io.config import ManifestError
 from hccrad.io.files import ensure_writable_dir, write_atomic
 from hccrad.io.manifest import Study, ValidationIssue, load_study, use_predicted_masks
+from hccrad.pipeline.state import RunState, output_lock
 
 log = logging.getLogger("hccrad.run")
 
@@ -45,6 +50,10 @@ class RunResult:
     report: Path | None = None
     #: Why the run stopped before the report ("<stage>: <reason>"), or None.
     stopped: str | None = None
+    #: The error that stopped it, for the caller to tell a fault the user can fix (status 2) from others.
+    error: BaseException | None = None
+    #: ``done``, ``stopped`` or ``interrupted`` once the run has ended.
+    status: str = "running"
 
 
 def _digest(*parts: Any) -> str:
@@ -55,23 +64,6 @@ def _digest(*parts: Any) -> str:
         else:
             digest.update(json.dumps(part, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:24]
-
-
-class RunState:
-    """Fingerprints of finished stages, written atomically after each stage."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.data: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
-
-    def is_current(self, stage: str, fingerprint: str, outputs: list[Path]) -> bool:
-        """Whether ``stage`` finished with this input ``fingerprint`` and its ``outputs`` still exist."""
-        return self.data.get(stage) == fingerprint and all(p.exists() for p in outputs)
-
-    def done(self, stage: str, fingerprint: str) -> None:
-        """Record that ``stage`` finished with this input ``fingerprint``."""
-        self.data[stage] = fingerprint
-        write_atomic(self.path, json.dumps(self.data, indent=2))
 
 
 def _setup_log(log_path: Path) -> logging.Handler:
@@ -107,10 +99,38 @@ def run_study(manifest: Path, scheduler: str | None = None, n_bootstrap: int | N
     if section_errors:  # input to fix: refused before any stage runs (the CLI prints one line, status 2)
         write_atomic(paths.manifest_issues, study.issues_table().to_csv(index=False))
         raise ManifestError(f"{manifest}: " + "; ".join(f"{i.field}: {i.message}" for i in section_errors))
+    with output_lock(paths.run_lock, study.config.output_path) as lock_note:
+        return _run_locked(study, manifest, scheduler, n_bootstrap, progress, lock_note)
+
+
+def _write_summary(result: RunResult, manifest: Path, started: str, notes: list[str]) -> None:
+    paths = result.study.config.layout
+    summary = {
+        "manifest": str(Path(manifest).resolve()),
+        "status": result.status,
+        "pid": os.getpid(),
+        "started": started,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z") if result.status != "running" else None,
+        "stages": [record.__dict__ for record in result.stages],
+        "failed_cases": result.failed_cases,
+        "report": str(result.report) if result.report else None,
+        "stopped": result.stopped,
+        "notes": notes,
+    }
+    write_atomic(paths.run_summary, json.dumps(summary, indent=2, default=str))
+
+
+def _run_locked(study: Study, manifest: Path, scheduler, n_bootstrap, progress, lock_note) -> RunResult:
+    paths = study.config.layout
     handler = _setup_log(paths.run_log)
     result = RunResult(study)
-    state = RunState(paths.run_state)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    notes = [lock_note] if lock_note else []
     try:
+        _write_summary(result, manifest, started, notes)  # a killed run is visible as one that never finished
+        state = RunState(paths.run_state)
+        if state.note:
+            notes.append(state.note)
         log.info("run of %s: %d rows, %d valid patients, %d errors", manifest, study.n_rows, len(study.patients),
                  len(study.errors))
         result.failed_cases += [{"patient_id": i.patient_id, "stage": "manifest", "error": str(i)}
@@ -127,23 +147,25 @@ def run_study(manifest: Path, scheduler: str | None = None, n_bootstrap: int | N
         fitted = _fit_stage(study, state, result, table)
         _evaluate_stage(study, state, result, fitted, n_bootstrap)
         _report_stage(study, result, manifest)
-    except KeyboardInterrupt:
+        result.status = "done"
+    except KeyboardInterrupt as exc:
         result.stopped = "interrupted (Ctrl-C); run again to resume"
+        result.status, result.error = "interrupted", exc
         raise
     except Exception as exc:  # a stage failed: the summary says which and why, the caller exits non-zero
         stage = result.stages[-1].name if result.stages and result.stages[-1].status == "failed" else "run"
         result.stopped = f"{stage}: {_reason(exc)}"
+        result.status, result.error = "stopped", exc
         log.exception("run stopped at %s", stage)
     finally:
-        summary = {
-            "manifest": str(Path(manifest).resolve()),
-            "stages": [record.__dict__ for record in result.stages],
-            "failed_cases": result.failed_cases,
-            "report": str(result.report) if result.report else None,
-            "stopped": result.stopped,
-        }
-        write_atomic(paths.run_summary, json.dumps(summary, indent=2, default=str))
-        log.info("summary: %s", json.dumps(summary["stages"], default=str))
+        try:
+            _write_summary(result, manifest, started, notes)
+        except OSError as exc:  # the disk filled or the folder became read-only: the run's own error says so
+            log.error("could not write %s: %s", paths.run_summary, exc)
+            if result.error is None:
+                result.status, result.error = "stopped", exc
+                result.stopped = f"run: {_reason(exc)}"
+        log.info("summary: %s", json.dumps([record.__dict__ for record in result.stages], default=str))
         log.removeHandler(handler)
         handler.close()
     return result
@@ -261,14 +283,16 @@ def _fit_stage(study, state, result, table):
     config = ModelConfig.for_study(study.config)
     fingerprint = _digest(pd.util.hash_pandas_object(table, index=True).sum().item(), config.model_dump(mode="json"),
                           study.config.horizons_months)
-    predictions = study.config.layout.predictions
-    if state.is_current("fit", fingerprint, [predictions]):
+    why = state.why_not_reusable("fit", fingerprint)
+    if why is None:
         fitted = load_models(out_dir)
         result.stages.append(StageRecord("fit", "reused", 0.0, f"{len(fitted)} models unchanged"))
         return fitted
+    log.info("stage fit runs: %s", why)
+    state.forget("fit")
     with _timed(result, "fit") as timer:
         fitted_study = fit_study(study, table, out_dir)
-    state.done("fit", fingerprint)
+    state.done("fit", fingerprint, [out_dir])
     result.failed_cases += [{"patient_id": row["patient_id"], "stage": f"fit ({row['model']})", "error": row["error"]}
                             for _, row in fitted_study.scoring_errors.iterrows()]
     detail = ", ".join(f"{name}: {len(model.covariates_)} factors" for name, model in fitted_study.models.items())
@@ -284,13 +308,17 @@ def _evaluate_stage(study, state, result, fitted, n_bootstrap) -> None:
 
     paths = study.config.layout
     settings = EvaluationSettings.from_study(study.config, n_bootstrap)
-    fingerprint = _digest(paths.predictions, settings.__dict__)
-    if state.is_current("evaluate", fingerprint, [paths.evaluation_summary]):
+    fingerprint = _digest(paths.predictions, settings.__dict__,
+                          {name: _digest(paths.model_artifact(name)) for name in sorted(fitted)})
+    why = state.why_not_reusable("evaluate", fingerprint)
+    if why is None:
         result.stages.append(StageRecord("evaluate", "reused", 0.0, "predictions unchanged"))
         return
+    log.info("stage evaluate runs: %s", why)
+    state.forget("evaluate")
     with _timed(result, "evaluate") as timer:
         evaluation = evaluate_fitted(study, paths.models_dir, paths.evaluation_dir, n_bootstrap, fitted)
-    state.done("evaluate", fingerprint)
+    state.done("evaluate", fingerprint, [paths.evaluation_dir])
     result.stages.append(StageRecord("evaluate", "ran", time.perf_counter() - timer.start,
                                      f"{len(evaluation.tables)} tables, {len(evaluation.figures)} figure files"))
 

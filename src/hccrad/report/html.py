@@ -8,6 +8,7 @@ stage did not run says so.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import html
 import json
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hccrad.evaluate.horizon import RULE_CAPTIONS
 from hccrad.io.files import write_atomic
 from hccrad.io.ids import case_path
 from hccrad.io.layout import model_slug
@@ -34,7 +36,8 @@ text-align:right}th{background:#f0f3f7}td:first-child,th:first-child{text-align:
 .fig{display:inline-block;margin:6px;vertical-align:top}.fig img{max-width:560px;border:1px solid #dde}
 .qc{display:inline-block;width:150px;margin:4px;font-size:11px;text-align:center;vertical-align:top}
 .qc img{width:146px;border:2px solid #9ab}.qc.flag img{border-color:#c33}.flag-text{color:#c33}
-.note{color:#555;font-style:italic}details{margin:6px 0}.scroll{max-height:420px;overflow:auto}
+.note{color:#555;font-style:italic}.caption{color:#444;font-size:90%;margin:2px 0 10px}
+details{margin:6px 0}.scroll{max-height:420px;overflow:auto}
 .ok{color:#2a7}.bad{color:#c33}
 """
 
@@ -50,6 +53,19 @@ window.addEventListener('load', function () {
 def esc(value: Any) -> str:
     """``value`` as HTML-escaped text."""
     return html.escape(str(value))
+
+
+def _horizon_table(frame: pd.DataFrame | None) -> str:
+    """A table of statistics at horizons, captioned with the ``event_at_horizon`` rule its rows were computed
+    with (read from the table itself; a table from before the rule existed says so)."""
+    html = table_html(frame)
+    if frame is None or not len(frame):
+        return html
+    rules = sorted(set(frame["event_at_horizon"].dropna())) if "event_at_horizon" in frame else []
+    caption = ("; ".join(RULE_CAPTIONS.get(rule, rule) for rule in rules) if rules else
+               "status at t: not recorded (table written before the event_at_horizon setting; run "
+               "`hccrad evaluate` again)")
+    return html + f'<p class="caption">{esc(caption)}.</p>'
 
 
 def table_html(frame: pd.DataFrame, digits: int = 3, index: bool = False, max_rows: int | None = None,
@@ -144,6 +160,20 @@ def qc_image(record, rule, out: Path) -> dict[str, Any]:
     return {"liver_ml": liver_ml, "tumor_ml": tumor_ml, "flags": qc_flags(liver_ml, tumor_ml), "slice": z}
 
 
+def _qc_key(study: Study, record) -> str:
+    """The cache key of a case's QC image: the content of its CT and mask. The features stage has just computed
+    and checked the case's content fingerprint (``features/cases/<id>.json``), so that is used when present;
+    otherwise both files are hashed. Never the files' names and times alone, which a swapped series can keep."""
+    from hccrad.io.provenance import content_digest
+
+    source = None
+    with contextlib.suppress(OSError, ValueError):
+        source = json.loads(study.config.layout.feature_case(record.patient_id).read_text()).get("fingerprint")
+    if not source:
+        source = content_digest(record.ct, record.mask)
+    return hashlib.sha256(f"{source}|{study.config.dicom_series.model_dump_json()}".encode()).hexdigest()[:10]
+
+
 def qc_gallery(study: Study, qc_dir: Path, features: pd.DataFrame | None = None) -> tuple[str, pd.DataFrame]:
     """QC images (the tumor's largest axial slice with the masks' contours) of every case, as HTML cards and a
     table. The volumes come from the feature table (``Rliver_volume_mL`` + ``Tumor_volume_mL``, ``Tumor_volume_mL``)
@@ -152,7 +182,7 @@ def qc_gallery(study: Study, qc_dir: Path, features: pd.DataFrame | None = None)
     for record in study.patients:
         if record.ct is None or record.mask is None:
             continue
-        key = hashlib.sha256(f"{record.mask}:{Path(record.mask).stat().st_mtime_ns}".encode()).hexdigest()[:10]
+        key = _qc_key(study, record)
         path = case_path(qc_dir, f"{record.patient_id}-{key}", ".png")
         meta_path = path.with_suffix(".json")
         try:
@@ -294,7 +324,7 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
     if (paths.evaluation_table("hazard_ratios")).is_file():
         body += "<h3>Hazard ratios (Supplementary Figure 1)</h3>" + _figure_block(figures_dir, [("hazard_ratios", "")])
         body += table_html(pd.read_csv(paths.evaluation_table("hazard_ratios")))
-        body += "<h3>Discrimination</h3>" + table_html(_read_csv(paths.evaluation_table("discrimination")))
+        body += "<h3>Discrimination</h3>" + _horizon_table(_read_csv(paths.evaluation_table("discrimination")))
         body += table_html(_read_csv(paths.evaluation_table("concordance")))
         body += "<h3>ROC and calibration, T vs T&amp;L (Supplementary Figure 2) and all models</h3>"
         for horizon in horizons:
@@ -307,21 +337,22 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
         body += "<details><summary>All four models</summary>" + _figure_block(
             figures_dir, [(f"{kind}_all_{d}_{h:g}m", f"{kind} {d} {h:g} m") for h in horizons
                           for d in ("training", "validation") for kind in ("roc", "calibration")]) + "</details>"
-        body += table_html(_read_csv(paths.evaluation_table("calibration")))
+        body += _horizon_table(_read_csv(paths.evaluation_table("calibration")))
         body += ("<h3>Model comparison: IPCW time-dependent AUCs (censoring-aware, primary)</h3>"
-                 + table_html(_read_csv(paths.evaluation_table("auc_comparison"))))
+                 + _horizon_table(_read_csv(paths.evaluation_table("auc_comparison"))))
         body += ("<h3>DeLong tests, complete case at t as in the paper (Supplementary Table 4)</h3>"
-                 + table_html(_read_csv(paths.evaluation_table("delong"))))
+                 + _horizon_table(_read_csv(paths.evaluation_table("delong"))))
         body += "<h3>Likelihood-ratio tests and NRI / IDI</h3>" + table_html(
-            _read_csv(paths.evaluation_table("likelihood_ratio"))) + table_html(
+            _read_csv(paths.evaluation_table("likelihood_ratio"))) + _horizon_table(
             _read_csv(paths.evaluation_table("nri_idi")))
         per_set = [(h, d) for h in horizons for d in ("training", "validation")]
         body += "<h3>Risk scores by outcome (Supplementary Figure 3)</h3>" + _figure_block(
             figures_dir, [(f"risk_boxes_{d}_{h:g}m", f"{d} {h:g} m") for h, d in per_set])
+        body += _horizon_table(_read_csv(paths.evaluation_table("risk_score_boxes")))
         body += "<h3>Subgroups of C-T&amp;L (Supplementary Figure 4)</h3>" + _figure_block(
             figures_dir, [(f"subgroups_{d}_{h:g}m", f"{d} {h:g} m") for h, d in per_set])
-        body += table_html(_read_csv(paths.evaluation_table("subgroups")))
-        body += table_html(_read_csv(paths.evaluation_table("subgroup_tests")))
+        body += _horizon_table(_read_csv(paths.evaluation_table("subgroups")))
+        body += _horizon_table(_read_csv(paths.evaluation_table("subgroup_tests")))
         body += "<h3>Kaplan-Meier risk groups</h3>" + _figure_block(
             figures_dir, [(f"km_{model_slug(m)}_{d}", f"{m} {d}") for m in MODEL_NAMES
                           for d in ("training", "validation")])
@@ -329,9 +360,9 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
         internal = _read_csv(paths.evaluation_table("internal_validation"))
         if internal is not None:
             body += ("<h3>Internal validation (bootstrap optimism, every fitted step repeated per resample)</h3>"
-                     + table_html(internal))
+                     + _horizon_table(internal))
         body += ("<h3>Brier score and decision curves</h3>"
-                 + table_html(_read_csv(paths.evaluation_table("brier"))))
+                 + _horizon_table(_read_csv(paths.evaluation_table("brier"))))
         body += _figure_block(figures_dir, [(f"decision_{d}_{h:g}m", f"{d} {h:g} m") for h in horizons
                                             for d in ("training", "validation")])
     else:
