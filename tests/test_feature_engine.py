@@ -7,6 +7,7 @@ PyRadiomics' (absolute 1e-9 near zero; both NaN counts as equal). On failure the
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -260,3 +261,45 @@ def test_linear_resampling_goes_through_simpleitk_and_matches():
     params = {**PAPER, "setting": {**PAPER["setting"], "interpolator": "sitkLinear",
                                    "resampledPixelSpacing": [1.0, 1.0, 1.5]}}
     compare(image, region, params, pad=4)
+
+
+def test_resampling_without_an_interpolator_key_uses_pyradiomics_default_bspline():
+    """PyRadiomics' default interpolator is sitkBSpline: a parameter file that gives resampledPixelSpacing and no
+    interpolator resamples, in the engine too (it used to skip resampling, and disagreed by 3x on glcm Contrast)."""
+    region = awkward_masks()["random-blobs-disconnected"]
+    image = image_from(textured_volume(region.shape, seed=8), (2.0, 0.8, 0.8))
+    settings = {key: value for key, value in PAPER["setting"].items() if key != "interpolator"}
+    params = {**PAPER, "setting": {**settings, "resampledPixelSpacing": [1.0, 1.0, 1.0]}}
+    ours = compare(image, region, params, pad=4)
+    native = region_features(image, region, {**params, "setting": {**settings, "interpolator": None}}, 4)
+    assert ours["original_shape_VoxelVolume"] != native["original_shape_VoxelVolume"]  # it did resample
+
+
+def test_no_weighting_is_refused_rather_than_read_as_none():
+    """PyRadiomics' no_weighting sums the 13 directions' matrices; the engine averages their features (none)."""
+    with pytest.raises(UnsupportedSetting, match="weightingNorm: no_weighting"):
+        region_features(image_from(textured_volume((8, 8, 8))), np.ones((8, 8, 8), bool),
+                        {"setting": {"weightingNorm": "no_weighting"}}, 2)
+
+
+@pytest.mark.parametrize(("params", "words"), [
+    ({"imageType": {"LoG": {"sigma": [0, -1, 2]}}}, "less than or equals to min limit(exclusive) '0'"),
+    ({"setting": {"binwidth": 25}}, "Key 'binwidth' was not defined"),
+    ({"setting": {"binWidth": "wide"}}, "binWidth"),
+    ({"setting": {"label": 2}}, "'label: 2' cannot apply in a study"),
+])
+def test_parameter_files_are_checked_as_pyradiomics_checks_them(tmp_path, params, words):
+    """PyRadiomics' own schema refuses the same files (its extractor raises), for both engines."""
+    import yaml
+    from radiomics.featureextractor import RadiomicsFeatureExtractor
+
+    from hccrad.features.config import ParameterFileError
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ParameterFileError, match=re.escape(words)) as caught:
+        FeatureConfig(params=str(path)).radiomics_params()
+    assert str(path) in str(caught.value)
+    if "label" not in params.get("setting", {}):
+        with pytest.raises(Exception):  # noqa: B017 - pykwalify's SchemaError
+            RadiomicsFeatureExtractor(params)

@@ -251,3 +251,16 @@ def test_split_centers_must_match_the_tables_spelling_and_training_centers_cover
     assert study.table()["dataset"].to_dict() == {"P1": "training", "P2": "validation"}
     with pytest.raises(ManifestError, match="both training_centers and validation_centers"):
         load_study(write_study(tmp_path, rows, split={"validation_centers": ["V"], "training_centers": ["V"]}))
+
+
+def test_validate_refuses_a_parameter_file_before_any_case_runs(tmp_path):
+    """What PyRadiomics would refuse, and what the fast engine cannot reproduce, is said by `validate`."""
+    (tmp_path / "norm.yaml").write_text(yaml.safe_dump({"setting": {"weightingNorm": "no_weighting"}}))
+    (tmp_path / "sigma.yaml").write_text(yaml.safe_dump({"imageType": {"LoG": {"sigma": [0, 2]}}}))
+    for name, words in (("norm.yaml", "weightingNorm: no_weighting' is not implemented"),
+                        ("sigma.yaml", "Path: '/imageType/LoG/sigma/0'")):
+        path = write_study(tmp_path, [good_row("P1"), good_row("P2", center="V")], features={"params": name})
+        result = CliRunner().invoke(app, ["validate", str(path), "--no-acquisition", "--report",
+                                          str(tmp_path / "i.csv")])
+        assert result.exit_code == 1
+        assert words in pd.read_csv(tmp_path / "i.csv").set_index("field").loc["features", "message"]

@@ -10,7 +10,53 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from hccrad.io.errors import InputError
+
 PARAMS_DIR = resources.files("hccrad.features") / "params"
+
+
+class ParameterFileError(InputError, ValueError):
+    """A PyRadiomics parameter file that PyRadiomics would refuse, or that hccrad cannot honour as written."""
+
+
+def check_radiomics_params(params: Any, source: str) -> dict[str, Any]:
+    """``params`` if PyRadiomics accepts them and hccrad honours them, else a :class:`ParameterFileError` naming
+    ``source`` (the file).
+
+    * PyRadiomics' own schema (``paramSchema.yaml`` with pykwalify, as ``RadiomicsFeatureExtractor`` validates a
+      file): types, ranges (a LoG ``sigma`` must be > 0), unknown keys; its message is quoted.
+    * ``label`` other than 1: hccrad builds each region (Tumor, Rliver) from the study's label map and hands it
+      to the extractor as label 1, so a ``label`` in the parameter file would select nothing.
+    """
+    import logging
+
+    import pykwalify.core
+    from radiomics.featureextractor import getParameterValidationFiles
+
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ParameterFileError(f"PyRadiomics parameter file {source}: expected a mapping of imageType, "
+                                 f"featureClass and setting, found {type(params).__name__}")
+    schema, functions = getParameterValidationFiles()
+    pykwalify_log = logging.getLogger("pykwalify")
+    level = pykwalify_log.level
+    pykwalify_log.setLevel(logging.CRITICAL)  # its message is raised below, not logged twice
+    try:
+        pykwalify.core.Core(source_data=params, schema_files=[schema], extensions=[functions]).validate()
+    except Exception as exc:  # pykwalify's SchemaError and CoreError
+        message = " ".join(str(exc).split()).removeprefix("<SchemaError: ").removesuffix(": Path: '/'>")
+        raise ParameterFileError(f"PyRadiomics parameter file {source} is not valid for PyRadiomics: "
+                                 f"{message}") from exc
+    finally:
+        pykwalify_log.setLevel(level)
+    label = (params.get("setting") or {}).get("label", 1)
+    if label != 1:
+        raise ParameterFileError(
+            f"PyRadiomics parameter file {source}: setting 'label: {label}' cannot apply in a study: hccrad builds "
+            "each region (Tumor, Rliver) from the study's label map (liver 1, tumor 2, portal vein 3) and passes "
+            "it to the extractor as label 1; remove 'label' from the file")
+    return params
 
 
 class FeatureConfig(BaseModel):
@@ -76,8 +122,15 @@ class FeatureConfig(BaseModel):
         return path
 
     def radiomics_params(self, base_dir: Path | None = None) -> dict[str, Any]:
-        """The PyRadiomics parameters as a dict (the YAML, read safely)."""
-        return yaml.safe_load(self.params_path(base_dir).read_text())
+        """The PyRadiomics parameters as a dict (the YAML, read safely), checked by
+        :func:`check_radiomics_params`."""
+        path = self.params_path(base_dir)
+        try:
+            params = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ParameterFileError(f"PyRadiomics parameter file {path} is not valid YAML: "
+                                     f"{' '.join(str(exc).split())}") from exc
+        return check_radiomics_params(params, str(path))
 
 
 def largest_sigma_mm(params: dict[str, Any]) -> float:

@@ -188,8 +188,12 @@ def check_stage_settings(study: Study) -> None:
         try:
             config = model.model_validate(getattr(study.config, section))
             if section == "features" and study.config.require_images:
-                config.params_path(study.config.base_dir)
-        except Exception as exc:  # pydantic's ValidationError or a missing parameter file
+                params = config.radiomics_params(study.config.base_dir)  # PyRadiomics' schema, and label
+                if config.engine == "hccrad":
+                    from hccrad.features.engine import check_params
+
+                    check_params(params)  # what the fast engine cannot reproduce, before any case runs
+        except Exception as exc:  # pydantic's ValidationError, a missing or invalid parameter file
             study.issues.append(ValidationIssue(None, None, section, _validation_message(exc)))
 
 

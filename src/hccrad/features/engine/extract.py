@@ -15,7 +15,7 @@ from hccrad.io.images import spacing_zyx
 from hccrad.io.masks import bounding_box
 
 #: Version of the engine's arithmetic; part of every case fingerprint.
-ENGINE_VERSION = "2"
+ENGINE_VERSION = "3"
 
 SUPPORTED_IMAGE_TYPES = ("Original", "Wavelet", "LoG", "Gradient")
 SUPPORTED_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
@@ -44,8 +44,9 @@ def check_params(params: dict[str, Any]) -> None:
         problems.append("'normalize: true' is not implemented")
     if settings.get("force2D"):
         problems.append("'force2D: true' is not implemented")
-    if settings.get("weightingNorm") not in (None, "no_weighting"):
-        problems.append("'weightingNorm' is not implemented")
+    if settings.get("weightingNorm") is not None:  # no_weighting too: PyRadiomics then sums the 13 directions
+        problems.append(f"'weightingNorm: {settings['weightingNorm']}' is not implemented (only none: the "
+                        "directions' features averaged)")
     if list(settings.get("distances", [1])) != [1]:
         problems.append("'distances' other than [1] are not implemented")
     for image_type, custom in (params.get("imageType") or {}).items():

@@ -158,7 +158,9 @@ def prepare(image: sitk.Image, region: np.ndarray, settings: dict[str, Any], pad
     """The (resampled and) cropped float32 image the filters run on, and the region on its grid (boolean,
     z y x)."""
     mask = region_image(region, image)
-    if settings.get("interpolator") is not None and settings.get("resampledPixelSpacing") is not None:
+    # PyRadiomics' default interpolator is sitkBSpline: an absent key resamples, an explicit null does not.
+    interpolator = settings.get("interpolator", "sitkBSpline")
+    if interpolator is not None and settings.get("resampledPixelSpacing") is not None:
         image, mask = resample_to_spacing(image, mask, settings, pad)
     elif settings.get("preCrop", False):
         box = _roi_bounding_box(mask, 1)
