@@ -264,3 +264,22 @@ def test_validate_refuses_a_parameter_file_before_any_case_runs(tmp_path):
                                           str(tmp_path / "i.csv")])
         assert result.exit_code == 1
         assert words in pd.read_csv(tmp_path / "i.csv").set_index("field").loc["features", "message"]
+
+
+@pytest.mark.parametrize(("text", "words"), [("nan", "is not a number"), ("-Infinity", "is not a number"),
+                                             ("1_000", "'_' is not a digit separator"),
+                                             ("\uff15\uff12\uff10", "digits 0-9"), ("1e400", "too large")])
+def test_numbers_pythons_float_reads_but_no_one_types_are_refused(text, words):
+    from hccrad.io.manifest import parse_number
+
+    assert float(text) is not None  # Python itself reads every one of them
+    with pytest.raises(ValueError, match=words):
+        parse_number(text)
+
+
+def test_an_implausible_afp_in_the_table_is_an_error_and_minus_zero_is_zero(tmp_path):
+    rows = [good_row("P1", afp="2e7"), good_row("P2", center="V", afp="-0")]
+    study = load_study(write_study(tmp_path, rows))
+    [issue] = study.errors
+    assert issue.patient_id == "P1" and issue.field == "afp" and "above the plausible maximum of 1e+07" in issue.message
+    assert str(study.table().loc["P2", "afp"]) == "0.0"

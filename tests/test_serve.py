@@ -169,6 +169,12 @@ def test_bad_uploads_and_missing_factors_get_a_message_never_a_traceback(server,
     cases = [
         ({**clinical, "afp": ""}, {}, "missing clinical factor(s): AFP"),
         ({**clinical, "afp": "1,234"}, {}, "afp"),
+        # Python's float() reads these; none is a typed AFP (NaN used to be imputed and scored as a low AFP).
+        ({**clinical, "afp": "NaN"}, {}, "afp 'NaN' is not a number"),
+        ({**clinical, "afp": "inf"}, {}, "afp 'inf' is not a number"),
+        ({**clinical, "afp": "1e308"}, {}, "above the plausible maximum of 1e+07 ng/mL"),
+        ({**clinical, "afp": "1_000"}, {}, "'_' is not a digit separator"),
+        ({**clinical, "afp": "\uff15\uff12\uff10"}, {}, "type the number with the digits 0-9"),
         (clinical, {"ct": ("notes.txt", b"hello")}, "expected a NIfTI"),
         (clinical, {"ct": ("scan.nii.gz", b"not an image at all"), "mask": ("mask.nii.gz", mask_bytes)},
          "uploaded CT 'scan.nii.gz' is truncated or corrupt"),
@@ -184,9 +190,13 @@ def test_bad_uploads_and_missing_factors_get_a_message_never_a_traceback(server,
         assert page.status_code in (400, 413), (message, page.status_code)
         assert message in html.unescape(page.text), (message, page.text[:2000])
         assert "Traceback" not in page.text
-    # The C model works from the clinical factors alone.
-    page = _post(client, base, clinical, {})
+    # The C model works from the clinical factors alone; the printable report shows the values as read.
+    page = _post(client, base, {**clinical, "afp": "520,0"}, {})
     assert page.status_code == 200 and 'id="risk-C"' in page.text and "needs a CT and a mask" in page.text
+    import re
+
+    report = client.get(base + re.search(r'id="report-link" href="([^"]+)"', page.text).group(1))
+    assert "AFP 520 ng/mL" in report.text and "520,0" not in report.text
     assert not list(Path(tempfile_dir()).glob("hccrad-upload-*"))  # uploads deleted after use
 
 

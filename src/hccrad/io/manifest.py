@@ -180,7 +180,25 @@ _GROUPED = re.compile(r"^\d{1,3}(?:[,. \u00a0\u202f]\d{3})+$")
 _CENSORED = re.compile(r"^(<=|>=|<|>|\u2264|\u2265)\s*(.+)$")
 #: Follow-up longer than this (months) is implausible and refused; longer than the warning limit is flagged.
 MAX_PFS_MONTHS = 1200.0
+#: The largest plausible serum AFP (ng/mL); HCC values above 1e6 are rare, above 1e7 a unit or typing error.
+MAX_AFP_NG_ML = 1e7
 WARN_PFS_MONTHS = 240.0
+
+
+#: Words Python's float() reads as numbers that no measurement is.
+_NOT_NUMBERS = ("nan", "inf", "infinity")
+
+
+def _refuse_unusual_number_text(text: str) -> None:
+    """A ValueError for text that Python's ``float()`` would read but that is no typed measurement: NaN or
+    infinity, digits other than ASCII 0-9 (full-width ``５２０``, Arabic-Indic), or ``_`` between digits."""
+    if text.lstrip("+-").strip().lower() in _NOT_NUMBERS:
+        raise ValueError(f"{text!r} is not a number")
+    if not text.isascii():
+        raise ValueError(f"{text!r} holds characters other than the digits 0-9, a sign and separators; type the "
+                         "number with the digits 0-9")
+    if "_" in text:
+        raise ValueError(f"{text!r}: '_' is not a digit separator; write {text.replace('_', '')!r}")
 
 
 def parse_number(value: Any) -> float:
@@ -195,6 +213,8 @@ def parse_number(value: Any) -> float:
     - A single ``,`` is a decimal comma (``12,5`` is 12.5), except when exactly three digits follow it and one
       to three digits (not a lone 0) precede it: ``1,234`` could be 1234 or 1.234 and is refused as ambiguous.
     - A bound such as ``<20`` raises :class:`CensoredValue`.
+    - NaN, infinity, a value too large for a float, digits other than ASCII 0-9 and ``_`` are refused, though
+      Python's ``float()`` reads them.
 
     Raises
     ------
@@ -204,6 +224,7 @@ def parse_number(value: Any) -> float:
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         return float(value)
     text = str(value).strip()
+    _refuse_unusual_number_text(text)
     censored = _CENSORED.match(text)
     if censored:
         raise CensoredValue(text, parse_number(censored.group(2)))
@@ -214,7 +235,10 @@ def parse_number(value: Any) -> float:
         sign, text = text[0], text[1:].strip()
     digits_only = re.sub(r"[.,\s\u00a0\u202f]", "", text)
     if not digits_only.isdigit():
-        return float(sign + text)  # scientific notation, inf, nan, or a ValueError naming the text
+        number = float(sign + text)  # scientific notation, or a ValueError naming the text
+        if not math.isfinite(number):
+            raise ValueError(f"{text!r} is too large to be a measurement")
+        return number
     spaces = re.findall(r"[\s\u00a0\u202f]", text)
     commas, dots = text.count(","), text.count(".")
     if spaces:
@@ -269,6 +293,18 @@ def normalize_child_pugh(value: Any) -> tuple[str | None, int | None]:
     return grade, score
 
 
+def _typing_problem(value: Any) -> str | None:
+    """Why typed text is no number (NaN, infinity, other digits than 0-9, ``_``), or None. A typed "NaN" is
+    refused rather than read as blank: it would be imputed and scored like a typical value without a word."""
+    if not isinstance(value, str):
+        return None
+    try:
+        _refuse_unusual_number_text(value.strip())
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def parse_clinical_inputs(values: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[str]]:
     """One new patient's clinical factors read by the manifest's rules, for ``hccrad predict``.
 
@@ -288,7 +324,11 @@ def parse_clinical_inputs(values: dict[str, Any]) -> tuple[dict[str, Any], list[
     errors: list[str] = []
     unreadable: list[str] = []
     afp = values.get("afp")
-    if not _blank(afp):
+    typed = _typing_problem(afp)
+    if typed:  # a typo, not an unknown value: refused whatever the options, never imputed
+        errors.append(f"afp {typed}; give the value in ng/mL with the digits 0-9, or leave it empty if it is "
+                      "unknown")
+    elif not _blank(afp):
         try:
             number = parse_number(afp)
         except CensoredValue:
@@ -298,8 +338,11 @@ def parse_clinical_inputs(values: dict[str, Any]) -> tuple[dict[str, Any], list[
         else:
             if not math.isfinite(number) or number < 0:
                 errors.append(f"afp {number:g} is not a concentration; expected a number >= 0 (ng/mL)")
+            elif number > MAX_AFP_NG_ML:
+                errors.append(f"afp {number:g} ng/mL is above the plausible maximum of {MAX_AFP_NG_ML:g} ng/mL; "
+                              "check the value and its unit")
             else:
-                clean["afp"] = number
+                clean["afp"] = number + 0.0  # -0 is 0
     child_pugh = values.get("child_pugh")
     if not _blank(child_pugh):
         grade, score = normalize_child_pugh(child_pugh)
@@ -346,9 +389,10 @@ class _RowChecker:
         """Record an issue of this row's ``field_name``."""
         self.issues.append(ValidationIssue(self.row, self.patient_id, field_name, message, severity))
 
-    def number(self, canonical: str, *, required: bool, minimum: float | None = None) -> float | None:
-        """A numeric field read by :func:`parse_number`; None (with an issue) when missing, unreadable or below
-        ``minimum``."""
+    def number(self, canonical: str, *, required: bool, minimum: float | None = None,
+               maximum: float | None = None) -> float | None:
+        """A numeric field read by :func:`parse_number`; None (with an issue) when missing, unreadable, below
+        ``minimum`` or above the plausible ``maximum``."""
         value = self.value(canonical)
         if value is None:
             if required:
@@ -377,7 +421,11 @@ class _RowChecker:
         if minimum is not None and number < minimum:
             self.add(canonical, f"{number:g} is negative; expected a value >= {minimum:g}")
             return None
-        return number
+        if maximum is not None and number > maximum:
+            self.add(canonical, f"{number:g} is above the plausible maximum of {maximum:g}; check the value and its "
+                                "unit")
+            return None
+        return number + 0.0  # -0 is 0
 
     def path(self, canonical: str, *, required: bool) -> Path | None:
         """An image path field, resolved from the manifest's folder; None (with an issue) when missing or absent."""
@@ -419,7 +467,7 @@ class _RowChecker:
         has_portal = self.value("portal_vein_diameter_mm") is not None
         portal_mm = self.number("portal_vein_diameter_mm", required=False, minimum=0) if has_portal else None
 
-        afp = self.number("afp", required=False, minimum=0)
+        afp = self.number("afp", required=False, minimum=0, maximum=MAX_AFP_NG_ML)
         grade, score = self._child_pugh()
         bclc = self._bclc()
         treatment = self._treatment()

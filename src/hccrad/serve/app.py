@@ -267,7 +267,25 @@ def _predict(models: dict, settings: AppSettings, values: dict[str, str], upload
             figures[f"distribution_{name}"] = render.risk_distribution_svg(
                 model.training_risk_percentiles_, prediction.risk_score, prediction.cutoff, name)
         figures[f"contributions_{name}"] = render.contributions_svg(prediction.contributions, name)
-    return StoredResult(owner, time.time(), result, clinical, stack, figures)
+    return StoredResult(owner, time.time(), result, parsed_clinical(clinical), stack, figures)
+
+
+def parsed_clinical(clinical: dict[str, str]) -> dict[str, str]:
+    """The clinical factors as the models read them, for the page and the printable report: the parsed value
+    (``520`` for ``520,0``; a Child-Pugh score with its grade), never the text typed."""
+    from hccrad.io.manifest import parse_clinical_inputs
+
+    clean, _errors, _unreadable = parse_clinical_inputs(clinical)
+    shown = {}
+    if clean["afp"] is not None:
+        shown["afp"] = f"{clean['afp']:g}"
+    if clean["child_pugh"] is not None:
+        score = clean["child_pugh_score"]
+        shown["child_pugh"] = clean["child_pugh"] + (f" (score {score})" if score is not None else "")
+    for name in ("bclc", "treatment"):
+        if clean[name] is not None:
+            shown[name] = str(clean[name])
+    return shown
 
 
 def _name_uploads(message: str, folder: Path, uploads: dict) -> str:
