@@ -105,7 +105,12 @@ def _expected(fitted, table, record):
 
 
 def _post(client, base, clinical, files):
-    return client.post(f"{base}/predict", data=clinical, files=files, follow_redirects=True, timeout=300)
+    """Post the form as the page does: with the session's CSRF token from the form page."""
+    import re
+
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get(f"{base}/").text).group(1)
+    return client.post(f"{base}/predict", data={**clinical, "csrf": token}, files=files, follow_redirects=True,
+                       timeout=300)
 
 
 def _zip_series(folder: Path) -> bytes:
@@ -292,7 +297,115 @@ def test_a_direct_post_without_a_prior_visit_still_reaches_its_result(fitted_dem
 
     study, table, fitted = fitted_demo
     clinical = _clinical(table, table.index[0])
-    page = TestClient(create_app(AppSettings(fitted.out_dir))).post("/predict", data=clinical, follow_redirects=True)
+    client = TestClient(create_app(AppSettings(fitted.out_dir)), base_url="http://127.0.0.1:8000")
+    page = client.post("/predict", data=clinical, follow_redirects=True)
     assert page.status_code == 200
     expected = predict_new_patient(load_models(fitted.out_dir), clinical).predictions["C"].risk_score
     assert _shown_risk(page.text, "C") == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def app_client(fitted_demo):
+    """A client of the app on 127.0.0.1:8000 (in process), and the clinical factors of one demo patient."""
+    from fastapi.testclient import TestClient
+
+    from hccrad.serve.app import AppSettings, create_app
+
+    _study, table, fitted = fitted_demo
+    return (lambda **settings: TestClient(create_app(AppSettings(fitted.out_dir, **settings)),
+                                          base_url="http://127.0.0.1:8000")), _clinical(table, table.index[0])
+
+
+def _token(client) -> str:
+    import re
+
+    return re.search(r'name="csrf" value="([^"]+)"', client.get("/").text).group(1)
+
+
+def test_every_response_carries_the_security_headers(app_client):
+    make, _ = app_client
+    client = make()
+    for response in (client.get("/"), client.get("/result/unknown"), client.get("/static/app.css")):
+        headers = response.headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert "script-src 'self';" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
+        assert headers["referrer-policy"] == "no-referrer"
+
+
+def test_an_unknown_host_name_is_refused(app_client):
+    """A DNS-rebinding page reaches the app under its own name: only loopback names and --host are answered."""
+    make, _ = app_client
+    client = make()
+    assert client.get("/", headers={"host": "attacker.example:8000"}).status_code == 400
+    assert client.get("/", headers={"host": "localhost:8000"}).status_code == 200
+    assert make(allowed_hosts=("hccrad.hospital.local",)).get(
+        "/", headers={"host": "hccrad.hospital.local"}).status_code == 200
+
+
+def test_cross_origin_posts_are_refused_and_the_clinicians_session_and_result_stay(app_client):
+    make, clinical = app_client
+    clinician = make()
+    mine = clinician.post("/predict", data={**clinical, "csrf": _token(clinician)}, follow_redirects=False)
+    assert mine.status_code == 303
+    result_url, cookie = mine.headers["location"], clinician.cookies.get("hccrad_session")
+    attacks = [{"origin": "http://127.0.0.1:9999"},  # a page on another port of this computer
+               {"origin": "https://attacker.example"},
+               {"referer": "https://attacker.example/page.html"},
+               {"sec-fetch-site": "cross-site"}, {"sec-fetch-site": "same-site"},
+               {"origin": "null"}, {"origin": "null", "sec-fetch-site": "cross-site"}]  # a sandboxed frame
+    for headers in attacks:
+        response = clinician.post("/predict", data={**clinical, "csrf": _token(clinician)}, headers=headers,
+                                  follow_redirects=False)
+        assert response.status_code == 403, headers
+        assert "set-cookie" not in response.headers  # the clinician's session is not replaced
+    # A post in the session without the form's token (a background fetch of a forged form) is refused too.
+    assert clinician.post("/predict", data=clinical, follow_redirects=False).status_code == 403
+    assert clinician.cookies.get("hccrad_session") == cookie
+    assert clinician.get(result_url).status_code == 200
+
+
+def test_a_session_id_the_client_chose_is_replaced_by_one_the_server_issues(app_client):
+    make, clinical = app_client
+    client = make()
+    client.cookies.set("hccrad_session", "chosen-by-the-attacker")
+    response = client.get("/")
+    issued = response.cookies.get("hccrad_session")
+    assert issued and issued != "chosen-by-the-attacker"
+    client.cookies.clear()
+    client.cookies.set("hccrad_session", issued)
+    assert "set-cookie" not in client.get("/").headers  # a session this server issued is kept
+
+
+def test_a_password_protects_every_request(app_client):
+    import base64
+
+    make, _ = app_client
+    client = make(password="s3cret horse")
+    refused = client.get("/")
+    assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic")
+    assert client.get("/static/app.css").status_code == 401
+    wrong = base64.b64encode(b"anyone:guess").decode()
+    assert client.get("/", headers={"authorization": f"Basic {wrong}"}).status_code == 401
+    right = base64.b64encode(b"dr:s3cret horse").decode()
+    assert client.get("/", headers={"authorization": f"Basic {right}"}).status_code == 200
+
+
+def test_binding_a_network_address_without_a_password_refuses_to_start(fitted_demo, tmp_path):
+    from typer.testing import CliRunner
+
+    from hccrad.cli.main import app
+    from hccrad.serve.app import AppSettings, ServeError, serve_settings
+
+    _study, _table, fitted = fitted_demo
+    with pytest.raises(ServeError, match="needs a password"):
+        serve_settings(AppSettings(fitted.out_dir), "0.0.0.0")
+    safe = serve_settings(AppSettings(fitted.out_dir, password="x"), "10.1.2.3")
+    assert "10.1.2.3" in safe.allowed_hosts
+    result = CliRunner().invoke(app, ["serve", "--models", str(fitted.out_dir), "--host", "0.0.0.0"],
+                                env={"COLUMNS": "400"})
+    assert result.exit_code == 2 and result.output.startswith("error: binding 0.0.0.0 lets other computers")
+    (tmp_path / "empty").write_text("")
+    result = CliRunner().invoke(app, ["serve", "--models", str(fitted.out_dir), "--host", "0.0.0.0",
+                                      "--password-file", str(tmp_path / "empty")], env={"COLUMNS": "400"})
+    assert result.exit_code == 2 and "is empty" in result.output

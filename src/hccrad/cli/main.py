@@ -538,14 +538,30 @@ def serve(
     upload_limit_mb: float = typer.Option(1024.0, help="Largest upload accepted, per file (MB)."),
     segmentation_model: Path | None = typer.Option(None, help="A trained nnU-Net model folder that draws the "
                                                               "mask when a CT comes without one."),
+    password_file: Path | None = typer.Option(None, help="A file holding the password every request must give "
+                                              "(HTTP Basic); required to bind an address other than loopback. "
+                                              "Or set HCCRAD_SERVE_PASSWORD."),
+    allowed_host: list[str] = typer.Option([], help="A host name the app answers besides loopback and --host "
+                                           "(for a reverse proxy's name); repeat for several."),
 ) -> None:
     """A local web app: a new patient's predicted response, risk group, PFS curve and masks, in the browser."""
-    from hccrad.serve.app import AppSettings
+    import os
+
+    from hccrad.serve.app import AppSettings, serve_settings
     from hccrad.serve.app import serve as run_app
 
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        console.print(f"[yellow]warning:[/] binding {host}: other computers on the network can reach the app")
-    run_app(AppSettings(models, upload_limit_mb, segmentation_model=segmentation_model), host, port)
+    password = os.environ.get("HCCRAD_SERVE_PASSWORD") or None
+    if password_file is not None:
+        try:
+            password = password_file.read_text().strip()
+        except OSError as exc:
+            raise fail(f"cannot read the password file {password_file}: {exc.strerror}") from exc
+        if not password:
+            raise fail(f"the password file {password_file} is empty")
+    settings = AppSettings(models, upload_limit_mb, segmentation_model=segmentation_model,
+                           allowed_hosts=tuple(allowed_host), password=password)
+    serve_settings(settings, host)  # refuses an unsafe binding before anything starts
+    run_app(settings, host, port)
 
 
 def _run(manifest: Path, scheduler: str | None, bootstrap: int | None) -> None:

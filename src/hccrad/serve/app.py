@@ -8,6 +8,8 @@ downsampled copy of the CT and its labels in memory until the session's result e
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import secrets
 import tempfile
@@ -51,6 +53,97 @@ class AppSettings:
     max_results: int = 16
     result_ttl_s: float = 3600.0
     segmentation_model: Path | None = None
+    #: Host names (the HTTP Host header, without port) the app answers; loopback names are always allowed.
+    allowed_hosts: tuple[str, ...] = ()
+    #: When set, every request needs HTTP Basic authentication with this password (any user name).
+    password: str | None = None
+
+
+#: Names of this computer the app always answers (a DNS-rebinding page sends its own name as Host).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+#: Sent with every response: no script but the app's own files, no framing, no referrer, no type sniffing.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                                "frame-ancestors 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+class SessionKeys:
+    """Session ids the server issued, and their CSRF tokens, signed with a key that lives as long as the process:
+    a cookie value the client made up, or one from an earlier run of the app, is not a session."""
+
+    def __init__(self) -> None:
+        self._key = secrets.token_bytes(32)
+
+    def _sign(self, purpose: str, session: str) -> str:
+        return hmac.new(self._key, f"{purpose}:{session}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def new_cookie(self) -> tuple[str, str]:
+        """A new session id and the cookie value that carries it."""
+        session = secrets.token_urlsafe(24)
+        return session, f"{session}.{self._sign('session', session)}"
+
+    def session_of(self, cookie: str | None) -> str | None:
+        """The session id in a cookie value this server issued, else None."""
+        if not cookie or cookie.count(".") != 1:
+            return None
+        session, signature = cookie.split(".")
+        return session if hmac.compare_digest(signature, self._sign("session", session)) else None
+
+    def csrf_token(self, session: str) -> str:
+        return self._sign("csrf", session)
+
+    def csrf_ok(self, session: str, token: str | None) -> bool:
+        return bool(token) and hmac.compare_digest(str(token), self.csrf_token(session))
+
+
+def _host_name(host_header: str) -> str:
+    """The host name of an HTTP Host header: without the port, IPv6 brackets removed, lower case."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def cross_origin_reason(headers, own_origin: str) -> str | None:
+    """Why a state-changing request comes from another origin (a page elsewhere, another port of this host),
+    or None: its ``Origin``, else its ``Referer``, must be the app's own, and ``Sec-Fetch-Site`` (set by the
+    browser, never by a page) same-origin. Under ``Referrer-Policy: no-referrer`` a browser sends ``Origin: null``
+    with the app's own form, accepted only beside ``Sec-Fetch-Site: same-origin``."""
+    from urllib.parse import urlsplit
+
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site and fetch_site not in ("same-origin", "none"):
+        return f"the request came from a {fetch_site} page"
+    origin = headers.get("origin")
+    if origin == "null" and fetch_site == "same-origin":
+        origin = None  # the app's own form under Referrer-Policy no-referrer: the browser vouches for it
+    if origin is None and headers.get("referer"):
+        parts = urlsplit(headers["referer"])
+        origin = f"{parts.scheme}://{parts.netloc}"
+    if origin is not None and origin.rstrip("/").lower() != own_origin.lower():
+        return f"the request came from another site ({origin})"
+    return None
+
+
+def basic_auth_ok(header: str | None, password: str) -> bool:
+    """Whether an ``Authorization: Basic`` header carries ``password`` (any user name)."""
+    import base64
+    import binascii
+
+    if not header or not header.lower().startswith("basic "):
+        return False
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return hmac.compare_digest(decoded.partition(":")[2].encode(), password.encode())
 
 
 class ResultStore:
@@ -115,18 +208,47 @@ def create_app(settings: AppSettings):
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     limit_bytes = int(settings.upload_limit_mb * 2**20)
 
+    keys = SessionKeys()
+    allowed_hosts = {name.lower() for name in (*LOOPBACK_HOSTS, *settings.allowed_hosts)}
+
     def page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
         context.update(about=about, version=__version__, intended_use=INTENDED_USE,
-                       limit_mb=settings.upload_limit_mb, segmentation=settings.segmentation_model is not None)
-        response = templates.TemplateResponse(request, name, context, status_code=status)
-        if not request.cookies.get(SESSION_COOKIE):
-            response.set_cookie(SESSION_COOKIE, request.state.session, httponly=True, samesite="strict")
-        return response
+                       limit_mb=settings.upload_limit_mb, segmentation=settings.segmentation_model is not None,
+                       csrf=keys.csrf_token(request.state.session))
+        return templates.TemplateResponse(request, name, context, status_code=status)
+
+    def refusal(status: int, message: str, headers: dict | None = None) -> Response:
+        return Response(f"{message}\n", status_code=status, media_type="text/plain", headers=headers)
 
     @app.middleware("http")
-    async def session(request: Request, call_next):
-        request.state.session = request.cookies.get(SESSION_COOKIE) or secrets.token_urlsafe(24)
-        return await call_next(request)
+    async def guard(request: Request, call_next):
+        """Every request: a trusted Host, the password when one is set, a server-issued session (a new one
+        for an unknown cookie), the origin of a POST, and the security headers on the response."""
+        host = _host_name(request.headers.get("host", ""))
+        if host not in allowed_hosts:
+            response = refusal(400, f"this app does not answer for the host name {host!r}; allowed: "
+                                    f"{', '.join(sorted(allowed_hosts))} (hccrad serve --allowed-host)")
+        elif settings.password is not None and not basic_auth_ok(request.headers.get("authorization"),
+                                                                 settings.password):
+            response = refusal(401, "this app needs its password", {"WWW-Authenticate": 'Basic realm="hccrad"'})
+        else:
+            request.state.session = keys.session_of(request.cookies.get(SESSION_COOKIE))
+            new_cookie = None
+            if request.state.session is None:
+                request.state.session, new_cookie = keys.new_cookie()
+            request.state.new_session = new_cookie is not None
+            reason = (cross_origin_reason(request.headers, f"{request.url.scheme}://{request.headers.get('host')}")
+                      if request.method not in ("GET", "HEAD", "OPTIONS") else None)
+            if reason is not None:
+                log.warning("refused a cross-origin %s %s: %s", request.method, request.url.path, reason)
+                response = refusal(403, f"refused: {reason}; open the app's own page to make a prediction")
+            else:
+                response = await call_next(request)
+                if new_cookie is not None:
+                    response.set_cookie(SESSION_COOKIE, new_cookie, httponly=True, samesite="strict")
+        for name, value in SECURITY_HEADERS.items():
+            response.headers[name] = value
+        return response
 
     @app.get("/", response_class=HTMLResponse)
     def form(request: Request):
@@ -142,6 +264,10 @@ def create_app(settings: AppSettings):
             form_data = await request.form(max_files=2, max_fields=20)
         except Exception as exc:  # a malformed multipart body
             return page(request, "form.html", 400, values={}, error=f"the form could not be read: {exc}")
+        if not request.state.new_session and not keys.csrf_ok(request.state.session, form_data.get("csrf")):
+            # A session's form carries its token; a post in a session without it came from elsewhere.
+            return page(request, "form.html", 403, values={}, error="the form has expired or came from another "
+                                                                      "page: enter the patient again here")
         values = {name: str(form_data.get(name) or "").strip() for name, _ in CLINICAL_FIELDS}
         uploads = {name: form_data.get(name) for name in ("ct", "mask")}
         uploads = {k: v for k, v in uploads.items() if getattr(v, "filename", "")}
@@ -155,13 +281,10 @@ def create_app(settings: AppSettings):
             return page(request, "form.html", 500, values=values,
                         error=f"the prediction failed ({type(exc).__name__}: {exc})")
         token = store.add(stored)
-        response = RedirectResponse(f"/result/{token}", status_code=303)
-        if not request.cookies.get(SESSION_COOKIE):  # a first request that posted directly
-            response.set_cookie(SESSION_COOKIE, request.state.session, httponly=True, samesite="strict")
-        return response
+        return RedirectResponse(f"/result/{token}", status_code=303)  # a first direct post gets its cookie here
 
     def _owned(request: Request, token: str) -> StoredResult | None:
-        return store.get(token, request.cookies.get(SESSION_COOKIE))
+        return None if request.state.new_session else store.get(token, request.state.session)
 
     @app.get("/result/{token}", response_class=HTMLResponse)
     def result_page(request: Request, token: str):
@@ -299,8 +422,24 @@ def _name_uploads(message: str, folder: Path, uploads: dict) -> str:
     return message.replace(str(folder) + "/", "").replace(str(folder), "upload")
 
 
+class ServeError(InputError):
+    """A way of serving the app that would be unsafe (the message says how to do it safely)."""
+
+
+def serve_settings(settings: AppSettings, host: str) -> AppSettings:
+    """``settings`` for binding ``host``: the bound name joins the trusted hosts, and an address other computers
+    can reach needs a password (:class:`ServeError` otherwise)."""
+    if host not in LOOPBACK_HOSTS and settings.password is None:
+        raise ServeError(f"binding {host} lets other computers reach the app, so it needs a password: put one in a "
+                         "file readable only by you and give --password-file FILE (or set HCCRAD_SERVE_PASSWORD); "
+                         "serve it through a TLS reverse proxy (docs/new-patient.md, 'Deploying on a hospital "
+                         "network')")
+    extra = () if host in ("0.0.0.0", "::") else (host,)
+    return AppSettings(**{**settings.__dict__, "allowed_hosts": (*settings.allowed_hosts, *extra)})
+
+
 def serve(settings: AppSettings, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the app with uvicorn (blocking)."""
+    """Run the app with uvicorn (blocking), after :func:`serve_settings`."""
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(serve_settings(settings, host)), host=host, port=port, log_level="info")
