@@ -46,6 +46,15 @@ def test_zip_with_parent_paths_links_or_bombs_and_oversized_uploads_are_refused(
     with pytest.raises(UploadError, match="neither a NIfTI file nor a zip"):
         (tmp_path / "x.zip").write_bytes(b"not a zip")
         extract_zip(tmp_path / "x.zip", tmp_path, 2**20)
+    damaged = tmp_path / "crc.zip"
+    with zipfile.ZipFile(damaged, "w") as bundle:  # stored, so the data can be altered in place
+        bundle.writestr("series/slice1.dcm", b"DICM" * 1000)
+    data = bytearray(damaged.read_bytes())
+    data[data.find(b"DICM") + 10] ^= 0xFF  # one byte changed: the CRC no longer matches
+    damaged.write_bytes(bytes(data))
+    (tmp_path / "crc").mkdir()
+    with pytest.raises(UploadError, match="the zip is damaged: 'series/slice1.dcm'.*Bad CRC-32"):
+        extract_zip(damaged, tmp_path / "crc", 10 * 2**20)
     with pytest.raises(UploadError, match="larger than the upload limit of 1 MB"):
         save_limited(io.BytesIO(b"\1" * (2**20 + 1)), tmp_path / "big", 2**20, "the CT")
     assert not (tmp_path / "big").exists()
@@ -409,3 +418,62 @@ def test_binding_a_network_address_without_a_password_refuses_to_start(fitted_de
     result = CliRunner().invoke(app, ["serve", "--models", str(fitted.out_dir), "--host", "0.0.0.0",
                                       "--password-file", str(tmp_path / "empty")], env={"COLUMNS": "400"})
     assert result.exit_code == 2 and "is empty" in result.output
+
+
+def test_one_sessions_many_predictions_never_evict_another_sessions_result(app_client):
+    """Session B's 17 predictions leave session A's result in place; B keeps its own latest ones; a full app
+    refuses a new result (503 with when to retry) instead of evicting one another session is reading."""
+    from fastapi.testclient import TestClient
+
+    make, clinical = app_client
+    session_a = make(max_results=6, max_results_per_session=4)
+
+    def new_session() -> TestClient:
+        return TestClient(session_a.app, base_url="http://127.0.0.1:8000")
+
+    def predict(client: TestClient):
+        return client.post("/predict", data={**clinical, "csrf": _token(client)}, follow_redirects=False)
+
+    a_url = predict(session_a).headers["location"]
+    session_b = new_session()
+    b_urls = [predict(session_b).headers["location"] for _ in range(17)]
+    assert session_a.get(a_url).status_code == 200
+    assert [session_b.get(url).status_code for url in b_urls[-4:]] == [200] * 4
+    assert session_b.get(b_urls[0]).status_code == 404  # B's own oldest made room for its newest
+    assert predict(new_session()).status_code == 303  # 1 + 4 + 1: the app is now full
+    full = predict(new_session())
+    assert full.status_code == 503 and "maximum of 6 results" in html.unescape(full.text)
+    assert session_a.get(a_url).status_code == 200 and session_b.get(b_urls[-1]).status_code == 200
+
+
+def test_a_chunked_upload_over_the_limit_is_stopped_while_it_arrives(fitted_demo):
+    """A multipart body with no Content-Length that would never end: the app answers 413 after reading at most
+    the limit (2 files of 1 MB and 1 MB of fields) and one chunk, never the rest."""
+    import asyncio
+
+    from hccrad.serve.app import AppSettings, create_app
+
+    _study, _table, fitted = fitted_demo
+    app = create_app(AppSettings(fitted.out_dir, upload_limit_mb=1))
+    chunk = 256 * 1024
+    head = (b"--XyZ\r\nContent-Disposition: form-data; name=\"ct\"; filename=\"ct.nii.gz\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n")
+    pulled, sent = [], []
+
+    async def receive():
+        pulled.append(chunk)
+        return {"type": "http.request", "body": head if len(pulled) == 1 else b"\1" * chunk, "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"multipart/form-data; boundary=XyZ"),
+                         (b"transfer-encoding", b"chunked")],
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+    asyncio.run(asyncio.wait_for(app(scope, receive, send), timeout=60))
+    start = next(message for message in sent if message["type"] == "http.response.start")
+    body = b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body")
+    assert start["status"] == 413 and b"larger than the limit of 1 MB" in body
+    assert (len(pulled) - 1) * chunk <= 3 * 2**20 + chunk  # the limit and one chunk, then nothing more was read

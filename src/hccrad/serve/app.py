@@ -50,8 +50,11 @@ class AppSettings:
     (seconds), and an optional nnU-Net model that draws a missing mask."""
     models_dir: Path
     upload_limit_mb: float = 1024.0
-    max_results: int = 16
+    #: Results kept by the whole app; when full, a new one is refused (never another session's evicted).
+    max_results: int = 32
     result_ttl_s: float = 3600.0
+    #: Results kept per browser session; its oldest is replaced by its newest.
+    max_results_per_session: int = 4
     segmentation_model: Path | None = None
     #: Host names (the HTTP Host header, without port) the app answers; loopback names are always allowed.
     allowed_hosts: tuple[str, ...] = ()
@@ -146,8 +149,43 @@ def basic_auth_ok(header: str | None, password: str) -> bool:
     return hmac.compare_digest(decoded.partition(":")[2].encode(), password.encode())
 
 
+class BodyTooLargeError(Exception):
+    """A request body grew past the app's limit while it was being received."""
+
+
+class BodyLimit:
+    """ASGI middleware that counts a request's body as it arrives and fails the read past ``max_bytes``, for a
+    chunked body (no Content-Length) too: the form parser then stops, closes and deletes its spooled files, so
+    no more than the limit and one chunk ever reaches the disk."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLargeError(received)
+            return message
+
+        return await self.app(scope, counted, send)
+
+
+class StoreFullError(InputError):
+    """Every place for a result is taken by other sessions' results that have not expired yet."""
+
+
 class ResultStore:
-    """Thread-safe in-memory results, oldest evicted first, expired after their lifetime."""
+    """Thread-safe in-memory results, expired after their lifetime. A session keeps at most
+    ``max_results_per_session`` (its own oldest goes first); when the app holds ``max_results``, a new result is
+    refused with :class:`StoreFullError` rather than evicting a result another session may still be reading."""
 
     def __init__(self, settings: AppSettings):
         self.settings = settings
@@ -158,8 +196,15 @@ class ResultStore:
         token = secrets.token_urlsafe(24)
         with self._lock:
             self._expire()
-            while len(self._items) >= self.settings.max_results:
-                self._items.pop(next(iter(self._items)))
+            own = [key for key, stored in self._items.items() if stored.owner == item.owner]
+            while own and len(own) >= self.settings.max_results_per_session:
+                self._items.pop(own.pop(0))
+            if len(self._items) >= self.settings.max_results:
+                wait_s = min(self.settings.result_ttl_s - (time.time() - stored.created)
+                             for stored in self._items.values())
+                raise StoreFullError(f"the app holds its maximum of {self.settings.max_results} results of other "
+                                     f"sessions; try again in {max(1, round(wait_s / 60))} min, when the oldest "
+                                     "expires")
             self._items[token] = item
         return token
 
@@ -208,6 +253,8 @@ def create_app(settings: AppSettings):
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     limit_bytes = int(settings.upload_limit_mb * 2**20)
 
+    # Two files and the form's fields: the most a legitimate request carries.
+    app.add_middleware(BodyLimit, max_bytes=limit_bytes * 2 + 2**20)
     keys = SessionKeys()
     allowed_hosts = {name.lower() for name in (*LOOPBACK_HOSTS, *settings.allowed_hosts)}
 
@@ -262,6 +309,9 @@ def create_app(settings: AppSettings):
                         error=f"the upload is larger than the limit of {settings.upload_limit_mb:.0f} MB per file")
         try:
             form_data = await request.form(max_files=2, max_fields=20)
+        except BodyTooLargeError:
+            return page(request, "form.html", 413, values={},
+                        error=f"the upload is larger than the limit of {settings.upload_limit_mb:.0f} MB per file")
         except Exception as exc:  # a malformed multipart body
             return page(request, "form.html", 400, values={}, error=f"the form could not be read: {exc}")
         if not request.state.new_session and not keys.csrf_ok(request.state.session, form_data.get("csrf")):
@@ -280,7 +330,10 @@ def create_app(settings: AppSettings):
             log.exception("prediction failed")
             return page(request, "form.html", 500, values=values,
                         error=f"the prediction failed ({type(exc).__name__}: {exc})")
-        token = store.add(stored)
+        try:
+            token = store.add(stored)
+        except StoreFullError as exc:
+            return page(request, "form.html", 503, values=values, error=str(exc))
         return RedirectResponse(f"/result/{token}", status_code=303)  # a first direct post gets its cookie here
 
     def _owned(request: Request, token: str) -> StoredResult | None:

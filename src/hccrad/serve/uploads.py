@@ -6,6 +6,7 @@ Every problem is an :class:`UploadError` whose message is shown on the page as i
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -76,12 +77,16 @@ def extract_zip(archive: Path, folder: Path, limit_bytes: int) -> Path:
         total = 0
         for index, entry in enumerate(entries):
             target = folder / f"{index:05d}_{_safe_member(entry.filename).name}"
-            with bundle.open(entry) as source, open(target, "wb") as handle:
-                while chunk := source.read(CHUNK):
-                    total += len(chunk)
-                    if total > budget:
-                        raise UploadError(f"the zip expands to more than {budget / 2**20:.0f} MB; refused")
-                    handle.write(chunk)
+            try:
+                with bundle.open(entry) as source, open(target, "wb") as handle:
+                    while chunk := source.read(CHUNK):
+                        total += len(chunk)
+                        if total > budget:
+                            raise UploadError(f"the zip expands to more than {budget / 2**20:.0f} MB; refused")
+                        handle.write(chunk)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:  # bad CRC, truncated
+                raise UploadError(f"the zip is damaged: {entry.filename!r} cannot be extracted ({exc}); zip the "
+                                  "series again") from exc
             counts[target.parent] = counts.get(target.parent, 0) + 1
     if not counts:
         raise UploadError("the zip is empty")
