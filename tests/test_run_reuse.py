@@ -274,3 +274,19 @@ def test_ctrl_c_prints_how_to_resume_and_exits_130(tmp_path):
     assert err.strip().splitlines()[-1] == "interrupted; run again to resume"
     assert "Traceback" not in err
     assert json.loads(summary.read_text())["status"] == "interrupted"
+
+
+def test_a_mistyped_validation_center_stops_the_run_before_any_stage(tmp_path):
+    """`d` for the table's `D` would put center D's validation patients in the training set."""
+    from hccrad.io import ManifestError
+
+    manifest = write_clinical_study(tmp_path)
+    settings = yaml.safe_load(manifest.read_text())
+    settings["split"] = {"validation_centers": ["d", "E", "F"]}
+    manifest.write_text(yaml.safe_dump(settings))
+    with pytest.raises(ManifestError, match="validation center 'd' has no patient; the table spells it 'D'"):
+        run_study(manifest)
+    assert not (tmp_path / "out" / "models").exists()
+    result = CliRunner().invoke(app, ["run", str(manifest)], env={"COLUMNS": "400"})
+    [line] = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and line.startswith("error: ") and "'D'" in line

@@ -368,6 +368,11 @@ def test_cross_origin_posts_are_refused_and_the_clinicians_session_and_result_st
                                   follow_redirects=False)
         assert response.status_code == 403, headers
         assert "set-cookie" not in response.headers  # the clinician's session is not replaced
+    # Behind a TLS reverse proxy the browser's origin is https while the app sees http: the same host and port.
+    proxied = clinician.post("/predict", data={**clinical, "csrf": _token(clinician)},
+                             headers={"origin": "https://127.0.0.1:8000", "sec-fetch-site": "same-origin"},
+                             follow_redirects=False)
+    assert proxied.status_code == 303
     # A post in the session without the form's token (a background fetch of a forged form) is refused too.
     assert clinician.post("/predict", data=clinical, follow_redirects=False).status_code == 403
     assert clinician.cookies.get("hccrad_session") == cookie

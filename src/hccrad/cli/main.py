@@ -159,16 +159,14 @@ def validate(
 
 def _load_study_or_exit(manifest: Path):
     from hccrad.io.manifest import load_study
-    from hccrad.pipeline.run import check_stage_settings
+    from hccrad.pipeline.run import check_stage_settings, refuse_study_errors
 
     try:
         study = load_study(manifest)
+        check_stage_settings(study)
+        refuse_study_errors(study, manifest)  # the whole study is affected: nothing to run on
     except ManifestError as exc:
         raise fail(str(exc)) from exc
-    check_stage_settings(study)
-    study_errors = [issue for issue in study.errors if issue.row is None]
-    if study_errors:  # the whole study is affected (a stage section, the table's header): nothing to run on
-        raise fail(f"{manifest}: " + "; ".join(f"{issue.field}: {issue.message}" for issue in study_errors))
     if study.errors:
         console.print(f"[yellow]{len(study.errors)} manifest errors[/]: those rows are left out "
                       f"(run `hccrad validate {manifest}` for the list)")
@@ -547,7 +545,7 @@ def serve(
     """A local web app: a new patient's predicted response, risk group, PFS curve and masks, in the browser."""
     import os
 
-    from hccrad.serve.app import AppSettings, serve_settings
+    from hccrad.serve.app import AppSettings
     from hccrad.serve.app import serve as run_app
 
     password = os.environ.get("HCCRAD_SERVE_PASSWORD") or None
@@ -560,8 +558,7 @@ def serve(
             raise fail(f"the password file {password_file} is empty")
     settings = AppSettings(models, upload_limit_mb, segmentation_model=segmentation_model,
                            allowed_hosts=tuple(allowed_host), password=password)
-    serve_settings(settings, host)  # refuses an unsafe binding before anything starts
-    run_app(settings, host, port)
+    run_app(settings, host, port)  # refuses an unsafe binding before anything starts
 
 
 def _run(manifest: Path, scheduler: str | None, bootstrap: int | None) -> None:

@@ -27,9 +27,15 @@ def software_versions() -> dict[str, str]:
 
 
 def file_sha256(path: Path | str) -> str:
-    """SHA-256 of a file's bytes (hex), or ``missing`` when there is no such file."""
+    """SHA-256 of a file's bytes (hex, read in 1 MiB blocks), or ``missing`` when there is no such file."""
     path = Path(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+    if not path.is_file():
+        return "missing"
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def update_with_content(digest: Any, path: Path | str) -> None:

@@ -95,10 +95,11 @@ def run_study(manifest: Path, scheduler: str | None = None, n_bootstrap: int | N
     ensure_writable_dir(study.config.output_path)
     paths = study.config.layout
     check_stage_settings(study)
-    section_errors = [i for i in study.errors if i.row is None and i.field in STAGE_SECTIONS]
-    if section_errors:  # input to fix: refused before any stage runs (the CLI prints one line, status 2)
+    try:
+        refuse_study_errors(study, manifest)
+    except ManifestError:
         write_atomic(paths.manifest_issues, study.issues_table().to_csv(index=False))
-        raise ManifestError(f"{manifest}: " + "; ".join(f"{i.field}: {i.message}" for i in section_errors))
+        raise
     with output_lock(paths.run_lock, study.config.output_path) as lock_note:
         return _run_locked(study, manifest, scheduler, n_bootstrap, progress, lock_note)
 
@@ -171,7 +172,14 @@ def _run_locked(study: Study, manifest: Path, scheduler, n_bootstrap, progress, 
     return result
 
 
-STAGE_SECTIONS = ("segmentation", "features", "models", "evaluation")
+def refuse_study_errors(study: Study, manifest: Path) -> None:
+    """A :class:`ManifestError` (one line, status 2) for every error that concerns the whole study rather than
+    one row: a stage section, the clinical table's header or columns, a split naming a center the table does
+    not have. A run must not go on with such a study: a mistyped validation center would put its patients in
+    the training set."""
+    errors = [issue for issue in study.errors if issue.row is None]
+    if errors:
+        raise ManifestError(f"{manifest}: " + "; ".join(f"{issue.field}: {issue.message}" for issue in errors))
 
 
 def check_stage_settings(study: Study) -> None:

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -22,20 +21,12 @@ from pathlib import Path
 
 from hccrad.io.errors import InputError
 from hccrad.io.files import write_atomic
+from hccrad.io.provenance import file_sha256
 
 log = logging.getLogger("hccrad.run")
 
 #: Version of ``run_state.json``'s layout; a state of another version is not trusted (every stage runs once).
 STATE_VERSION = 2
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def folder_digests(root: Path, folders: list[Path]) -> dict[str, str]:
@@ -47,7 +38,7 @@ def folder_digests(root: Path, folders: list[Path]) -> dict[str, str]:
             continue
         for path in sorted(folder.rglob("*")):
             if path.is_file() and not path.name.startswith("."):
-                digests[path.relative_to(root).as_posix()] = file_digest(path)
+                digests[path.relative_to(root).as_posix()] = file_sha256(path)
     return digests
 
 
@@ -98,7 +89,7 @@ class RunState:
             path = self.root / relative
             if not path.is_file():
                 return f"its output {path} is missing"
-            if file_digest(path) != recorded:
+            if file_sha256(path) != recorded:
                 return f"its output {path} changed since it was written"
         return None
 

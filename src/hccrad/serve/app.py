@@ -114,23 +114,22 @@ def _host_name(host_header: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-def cross_origin_reason(headers, own_origin: str) -> str | None:
+def cross_origin_reason(headers, own_host: str) -> str | None:
     """Why a state-changing request comes from another origin (a page elsewhere, another port of this host),
-    or None: its ``Origin``, else its ``Referer``, must be the app's own, and ``Sec-Fetch-Site`` (set by the
-    browser, never by a page) same-origin. Under ``Referrer-Policy: no-referrer`` a browser sends ``Origin: null``
-    with the app's own form, accepted only beside ``Sec-Fetch-Site: same-origin``."""
+    or None: the host and port of its ``Origin``, else of its ``Referer``, must be the ``Host`` the request was
+    sent to (the scheme is not compared: behind a TLS reverse proxy the browser says https and the app sees http),
+    and ``Sec-Fetch-Site`` (set by the browser, never by a page) same-origin. Under ``Referrer-Policy: no-referrer``
+    a browser sends ``Origin: null`` with the app's own form, accepted only beside ``Sec-Fetch-Site:
+    same-origin``."""
     from urllib.parse import urlsplit
 
     fetch_site = headers.get("sec-fetch-site")
     if fetch_site and fetch_site not in ("same-origin", "none"):
         return f"the request came from a {fetch_site} page"
-    origin = headers.get("origin")
+    origin = headers.get("origin") or headers.get("referer")
     if origin == "null" and fetch_site == "same-origin":
-        origin = None  # the app's own form under Referrer-Policy no-referrer: the browser vouches for it
-    if origin is None and headers.get("referer"):
-        parts = urlsplit(headers["referer"])
-        origin = f"{parts.scheme}://{parts.netloc}"
-    if origin is not None and origin.rstrip("/").lower() != own_origin.lower():
+        return None  # the app's own form under Referrer-Policy no-referrer: the browser vouches for it
+    if origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != own_host.lower()):
         return f"the request came from another site ({origin})"
     return None
 
@@ -284,7 +283,7 @@ def create_app(settings: AppSettings):
             if request.state.session is None:
                 request.state.session, new_cookie = keys.new_cookie()
             request.state.new_session = new_cookie is not None
-            reason = (cross_origin_reason(request.headers, f"{request.url.scheme}://{request.headers.get('host')}")
+            reason = (cross_origin_reason(request.headers, request.headers.get("host", ""))
                       if request.method not in ("GET", "HEAD", "OPTIONS") else None)
             if reason is not None:
                 log.warning("refused a cross-origin %s %s: %s", request.method, request.url.path, reason)
