@@ -63,7 +63,10 @@ def test_local_run_records_failures_resumes_and_invalidates_exactly(small_cohort
     run = extract_features(load_study(manifest))
     assert sorted(run.computed) == sorted(ids) and run.reused == []
     failures = run.failures.set_index("patient_id")
-    assert failures.loc[empty.patient_id, "error"] == "Tumor region is empty"
+    message = failures.loc[empty.patient_id, "error"]
+    # the liver label written over the tumor: the message lists what the mask holds and the convention it expected
+    assert message.startswith("Tumor region is empty: label map ") and " holds labels 1 (" in message
+    assert "liver [1], tumor [2], portal vein [3]" in message and "liver label written over the tumor" in message
     assert "does not match the CT geometry: size" in failures.loc[mismatched.patient_id, "error"]
     assert len(run.table) == len(ids) - 2
     written = pd.read_parquet(run.out_dir / "features.parquet")
@@ -225,8 +228,10 @@ def test_real_reference_cts_run_through_the_stage(tmp_path):
     table = pd.read_parquet(tmp_path / "out" / "features" / "features.parquet")
     assert sorted(table.index) == ["ABD", "DCM", "GE3"]
     failures = pd.read_csv(tmp_path / "out" / "features" / "failures.csv")
-    assert failures.to_dict("records") == [{"patient_id": "STS", "severity": "error", "error_type": "RegionError",
-                                            "error": "Rliver region is empty"}]
+    assert failures[["patient_id", "severity", "error_type"]].to_dict("records") == [
+        {"patient_id": "STS", "severity": "error", "error_type": "RegionError"}]
+    assert failures["error"][0].startswith("Rliver region is empty: label map ")
+    assert "holds labels 2 (17090 voxels)" in failures["error"][0]
     features = table.drop(columns=["center", "dataset", "child_pugh", "bclc", "treatment"])
     assert features.shape[1] > 2 * 1130
     # The real liver of the abdominal case is about 1.04 L (../shared/README.md); the lesion is one component.

@@ -179,7 +179,8 @@ def test_bad_images_fail_per_case_with_clear_errors_and_leave_the_others_unchang
     assert set(errors) == {"TRUNC", "SHORT", "LABEL7", "RAW", "NANS", "AIR"}, errors
     assert "trunc_ct.nii.gz is truncated or corrupt" in errors["TRUNC"]
     assert "short_ct.nii.gz is truncated" in errors["SHORT"] and "header describes" in errors["SHORT"]
-    assert "unexpected labels 7 (" in errors["LABEL7"] and "2 tumor" in errors["LABEL7"]
+    assert "labels [7] are not in the case's convention" in errors["LABEL7"] and "7 (" in errors["LABEL7"]
+    assert "tumor [2]" in errors["LABEL7"] and "masks: {labels: {tumor: [2, 7]}}" in errors["LABEL7"]
     assert "not in HU" in errors["RAW"] and "rescale" in errors["RAW"]
     assert "nan_ct.nii.gz holds" in errors["NANS"] and "NaN or infinite voxels" in errors["NANS"]
     assert "Tumor mean attenuation" in errors["AIR"] and "air" in errors["AIR"]

@@ -286,11 +286,11 @@ def segment_export(
     layout = study.config.layout
     failures = 0
     for record in study.patients:
-        if record.ct is None or record.mask is None:
+        if record.ct is None or not record.has_mask:
             console.print(f"[yellow]{record.patient_id}:[/] no {'CT' if record.ct is None else 'mask'}; skipped")
             continue
         try:
-            result = export_mask(record.ct, record.mask, layout.exported_mask(record.patient_id),
+            result = export_mask(record.ct, record.mask_source, layout.exported_mask(record.patient_id),
                                  "hccrad nnU-Net" if record.patient_id in predicted else None,
                                  study.config.dicom_series)
         except InputError as exc:

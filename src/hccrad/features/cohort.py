@@ -74,17 +74,19 @@ def build_jobs(study: Study, config: FeatureConfig) -> tuple[list[CaseJob], list
     settings = config.model_dump(mode="json")
     rule = study.config.dicom_series.model_dump()
     version = engine_version(config.engine)
+    max_diameter = study.config.masks.portal_vein_max_diameter_mm
     jobs, missing = [], []
     for record in study.patients:
-        if record.ct is None or record.mask is None:
+        if record.ct is None or not record.has_mask:
             what = "CT" if record.ct is None else "mask"
             missing.append({"status": "failed", "patient_id": record.patient_id, "error_type": "MissingInput",
                             "error": f"no {what}: give one in the manifest or segment the case first"})
             continue
-        fingerprint = case_fingerprint(record.ct, record.mask, record.portal_vein_diameter_mm, params, settings,
-                                       version)
-        jobs.append(CaseJob(record.patient_id, str(record.ct), str(record.mask), record.portal_vein_diameter_mm,
-                            params, settings, rule, fingerprint))
+        source = record.mask_source
+        fingerprint = case_fingerprint(record.ct, source, record.portal_vein_diameter_mm,
+                                       params, settings | {"portal_vein_max_diameter_mm": max_diameter}, version)
+        jobs.append(CaseJob(record.patient_id, str(record.ct), str(record.mask or ""), record.portal_vein_diameter_mm,
+                            params, settings, rule, fingerprint, source.to_dict(), max_diameter))
     return jobs, missing
 
 

@@ -14,12 +14,17 @@ import numpy as np
 import SimpleITK as sitk
 
 from hccrad.features.config import FeatureConfig, crop_pad_voxels
-from hccrad.features.morphology import largest_inscribed_diameter_mm, morphological_factors
+from hccrad.features.morphology import (
+    attenuation_statistics,
+    largest_inscribed_diameter_mm,
+    morphological_factors,
+)
 from hccrad.features.regions import RegionError, check_region, region_attenuation_problems
 from hccrad.io.case import CTCase
 from hccrad.io.config import SeriesRule
 from hccrad.io.images import ImageReadError, ct_intensity_problems
-from hccrad.io.masks import LABEL_PORTAL_VEIN
+from hccrad.io.mask_sources import MaskSource
+from hccrad.io.masks import LABEL_PORTAL_VEIN, enclosed_holes_ml, portal_vein_problems
 from hccrad.io.provenance import update_with_content
 
 
@@ -35,10 +40,18 @@ class CaseJob:
     config: dict[str, Any]
     series_rule: dict[str, Any]
     fingerprint: str
+    #: :meth:`hccrad.io.mask_sources.MaskSource.to_dict` of the case's mask; None: ``mask`` is an hccrad label map.
+    mask_source: dict[str, Any] | None = None
+    #: The manifest's ``masks: portal_vein_max_diameter_mm``.
+    portal_vein_max_diameter_mm: float = 25.0
+
+    def source(self) -> MaskSource:
+        """The case's mask source."""
+        return MaskSource.from_dict(self.mask_source) if self.mask_source else MaskSource(Path(self.mask))
 
 
-def case_fingerprint(ct: Path, mask: Path, portal_vein_diameter_mm: float | None, radiomics_params: dict,
-                     config: dict, version: str) -> str:
+def case_fingerprint(ct: Path, mask: MaskSource | Path, portal_vein_diameter_mm: float | None,
+                     radiomics_params: dict, config: dict, version: str) -> str:
     """A key that changes when anything the case's features depend on changes.
 
     The CT and the mask are hashed by content: every byte of the file, or of each file of a DICOM folder in name
@@ -49,7 +62,13 @@ def case_fingerprint(ct: Path, mask: Path, portal_vein_diameter_mm: float | None
     digest.update(repr(sorted(radiomics_params.items(), key=str)).encode())
     digest.update(repr(sorted(config.items())).encode())
     digest.update(f"{portal_vein_diameter_mm}|{version}".encode())
-    update_with_content(digest, mask)
+    if isinstance(mask, MaskSource):
+        digest.update(repr(sorted(mask.to_dict()["convention"].items())).encode())
+        digest.update(repr(sorted(mask.to_dict()["structures"])).encode())
+        for path in mask.files:
+            update_with_content(digest, path)
+    else:
+        update_with_content(digest, mask)
     update_with_content(digest, ct)
     return digest.hexdigest()[:32]
 
@@ -118,23 +137,74 @@ def portal_vein_diameter(labels: np.ndarray, spacing_zyx: tuple[float, float, fl
     return None, "missing"
 
 
+def empty_region_message(case: CTCase, name: str) -> str:
+    """Why a region is empty: what the mask held, the convention it was read by, and the likely fix."""
+    mapping = case.mask_mapping
+    found = "; ".join(mapping.get("found", [])) or "the mask holds no structure"
+    message = (f"{name} region is empty: {found}; read by the convention {mapping.get('convention', '?')} "
+               "(the manifest's masks: labels)")
+    if name == "Tumor":
+        holes = enclosed_holes_ml(case.liver | case.portal_vein, case.spacing)
+        if holes >= 0.1:
+            message += (f". The liver mask encloses a hole of {holes:.1f} mL: a tumor left out of the liver mask? "
+                        "Give the tumor its own label, or its own file in the mask_tumor column")
+        else:
+            message += (". A liver label written over the tumor, or a tumor under another label? Give the tumor its "
+                        "own label, or its own file in the mask_tumor column")
+    return message
+
+
+#: A tumor voxel above this (HU) is dense: calcification, lipiodol from an earlier TACE, or metal.
+DENSE_HU = 200.0
+#: Dense voxels above this share of the tumor are reported with the rate factors they move.
+DENSE_SHARE_WARNING = 0.02
+
+
+def dense_region_warnings(ct: np.ndarray, region: np.ndarray, name: str, rates: tuple[float, float],
+                          rate_definition: str) -> list[str]:
+    """A warning when more than :data:`DENSE_SHARE_WARNING` of a region lies above :data:`DENSE_HU`, naming the share
+    and each HU factor that the dense voxels move (the factor with them and without them)."""
+    values = ct[region]
+    dense = values > DENSE_HU
+    share = float(np.count_nonzero(dense)) / max(1, values.size)
+    if share <= DENSE_SHARE_WARNING or dense.all():
+        return []
+    with_dense = attenuation_statistics(values, name, rates, rate_definition)
+    without = attenuation_statistics(values[~dense], name, rates, rate_definition)
+    moved = [f"{key} {with_dense[key]:.0f} HU (without them {without[key]:.0f})" for key in with_dense
+             if abs(with_dense[key] - without[key]) >= 10.0]
+    return [f"{share:.1%} of the {name.lower()} lies above {DENSE_HU:g} HU (calcification, lipiodol from an earlier "
+            f"TACE, or metal?): " + ("; ".join(moved) if moved else "no HU factor moves by 10 HU or more")
+            + "; check the mask and the history"]
+
+
 def compute_case(job: CaseJob) -> dict[str, Any]:
     """Compute one case; never raises: a failure comes back as ``{"status": "failed", "error": ...}``."""
     try:
         config = FeatureConfig.model_validate(job.config)
-        case = CTCase.read(job.ct, job.mask, SeriesRule.model_validate(job.series_rule),
+        case = CTCase.read(job.ct, job.source(), SeriesRule.model_validate(job.series_rule),
                            exclude_portal_vein=config.rliver_exclude_portal_vein)
         errors, qc_warnings = ct_intensity_problems(case.hu, job.ct)
         if errors:
             raise ImageReadError("; ".join(errors))
+        qc_warnings += case.mask_mapping.get("warnings", [])
         tumor, rliver = case.tumor, case.remnant_liver
+        for region, name in ((tumor, "Tumor"), (rliver, "Rliver")):
+            if not region.any():
+                raise RegionError(empty_region_message(case, name))
         check_region(tumor, "Tumor", config.min_tumor_voxels)
         check_region(rliver, "Rliver", config.min_rliver_voxels)
+        errors = portal_vein_problems(case.labels, case.spacing, job.portal_vein_max_diameter_mm,
+                                      case.mask_mapping.get("convention", "liver [1], tumor [2], portal vein [3]"))
+        if errors:
+            raise RegionError("; ".join(errors))
         for region, name in ((tumor, "Tumor"), (rliver, "Rliver")):
             errors, warnings = region_attenuation_problems(case.hu, region, name)
             if errors:
                 raise RegionError("; ".join(errors))
             qc_warnings += warnings
+        qc_warnings += dense_region_warnings(case.hu, tumor, "Tumor", config.rates, config.attenuation_rate)
+        mask_mapping = case.mask_mapping
         diameter, diameter_source = portal_vein_diameter(case.labels, case.spacing, job.portal_vein_diameter_mm)
         features, notes = morphological_factors(case.hu, case.spacing, tumor, rliver, diameter, config.rates,
                                                 config.attenuation_rate)
@@ -152,6 +222,7 @@ def compute_case(job: CaseJob) -> dict[str, Any]:
             "features": features,
             "notes": notes | {"PV_max_diameter_mm": diameter_source},
             "qc_warnings": qc_warnings,
+            "mask_mapping": mask_mapping,
             "worker_pid": os.getpid(),
         }
     except Exception as exc:  # every failure is recorded per case; the cohort goes on

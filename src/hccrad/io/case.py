@@ -6,15 +6,17 @@ holds the SimpleITK image (origin, spacing, direction), the labels on the same g
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
 from hccrad.io.config import SeriesRule
-from hccrad.io.images import HCCRAD_LABELS, check_geometry, read_image, read_mask, spacing_zyx
+from hccrad.io.images import check_geometry, read_image, spacing_zyx
+from hccrad.io.mask_sources import MaskSource, ct_reference, read_case_mask
 from hccrad.io.masks import (
     LABEL_LIVER,
     LABEL_PORTAL_VEIN,
@@ -37,11 +39,14 @@ class CTCase:
     exclude_portal_vein
         Leave the intrahepatic portal vein out of :attr:`remnant_liver` (default: keep it, as the paper's
         liver label included its vessels).
+    mask_mapping
+        How the labels were read (:class:`hccrad.io.mask_sources.CaseMask`'s ``mapping``); empty for arrays.
     """
 
     image: sitk.Image
     labels: np.ndarray
     exclude_portal_vein: bool = False
+    mask_mapping: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.labels.shape != self.image.GetSize()[::-1]:
@@ -49,12 +54,16 @@ class CTCase:
                              f"{self.image.GetSize()[::-1]} (z, y, x)")
 
     @classmethod
-    def read(cls, ct: Path | str, mask: Path | str, rule: SeriesRule | None = None,
-             allowed_labels: tuple[int, ...] | None = HCCRAD_LABELS, exclude_portal_vein: bool = False) -> CTCase:
-        """Read a CT (file or DICOM folder) and its mask, checked and aligned (see :func:`read_mask`)."""
+    def read(cls, ct: Path | str, mask: MaskSource | Path | str, rule: SeriesRule | None = None,
+             exclude_portal_vein: bool = False) -> CTCase:
+        """Read a CT (file or DICOM folder) and its mask (a path: an hccrad label map, DICOM SEG or RTSTRUCT; or a
+        :class:`~hccrad.io.mask_sources.MaskSource` with its convention) onto the CT's grid
+        (:func:`~hccrad.io.mask_sources.read_case_mask`)."""
         image = read_image(ct, rule)
-        labels = sitk.GetArrayFromImage(read_mask(mask, image, allowed_labels))
-        return cls(image, labels, exclude_portal_vein)
+        source = MaskSource.of(mask)
+        reference = ct_reference(ct, image, rule) if any(_is_dicom_object(p) for p in source.files) else None
+        case_mask = read_case_mask(source, image, reference)
+        return cls(image, case_mask.labels, exclude_portal_vein, case_mask.mapping)
 
     @classmethod
     def from_arrays(cls, image: sitk.Image, labels: np.ndarray, exclude_portal_vein: bool = False) -> CTCase:
@@ -108,3 +117,10 @@ class CTCase:
     def volume_ml(self, region: np.ndarray) -> float:
         """Volume of a boolean region on this grid, in mL."""
         return float(np.count_nonzero(region)) * self.voxel_ml
+
+
+def _is_dicom_object(path: Path) -> bool:
+    """Whether a mask path may be a DICOM SEG or RTSTRUCT (whose references to the CT series are checked)."""
+    path = Path(path)
+    return path.is_dir() or path.suffix.lower() in (".dcm", "") or not path.name.lower().endswith(
+        (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd"))

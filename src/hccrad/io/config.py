@@ -28,7 +28,14 @@ CANONICAL_FIELDS = (
     "treatment",
     "pfs_months",
     "pfs_event",
+    "mask_liver",
+    "mask_tumor",
+    "mask_portal_vein",
+    "mask_convention",
 )
+
+#: Columns that may be absent from the clinical table without a warning (unless the manifest names them).
+OPTIONAL_COLUMNS = ("mask_liver", "mask_tumor", "mask_portal_vein", "mask_convention")
 
 #: The paper's AFP cut-off (ng/mL): the default wherever a cut-off is not set.
 PAPER_AFP_CUTOFF_NG_ML = 400.0
@@ -63,6 +70,13 @@ class ColumnMap(_Strict):
     treatment: str | None = "treatment"
     pfs_months: str = "pfs_months"
     pfs_event: str = "pfs_event"
+    #: One file or DICOM folder per structure (any non-zero voxel belongs to it); ``mask_tumor`` may list several,
+    #: separated by ``;``. A structure given this way replaces that structure of ``mask``.
+    mask_liver: str | None = "mask_liver"
+    mask_tumor: str | None = "mask_tumor"
+    mask_portal_vein: str | None = "mask_portal_vein"
+    #: The name of one of ``masks: conventions:`` for this row.
+    mask_convention: str | None = "mask_convention"
 
 
 class SplitConfig(_Strict):
@@ -109,6 +123,82 @@ class SeriesRule(_Strict):
     tie_break: Literal["error", "lowest_series_number", "highest_series_number"] = "error"
 
 
+STRUCTURES = ("liver", "tumor", "portal_vein")
+
+#: Segment and ROI names (lower case, letters only: ``Liver_Tumor 01`` reads ``livertumor``) taken as each structure.
+DEFAULT_STRUCTURE_NAMES = {
+    "liver": ["liver"],
+    "tumor": ["tumor", "tumour", "tumors", "tumours", "livertumor", "livertumour", "livertumors", "lesion",
+              "lesions", "hcc", "gtv", "neoplasm", "mass", "hepatocellularcarcinoma"],
+    "portal_vein": ["portalvein", "portalveins", "pv", "venaporta"],
+}
+
+
+class MaskConvention(_Strict):
+    """What the values of a case's mask mean (see docs/manifest.md, "Masks").
+
+    ``labels`` maps each structure to the label values (of a label map), segment numbers (DICOM SEG) or ROI
+    numbers (RTSTRUCT) that hold it. DICOM SEG segments and RTSTRUCT ROIs are matched by ``match``: ``auto``
+    takes a segment by its SNOMED code (liver 10200004, neoplasm 108369006, portal vein 32764006, or their SRT
+    forms) or its name in ``names``, and an ROI by its name; ``number`` uses ``labels``.
+    """
+
+    labels: dict[Literal["liver", "tumor", "portal_vein"], list[int]] = {"liver": [1], "tumor": [2],
+                                                                          "portal_vein": [3]}
+    #: Whether the liver structure covers the tumor (a warning when most of the tumor lies outside it), leaves it
+    #: out as a hole (a warning when most lies inside), or either (None: not checked). The remnant liver is the
+    #: liver without the tumor in every case.
+    liver_includes_tumor: bool | None = None
+    names: dict[Literal["liver", "tumor", "portal_vein"], list[str]] = DEFAULT_STRUCTURE_NAMES
+    match: Literal["auto", "number"] = "auto"
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_distinct(cls, labels: dict[str, list[int]]) -> dict[str, list[int]]:
+        merged = {"liver": [], "tumor": [], "portal_vein": []} | labels
+        seen: dict[int, str] = {}
+        for structure, values in merged.items():
+            for value in values:
+                if not 1 <= value <= 65535:
+                    raise ValueError(f"masks labels: {structure} label {value} is not between 1 and 65535 (0 is the "
+                                     "background)")
+                if value in seen and seen[value] != structure:
+                    raise ValueError(f"masks labels: label {value} is given for both {seen[value]} and {structure}")
+                seen[value] = structure
+        return merged
+
+    @field_validator("names")
+    @classmethod
+    def _names_complete(cls, names: dict[str, list[str]]) -> dict[str, list[str]]:
+        return DEFAULT_STRUCTURE_NAMES | names
+
+
+class MasksConfig(MaskConvention):
+    """The manifest's ``masks:`` section: the study's convention, each center's, named ones for the
+    ``mask_convention`` column, and the checks' limits."""
+
+    centers: dict[str, MaskConvention] = {}
+    conventions: dict[str, MaskConvention] = {}
+    #: A portal vein wider than this (largest inscribed diameter, mm) is refused as a wrong convention.
+    portal_vein_max_diameter_mm: float = Field(default=25.0, gt=0)
+
+    def convention_for(self, center: str | None, name: str | None = None) -> MaskConvention:
+        """The convention of a row: its named one, else its center's, else the study's.
+
+        Raises
+        ------
+        KeyError
+            When ``name`` is not one of ``conventions``.
+        """
+        if name is not None:
+            return self.conventions[name]
+        if center is not None:
+            for key, convention in self.centers.items():
+                if " ".join(key.split()).casefold() == " ".join(center.split()).casefold():
+                    return convention
+        return MaskConvention.model_validate(self.model_dump(include=set(MaskConvention.model_fields)))
+
+
 class StudyConfig(_Strict):
     """The study-level half of the manifest (the YAML file)."""
 
@@ -129,6 +219,7 @@ class StudyConfig(_Strict):
     afp_cutoff_ng_ml: float = PAPER_AFP_CUTOFF_NG_ML
     output_dir: Path = Path("hccrad-output")
     dicom_series: SeriesRule = SeriesRule()
+    masks: MasksConfig = MasksConfig()
     # Each stage validates its own section with its own model (hccrad.features.FeatureConfig, ...), so
     # that this input layer does not depend on the stages above it.
     segmentation: dict[str, Any] = {}

@@ -58,6 +58,21 @@ def _repair_identity(dataset) -> None:
         del dataset.SpecificCharacterSet
 
 
+def _derive_frame_of_reference(series_uid: str, datasets: list) -> None:
+    """Give the slices of a series without FrameOfReferenceUID (in memory) one derived from the series UID, or from
+    its slices' instance UIDs when that is blank too: the same for every slice and every export of the series. A SEG
+    must name a frame of reference; viewers place it by the slices it references."""
+    from pydicom.uid import generate_uid
+
+    if all(dataset.get("FrameOfReferenceUID") for dataset in datasets):
+        return
+    sources = [series_uid] if series_uid else sorted(str(dataset.get("SOPInstanceUID", "")) for dataset in datasets)
+    derived = generate_uid(entropy_srcs=["hccrad frame of reference", *sources])
+    for dataset in datasets:
+        if not dataset.get("FrameOfReferenceUID"):
+            dataset.FrameOfReferenceUID = derived
+
+
 def _slices_by_index(datasets: list, image: sitk.Image) -> dict[int, list]:
     """The datasets whose position and matrix fall on each slice of ``image``, by slice index."""
     normal = np.array(image.GetDirection()).reshape(3, 3)[:, 2]
@@ -92,6 +107,8 @@ def _series_datasets(folder: Path, image: sitk.Image) -> list:
             series.setdefault(str(dataset.get("SeriesInstanceUID", "")), []).append(dataset)
     if not series:
         raise DicomSegError(f"{folder}: no DICOM image slices found")
+    for uid, datasets in series.items():
+        _derive_frame_of_reference(uid, datasets)
     slices = image.GetSize()[2]
     matching = {}
     for uid, datasets in series.items():
@@ -163,21 +180,26 @@ def _segmentation(hd, datasets, labels, descriptions, version: str, series_descr
         series_description=series_description, omit_empty_frames=False)
 
 
-def export_mask(ct: Path, mask: Path, out_path: Path, algorithm: str | None = None, series_rule=None
+def export_mask(ct: Path, mask, out_path: Path, algorithm: str | None = None, series_rule=None
                 ) -> ExportResult:
-    """Write ``mask`` as a DICOM SEG referencing ``ct`` when ``ct`` is a DICOM folder (``out_path`` with
-    ``.dcm``), else as NIfTI (``.nii.gz``), saying why. Written atomically."""
-    from hccrad.io.images import read_image, read_mask
+    """Write ``mask`` (a path of an hccrad label map, or a :class:`~hccrad.io.mask_sources.MaskSource`) as a DICOM
+    SEG referencing ``ct`` when ``ct`` is a DICOM folder (``out_path`` with ``.dcm``), else as NIfTI (``.nii.gz``),
+    saying why. Written atomically."""
+    from hccrad.io.case import CTCase
+    from hccrad.io.images import write_labels_like
 
     ct, out_path = Path(ct), Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if not ct.is_dir():
         target = out_path.with_name(out_path.name.split(".")[0] + ".nii.gz")
-        write_atomic(target, Path(mask).read_bytes())
+        case = CTCase.read(ct, mask, series_rule)
+        write_labels_like(case.labels, case.image, target)
         return ExportResult(target, "nifti", f"{ct} is not a DICOM series: a DICOM SEG must reference the CT's "
                                              "DICOM instances, so the mask is written as NIfTI")
-    image = read_image(ct, series_rule)
-    labels = read_mask(mask, image)
+    case = CTCase.read(ct, mask, series_rule)
+    image = case.image
+    labels = sitk.GetImageFromArray(case.labels)
+    labels.CopyInformation(image)
     segmentation = mask_to_dicom_seg(labels, ct, image, algorithm)
     import io
 
@@ -189,7 +211,22 @@ def export_mask(ct: Path, mask: Path, out_path: Path, algorithm: str | None = No
                or (name == "SeriesInstanceUID" and not _source_series_uid(segmentation))]
     note = (f"the source CT lacks {' and '.join(missing)} (anonymised?): the SEG references its instances, but a "
             "PACS cannot file it with its study" if missing else "")
+    if not _ct_frame_of_reference(ct, series_rule):
+        note = "; ".join(filter(None, [note, f"the CT has no FrameOfReferenceUID: the SEG carries one derived from the "
+                                             f"CT's series UID ({segmentation.FrameOfReferenceUID}) and references "
+                                             "each CT slice by its SOP Instance UID, by which viewers place it"]))
     return ExportResult(target, "dicom-seg", note)
+
+
+def _ct_frame_of_reference(ct: Path, series_rule) -> str:
+    """The FrameOfReferenceUID of the CT's first slice ('' when it has none)."""
+    import pydicom
+
+    from hccrad.io.config import SeriesRule
+    from hccrad.io.images import choose_series, list_dicom_series
+
+    chosen = choose_series(list_dicom_series(Path(ct)), series_rule or SeriesRule(), Path(ct))
+    return str(pydicom.dcmread(chosen.files[0], stop_before_pixels=True).get("FrameOfReferenceUID", ""))
 
 
 def _source_series_uid(segmentation) -> str:

@@ -100,12 +100,33 @@ def _break_tie(candidates: list[DicomSeries], rule: SeriesRule, where: str) -> D
     if rule.tie_break != "error" and len(numbered) == len(tied):
         pick = min if rule.tie_break == "lowest_series_number" else max
         return pick(tied, key=lambda s: s.series_number)
-    listing = "; ".join(f"series {s.series_number if s.series_number is not None else '?'} "
-                        f"'{s.description or '(no description)'}' ({s.n_slices} slices, UID {s.series_uid})"
-                        for s in tied)
-    raise ImageReadError(f"{len(tied)} DICOM series{where} fit the series rule equally: {listing}; say which to take "
-                         "with dicom_series: {tie_break: lowest_series_number | highest_series_number}, or more "
-                         "specific prefer/exclude words, or move the other series out of the folder")
+    raise ImageReadError(f"{len(tied)} DICOM series{where} fit the series rule equally: {_tie_listing(tied)}; "
+                         + _tie_remedy(tied, rule))
+
+
+def _tie_listing(tied: list[DicomSeries]) -> str:
+    return "; ".join(f"series {s.series_number if s.series_number is not None else '?'} "
+                     f"'{s.description or '(no description)'}' ({s.n_slices} slices, UID {s.series_uid})" for s in tied)
+
+
+def _tie_remedy(tied: list[DicomSeries], rule: SeriesRule) -> str:
+    """Only the rules that tell the tied series apart: SeriesNumber when each has its own, description words when
+    the descriptions differ; else the series must be separated by hand."""
+    remedies = []
+    numbers = [s.series_number for s in tied]
+    if rule.tie_break == "error" and None not in numbers and len(set(numbers)) == len(numbers):
+        remedies.append("say which to take with dicom_series: {tie_break: lowest_series_number | "
+                        "highest_series_number}")
+    descriptions = [s.description.strip() for s in tied]
+    if all(descriptions) and len({d.lower() for d in descriptions}) == len(descriptions):
+        remedies.append("add a word of the wanted series' description to dicom_series: prefer (or of the others "
+                        "to exclude)")
+    modalities = {s.modality for s in tied}
+    remedies.append("move the other series out of the folder"
+                    + ("" if remedies else " (they differ neither in SeriesNumber nor in SeriesDescription"
+                       + (", and a mask series mixed into the CT's folder looks like this" if modalities <= {"", "CT"}
+                          else "") + ")"))
+    return "; or ".join(remedies)
 
 
 #: Slice gaps may differ from the series' median gap by this fraction before the spacing counts as uneven.
@@ -127,6 +148,8 @@ def check_dicom_slices(files: tuple[str, ...], folder: Path) -> None:
     import pydicom
 
     positions = []
+    files_of_instance: dict[str, list[str]] = {}
+    files_at_position: dict[float, list[str]] = {}
     for file in files:
         try:
             slice_ = pydicom.dcmread(file)
@@ -142,9 +165,13 @@ def check_dicom_slices(files: tuple[str, ...], folder: Path) -> None:
                                      f"where its header describes {expected}; copy the series again")
         orientation = slice_.get("ImageOrientationPatient")
         position = slice_.get("ImagePositionPatient")
+        files_of_instance.setdefault(instance_uid(slice_) or file, []).append(file)
         if orientation is not None and position is not None:
             normal = np.cross(np.array(orientation[:3], float), np.array(orientation[3:], float))
             positions.append(float(np.dot(normal, np.array(position, float))))
+            files_at_position.setdefault(round(positions[-1], 3), []).append(file)
+    _refuse_duplicates(files_of_instance, "the same SOPInstanceUID", folder)
+    _refuse_duplicates(files_at_position, "the same slice position", folder)
     if len(positions) >= 3:
         gaps = np.diff(np.sort(positions))
         median = float(np.median(gaps))
@@ -154,6 +181,24 @@ def check_dicom_slices(files: tuple[str, ...], folder: Path) -> None:
             raise ImageReadError(f"DICOM series in {folder} has uneven slice spacing: a gap of {gaps[worst]:.2f} mm "
                                  f"after slice {worst + 1} of {len(positions)} where the others are {median:.2f} mm "
                                  "(a missing or duplicated slice?)")
+
+
+def instance_uid(dataset) -> str:
+    """A slice's SOPInstanceUID, from its file meta when an anonymiser blanked it in the dataset ('' if neither)."""
+    meta = getattr(dataset, "file_meta", None)
+    return str(dataset.get("SOPInstanceUID") or (meta.get("MediaStorageSOPInstanceUID") if meta is not None else "")
+               or "")
+
+
+def _refuse_duplicates(groups: dict, what: str, folder: Path) -> None:
+    """An :class:`ImageReadError` naming the files when two or more slices of a series share ``what``."""
+    duplicated = [names for names in groups.values() if len(names) > 1]
+    if duplicated:
+        example = ", ".join(Path(name).name for name in duplicated[0][:3])
+        raise ImageReadError(f"DICOM series in {folder} has {sum(len(n) for n in duplicated)} slices in "
+                             f"{len(duplicated)} groups with {what} (for example {example}): the folder holds "
+                             "copies of the same slices (copied twice?) or two series of one UID; keep one copy of "
+                             "each slice")
 
 
 def _check_unlisted_files(folder: Path, found: list[DicomSeries], chosen: DicomSeries) -> None:
@@ -419,7 +464,36 @@ def ct_intensity_problems(values: np.ndarray, path: Path | str) -> tuple[list[st
     elif highest > HU_HIGHEST_WARNING:
         warnings.append(f"CT {path} reaches {highest:g} HU, above {HU_HIGHEST_WARNING:g}: metal, or a wrong "
                         "rescale; check the image")
+    warnings += clipped_intensity_warnings(values, path)
     return errors, warnings
+
+
+#: Ceilings of clipped CT exports (HU): 10-, 12- and 12-bit-unsigned ranges (1023 = 2^10 - 1, 3071 = 4095 - 1024).
+CLIP_CEILINGS_HU = (1023.0, 3071.0, 4095.0)
+#: A pile at the ceiling above this share of the body's voxels (above -500 HU) is a clipping spike.
+CLIP_BODY_SHARE = 0.001
+#: ... as is one at least this many times the median count of the 50 values below the ceiling (and >= 100 voxels).
+CLIP_SPIKE_RATIO = 20.0
+
+
+def clipped_intensity_warnings(values: np.ndarray, path: Path | str) -> list[str]:
+    """A warning when the CT's maximum is a clipping ceiling (:data:`CLIP_CEILINGS_HU`) with a spike of voxels on
+    it: more than :data:`CLIP_BODY_SHARE` of the body's voxels, or :data:`CLIP_SPIKE_RATIO` times the values just
+    below (see docs/manifest.md, "Image checks")."""
+    highest = float(values.max())
+    if highest not in CLIP_CEILINGS_HU:
+        return []
+    at_ceiling = int(np.count_nonzero(values == highest))
+    body = int(np.count_nonzero(values > HU_LOWEST_AT_MOST))
+    near = values[(values >= highest - 50) & (values < highest)]
+    counts = np.bincount(np.rint(near - (highest - 50)).astype(np.int64), minlength=50) if near.size else np.zeros(50)
+    below = float(np.median(counts))
+    share = at_ceiling / max(1, body)
+    if share > CLIP_BODY_SHARE or (at_ceiling >= 100 and at_ceiling >= CLIP_SPIKE_RATIO * max(below, 1.0)):
+        return [f"CT {path}: {at_ceiling} voxels ({share:.3%} of the body) sit at exactly {highest:g} HU, its maximum, "
+                f"against a median of {below:.0f} per HU just below: a clipped export; bone and contrast above "
+                f"{highest:g} HU are lost and the maximum-based features are biased; export the full range if you can"]
+    return []
 
 
 #: The labels of an hccrad mask: background, liver, tumor, portal vein.

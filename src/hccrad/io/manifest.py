@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from hccrad.io.config import MONTHS_PER_UNIT, StudyConfig, load_config
+from hccrad.io.config import MONTHS_PER_UNIT, OPTIONAL_COLUMNS, STRUCTURES, MaskConvention, StudyConfig, load_config
 from hccrad.io.ids import patient_id_problem
 
 Severity = Literal["error", "warning"]
@@ -58,6 +58,24 @@ class PatientRecord:
     pfs_months: float = math.nan
     pfs_event: int = 0
     dataset: str = "training"
+    #: Per-structure mask files (the ``mask_liver``, ``mask_tumor``, ``mask_portal_vein`` columns).
+    mask_structures: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+    #: What the mask's values mean (the manifest's ``masks:``, for this row's center or named convention).
+    mask_convention: MaskConvention = field(default_factory=MaskConvention)
+
+    @property
+    def has_mask(self) -> bool:
+        """Whether the manifest (or the segmentation stage) gave this patient a mask of any form."""
+        return self.mask is not None or bool(self.mask_structures)
+
+    @property
+    def mask_source(self):
+        """The patient's :class:`hccrad.io.mask_sources.MaskSource`, or None without a mask."""
+        from hccrad.io.mask_sources import MaskSource
+
+        if not self.has_mask:
+            return None
+        return MaskSource(self.mask, dict(self.mask_structures), self.mask_convention)
 
 
 @dataclass
@@ -94,12 +112,16 @@ class Study:
     def table(self) -> pd.DataFrame:
         """The valid patients as a DataFrame indexed by ``patient_id`` (paths as strings)."""
         rows = []
+        columns = [name for name in PatientRecord.__dataclass_fields__ if name not in _NOT_TABLED]
         for record in self.patients:
-            row = asdict(record)
+            row = {name: getattr(record, name) for name in columns}
             row["ct"] = str(record.ct) if record.ct else None
             row["mask"] = str(record.mask) if record.mask else None
+            for structure in STRUCTURES:
+                paths = record.mask_structures.get(structure)
+                row[f"mask_{structure}"] = ";".join(map(str, paths)) if paths else None
             rows.append(row)
-        columns = list(PatientRecord.__dataclass_fields__)
+        columns += [f"mask_{structure}" for structure in STRUCTURES]
         return pd.DataFrame(rows, columns=columns).set_index("patient_id")
 
     def issues_table(self) -> pd.DataFrame:
@@ -108,6 +130,10 @@ class Study:
             [asdict(issue) for issue in self.issues],
             columns=["row", "patient_id", "field", "message", "severity"],
         )
+
+
+#: PatientRecord fields that are not columns of :meth:`Study.table` (the per-structure files are, as text).
+_NOT_TABLED = ("mask_structures", "mask_convention")
 
 
 class ClinicalTableError(ValueError):
@@ -464,6 +490,8 @@ class _RowChecker:
 
         ct = self.path("ct", required=config.require_images)
         mask = self.path("mask", required=False)
+        structures = self._mask_structures()
+        convention = self._mask_convention(center)
         has_portal = self.value("portal_vein_diameter_mm") is not None
         portal_mm = self.number("portal_vein_diameter_mm", required=False, minimum=0) if has_portal else None
 
@@ -492,6 +520,8 @@ class _RowChecker:
             row=self.row,
             ct=ct,
             mask=mask,
+            mask_structures=structures,
+            mask_convention=convention,
             portal_vein_diameter_mm=portal_mm,
             afp=afp,
             child_pugh=grade,
@@ -501,6 +531,43 @@ class _RowChecker:
             pfs_months=pfs_months,
             pfs_event=int(event),
         )
+
+    def _mask_structures(self) -> dict[str, tuple[Path, ...]]:
+        """The per-structure mask files of the row (``mask_tumor`` may list several, separated by ``;``)."""
+        structures = {}
+        for structure in STRUCTURES:
+            canonical = f"mask_{structure}"
+            value = self.value(canonical)
+            if value is None:
+                continue
+            paths = []
+            for text in (part.strip() for part in _as_text(value).split(";")):
+                if not text:
+                    continue
+                path = self.config.resolve(text)
+                if not path.exists():
+                    self.add(canonical, f"file not found: {path}")
+                elif path.is_dir() and not any(child.is_file() for child in path.iterdir()):
+                    self.add(canonical, f"folder is empty: {path}")
+                else:
+                    paths.append(path)
+            if len(paths) > 1 and structure != "tumor":
+                self.add(canonical, f"{len(paths)} files given; only mask_tumor may list several (separated by ;)")
+            elif paths:
+                structures[structure] = tuple(paths)
+        return structures
+
+    def _mask_convention(self, center: str | None) -> MaskConvention:
+        """The row's mask convention: its ``mask_convention`` column, else its center's, else the study's."""
+        masks = self.config.masks
+        value = self.value("mask_convention")
+        name = _as_text(value) if value is not None else None
+        if name is not None and name not in masks.conventions:
+            known = ", ".join(sorted(masks.conventions)) or "none are defined"
+            self.add("mask_convention", f"unknown convention {name!r}; define it under masks: conventions: in the "
+                                        f"manifest (known: {known})")
+            name = None
+        return masks.convention_for(center, name)
 
     def _child_pugh(self) -> tuple[str | None, int | None]:
         value = self.value("child_pugh")
@@ -555,7 +622,10 @@ class _RowChecker:
 
 def _check_columns(config: StudyConfig, frame: pd.DataFrame) -> list[ValidationIssue]:
     issues = []
+    named = config.columns.model_fields_set
     for canonical, column in config.columns.model_dump().items():
+        if canonical in OPTIONAL_COLUMNS and canonical not in named:
+            continue  # optional columns (per-structure masks) may be absent unless the manifest names them
         if column is not None and column not in frame.columns:
             severity: Severity = "error" if canonical in ("patient_id", "pfs_months", "pfs_event") else "warning"
             if canonical == "ct" and config.require_images:
@@ -665,10 +735,11 @@ def use_predicted_masks(study: Study) -> list[str]:
     layout = study.config.layout
     used = []
     for record in study.patients:
-        if record.ct is not None and record.mask is None:
+        if record.ct is not None and not record.has_mask:
             predicted = layout.predicted_mask(record.patient_id)
             if predicted.is_file():
                 record.mask = predicted
+                record.mask_convention = MaskConvention()  # hccrad's own labels, whatever the study's masks are
                 used.append(record.patient_id)
     return used
 

@@ -83,3 +83,73 @@ def remnant_liver_mask(labels: np.ndarray, exclude_portal_vein: bool = False) ->
     if not exclude_portal_vein:
         liver = liver | intrahepatic_portal_vein(labels)
     return liver & (labels != LABEL_TUMOR)
+
+
+#: A portal-vein component this compact (volume at most this many times its largest inscribed ball) is not tubular.
+BLOB_BALL_RATIO = 3.0
+#: Portal-vein components smaller than this (mL) are too small to judge their shape.
+BLOB_MIN_ML = 2.0
+#: A component is "inside the liver" when at least this share of the voxels around it are liver or tumor.
+ENCLOSED_SHARE = 0.9
+
+
+def _component_shape(component: np.ndarray, spacing_zyx: tuple[float, float, float]) -> tuple[float, float]:
+    """(largest inscribed diameter in mm, volume / volume of that inscribed ball) of one boolean component."""
+    box = bounding_box(component)
+    distance = ndimage.distance_transform_edt(np.pad(component[box], 1), sampling=spacing_zyx)
+    diameter = 2.0 * float(distance.max())
+    volume = float(np.count_nonzero(component)) * float(np.prod(spacing_zyx))
+    ball = np.pi / 6.0 * diameter ** 3
+    return diameter, volume / ball if ball > 0 else np.inf
+
+
+def _enclosed_share(component: np.ndarray, labels: np.ndarray) -> float:
+    """Share of the voxels bordering ``component`` (26-neighbours outside it) that are liver or tumor."""
+    box = bounding_box(component)
+    grown = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
+    local = component[grown]
+    shell = ndimage.binary_dilation(local, structure=FULL_CONNECTIVITY) & ~local
+    around = labels[grown][shell]
+    return float(np.isin(around, (LABEL_LIVER, LABEL_TUMOR)).mean()) if around.size else 0.0
+
+
+def portal_vein_problems(labels: np.ndarray, spacing_zyx: tuple[float, float, float], max_diameter_mm: float,
+                         convention: str = "liver [1], tumor [2], portal vein [3]") -> list[str]:
+    """Errors when label 3 does not look like a portal vein: wider than ``max_diameter_mm`` (largest inscribed
+    diameter of any component), or a compact component (volume at most :data:`BLOB_BALL_RATIO` times its inscribed
+    ball, of at least :data:`BLOB_MIN_ML`) closed inside the liver (:data:`ENCLOSED_SHARE` of its border liver or
+    tumor), which is what a second tumor given label 3 looks like. Each names the numbers and the fix."""
+    portal = labels == LABEL_PORTAL_VEIN
+    if not portal.any():
+        return []
+    components, count = ndimage.label(portal, structure=FULL_CONNECTIVITY)
+    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
+    fix = ("if label 3 is a second tumor, map it as one: masks: {labels: {tumor: [2, 3], portal_vein: []}}; if it is "
+           "the portal vein, raise masks: portal_vein_max_diameter_mm")
+    problems = []
+    sizes = np.bincount(components.ravel())[1:]
+    for number in np.argsort(sizes)[::-1][:20] + 1:  # the 20 largest components are enough to judge
+        component = components == number
+        volume_ml = float(sizes[number - 1]) * voxel_ml
+        diameter, ball_ratio = _component_shape(component, spacing_zyx)
+        where = f"a portal-vein (label 3) component of {volume_ml:.1f} mL"
+        if diameter > max_diameter_mm:
+            problems.append(f"{where} is {diameter:.1f} mm wide (largest inscribed diameter), above the plausible "
+                            f"{max_diameter_mm:g} mm")
+        elif volume_ml >= BLOB_MIN_ML and ball_ratio <= BLOB_BALL_RATIO and _enclosed_share(component, labels) >= \
+                ENCLOSED_SHARE:
+            problems.append(f"{where} is a closed blob inside the liver ({diameter:.1f} mm wide, {ball_ratio:.1f} "
+                            "times its inscribed ball), not a vessel")
+    if problems:
+        return [f"{'; '.join(problems)}; convention {convention}; {fix}"]
+    return []
+
+
+def enclosed_holes_ml(region: np.ndarray, spacing_zyx: tuple[float, float, float]) -> float:
+    """Volume (mL) of the cavities of a boolean region: voxels not in it that it encloses in 3D."""
+    box = bounding_box(region)
+    if box is None:
+        return 0.0
+    local = region[box]
+    holes = ndimage.binary_fill_holes(local) & ~local
+    return float(np.count_nonzero(holes)) * float(np.prod(spacing_zyx)) / 1000.0

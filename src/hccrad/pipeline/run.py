@@ -241,12 +241,12 @@ def _segment_stage(study: Study, result: RunResult) -> None:
     if not study.config.require_images:
         result.stages.append(StageRecord("segment", "skipped", 0.0, "clinical-only study"))
         return
-    missing = [p for p in study.patients if p.ct is not None and p.mask is None]
+    missing = [p for p in study.patients if p.ct is not None and not p.has_mask]
     if not missing:
         result.stages.append(StageRecord("segment", "skipped", 0.0, "every case has a mask"))
         return
     reused = use_predicted_masks(study)
-    todo = [record for record in missing if record.mask is None]
+    todo = [record for record in missing if not record.has_mask]
     if not todo:
         result.stages.append(StageRecord("segment", "reused", 0.0, f"0 segmented, {len(reused)} reused"))
         return

@@ -139,7 +139,7 @@ def qc_image(record, rule, out: Path) -> dict[str, Any]:
 
     from hccrad.io.case import CTCase
 
-    case = CTCase.read(record.ct, record.mask, rule)
+    case = CTCase.read(record.ct, record.mask_source, rule)
     ct, image, voxel_ml = case.hu, case.image, case.voxel_ml
     tumor, liver = case.any_tumor, case.liver | case.portal_vein
     per_slice = tumor.sum(axis=(1, 2)) if tumor.any() else liver.sum(axis=(1, 2))
@@ -157,7 +157,8 @@ def qc_image(record, rule, out: Path) -> dict[str, Any]:
     figure.savefig(out)
     plt.close(figure)
     liver_ml, tumor_ml = float((liver | tumor).sum()) * voxel_ml, float(tumor.sum()) * voxel_ml
-    return {"liver_ml": liver_ml, "tumor_ml": tumor_ml, "flags": qc_flags(liver_ml, tumor_ml), "slice": z}
+    return {"liver_ml": liver_ml, "tumor_ml": tumor_ml, "flags": qc_flags(liver_ml, tumor_ml), "slice": z,
+            "mask_mapping": case.mask_mapping}
 
 
 def _qc_key(study: Study, record) -> str:
@@ -170,7 +171,7 @@ def _qc_key(study: Study, record) -> str:
     with contextlib.suppress(OSError, ValueError):
         source = json.loads(study.config.layout.feature_case(record.patient_id).read_text()).get("fingerprint")
     if not source:
-        source = content_digest(record.ct, record.mask)
+        source = content_digest(record.ct, *record.mask_source.files) + record.mask_convention.model_dump_json()
     return hashlib.sha256(f"{source}|{study.config.dicom_series.model_dump_json()}".encode()).hexdigest()[:10]
 
 
@@ -180,7 +181,7 @@ def qc_gallery(study: Study, qc_dir: Path, features: pd.DataFrame | None = None)
     when it has the case, else from the mask."""
     cards, rows = [], []
     for record in study.patients:
-        if record.ct is None or record.mask is None:
+        if record.ct is None or not record.has_mask:
             continue
         key = _qc_key(study, record)
         path = case_path(qc_dir, f"{record.patient_id}-{key}", ".png")
@@ -201,15 +202,19 @@ def qc_gallery(study: Study, qc_dir: Path, features: pd.DataFrame | None = None)
             liver_ml = float(features.loc[record.patient_id, "Rliver_volume_mL"]) + tumor_ml
             meta = {**meta, "liver_ml": liver_ml, "tumor_ml": tumor_ml, "flags": qc_flags(liver_ml, tumor_ml)}
         flags = meta["flags"]
+        mapping = meta.get("mask_mapping") or {}
+        how = "; ".join(f"{structure.replace('_', ' ')}: {found}"
+                        for structure, found in (mapping.get("structures") or {}).items())
         data = base64.b64encode(path.read_bytes()).decode()
         cards.append(
             f'<div class="qc{" flag" if flags else ""}" id="qc-{esc(record.patient_id)}">'
             f'<img alt="QC {esc(record.patient_id)}" src="data:image/png;base64,{data}">'
             f"<div><b>{esc(record.patient_id)}</b> ({esc(record.center)}) liver {meta['liver_ml']:.0f} mL, "
             f"tumor {meta['tumor_ml']:.1f} mL</div>"
+            + (f'<div class="note mask-mapping">{esc(how)}</div>' if how else "")
             + (f'<div class="flag-text">{esc("; ".join(flags))}</div>' if flags else "") + "</div>")
         rows.append({"patient_id": record.patient_id, "liver_ml": meta["liver_ml"], "tumor_ml": meta["tumor_ml"],
-                     "flags": "; ".join(flags)})
+                     "flags": "; ".join(flags), "mask_mapping": how})
     return "".join(cards), pd.DataFrame(rows)
 
 

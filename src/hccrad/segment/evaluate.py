@@ -34,10 +34,10 @@ def evaluate_segmentations(study: Study, predictions_dir: Path | None = None,
     for record in study.patients:
         predicted = (case_path(predictions_dir, record.patient_id, ".nii.gz") if predictions_dir
                      else predicted_mask_path(study, record.patient_id))
-        if record.mask is None or record.ct is None or not predicted.is_file():
+        if not record.has_mask or record.ct is None or not predicted.is_file():
             continue
         try:
-            case = CTCase.read(record.ct, record.mask, study.config.dicom_series)
+            case = CTCase.read(record.ct, record.mask_source, study.config.dicom_series)
             prediction = sitk.GetArrayFromImage(read_mask(predicted, case.image))
         except (ValueError, InputError) as exc:
             rows.append({"patient_id": record.patient_id, "center": record.center, "region": "all",

@@ -17,9 +17,10 @@ import numpy as np
 import SimpleITK as sitk
 from pydantic import BaseModel, ConfigDict, Field
 
+from hccrad.io.case import CTCase
 from hccrad.io.files import write_atomic
 from hccrad.io.ids import case_path
-from hccrad.io.images import read_image, read_mask, write_labels_like
+from hccrad.io.images import read_image, write_labels_like
 from hccrad.io.manifest import Study
 from hccrad.io.masks import LABEL_LIVER, LABEL_PORTAL_VEIN
 from hccrad.segment.postprocess import postprocess_labels
@@ -85,11 +86,11 @@ def prepare_dataset(study: Study, config: SegmentationConfig) -> Path:
     (dataset / "labelsTr").mkdir(parents=True, exist_ok=True)
     count = 0
     for record in study.patients:
-        if record.ct is None or record.mask is None:
+        if record.ct is None or not record.has_mask:
             continue
-        image = read_image(record.ct, study.config.dicom_series)
-        labels = read_mask(record.mask, image)
-        array = sitk.GetArrayFromImage(labels)
+        case = CTCase.read(record.ct, record.mask_source, study.config.dicom_series)
+        image = case.image
+        array = case.labels.copy()
         array[array == LABEL_PORTAL_VEIN] = LABEL_LIVER
         out_labels = sitk.GetImageFromArray(array.astype(np.uint8))
         out_labels.CopyInformation(image)
@@ -234,7 +235,7 @@ def predict_cases(study: Study, config: SegmentationConfig, model_dir: Path | No
     predictor = load_predictor(model_dir, config, folds)
     layout = study.config.layout
     layout.predicted_masks_dir.mkdir(parents=True, exist_ok=True)
-    todo = [r for r in study.patients if r.ct is not None and (overwrite or r.mask is None)]
+    todo = [r for r in study.patients if r.ct is not None and (overwrite or not r.has_mask)]
     images = {record.patient_id: read_image(record.ct, study.config.dicom_series) for record in todo}
     labels = segment_images(predictor, images, config)
     return {patient: write_labels_like(labels[patient], images[patient], layout.predicted_mask(patient))

@@ -77,7 +77,7 @@ def predict_with_totalsegmentator(study, overwrite: bool = False) -> dict[str, P
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for record in study.patients:
-        if record.ct is None or (record.mask is not None and not overwrite):
+        if record.ct is None or (record.has_mask and not overwrite):
             continue
         image = read_image(record.ct, study.config.dicom_series)
         with tempfile.TemporaryDirectory() as scratch:
