@@ -169,13 +169,13 @@ def test_runs_split_by_a_gap_still_count_as_a_line():
     assert has_two_on_a_line(np.array([[1, 1, 1], [4, 4, 4]]), np.array([1, 1, 1]))
 
 
-def test_unsupported_settings_are_refused_by_name():
-    with pytest.raises(UnsupportedSetting, match="LBP2D"):
+def test_what_the_engine_lacks_is_refused_by_name_and_auto_is_advised():
+    with pytest.raises(UnsupportedSetting, match="image type 'LBP2D' is not implemented.*engine: auto"):
         region_features(image_from(textured_volume((8, 8, 8))), np.ones((8, 8, 8), bool),
                         {"imageType": {"LBP2D": {}}}, 2)
-    with pytest.raises(UnsupportedSetting, match="normalize"):
+    with pytest.raises(UnsupportedSetting, match="'resegmentRange: \\[1, 2, 3\\]' must hold 1 or 2 values"):
         region_features(image_from(textured_volume((8, 8, 8))), np.ones((8, 8, 8), bool),
-                        {"setting": {"normalize": True}}, 2)
+                        {"setting": {"resegmentRange": [1, 2, 3]}}, 2)
 
 
 # ----------------------------------------------------------------------------------------- real reference
@@ -273,13 +273,6 @@ def test_resampling_without_an_interpolator_key_uses_pyradiomics_default_bspline
     ours = compare(image, region, params, pad=4)
     native = region_features(image, region, {**params, "setting": {**settings, "interpolator": None}}, 4)
     assert ours["original_shape_VoxelVolume"] != native["original_shape_VoxelVolume"]  # it did resample
-
-
-def test_no_weighting_is_refused_rather_than_read_as_none():
-    """PyRadiomics' no_weighting sums the 13 directions' matrices; the engine averages their features (none)."""
-    with pytest.raises(UnsupportedSetting, match="weightingNorm: no_weighting"):
-        region_features(image_from(textured_volume((8, 8, 8))), np.ones((8, 8, 8), bool),
-                        {"setting": {"weightingNorm": "no_weighting"}}, 2)
 
 
 @pytest.mark.parametrize(("params", "words"), [

@@ -188,6 +188,9 @@ def features(
         task = bar.add_task("extracting features", total=None)
         run = extract_features(study, out_dir=out, scheduler=scheduler,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+    from hccrad.features.extract import describe_plan
+
+    stdout.print(describe_plan(run.engine_plan))
     stdout.print(f"features: {len(run.computed)} computed, {len(run.reused)} reused, "
                  f"{len(run.failures)} failed; table: {run.out_dir / 'features.parquet'}")
     for _, failure in run.failures.iterrows():

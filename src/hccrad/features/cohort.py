@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from hccrad.features.config import FeatureConfig
-from hccrad.features.extract import CaseJob, case_fingerprint, compute_case, engine_version
+from hccrad.features.extract import CaseJob, case_fingerprint, compute_case, describe_plan, engine_plan, engine_version
 from hccrad.io import layout
 from hccrad.io.errors import InputError
 from hccrad.io.files import ensure_writable_dir, write_atomic, write_atomic_group
@@ -44,6 +44,8 @@ class FeatureRun:
     computed: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     out_dir: Path | None = None
+    #: :func:`hccrad.features.extract.engine_plan`: which engine computed which classes and image types.
+    engine_plan: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failures(self) -> pd.DataFrame:
@@ -73,7 +75,7 @@ def build_jobs(study: Study, config: FeatureConfig) -> tuple[list[CaseJob], list
     params = config.radiomics_params(study.config.base_dir)
     settings = config.model_dump(mode="json")
     rule = study.config.dicom_series.model_dump()
-    version = engine_version(config.engine)
+    version = f"{engine_version(config.engine)}|plan {json.dumps(engine_plan(config.engine, params), sort_keys=True)}"
     max_diameter = study.config.masks.portal_vein_max_diameter_mm
     jobs, missing = [], []
     for record in study.patients:
@@ -265,6 +267,8 @@ def extract_features(study: Study, out_dir: Path | None = None, scheduler: str |
     out_dir = Path(out_dir) if out_dir else study.config.layout.features_dir
     cases_dir = ensure_writable_dir(out_dir / layout.FEATURE_CASES)
     jobs, missing = build_jobs(study, config)
+    plan = engine_plan(config.engine, config.radiomics_params(study.config.base_dir))
+    logging.getLogger("hccrad.run.features").info(describe_plan(plan))  # once, in the run log
     pending, reused = [], []
     for job in jobs:
         cached = _read_case(case_path(cases_dir, job.patient_id, ".json"))
@@ -291,8 +295,9 @@ def extract_features(study: Study, out_dir: Path | None = None, scheduler: str |
         out_dir / layout.FEATURE_FAILURES: failures.to_csv(index=False),
         out_dir / layout.FEATURE_RUN: json.dumps({"computed": computed, "reused": reused,
                                                   "failed": errors["patient_id"].tolist(),
+                                                  "engine_plan": plan,
                                                   "config": config.model_dump(mode="json")}, indent=2)})
-    return FeatureRun(table, failures, computed, reused, out_dir)
+    return FeatureRun(table, failures, computed, reused, out_dir, plan)
 
 
 def load_feature_table(path: Path) -> pd.DataFrame:

@@ -50,6 +50,12 @@ def check_radiomics_params(params: Any, source: str) -> dict[str, Any]:
                                  f"{message}") from exc
     finally:
         pykwalify_log.setLevel(level)
+    if "LBP3D" in (params.get("imageType") or {}):
+        problem = lbp3d_unavailable()
+        if problem:
+            raise ParameterFileError(f"PyRadiomics parameter file {source}: image type LBP3D cannot be computed in "
+                                     f"this installation ({problem}); PyRadiomics would skip it without a word. "
+                                     "Remove LBP3D from imageType")
     label = (params.get("setting") or {}).get("label", 1)
     if label != 1:
         raise ParameterFileError(
@@ -57,6 +63,23 @@ def check_radiomics_params(params: Any, source: str) -> dict[str, Any]:
             "each region (Tumor, Rliver) from the study's label map (liver 1, tumor 2, portal vein 3) and passes "
             "it to the extractor as label 1; remove 'label' from the file")
     return params
+
+
+def lbp3d_unavailable() -> str:
+    """Why PyRadiomics' LBP3D filter cannot run here ('' when it can): it needs trimesh and scipy's ``sph_harm``,
+    which SciPy 1.17 removed; without them PyRadiomics logs a warning and yields no LBP3D image."""
+    missing = []
+    try:
+        from scipy.special import sph_harm  # noqa: F401
+    except ImportError:
+        import scipy
+
+        missing.append(f"scipy.special.sph_harm, removed in the installed SciPy {scipy.__version__}")
+    try:
+        import trimesh  # noqa: F401
+    except ImportError:
+        missing.append("the trimesh package")
+    return "it needs " + " and ".join(missing) if missing else ""
 
 
 class FeatureConfig(BaseModel):
@@ -81,9 +104,14 @@ class FeatureConfig(BaseModel):
     pad_sigmas
         Crop margin around each region before filtering, in multiples of the largest LoG sigma.
     engine
-        Which code computes the PyRadiomics features: ``hccrad`` (default; hccrad's engine, the same values
-        to within 1e-6, about 12x less CPU and a third of the memory on a paper-sized case) or ``pyradiomics``
-        (the reference).
+        Which code computes the PyRadiomics features: ``auto`` (default: hccrad's engine computes everything it
+        reproduces, PyRadiomics' values to within 1e-6 with about a twelfth of the CPU; PyRadiomics computes the
+        rest, the LBP image types, in the same run), ``hccrad`` (the engine alone; a parameter file that needs
+        PyRadiomics is refused) or ``pyradiomics`` (the reference, for everything).
+    cast_to_float32
+        Give both engines the CT cast to float32 (default; integer HU are exact in float32, and a B-spline resampled
+        image keeps its fractions), or, with ``false``, the CT as stored, as PyRadiomics is given an image read from
+        disk: an integer CT then stays integer through resampling, as in PyRadiomics' own baselines.
     memory_per_case_gb
         Memory one case may take (default 1.5 GB with the hccrad engine, whose paper-sized cases peak at
         0.8-1.0 GB; 3.5 GB with PyRadiomics, 2.7-3.4 GB); the local cluster starts no more workers than the free
@@ -99,7 +127,8 @@ class FeatureConfig(BaseModel):
     attenuation_rate: Literal["range", "robust_range"] = "robust_range"
     rates: tuple[float, float] = (0.25, 0.75)
     pad_sigmas: float = Field(default=5.0, ge=0)
-    engine: Literal["hccrad", "pyradiomics"] = "hccrad"
+    engine: Literal["auto", "hccrad", "pyradiomics"] = "auto"
+    cast_to_float32: bool = True
     memory_per_case_gb: float | None = Field(default=None, gt=0)
     n_workers: int | None = None
 
@@ -107,7 +136,7 @@ class FeatureConfig(BaseModel):
         """GB of memory one case may take: the setting, else the engine's measured peak with some margin."""
         if self.memory_per_case_gb is not None:
             return self.memory_per_case_gb
-        return 1.5 if self.engine == "hccrad" else 3.5
+        return 3.5 if self.engine == "pyradiomics" else 1.5
 
     def params_path(self, base_dir: Path | None = None) -> Path:
         """The PyRadiomics parameter file: a shipped one (``paper``, ``demo``) or a user path read relative to
@@ -141,8 +170,12 @@ def largest_sigma_mm(params: dict[str, Any]) -> float:
 
 
 def crop_pad_voxels(params: dict[str, Any], spacing_mm: tuple[float, ...], pad_sigmas: float) -> int:
-    """Voxels of margin around a region before filtering: ``pad_sigmas`` x largest sigma over the finest
-    spacing (of the resampled grid when resampling), at least 5 (wavelet support, PyRadiomics' default)."""
+    """Voxels of margin around a region before filtering: the parameter file's ``padDistance`` when it gives one;
+    else ``pad_sigmas`` x largest sigma over the finest spacing (of the resampled grid when resampling), at least 5
+    (wavelet support, PyRadiomics' default)."""
+    given = (params.get("setting") or {}).get("padDistance")
+    if given is not None:
+        return int(given)
     resampled = (params.get("setting") or {}).get("resampledPixelSpacing")
     finest = min(float(s) for s in resampled if s) if resampled and any(resampled) else min(spacing_mm)
     return max(5, math.ceil(pad_sigmas * largest_sigma_mm(params) / finest) + 2)
@@ -150,7 +183,7 @@ def crop_pad_voxels(params: dict[str, Any], spacing_mm: tuple[float, ...], pad_s
 
 #: The FeatureConfig fields that change feature values (the others only schedule the work).
 VALUE_SETTINGS = ("min_tumor_voxels", "min_rliver_voxels", "rliver_exclude_portal_vein", "attenuation_rate", "rates",
-                  "pad_sigmas", "engine")
+                  "pad_sigmas", "engine", "cast_to_float32")
 
 
 def feature_settings_record(config: FeatureConfig, radiomics_params: dict[str, Any], series_rule: dict[str, Any],

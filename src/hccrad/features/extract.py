@@ -74,31 +74,96 @@ def case_fingerprint(ct: Path, mask: MaskSource | Path, portal_vein_diameter_mm:
 
 
 def engine_version(engine: str) -> str:
-    """hccrad's version plus the feature engine's name and version: part of every case fingerprint, so a change of
-    engine, or of either engine's version, recomputes the features."""
+    """hccrad's version plus the feature engines' names and versions: part of every case fingerprint, so a change of
+    engine, or of either engine's version, recomputes the features. ``auto`` names both, since PyRadiomics
+    computes what the fast engine lacks."""
     from hccrad import __version__
 
-    if engine == "pyradiomics":
+    parts = [__version__]
+    if engine in ("hccrad", "auto"):
+        from hccrad.features.engine import ENGINE_VERSION
+
+        parts.append(f"hccrad-engine {ENGINE_VERSION}")
+    if engine in ("pyradiomics", "auto"):
         import radiomics
 
-        return f"{__version__}|pyradiomics {radiomics.__version__}"
-    from hccrad.features.engine import ENGINE_VERSION
-
-    return f"{__version__}|hccrad-engine {ENGINE_VERSION}"
+        parts.append(f"pyradiomics {radiomics.__version__}")
+    return "|".join(parts)
 
 
-def region_radiomics(engine: str, params: dict[str, Any], pad_voxels: int):
-    """A function ``(image, region, prefix) -> features`` computing PyRadiomics' features with ``engine``."""
+def engine_plan(engine: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Which engine computes what: ``{"engine", "hccrad": [...], "pyradiomics": [...], "reason"}`` with the shape
+    classes and image types each computes, in the parameter file's order. ``engine: auto`` gives the fast engine
+    everything it reproduces and PyRadiomics the rest (the LBP image types); ``hccrad`` and ``pyradiomics``
+    compute everything themselves."""
+    from hccrad.features.engine import PYRADIOMICS_IMAGE_TYPES
+
+    image_types = list(params.get("imageType") or {"Original": {}})
+    shape = [name for name in (params.get("featureClass") or {"shape": None}) if name.startswith("shape")]
+    if engine == "pyradiomics":
+        return {"engine": engine, "hccrad": [], "pyradiomics": shape + image_types, "reason": "engine: pyradiomics"}
+    delegated = [name for name in image_types if engine == "auto" and name in PYRADIOMICS_IMAGE_TYPES]
+    return {"engine": engine, "hccrad": shape + [name for name in image_types if name not in delegated],
+            "pyradiomics": delegated,
+            "reason": ("the fast engine does not implement " + ", ".join(delegated)) if delegated else ""}
+
+
+def describe_plan(plan: dict[str, Any]) -> str:
+    """One line: which engine computes which classes and image types."""
+    parts = [f"{name} computes {', '.join(plan[name])}" for name in ("hccrad", "pyradiomics") if plan[name]]
+    return f"features engine {plan['engine']}: " + "; ".join(parts) + (f" ({plan['reason']})" if plan["reason"] else "")
+
+
+def image_type_of(feature_name: str) -> str:
+    """The PyRadiomics image type of a feature name (``wavelet-LLH_glcm_Contrast`` -> ``Wavelet``); ``shape`` for
+    the shape classes."""
+    kind, feature_class = feature_name.split("_", 2)[:2]
+    if feature_class.startswith("shape"):
+        return "shape"
+    prefixes = {"original": "Original", "log-sigma": "LoG", "wavelet": "Wavelet", "gradient": "Gradient",
+                "squareroot": "SquareRoot", "square": "Square", "logarithm": "Logarithm",
+                "exponential": "Exponential", "lbp-2D": "LBP2D", "lbp-3D": "LBP3D"}
+    return next(name for prefix, name in prefixes.items() if kind.startswith(prefix))
+
+
+def region_radiomics(engine: str, params: dict[str, Any], pad_voxels: int, cast_to_float32: bool = True):
+    """A function ``(image, region, prefix) -> features`` computing PyRadiomics' features with ``engine``
+    (``auto``, ``hccrad`` or ``pyradiomics``; see :func:`engine_plan`), on the image cast to float32 or, without
+    ``cast_to_float32``, as stored. The features come in PyRadiomics' order whichever engine computed them."""
     if engine == "pyradiomics":
         extractor = radiomics_extractor(params, pad_voxels)
-        return lambda image, region, prefix: radiomics_features(extractor, image, region, prefix)
+        return lambda image, region, prefix: radiomics_features(extractor, image, region, prefix, cast_to_float32)
     from hccrad.features.engine import check_params, region_features
 
-    check_params(params)
+    check_params(params, allow_pyradiomics_types=engine == "auto")
+    plan = engine_plan(engine, params)
+    delegated = plan["pyradiomics"]
+    image_types = params.get("imageType") or {"Original": {}}
+    classes = params.get("featureClass") or {}
+    engine_params = {**params, "imageType": {name: custom for name, custom in image_types.items()
+                                             if name not in delegated}}
+    all_classes = classes or {name: None for name in ("shape", "shape2D", "firstorder", "glcm", "glrlm", "glszm",
+                                                      "gldm", "ngtdm")}
+    if delegated and not engine_params["imageType"]:  # the engine computes only the shape classes
+        engine_params = {**params, "imageType": {"Original": {}},
+                         "featureClass": {name: wanted for name, wanted in all_classes.items()
+                                          if name.startswith("shape")}}
+    texture_classes = {name: wanted for name, wanted in all_classes.items() if not name.startswith("shape")}
+    extractors = []
+    for name in delegated if texture_classes else []:
+        extractor = radiomics_extractor({**params, "imageType": {name: image_types[name]}}, pad_voxels)
+        # PyRadiomics computes the shape classes whatever the image types: the engine already has them
+        extractor.enabledFeatures = {key: value for key, value in extractor.enabledFeatures.items()
+                                     if not key.startswith("shape")}
+        extractors.append(extractor)
 
     def compute(image: sitk.Image, region: np.ndarray, prefix: str) -> dict[str, float]:
-        return {f"{prefix}_{key}": float(value) for key, value in
-                region_features(image, region, params, pad_voxels).items()}
+        ours = region_features(image, region, engine_params, pad_voxels, cast_to_float32)
+        for extractor in extractors:
+            ours.update(radiomics_features(extractor, image, region, "", cast_to_float32))
+        order = {name: k for k, name in enumerate(["shape", *image_types])}
+        ordered = sorted(ours.items(), key=lambda item: order[image_type_of(item[0])])  # stable within a type
+        return {f"{prefix}_{key}": float(value) for key, value in ordered}
 
     return compute
 
@@ -108,22 +173,25 @@ def radiomics_extractor(params: dict[str, Any], pad_voxels: int):
     from radiomics import featureextractor
 
     logging.getLogger("radiomics").setLevel(logging.ERROR)
-    params = {key: (dict(value) if isinstance(value, dict) else value) for key, value in params.items()}
+    params = {key: (dict(value) if isinstance(value, dict) else value) for key, value in params.items()
+              if value is not None}
     settings = params.setdefault("setting", {}) or {}
     params["setting"] = settings
     settings["padDistance"] = int(pad_voxels)
     return featureextractor.RadiomicsFeatureExtractor(params)
 
 
-def radiomics_features(extractor, image: sitk.Image, region: np.ndarray, prefix: str) -> dict[str, float]:
-    """PyRadiomics features of one region of the CT cast to float32, named ``<prefix>_<imagetype>_<class>_<feature>``.
-    """
-    if image.GetPixelID() != sitk.sitkFloat32:
+def radiomics_features(extractor, image: sitk.Image, region: np.ndarray, prefix: str, cast_to_float32: bool = True
+                       ) -> dict[str, float]:
+    """PyRadiomics features of one region of the image (cast to float32 unless ``cast_to_float32`` is False), named
+    ``<prefix>_<imagetype>_<class>_<feature>`` (no prefix when ``prefix`` is empty)."""
+    if cast_to_float32 and image.GetPixelID() != sitk.sitkFloat32:
         image = sitk.Cast(image, sitk.sitkFloat32)
     mask = sitk.GetImageFromArray(region.astype(np.uint8))
     mask.CopyInformation(image)
     raw = extractor.execute(image, mask, label=1)
-    return {f"{prefix}_{key}": float(value) for key, value in raw.items() if not key.startswith("diagnostics_")}
+    join = f"{prefix}_" if prefix else ""
+    return {f"{join}{key}": float(value) for key, value in raw.items() if not key.startswith("diagnostics_")}
 
 
 def portal_vein_diameter(labels: np.ndarray, spacing_zyx: tuple[float, float, float],
@@ -209,8 +277,9 @@ def compute_case(job: CaseJob) -> dict[str, Any]:
         features, notes = morphological_factors(case.hu, case.spacing, tumor, rliver, diameter, config.rates,
                                                 config.attenuation_rate)
         pad = crop_pad_voxels(job.radiomics_params, case.spacing, config.pad_sigmas)
-        compute = region_radiomics(config.engine, job.radiomics_params, pad)
-        # the CT keeps its pixel type (int16 for most CTs): each engine casts the region's crop to float32
+        compute = region_radiomics(config.engine, job.radiomics_params, pad, config.cast_to_float32)
+        # the CT keeps its pixel type (int16 for most CTs); with cast_to_float32 each engine casts it to float32 (the
+        # fast engine only the region's crop)
         image = case.image
         del case  # the labels are no longer needed: free them before the radiomics
         for name, region in (("Tumor", tumor), ("Rliver", rliver)):

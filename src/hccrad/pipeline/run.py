@@ -54,6 +54,8 @@ class RunResult:
     error: BaseException | None = None
     #: ``done``, ``stopped`` or ``interrupted`` once the run has ended.
     status: str = "running"
+    #: Which engine computed which feature classes and image types (:func:`hccrad.features.extract.engine_plan`).
+    features_engine: dict[str, Any] | None = None
 
 
 def _digest(*parts: Any) -> str:
@@ -116,6 +118,7 @@ def _write_summary(result: RunResult, manifest: Path, started: str, notes: list[
         "failed_cases": result.failed_cases,
         "report": str(result.report) if result.report else None,
         "stopped": result.stopped,
+        "features_engine": result.features_engine,
         "notes": notes,
     }
     write_atomic(paths.run_summary, json.dumps(summary, indent=2, default=str))
@@ -197,10 +200,11 @@ def check_stage_settings(study: Study) -> None:
             config = model.model_validate(getattr(study.config, section))
             if section == "features" and study.config.require_images:
                 params = config.radiomics_params(study.config.base_dir)  # PyRadiomics' schema, and label
-                if config.engine == "hccrad":
+                if config.engine != "pyradiomics":
                     from hccrad.features.engine import check_params
 
-                    check_params(params)  # what the fast engine cannot reproduce, before any case runs
+                    # what the fast engine cannot reproduce (auto leaves LBP to PyRadiomics), before any case runs
+                    check_params(params, allow_pyradiomics_types=config.engine == "auto")
         except Exception as exc:  # pydantic's ValidationError, a missing or invalid parameter file
             study.issues.append(ValidationIssue(None, None, section, _validation_message(exc)))
 
@@ -279,9 +283,12 @@ def _features_stage(study, state, result, scheduler, progress) -> pd.DataFrame:
         run = extract_features(study, scheduler=scheduler,
                                progress=(lambda done, total: progress("features", done, total)) if progress else None)
     status = "ran" if run.computed else "reused"
+    from hccrad.features.extract import describe_plan
+
+    result.features_engine = run.engine_plan
     result.stages.append(StageRecord("features", status, time.perf_counter() - timer.start,
                                      f"{len(run.computed)} computed, {len(run.reused)} reused, "
-                                     f"{len(run.failures)} failed"))
+                                     f"{len(run.failures)} failed; {describe_plan(run.engine_plan)}"))
     result.failed_cases += [{"patient_id": row["patient_id"], "stage": "features",
                              "error": f"{row['error_type']}: {row['error']}"} for _, row in run.failures.iterrows()]
     return run.table

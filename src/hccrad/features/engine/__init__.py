@@ -3,6 +3,14 @@
 See ``docs/features.md`` ("The feature engine") for what it matches and how to switch engines.
 """
 
-from hccrad.features.engine.extract import ENGINE_VERSION, UnsupportedSetting, check_params, region_features
+from hccrad.features.engine.extract import (
+    ENGINE_VERSION,
+    PYRADIOMICS_IMAGE_TYPES,
+    UnsupportedSetting,
+    check_params,
+    pyradiomics_image_types,
+    region_features,
+)
 
-__all__ = ["ENGINE_VERSION", "UnsupportedSetting", "check_params", "region_features"]
+__all__ = ["ENGINE_VERSION", "PYRADIOMICS_IMAGE_TYPES", "UnsupportedSetting", "check_params",
+           "pyradiomics_image_types", "region_features"]

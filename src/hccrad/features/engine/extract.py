@@ -1,4 +1,10 @@
-"""The fast engine's entry point: PyRadiomics' features of one region from a PyRadiomics parameter set."""
+"""The fast engine's entry point: PyRadiomics' features of one region from a PyRadiomics parameter set.
+
+The steps are those of PyRadiomics' ``RadiomicsFeatureExtractor.execute``, in its order: normalisation of the whole
+image, resampling or pre-cropping, the mask checks, resegmentation, shape (on the resegmented mask only with
+``resegmentShape``), then every image type's filtered image cropped to the region's bounding box and every texture
+class on it.
+"""
 
 from __future__ import annotations
 
@@ -15,52 +21,74 @@ from hccrad.io.images import spacing_zyx
 from hccrad.io.masks import bounding_box
 
 #: Version of the engine's arithmetic; part of every case fingerprint.
-ENGINE_VERSION = "3"
+ENGINE_VERSION = "4"
 
-SUPPORTED_IMAGE_TYPES = ("Original", "Wavelet", "LoG", "Gradient")
-SUPPORTED_CLASSES = ("shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
-#: Settings the engine reads (PyRadiomics' defaults apply when absent); any other setting is refused rather than
-#: ignored, and some of these only with their default value (see :func:`check_params`).
-SUPPORTED_SETTINGS = frozenset({
-    "binWidth", "binCount", "resampledPixelSpacing", "interpolator", "padDistance", "label", "preCrop",
-    "correctMask", "geometryTolerance", "normalize", "minimumROIDimensions", "minimumROISize", "voxelArrayShift",
-    "symmetricalGLCM", "gldm_a", "distances", "weightingNorm", "force2D", "sigma", "wavelet", "level",
-    "start_level", "gradientUseSpacing", "additionalInfo", "enableCExtensions",
-})
+SUPPORTED_IMAGE_TYPES = ("Original", "Wavelet", "LoG", "Gradient", "Square", "SquareRoot", "Logarithm",
+                         "Exponential")
+#: Image types PyRadiomics offers that the engine leaves to PyRadiomics (under ``engine: auto``).
+PYRADIOMICS_IMAGE_TYPES = ("LBP2D", "LBP3D")
+SUPPORTED_CLASSES = ("shape", "shape2D", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
+#: Every setting of PyRadiomics' schema (``setting`` and per image type), with what the engine does with it.
+#: ``no-op``: it changes nothing in a segment-based extraction of a scalar label map (as in PyRadiomics).
+SETTINGS = {
+    "minimumROIDimensions": "engine", "minimumROISize": "engine", "geometryTolerance": "no-op",
+    "correctMask": "no-op", "additionalInfo": "no-op", "label": "engine", "label_channel": "no-op",
+    "binWidth": "engine", "binCount": "engine", "normalize": "engine", "normalizeScale": "engine",
+    "removeOutliers": "engine", "resampledPixelSpacing": "engine", "interpolator": "engine", "padDistance": "engine",
+    "distances": "engine", "force2D": "engine", "force2Ddimension": "engine", "resegmentRange": "engine",
+    "resegmentMode": "engine", "resegmentShape": "engine", "preCrop": "engine", "sigma": "engine",
+    "start_level": "engine", "level": "engine", "wavelet": "engine", "gradientUseSpacing": "engine",
+    "lbp2DRadius": "LBP2D", "lbp2DSamples": "LBP2D", "lbp2DMethod": "LBP2D", "lbp3DLevels": "LBP3D",
+    "lbp3DIcosphereRadius": "LBP3D", "lbp3DIcosphereSubdivision": "LBP3D", "voxelArrayShift": "engine",
+    "symmetricalGLCM": "engine", "weightingNorm": "engine", "gldm_a": "engine",
+    "enableCExtensions": "no-op",
+}
+#: Sections of a parameter file; ``voxelSetting`` only applies to voxel-based extraction, which hccrad never runs.
+SECTIONS = ("setting", "imageType", "featureClass", "voxelSetting")
 
 
 class UnsupportedSetting(InputError, ValueError):
-    """A PyRadiomics setting the fast engine does not implement (use ``engine: pyradiomics``)."""
+    """A PyRadiomics setting the fast engine does not implement (use ``engine: auto`` or ``pyradiomics``)."""
 
 
-def check_params(params: dict[str, Any]) -> None:
-    """Refuse parameters the engine would not reproduce exactly, naming each one."""
-    settings = params.get("setting") or {}
+def pyradiomics_image_types(params: dict[str, Any]) -> list[str]:
+    """The enabled image types that the engine leaves to PyRadiomics, in the parameter file's order."""
+    return [name for name in (params.get("imageType") or {}) if name in PYRADIOMICS_IMAGE_TYPES]
+
+
+def check_params(params: dict[str, Any], allow_pyradiomics_types: bool = False) -> None:
+    """Refuse parameters the engine would not reproduce exactly, naming each one.
+
+    ``allow_pyradiomics_types``: image types left to PyRadiomics (LBP) are not refused (``engine: auto`` computes
+    them with PyRadiomics and removes them before calling the engine).
+    """
     problems = []
-    for key in settings:
-        if key not in SUPPORTED_SETTINGS:
-            problems.append(f"setting '{key}' is not implemented")
-    if settings.get("normalize"):
-        problems.append("'normalize: true' is not implemented")
-    if settings.get("force2D"):
-        problems.append("'force2D: true' is not implemented")
-    if settings.get("weightingNorm") is not None:  # no_weighting too: PyRadiomics then sums the 13 directions
-        problems.append(f"'weightingNorm: {settings['weightingNorm']}' is not implemented (only none: the "
-                        "directions' features averaged)")
-    if list(settings.get("distances", [1])) != [1]:
-        problems.append("'distances' other than [1] are not implemented")
-    for image_type, custom in (params.get("imageType") or {}).items():
-        if image_type not in SUPPORTED_IMAGE_TYPES:
-            problems.append(f"image type '{image_type}' is not implemented")
-        for key in (custom or {}):
-            if key not in SUPPORTED_SETTINGS:
-                problems.append(f"setting '{key}' of image type '{image_type}' is not implemented")
+    for section in params:
+        if section not in SECTIONS:
+            problems.append(f"section '{section}' is not a PyRadiomics section")
+    settings = params.get("setting") or {}
+    customs = [(None, settings)] + [(name, custom or {}) for name, custom in (params.get("imageType") or {}).items()]
+    for image_type, options in customs:
+        where = f" of image type '{image_type}'" if image_type else ""
+        for key in options:
+            if key not in SETTINGS:
+                problems.append(f"setting '{key}'{where} is not a PyRadiomics setting")
+        reseg = options.get("resegmentRange")
+        if reseg is not None and not 1 <= len(reseg) <= 2:
+            problems.append(f"'resegmentRange: {reseg}'{where} must hold 1 or 2 values (PyRadiomics refuses "
+                            f"{len(reseg)})")
+    for image_type in (params.get("imageType") or {}):
+        if image_type in PYRADIOMICS_IMAGE_TYPES and not allow_pyradiomics_types:
+            problems.append(f"image type '{image_type}' is not implemented in the engine")
+        elif image_type not in SUPPORTED_IMAGE_TYPES + PYRADIOMICS_IMAGE_TYPES:
+            problems.append(f"image type '{image_type}' is not a PyRadiomics image type")
     for feature_class in (params.get("featureClass") or {}):
         if feature_class not in SUPPORTED_CLASSES:
-            problems.append(f"feature class '{feature_class}' is not implemented")
+            problems.append(f"feature class '{feature_class}' is not a PyRadiomics feature class")
     if problems:
         raise UnsupportedSetting("the hccrad feature engine cannot reproduce these PyRadiomics parameters: "
-                                 + "; ".join(problems) + " (set features: {engine: pyradiomics})")
+                                 + "; ".join(problems) + " (set features: {engine: auto}, which leaves what the "
+                                 "engine lacks to PyRadiomics, or engine: pyradiomics)")
 
 
 def _check_dimensions(box: tuple[slice, ...], settings: dict[str, Any], n_voxels: int) -> None:
@@ -76,6 +104,43 @@ def _check_dimensions(box: tuple[slice, ...], settings: dict[str, Any], n_voxels
         raise ValueError(f"Size of the ROI is too small (minimum size: {minimum_size}, ROI size: {n_voxels})")
 
 
+def resegment(values: np.ndarray, mask: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
+    """PyRadiomics' ``resegmentMask``: the mask's voxels whose value lies in ``resegmentRange`` (one value: at or
+    above it; two: between them, both included). ``resegmentMode``: ``absolute`` (the values themselves, default),
+    ``relative`` (fractions of the region's maximum) or ``sigma`` (the region's mean plus multiples of its
+    standard deviation).
+
+    Parameters
+    ----------
+    values
+        The image (z, y, x) the mask lies on, after resampling (any dtype; thresholds compare in it).
+    mask
+        Boolean region (z, y, x).
+    """
+    bounds = sorted(settings["resegmentRange"])
+    mode = settings.get("resegmentMode", "absolute")
+    inside = values[mask]
+    if mode == "absolute":
+        thresholds = bounds
+    elif mode == "relative":
+        largest = np.max(inside)
+        thresholds = [largest * bound for bound in bounds]
+    elif mode == "sigma":
+        mean, deviation = np.mean(inside), np.std(inside)
+        thresholds = [mean + deviation * bound for bound in bounds]
+    else:
+        raise ValueError(f"resegmentMode {mode!r}: expected absolute, relative or sigma")
+    kept = inside >= thresholds[0]
+    if len(thresholds) == 2:
+        kept &= inside <= thresholds[1]
+    if np.count_nonzero(kept) <= 1:
+        raise ValueError(f"resegmentation ({mode} range {bounds}) kept {np.count_nonzero(kept)} of the region's "
+                         f"{inside.size} voxels; cannot extract features")
+    resegmented = np.zeros_like(mask)
+    resegmented[mask] = kept
+    return resegmented
+
+
 def _filtered_images(image: sitk.Image, image_types: dict[str, Any], settings: dict[str, Any],
                      box: tuple[slice, slice, slice]) -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
     """(name, array z y x cut to ``box``, settings with the image type's own) of every enabled image type, one at
@@ -88,19 +153,24 @@ def _filtered_images(image: sitk.Image, image_types: dict[str, Any], settings: d
             for name, filtered in images.log_images(image, list(options.get("sigma", [])), box):
                 yield name, filtered, options
         elif image_type == "Wavelet":
-            for name, band in images.wavelet_images(image, options.get("wavelet", "coif1"),
-                                                    options.get("level", 1), options.get("start_level", 0), box):
+            axes = [2, 1, 0]
+            if options.get("force2D", False):
+                axes.remove(int(options.get("force2Ddimension", 0)))
+            for name, band in images.wavelet_images(image, options.get("wavelet", "coif1"), options.get("level", 1),
+                                                    options.get("start_level", 0), box, tuple(axes)):
                 yield name, band, options
         elif image_type == "Gradient":
             yield "gradient", images.gradient_image(image, options.get("gradientUseSpacing", True), box), options
+        else:  # Square, SquareRoot, Logarithm, Exponential
+            yield image_type.lower(), images.power_image(image, image_type, box), options
 
 
 def _class_features(values: np.ndarray, box_mask: np.ndarray, classes: dict[str, Any], options: dict[str, Any],
-                    voxel_volume: float) -> dict[str, dict[str, float]]:
+                    voxel_volume: float, spacing: tuple[float, float, float]) -> dict[str, dict[str, float]]:
     """Every texture class's features of one filtered image's region ``values`` (in ``box_mask`` order)."""
     levels = texture.discretise(values, options)
     gray_levels = np.flatnonzero(np.bincount(levels)).astype(np.int64)
-    grid = texture.RegionGrid(levels, box_mask, int(options.get("gldm_a", 0)))
+    grid = texture.RegionGrid(levels, box_mask, texture.TextureSettings.from_options(options, spacing))
     out: dict[str, dict[str, float]] = {}
     neighbourhood = None
     for feature_class in classes:
@@ -108,8 +178,7 @@ def _class_features(values: np.ndarray, box_mask: np.ndarray, classes: dict[str,
             out[feature_class] = texture.firstorder_features(values, levels, voxel_volume,
                                                              options.get("voxelArrayShift", 0))
         elif feature_class == "glcm":
-            out[feature_class] = texture.glcm_features(grid, gray_levels,
-                                                       options.get("symmetricalGLCM", True))
+            out[feature_class] = texture.glcm_features(grid, gray_levels)
         elif feature_class == "glrlm":
             out[feature_class] = texture.glrlm_features(grid, gray_levels)
         elif feature_class == "glszm":
@@ -128,45 +197,95 @@ def _selected(features: dict[str, float], wanted: Any) -> dict[str, float]:
     return {name: features[name] for name in wanted}
 
 
-def region_features(image: sitk.Image, region: np.ndarray, params: dict[str, Any], pad: int
-                    ) -> dict[str, float]:
+def _shape2d_features(image: sitk.Image, box_mask: np.ndarray, box: tuple[slice, ...], settings: dict[str, Any],
+                      wanted: Any) -> dict[str, float]:
+    """PyRadiomics' shape2D class on the region's box, with PyRadiomics' own conditions: computed only under
+    ``force2D`` and when the box is wider than one voxel along the axis PyRadiomics tests (its bounding box is x y z
+    while ``force2Ddimension`` counts z y x, so for 0 it tests x); the region must then lie in one plane of
+    ``force2Ddimension``. The class itself is PyRadiomics' (a 2D mesh of one slice costs nothing)."""
+    from radiomics.shape2D import RadiomicsShape2D
+
+    dimension = int(settings.get("force2Ddimension", 0))
+    extent_xyz = [b.stop - b.start for b in box][::-1]
+    if not settings.get("force2D", False) or not extent_xyz[dimension] > 1:
+        return {}
+    if box_mask.shape[dimension] > 1:
+        raise ValueError(f"shape2D needs a region one voxel thick along force2Ddimension {dimension} (array axis z, "
+                         f"y, x); this one is {box_mask.shape[dimension]} voxels thick: remove shape2D, or use a "
+                         "single-slice mask")
+    mask = sitk.GetImageFromArray(box_mask.astype(np.uint8))
+    mask.SetSpacing(image.GetSpacing())
+    reference = sitk.GetImageFromArray(np.zeros(box_mask.shape, dtype=np.float32))
+    reference.CopyInformation(mask)
+    calculator = RadiomicsShape2D(reference, mask, **{**settings, "label": 1})
+    for name in (wanted or []):
+        calculator.enableFeatureByName(name)
+    if not wanted:
+        calculator.enableAllFeatures()
+    return {name: float(value) for name, value in calculator.execute().items()}
+
+
+def region_features(image: sitk.Image, region: np.ndarray, params: dict[str, Any], pad: int,
+                    cast_to_float32: bool = True) -> dict[str, float]:
     """PyRadiomics' features of one region, with PyRadiomics' names (``original_shape_Elongation``, ...).
 
     Parameters
     ----------
     image
-        The CT with its geometry, any pixel type: the engine computes on its values cast to float32, which is the
-        image hccrad gives PyRadiomics (it casts only the region's crop, a cheaper way to the same values).
+        The image with its geometry, any pixel type.
     region
         Boolean mask (z, y, x) on the image grid.
     params
         A PyRadiomics parameter set (``setting``, ``imageType``, ``featureClass``).
     pad
         Voxels of margin around the region before filtering (PyRadiomics' ``padDistance``).
+    cast_to_float32
+        Compute on the image cast to float32 (what hccrad gives PyRadiomics by default); else on its values as
+        stored, as PyRadiomics does when given the image as read (an integer image then stays integer through
+        resampling). The engine casts only the region's crop, a cheaper way to the same values.
     """
     check_params(params)
     settings = {**(params.get("setting") or {}), "padDistance": int(pad)}
     image_types = params.get("imageType") or {"Original": {}}
     # without a featureClass section PyRadiomics enables every class, in the alphabetical order of its modules
     classes = params.get("featureClass") or {name: None for name in sorted(SUPPORTED_CLASSES)}
-    cropped, mask = images.prepare(image, region, settings, int(pad))
+    convert = images.as_float32 if cast_to_float32 else (lambda crop: crop)
+    if settings.get("normalize", False):  # PyRadiomics normalises the whole image it is given, before resampling
+        from radiomics.imageoperations import normalizeImage
+
+        image = normalizeImage(convert(image), **settings)
+        convert = lambda crop: crop  # noqa: E731  (already converted)
+    cropped, mask = images.prepare(image, region, settings, int(pad), convert)
     box = bounding_box(mask)
     if box is None:
         raise ValueError("the region is empty after resampling")
+    _check_dimensions(box, settings, int(np.count_nonzero(mask[box])))
+    shape_mask = mask
+    if settings.get("resegmentRange") is not None:
+        resegmented = resegment(sitk.GetArrayViewFromImage(cropped), mask, settings)
+        box = bounding_box(resegmented)
+        _check_dimensions(box, settings, int(np.count_nonzero(resegmented)))
+        if settings.get("resegmentShape", False):
+            shape_mask = resegmented
+        mask = resegmented
     box_mask = np.ascontiguousarray(mask[box])
-    n_voxels = int(box_mask.sum())
-    _check_dimensions(box, settings, n_voxels)
     features: dict[str, float] = {}
-    if "shape" in classes:
-        for name, value in _selected(shape_features(box_mask, spacing_zyx(cropped)), classes["shape"]).items():
+    spacing = spacing_zyx(cropped)
+    if "shape" in classes:  # on the box of the (resegmented) region, as PyRadiomics crops it
+        for name, value in _selected(shape_features(np.ascontiguousarray(shape_mask[box]), spacing),
+                                     classes["shape"]).items():
             features[f"original_shape_{name}"] = value
-    texture_classes = {name: wanted for name, wanted in classes.items() if name != "shape"}
+    if "shape2D" in classes:
+        for name, value in _shape2d_features(cropped, np.ascontiguousarray(shape_mask[box]), box, settings,
+                                             classes["shape2D"]).items():
+            features[f"original_shape2D_{name}"] = value
+    texture_classes = {name: wanted for name, wanted in classes.items() if not name.startswith("shape")}
     voxel_volume = float(np.multiply.reduce(cropped.GetSpacing()))
     per_image: dict[str, dict[str, float]] = {}
     for image_name, array, options in _filtered_images(cropped, image_types, settings, box):
         values = array[box_mask]
         del array
-        computed = _class_features(values, box_mask, texture_classes, options, voxel_volume)
+        computed = _class_features(values, box_mask, texture_classes, options, voxel_volume, spacing)
         per_image[image_name] = {f"{image_name}_{feature_class}_{name}": value
                                  for feature_class, wanted in texture_classes.items()
                                  for name, value in _selected(computed[feature_class], wanted).items()}
@@ -176,12 +295,14 @@ def region_features(image: sitk.Image, region: np.ndarray, params: dict[str, Any
 
 
 def _pyradiomics_order(names: list[str]) -> list[str]:
-    """Image types in PyRadiomics' output order: the wavelet approximation (``-LLL``) after the detail bands
-    (the engine makes it first, to free it first)."""
-    approximation = [name for name in names if name.startswith("wavelet") and name.endswith("-LLL")]
-    ordered = [name for name in names if name not in approximation]
-    if approximation:
-        last_wavelet = max(k for k, name in enumerate(ordered) if name.startswith("wavelet"))
-        ordered[last_wavelet + 1:last_wavelet + 1] = approximation
-    return ordered
+    """Image types in PyRadiomics' output order: each wavelet level's approximation (``-LLL``, ``-LL`` under
+    force2D) after the detail bands (the engine makes it first, to free it first)."""
+    def approximation(name: str) -> bool:
+        return name.startswith("wavelet") and set(name.split("-", 1)[1]) == {"L"}
 
+    approximations = [name for name in names if approximation(name)]
+    ordered = [name for name in names if not approximation(name)]
+    if approximations:
+        last_wavelet = max(k for k, name in enumerate(ordered) if name.startswith("wavelet"))
+        ordered[last_wavelet + 1:last_wavelet + 1] = approximations
+    return ordered

@@ -10,7 +10,7 @@ once, which bounds memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -35,12 +35,14 @@ def _roi_bounding_box(mask: sitk.Image, label: int) -> np.ndarray:
     return np.array(statistics.GetBoundingBox(label))
 
 
-def resample_to_spacing(image: sitk.Image, mask: sitk.Image, settings: dict[str, Any], pad: int
-                        ) -> tuple[sitk.Image, sitk.Image]:
+def resample_to_spacing(image: sitk.Image, mask: sitk.Image, settings: dict[str, Any], pad: int,
+                        convert: Callable[[sitk.Image], sitk.Image]) -> tuple[sitk.Image, sitk.Image]:
     """Resample image (settings' interpolator) and mask (nearest neighbour) to ``resampledPixelSpacing`` (x, y,
     z mm; 0 keeps a dimension) on a grid aligned with the input, covering the region's bounding box plus ``pad``
-    voxels (PyRadiomics' ``resampleImage``). A B-spline resampling whose grid keeps the input's axes (always, for
-    PyRadiomics' grids) runs in the engine's compiled resampler; any other in SimpleITK."""
+    voxels (PyRadiomics' ``resampleImage``). ``convert`` makes the image's crop the pixel type PyRadiomics is
+    given (float32 by default). The result keeps that pixel type, as in SimpleITK: a float32 image resampled with a
+    B-spline on a grid that keeps the input's axes (always, for PyRadiomics' grids) runs in the engine's compiled
+    resampler; any other pixel type or interpolator in SimpleITK."""
     label = int(settings.get("label", 1))
     mask_spacing = np.array(mask.GetSpacing())
     image_spacing = np.array(image.GetSpacing())
@@ -66,8 +68,8 @@ def resample_to_spacing(image: sitk.Image, mask: sitk.Image, settings: dict[str,
     if isinstance(interpolator, str):
         interpolator = getattr(sitk, interpolator)
     image, mask = _input_support(image, mask, origin, target, size)
-    image = as_float32(image)
-    if interpolator == sitk.sitkBSpline:
+    image = convert(image)
+    if interpolator == sitk.sitkBSpline and image.GetPixelID() == sitk.sitkFloat32:
         output = {"origin": np.array(origin), "spacing": target, "size": size,
                   "direction": np.array(mask.GetDirection()).reshape(3, 3)}
         positions = filters.axis_aligned_positions(_geometry(image), output)
@@ -133,6 +135,15 @@ def _input_support(image: sitk.Image, mask: sitk.Image, origin: tuple[float, ...
             sitk.RegionOfInterest(mask, extent, lower.tolist()))
 
 
+#: Pixel types whose every value a float32 holds exactly: the compiled filters, which read float32, give ITK's
+#: values for these (ITK reads each pixel as a double).
+_FLOAT32_EXACT = (sitk.sitkFloat32, sitk.sitkInt8, sitk.sitkUInt8, sitk.sitkInt16, sitk.sitkUInt16)
+
+
+def _exact_in_float32(image: sitk.Image) -> bool:
+    return image.GetPixelID() in _FLOAT32_EXACT
+
+
 def as_float32(image: sitk.Image) -> sitk.Image:
     """The image in float32, the pixel type hccrad gives PyRadiomics. Casting a crop gives the same values as
     cropping the cast CT, without a float32 copy of the whole CT."""
@@ -153,19 +164,20 @@ def crop_to_box(image: sitk.Image, mask: sitk.Image, start_xyz: np.ndarray, stop
     return cropper.Execute(image), cropper.Execute(mask)
 
 
-def prepare(image: sitk.Image, region: np.ndarray, settings: dict[str, Any], pad: int
-            ) -> tuple[sitk.Image, np.ndarray]:
-    """The (resampled and) cropped float32 image the filters run on, and the region on its grid (boolean,
-    z y x)."""
+def prepare(image: sitk.Image, region: np.ndarray, settings: dict[str, Any], pad: int,
+            convert: Callable[[sitk.Image], sitk.Image] = as_float32) -> tuple[sitk.Image, np.ndarray]:
+    """The image PyRadiomics' filters run on (resampled and cropped to the region's box plus ``pad``, cropped, or
+    whole, as PyRadiomics' ``loadImage``), converted by ``convert`` (float32 by default), and the region on its grid
+    (boolean, z y x)."""
     mask = region_image(region, image)
     # PyRadiomics' default interpolator is sitkBSpline: an absent key resamples, an explicit null does not.
     interpolator = settings.get("interpolator", "sitkBSpline")
     if interpolator is not None and settings.get("resampledPixelSpacing") is not None:
-        image, mask = resample_to_spacing(image, mask, settings, pad)
+        image, mask = resample_to_spacing(image, mask, settings, pad, convert)
     elif settings.get("preCrop", False):
         box = _roi_bounding_box(mask, 1)
         image, mask = crop_to_box(image, mask, box[:3], box[:3] + box[3:] - 1, pad)
-    return as_float32(image), sitk.GetArrayFromImage(mask) == int(settings.get("label", 1))
+    return convert(image), sitk.GetArrayFromImage(mask) == int(settings.get("label", 1))
 
 
 def log_images(image: sitk.Image, sigmas: list[float], box: tuple[slice, slice, slice] | None = None
@@ -181,16 +193,23 @@ def log_images(image: sitk.Image, sigmas: list[float], box: tuple[slice, slice, 
     for sigma in sigmas:
         if sigma > 0.0 and np.all(size >= np.ceil(sigma / spacing) + 1):
             name = "log-sigma-{}-mm-3D".format(str(sigma).replace(".", "-"))
-            yield name, filters.laplacian_of_gaussian(data, tuple(spacing[::-1]), float(sigma), box)
+            if _exact_in_float32(image):
+                yield name, filters.laplacian_of_gaussian(data, tuple(spacing[::-1]), float(sigma), box)
+            else:  # ITK reads the doubles themselves: let it filter them
+                filtered = sitk.LaplacianRecursiveGaussian(image, sigma=float(sigma), normalizeAcrossScale=True)
+                yield name, sitk.GetArrayFromImage(filtered)[box if box is not None else (slice(None),) * 3]
 
 
 def wavelet_images(image: sitk.Image, wavelet: str = "coif1", level: int = 1, start_level: int = 0,
-                   box: tuple[slice, slice, slice] | None = None) -> Iterator[tuple[str, np.ndarray]]:
+                   box: tuple[slice, slice, slice] | None = None, axes: tuple[int, ...] = (2, 1, 0)
+                   ) -> Iterator[tuple[str, np.ndarray]]:
     """Undecimated (stationary) wavelet sub-bands of the crop, one at a time, as (name, array z y x) cut to
     ``box`` (index slices of the crop; default the whole crop).
 
-    As PyRadiomics: odd dimensions are padded by one wrapped voxel, axes are filtered x, then y, then z, and the
-    band name lists the filter per axis in that order (``LLH`` is low-pass in x and y, high-pass in z).
+    As PyRadiomics: odd dimensions are padded by one wrapped voxel, ``axes`` (array axes) are filtered in their
+    order, by default x, then y, then z, and the band name lists the filter per axis in that order (``LLH`` is
+    low-pass in x and y, high-pass in z). Under PyRadiomics' ``force2D`` the out-of-plane axis is left out
+    (``LH`` is low-pass in x, high-pass in y, for ``force2Ddimension`` 0).
 
     Memory: the bands are made depth first, a parent array is released once split, and at the last level each
     axis is cut to ``box`` as soon as it is filtered. The stationary transform filters every line of an axis
@@ -202,7 +221,6 @@ def wavelet_images(image: sitk.Image, wavelet: str = "coif1", level: int = 1, st
     padding = tuple((0, 1 if dim % 2 != 0 else 0) for dim in original_shape)
     data = np.pad(data, padding, "wrap")
     filters = pywt.Wavelet(wavelet)
-    axes = (2, 1, 0)
 
     def one_axis(array: np.ndarray, axis: int, crop: bool = False) -> tuple[np.ndarray, np.ndarray]:
         (approximation, detail), = pywt.swt(array, filters, level=1, start_level=0, axis=axis)
@@ -224,18 +242,21 @@ def wavelet_images(image: sitk.Image, wavelet: str = "coif1", level: int = 1, st
         yield from depth_first([high], depth + 1, name + "H", crop)
 
     for _ in range(start_level):
-        data = one_axis(one_axis(one_axis(data, 2)[0], 1)[0], 0)[0]
+        for axis in axes:
+            data = one_axis(data, axis)[0]
     holder = [data]
     del data
+    # at the last level the filtered axes are cut as they are filtered; an axis left out (force2D) is cut here
+    unfiltered = tuple(slice(None) if axis in axes else box[axis] for axis in range(3))
     for index in range(1, level + 1):
         prefix = "wavelet" if index == 1 else f"wavelet{index}"
         last = index == level
         approximation = None
         for name, band in depth_first(holder, 0, "", crop=last):
-            if name == "LLL" and not last:
+            if name == "L" * len(axes) and not last:
                 approximation = band  # the next level decomposes this level's approximation, uncut
                 continue
-            yield f"{prefix}-{name}", band if last else band[box]
+            yield f"{prefix}-{name}", band[unfiltered] if last else band[box]
         holder = [approximation]
 
 
@@ -243,5 +264,33 @@ def gradient_image(image: sitk.Image, use_spacing: bool = True, box: tuple[slice
                    ) -> np.ndarray:
     """Gradient magnitude (mm units when ``use_spacing``) as an array z y x cut to ``box``: SimpleITK's
     ``GradientMagnitudeImageFilter``'s values (:func:`filters.gradient_magnitude`)."""
+    if not _exact_in_float32(image):
+        filtered = sitk.GradientMagnitude(image, useImageSpacing=use_spacing)
+        return sitk.GetArrayFromImage(filtered)[box if box is not None else (slice(None),) * 3]
     return filters.gradient_magnitude(sitk.GetArrayViewFromImage(image), tuple(image.GetSpacing()[::-1]),
                                       use_spacing, box)
+
+
+def power_image(image: sitk.Image, image_type: str, box: tuple[slice, slice, slice]) -> np.ndarray:
+    """PyRadiomics' ``Square``, ``SquareRoot``, ``Logarithm`` or ``Exponential`` image as float64 (z y x) cut to
+    ``box``. Each rescales by the largest absolute value of the whole image it is given (the crop, or the whole CT
+    without resampling or preCrop), so that maximum is taken over all of it and only the box is transformed."""
+    whole = sitk.GetArrayViewFromImage(image)
+    largest = max(abs(float(whole.min())), abs(float(whole.max())))  # max |x|, exact, without a float64 copy
+    values = np.array(whole[box], dtype=np.float64)
+    if image_type == "Square":
+        return (1 / np.sqrt(largest) * values) ** 2
+    if image_type == "SquareRoot":
+        positive, negative = values > 0, values < 0
+        values[positive] = np.sqrt(values[positive] * largest)
+        values[negative] = -np.sqrt(-values[negative] * largest)
+        return values
+    if image_type == "Logarithm":
+        positive, negative = values > 0, values < 0
+        values[positive] = np.log(values[positive] + 1)
+        values[negative] = -np.log(-(values[negative] - 1))
+        # PyRadiomics rescales by max|x| / max|log image|; the log image's largest magnitude is log(max|x| + 1)
+        return values * (largest / np.log(largest + 1)) if largest > 0 else values * np.nan
+    if image_type == "Exponential":
+        return np.exp(np.log(largest) / largest * values)
+    raise ValueError(f"unknown image type {image_type!r}")

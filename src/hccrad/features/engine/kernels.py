@@ -225,3 +225,41 @@ def max_squared_distance(points, half_spacing):
             if distance > best:
                 best = distance
     return best
+
+
+@numba.njit(cache=True, nogil=True)
+def cooccurrence_counts(binned, voxels, steps, n_gray):
+    """GLCM counts for any set of offsets: (Ng, Ng, n_steps) counts of a voxel of level i with its neighbour of
+    level j at ``+steps[a]``. ``binned`` must be padded by at least the largest offset (no bounds checks)."""
+    glcm = np.zeros((n_gray + 1, n_gray + 1, steps.shape[0]), np.int64)
+    for v in voxels:
+        row = glcm[binned[v]]
+        for a in range(steps.shape[0]):
+            row[binned[v + steps[a]], a] += 1
+    return glcm[1:, 1:].astype(np.float64)
+
+
+@numba.njit(cache=True, nogil=True)
+def neighbourhood_counts(binned, voxels, steps, n_gray, alpha):
+    """GLDM and NGTDM counts for any neighbourhood ``steps`` (both directions listed): dependence (Ng,
+    n_steps + 1) and ngtdm (Ng, 2), as :func:`neighbour_counts` computes them for the 26-neighbourhood."""
+    n_steps = steps.shape[0]
+    dependence = np.zeros((n_gray + 1, n_steps + 1), np.int64)
+    ngtdm = np.zeros((n_gray + 1, 2))
+    for v in voxels:
+        level = binned[v]
+        dependent = 0
+        count = 0
+        total = 0
+        for a in range(n_steps):
+            neighbour = binned[v + steps[a]]
+            if neighbour > 0:
+                count += 1
+                total += neighbour
+                if abs(level - neighbour) <= alpha:
+                    dependent += 1
+        dependence[level, dependent] += 1
+        ngtdm[level, 0] += 1.0
+        if count > 0:
+            ngtdm[level, 1] += abs(level - total / count)
+    return dependence[1:].astype(np.float64), ngtdm[1:].copy()

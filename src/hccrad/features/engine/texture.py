@@ -8,24 +8,73 @@ and columns; the formulas below are PyRadiomics' own.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from hccrad.features.engine.angles import flat_steps, texture_angles, weights
 from hccrad.features.engine.kernels import (
     DIRECTIONS_13,
     OFFSETS_26,
+    cooccurrence_counts,
     digitize,
     flat_offsets,
     has_two_on_a_line,
     moment_sums,
     neighbour_counts,
+    neighbourhood_counts,
     zone_sizes,
 )
 
 EPS = np.spacing(1)
 #: The most gray levels a region may have (16-bit levels); PyRadiomics' matrices would be unusably large anyway.
 MAX_GRAY_LEVELS = 32767
+
+
+@dataclass(frozen=True)
+class TextureSettings:
+    """The settings that shape the texture matrices (PyRadiomics' names in brackets).
+
+    Attributes
+    ----------
+    spacing_zyx
+        Voxel spacing (mm, z y x) of the image the features are computed on, for ``weighting``.
+    distances
+        Infinity-norm neighbour distances of GLCM, GLDM and NGTDM (``distances``, default [1]).
+    force2d_dimension
+        The axis (0 z, 1 y, 2 x) that neighbours must not cross (``force2D`` with ``force2Ddimension``), or None.
+    weighting
+        How GLCM and GLRLM combine their angles (``weightingNorm``): None averages the angles' features; a norm
+        (``no_weighting``, ``manhattan``, ``euclidean``, ``infinity``) sums the angles' matrices, weighted.
+    gldm_alpha
+        GLDM's coarseness (``gldm_a``): neighbours with ``|i - j| <= gldm_alpha`` are dependent.
+    symmetrical
+        GLCM made symmetrical, P + P^T (``symmetricalGLCM``).
+    """
+
+    spacing_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    distances: tuple[int, ...] = (1,)
+    force2d_dimension: int | None = None
+    weighting: str | None = None
+    gldm_alpha: int = 0
+    symmetrical: bool = True
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], spacing_zyx: tuple[float, float, float]) -> TextureSettings:
+        """From a PyRadiomics settings dict (PyRadiomics' defaults for absent keys)."""
+        force2d = bool(options.get("force2D", False))
+        return cls(spacing_zyx=tuple(float(s) for s in spacing_zyx),
+                   distances=tuple(int(d) for d in (options.get("distances") or [1])),
+                   force2d_dimension=int(options.get("force2Ddimension", 0)) if force2d else None,
+                   weighting=options.get("weightingNorm"),
+                   gldm_alpha=int(options.get("gldm_a", 0)),
+                   symmetrical=bool(options.get("symmetricalGLCM", True)))
+
+    @property
+    def standard(self) -> bool:
+        """Distance 1 in 3D: every matrix comes from the one-pass kernel."""
+        return self.distances == (1,) and self.force2d_dimension is None
 
 
 class RegionGrid:
@@ -37,36 +86,77 @@ class RegionGrid:
         Gray levels (1..Ng) of the region's voxels, in ``box_mask`` order, shape (m,).
     box_mask
         The region (bool, z y x) on its bounding box.
-    gldm_alpha
-        GLDM's coarseness parameter: neighbours with ``|i - j| <= gldm_alpha`` are dependent.
+    settings
+        The texture settings; the box is padded by the largest distance, so the kernels need no bounds checks.
     """
 
-    def __init__(self, levels: np.ndarray, box_mask: np.ndarray, gldm_alpha: int = 0):
+    def __init__(self, levels: np.ndarray, box_mask: np.ndarray, settings: TextureSettings | None = None):
+        settings = settings or TextureSettings()
         # 16-bit levels and 32-bit indices halve the kernels' memory and cache traffic
         if levels.size and int(levels.max()) > MAX_GRAY_LEVELS:
             raise ValueError(f"{int(levels.max())} gray levels: more than the engine's {MAX_GRAY_LEVELS} (increase "
                              "binWidth)")
-        padded = np.zeros(tuple(n + 2 for n in box_mask.shape), dtype=np.int16)
+        pad = max(settings.distances)
+        padded = np.zeros(tuple(n + 2 * pad for n in box_mask.shape), dtype=np.int16)
         if padded.size >= 2**31:
             raise ValueError(f"the region's box {box_mask.shape} is too large for the engine's 32-bit indices")
-        padded[1:-1, 1:-1, 1:-1][box_mask] = levels
+        padded[tuple(slice(pad, -pad) for _ in range(3))][box_mask] = levels
+        self.settings = settings
         self.shape = padded.shape
         self.box_shape = box_mask.shape
         self.binned = padded.ravel()
         self.voxels = np.flatnonzero(self.binned).astype(np.int32)
         self.directions = flat_offsets(DIRECTIONS_13, self.shape)
-        self.neighbours = flat_offsets(OFFSETS_26, self.shape)
         self.n_gray = int(self.binned.max())
-        self.gldm_alpha = int(gldm_alpha)
         self._counts: tuple[np.ndarray, ...] | None = None
 
     def counts(self) -> tuple[np.ndarray, ...]:
-        """(glcm, runs, multi, dependence, ngtdm) of :func:`~hccrad.features.engine.kernels.neighbour_counts`,
-        computed once."""
+        """(glcm, runs, multi, dependence, ngtdm) of :func:`~hccrad.features.engine.kernels.neighbour_counts`
+        (distance 1, 13 directions, 26 neighbours), computed once."""
         if self._counts is None:
             self._counts = neighbour_counts(self.binned, self.voxels, self.directions, self.n_gray,
-                                            max(self.box_shape), self.gldm_alpha)
+                                            max(self.box_shape), self.settings.gldm_alpha)
         return self._counts
+
+    def _angles(self, distances: tuple[int, ...], bidirectional: bool) -> np.ndarray:
+        return texture_angles(self.box_shape, distances, self.settings.force2d_dimension, bidirectional)
+
+    def cooccurrence(self) -> tuple[np.ndarray, np.ndarray]:
+        """GLCM counts (Ng, Ng, angles) and the angles (dz, dy, dx)."""
+        if self.settings.standard:
+            return self.counts()[0], DIRECTIONS_13
+        angles = self._angles(self.settings.distances, bidirectional=False)
+        return cooccurrence_counts(self.binned, self.voxels, flat_steps(angles, self.shape), self.n_gray), angles
+
+    def runs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Run-length counts (Ng, max length, directions) along PyRadiomics' run directions (distance 1, in the
+        plane under force2D), a direction in which no line holds two region voxels cleared, and the directions."""
+        _, counts, multi, _, _ = self.counts()
+        keep = np.ones(len(DIRECTIONS_13), dtype=bool)
+        if self.settings.force2d_dimension is not None:
+            keep = DIRECTIONS_13[:, self.settings.force2d_dimension] == 0
+        counts = counts[:, :, keep].copy()
+        directions = DIRECTIONS_13[keep]
+        if not multi[keep].all():
+            coordinates = np.argwhere(self.binned.reshape(self.shape) > 0)
+            for a in np.flatnonzero(~multi[keep]):
+                if not has_two_on_a_line(coordinates, directions[a]):
+                    counts[:, :, a] = 0.0
+        return counts, directions
+
+    def neighbourhood(self) -> tuple[np.ndarray, np.ndarray]:
+        """GLDM dependence counts (Ng, neighbours + 1) and NGTDM (Ng, 2) over PyRadiomics' neighbourhood."""
+        if self.settings.standard:
+            return self.counts()[3], self.counts()[4]
+        angles = self._angles(self.settings.distances, bidirectional=True)
+        return neighbourhood_counts(self.binned, self.voxels, flat_steps(angles, self.shape), self.n_gray,
+                                    self.settings.gldm_alpha)
+
+    def zone_neighbours(self) -> np.ndarray:
+        """Flat steps of the zones' connectivity: 26 neighbours (8 in the plane under force2D)."""
+        if self.settings.force2d_dimension is None:
+            return flat_offsets(OFFSETS_26, self.shape)
+        return flat_steps(self._angles((1,), bidirectional=True), self.shape)
 
 
 def bin_edges(values: np.ndarray, bin_width: float | None = 25, bin_count: int | None = None) -> np.ndarray:
@@ -149,14 +239,20 @@ def _angle_mean(values: np.ndarray) -> float:
     return float(np.nanmean(values)) if values.size else float("nan")
 
 
-def glcm_features(grid: RegionGrid, gray_levels: np.ndarray, symmetrical: bool = True) -> dict[str, float]:
-    """The 24 GLCM features: 13 directions at distance 1, symmetrical, normalised per direction, averaged."""
+def glcm_features(grid: RegionGrid, gray_levels: np.ndarray) -> dict[str, float]:
+    """The 24 GLCM features: one matrix per angle (13 directions at distance 1 by default), symmetrical, normalised
+    per angle; the features averaged over the angles, or, with a ``weighting``, computed on the angles' matrices
+    summed with PyRadiomics' weights."""
+    settings = grid.settings
     n_gray = grid.n_gray
-    counts = grid.counts()[0]
+    counts, angles = grid.cooccurrence()
     present = gray_levels - 1
     P = counts[np.ix_(present, present)]
-    if symmetrical:
+    if settings.symmetrical:
         P = P + np.transpose(P, (1, 0, 2))
+    if settings.weighting is not None:
+        factors = weights(angles, settings.spacing_zyx, settings.weighting, "glcm")
+        P = np.sum(P * factors[None, None, :], 2, keepdims=True)
     totals = P.sum((0, 1))
     if P.shape[2] > 1:
         P = P[:, :, totals != 0]
@@ -267,18 +363,17 @@ def _size_emphasis(P: np.ndarray, ivector: np.ndarray, jvector: np.ndarray, tota
 
 
 def glrlm_features(grid: RegionGrid, gray_levels: np.ndarray) -> dict[str, float]:
-    """The 16 GLRLM features: runs along 13 directions, each direction's features averaged.
+    """The 16 GLRLM features: runs along 13 directions (4 in the plane under force2D), each direction's features
+    averaged, or, with a ``weighting``, computed on the directions' matrices summed with PyRadiomics' weights.
 
     PyRadiomics drops a direction in which no line holds two region voxels (the region is flat for it).
     """
-    _, counts, multi, _, _ = grid.counts()
-    counts = counts.copy()
-    if not multi.all():
-        coordinates = np.argwhere(grid.binned.reshape(grid.shape) > 0)
-        for a in np.flatnonzero(~multi):
-            if not has_two_on_a_line(coordinates, DIRECTIONS_13[a]):
-                counts[:, :, a] = 0.0
+    settings = grid.settings
+    counts, directions = grid.runs()
     P = counts[gray_levels - 1]
+    if settings.weighting is not None:
+        factors = weights(directions, settings.spacing_zyx, settings.weighting, "glrlm")
+        P = np.sum(P * factors[None, None, :], 2, keepdims=True)
     n_runs = P.sum((0, 1))
     if P.shape[2] > 1:
         P = P[:, :, n_runs != 0]
@@ -324,7 +419,7 @@ def _compact(levels: np.ndarray, sizes: np.ndarray, gray_levels: np.ndarray) -> 
 
 def glszm_features(grid: RegionGrid, gray_levels: np.ndarray) -> dict[str, float]:
     """The 16 GLSZM features: 26-connected zones of equal gray level."""
-    zones = zone_sizes(grid.binned, grid.voxels, grid.neighbours)
+    zones = zone_sizes(grid.binned, grid.voxels, grid.zone_neighbours())
     P, jvector = _compact(zones[:, 0], zones[:, 1], gray_levels)
     n_zones = float(len(zones))
     n_voxels = float(np.sum(P.sum(0) * jvector))
@@ -350,9 +445,9 @@ def glszm_features(grid: RegionGrid, gray_levels: np.ndarray) -> dict[str, float
 
 
 def neighbourhood_features(grid: RegionGrid, gray_levels: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
-    """The 14 GLDM features (dependence: ``|i - j| <= grid.gldm_alpha`` in the 26-neighbourhood) and the 5 NGTDM
-    features."""
-    _, _, _, dependence, ngtdm = grid.counts()
+    """The 14 GLDM features (dependence: ``|i - j| <= gldm_alpha`` among the neighbours: 26 by default, those at
+    the ``distances`` in the plane under force2D) and the 5 NGTDM features."""
+    dependence, ngtdm = grid.neighbourhood()
     P = dependence[gray_levels - 1]
     present = P.sum(0) != 0
     P = P[:, present]
