@@ -24,6 +24,7 @@ from hccrad.cli.main import app
 from hccrad.features import FeatureConfig, extract_features
 from hccrad.features.cohort import build_jobs
 from hccrad.io import load_study
+from hccrad.io.ids import case_path
 
 from .conftest import shared_path
 
@@ -89,6 +90,11 @@ def test_local_run_records_failures_resumes_and_invalidates_exactly(small_cohort
     sitk.WriteImage(grown, str(edited.mask))
     third = extract_features(load_study(manifest))
     assert third.computed == [edited.patient_id]
+    record = json.loads(case_path(run.out_dir / "cases", edited.patient_id, ".json").read_text())
+    assert record["worker_pid"] == os.getpid()  # one case to compute: here, without starting a Dask cluster
+    first_record = json.loads(case_path(run.out_dir / "cases", ids[5], ".json").read_text())
+    assert first_record["worker_pid"] != os.getpid()  # several: on the local cluster's workers
+    pd.testing.assert_frame_equal(third.table.drop(index=edited.patient_id), run.table.drop(index=edited.patient_id))
     assert third.table.loc[edited.patient_id, "Tumor_volume_mL"] > run.table.loc[edited.patient_id, "Tumor_volume_mL"]
     before = {job.patient_id: job.fingerprint for job in build_jobs(load_study(manifest), FeatureConfig(
         params=str(tmp_path / "fast.yaml")))[0]}
@@ -254,7 +260,7 @@ def test_a_ct_series_replaced_with_the_same_names_sizes_and_times_is_computed_ag
 
     (tmp_path / "fast.yaml").write_text(yaml.safe_dump(FAST_PARAMS))
     manifest = copy_cohort(small_cohort, tmp_path / "study", {"params": str(tmp_path / "fast.yaml"),
-                                                              "n_workers": 1})
+                                                              "n_workers": 2})
     clinical = tmp_path / "study" / "clinical.csv"
     table = pd.read_csv(clinical, dtype=str, keep_default_na=False)
     dicom = [i for i, ct in enumerate(table["ct"]) if (tmp_path / "study" / ct).is_dir()]

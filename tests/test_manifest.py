@@ -255,15 +255,19 @@ def test_split_centers_must_match_the_tables_spelling_and_training_centers_cover
 
 def test_validate_refuses_a_parameter_file_before_any_case_runs(tmp_path):
     """What PyRadiomics would refuse, and what the fast engine cannot reproduce, is said by `validate`."""
-    (tmp_path / "norm.yaml").write_text(yaml.safe_dump({"setting": {"weightingNorm": "no_weighting"}}))
+    (tmp_path / "lbp.yaml").write_text(yaml.safe_dump({"imageType": {"Original": {}, "LBP2D": {}}}))
     (tmp_path / "sigma.yaml").write_text(yaml.safe_dump({"imageType": {"LoG": {"sigma": [0, 2]}}}))
-    for name, words in (("norm.yaml", "weightingNorm: no_weighting' is not implemented"),
-                        ("sigma.yaml", "Path: '/imageType/LoG/sigma/0'")):
-        path = write_study(tmp_path, [good_row("P1"), good_row("P2", center="V")], features={"params": name})
+    for name, engine, words in (("lbp.yaml", "hccrad", "image type 'LBP2D' is not implemented in the engine"),
+                                ("sigma.yaml", "auto", "Path: '/imageType/LoG/sigma/0'")):
+        path = write_study(tmp_path, [good_row("P1"), good_row("P2", center="V")],
+                           features={"params": name, "engine": engine})
         result = CliRunner().invoke(app, ["validate", str(path), "--no-acquisition", "--report",
                                           str(tmp_path / "i.csv")])
         assert result.exit_code == 1
         assert words in pd.read_csv(tmp_path / "i.csv").set_index("field").loc["features", "message"]
+    # engine: auto leaves LBP2D to PyRadiomics: the same file is valid
+    path = write_study(tmp_path, [good_row("P1"), good_row("P2", center="V")], features={"params": "lbp.yaml"})
+    assert CliRunner().invoke(app, ["validate", str(path), "--no-acquisition"]).exit_code == 0
 
 
 @pytest.mark.parametrize(("text", "words"), [("nan", "is not a number"), ("-Infinity", "is not a number"),

@@ -114,12 +114,23 @@ def _expected(fitted, table, record):
 
 
 def _post(client, base, clinical, files):
-    """Post the form as the page does: with the session's CSRF token from the form page."""
+    """Post the form as the page does: with the session's CSRF token from the form page; then follow the
+    prediction's progress page, as the browser does, until the result or the form with its error."""
     import re
 
     token = re.search(r'name="csrf" value="([^"]+)"', client.get(f"{base}/").text).group(1)
-    return client.post(f"{base}/predict", data={**clinical, "csrf": token}, files=files, follow_redirects=True,
-                       timeout=300)
+    response = client.post(f"{base}/predict", data={**clinical, "csrf": token}, files=files, follow_redirects=True,
+                           timeout=300)
+    return _finish(client, response)
+
+
+def _finish(client, response, limit_s: float = 300):
+    """Reload a progress page (as its meta refresh does) until it leads elsewhere: the result, or the form."""
+    deadline = time.time() + limit_s
+    while 'id="job-status"' in response.text and time.time() < deadline:
+        time.sleep(0.2)
+        response = client.get(str(response.url), follow_redirects=True, timeout=300)
+    return response
 
 
 def _zip_series(folder: Path) -> bytes:
@@ -182,13 +193,15 @@ def test_bad_uploads_and_missing_factors_get_a_message_never_a_traceback(server,
     sitk.WriteImage(cropped, str(tmp_path / "small.nii.gz"))
     cases = [
         ({**clinical, "afp": ""}, {}, "missing clinical factor(s): AFP"),
-        ({**clinical, "afp": "1,234"}, {}, "afp"),
+        ({**clinical, "afp": "1,234"}, {}, "AFP"),
         # Python's float() reads these; none is a typed AFP (NaN used to be imputed and scored as a low AFP).
-        ({**clinical, "afp": "NaN"}, {}, "afp 'NaN' is not a number"),
-        ({**clinical, "afp": "inf"}, {}, "afp 'inf' is not a number"),
+        ({**clinical, "afp": "NaN"}, {}, "AFP 'NaN' is not a number"),
+        ({**clinical, "afp": "inf"}, {}, "AFP 'inf' is not a number"),
         ({**clinical, "afp": "1e308"}, {}, "above the plausible maximum of 1e+07 ng/mL"),
         ({**clinical, "afp": "1_000"}, {}, "'_' is not a digit separator"),
         ({**clinical, "afp": "\uff15\uff12\uff10"}, {}, "type the number with the digits 0-9"),
+        ({**clinical, "afp": "9" * 100_000}, {}, "(100000 characters) is not a number in ng/mL"),  # not "afp inf"
+        ({**clinical, "afp": "abc"}, {}, "AFP 'abc' is not a number in ng/mL"),
         (clinical, {"ct": ("notes.txt", b"hello")}, "expected a NIfTI"),
         (clinical, {"ct": ("scan.nii.gz", b"not an image at all"), "mask": ("mask.nii.gz", mask_bytes)},
          "uploaded CT 'scan.nii.gz' is truncated or corrupt"),
@@ -204,6 +217,8 @@ def test_bad_uploads_and_missing_factors_get_a_message_never_a_traceback(server,
         assert page.status_code in (400, 413), (message, page.status_code)
         assert message in html.unescape(page.text), (message, page.text[:2000])
         assert "Traceback" not in page.text
+        error = html.unescape(page.text.split('id="error"', 1)[1].split("</div>", 1)[0])
+        assert "--" not in error and "afp" not in error  # the form's words only: no option, no internal name
     # The C model works from the clinical factors alone; the printable report shows the values as read.
     page = _post(client, base, {**clinical, "afp": "520,0"}, {})
     assert page.status_code == 200 and 'id="risk-C"' in page.text and "needs a CT and a mask" in page.text
@@ -297,6 +312,147 @@ def test_the_app_in_a_headless_browser(server):
         browser.quit()
 
 
+def _noisy_tumor_ct(record, folder: Path) -> Path:
+    """The patient's CT with heavy noise in the tumor (SD 400 HU): texture far outside any training tumor's."""
+    import numpy as np
+
+    image = sitk.ReadImage(str(record.ct)) if not Path(record.ct).is_dir() else None
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(record.mask)))
+    values = sitk.GetArrayFromImage(image).astype(np.float32)
+    tumor = labels == 2
+    values[tumor] += np.random.default_rng(5).normal(0, 400, int(tumor.sum()))
+    noisy = sitk.GetImageFromArray(values.astype(np.int16))
+    noisy.CopyInformation(image)
+    sitk.WriteImage(noisy, str(folder / "noisy_ct.nii.gz"))
+    return folder / "noisy_ct.nii.gz"
+
+
+def _console_problems(browser) -> list[dict]:
+    return [entry for entry in browser.get_log("browser")
+            if "Content Security Policy" in entry["message"] or "Refused to" in entry["message"]]
+
+
+def test_the_clinicians_view_progress_primary_model_warnings_and_csp(server, tmp_path):
+    """In Chromium: a NaN AFP is refused in the form's words; a real patient goes through the progress page to
+    the result, with the primary model first and marked, percentages, what "high" means, the viewer's labels;
+    a patient far outside the training data gets a warning on the page and in the report; no CSP violation."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, study, table, fitted = server
+    record = _patients(study, "nifti", 3)[2]
+    clinical = _clinical(table, record.patient_id)
+    browser = _browser()
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        wait = WebDriverWait(browser, 300)
+
+        def fill(afp: str, ct: Path | None, mask: Path | None) -> None:
+            browser.get(f"{base}/")
+            browser.find_element(By.ID, "patient_id").send_keys("MRN 0042")
+            browser.find_element(By.ID, "accession").send_keys("ACC-7")
+            browser.find_element(By.ID, "afp").send_keys(afp)
+            browser.find_element(By.ID, "child_pugh").send_keys(clinical["child_pugh"])
+            Select(browser.find_element(By.ID, "bclc")).select_by_value(clinical["bclc"])
+            Select(browser.find_element(By.ID, "treatment")).select_by_value(clinical["treatment"])
+            if ct is not None:
+                browser.find_element(By.ID, "ct").send_keys(str(Path(ct).resolve()))
+                browser.find_element(By.ID, "mask").send_keys(str(Path(mask).resolve()))
+            browser.find_element(By.ID, "submit").click()
+
+        fill("NaN", None, None)
+        error = wait.until(expected_conditions.presence_of_element_located((By.ID, "error")))
+        assert "AFP 'NaN' is not a number" in error.text and "afp" not in error.text
+        browser.save_screenshot(str(ARTIFACTS / "serve_nan_afp.png"))
+
+        fill(clinical["afp"], record.ct, record.mask)
+        status = wait.until(expected_conditions.presence_of_element_located((By.ID, "job-status")))
+        assert status.get_attribute("data-stage") in ("queued", "reading", "checking", "features", "scoring")
+        browser.save_screenshot(str(ARTIFACTS / "serve_progress.png"))
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "results")))
+        rows = browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")
+        assert rows[0].get_attribute("id") == "row-C-T_L" and "primary model" in rows[0].text
+        assert "%" in rows[0].text and "MRN 0042" in browser.find_element(By.ID, "patient-line").text
+        meaning = browser.find_element(By.ID, "group-meaning").text
+        assert meaning.startswith("High risk means a risk score above") and "predicted PFS below" in meaning
+        assert browser.find_element(By.ID, "why-models-differ").text.startswith("C-T&L is the study's primary")
+        orientation = [browser.find_element(By.ID, f"orient-{edge}").text for edge in ("left", "right", "top")]
+        assert orientation == ["R", "L", "A"]  # LPS axial: the patient's right on the viewer's left
+        assert "width 400 HU, level 40 HU" in browser.find_element(By.ID, "window-label").text
+        assert "tumor" in browser.find_element(By.ID, "colour-key").text
+        browser.save_screenshot(str(ARTIFACTS / "serve_result_primary.png"))
+
+        fill(clinical["afp"], _noisy_tumor_ct(record, tmp_path), record.mask)
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "results")))
+        warnings = browser.find_elements(By.CSS_SELECTOR, "div.warning")
+        assert warnings and "outside the training data" in warnings[0].text, browser.page_source[:3000]
+        browser.save_screenshot(str(ARTIFACTS / "serve_extrapolation.png"))
+        report = httpx.get(browser.find_element(By.ID, "report-link").get_attribute("href"),
+                           cookies={c["name"]: c["value"] for c in browser.get_cookies()})
+        assert "outside the training data" in report.text and "MRN 0042" in report.text and "ACC-7" in report.text
+        assert "UTC" in report.text  # the time carries its zone
+        assert _console_problems(browser) == []
+    finally:
+        browser.quit()
+
+
+def test_a_cross_site_form_in_the_clinicians_browser_is_refused_and_their_result_stays(server):
+    """A page served from another local origin (another port) auto-submits a form to the app in the clinician's
+    browser, which sends the session cookie along: the app answers 403, and the clinician's result is still there."""
+    import http.server
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, study, table, fitted = server
+    clinical = _clinical(table, table.index[0])
+    attacker_port = _free_port()
+    form_fields = "".join(f'<input name="{k}" value="{v}">' for k, v in clinical.items())
+    page = (f'<html><body><form id="f" method="post" action="{base}/predict" enctype="multipart/form-data">'
+            f"{form_fields}</form><script>document.getElementById('f').submit();</script></body></html>").encode()
+
+    class Attacker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the standard library's name
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    attacker = http.server.HTTPServer(("127.0.0.1", attacker_port), Attacker)
+    threading.Thread(target=attacker.serve_forever, daemon=True).start()
+    browser = _browser()
+    try:
+        wait = WebDriverWait(browser, 300)
+        browser.get(f"{base}/")
+        for name, value in clinical.items():
+            element = browser.find_element(By.ID, name)
+            if element.tag_name == "select":
+                from selenium.webdriver.support.select import Select
+
+                Select(element).select_by_value(value)
+            else:
+                element.send_keys(value)
+        browser.find_element(By.ID, "submit").click()
+        wait.until(expected_conditions.presence_of_element_located((By.ID, "results")))
+        result_url, cookie = browser.current_url, browser.get_cookie("hccrad_session")["value"]
+        browser.get(f"http://127.0.0.1:{attacker_port}/")
+        wait.until(lambda b: "refused" in b.page_source)
+        assert "refused: the request came from" in browser.page_source
+        browser.save_screenshot(str(ARTIFACTS / "serve_cross_site_refused.png"))
+        assert browser.get_cookie("hccrad_session")["value"] == cookie
+        browser.get(result_url)
+        assert browser.find_element(By.ID, "results").is_displayed()
+    finally:
+        browser.quit()
+        attacker.shutdown()
+
+
 def test_a_direct_post_without_a_prior_visit_still_reaches_its_result(fitted_demo):
     from fastapi.testclient import TestClient
 
@@ -307,7 +463,7 @@ def test_a_direct_post_without_a_prior_visit_still_reaches_its_result(fitted_dem
     study, table, fitted = fitted_demo
     clinical = _clinical(table, table.index[0])
     client = TestClient(create_app(AppSettings(fitted.out_dir)), base_url="http://127.0.0.1:8000")
-    page = client.post("/predict", data=clinical, follow_redirects=True)
+    page = _finish(client, client.post("/predict", data=clinical, follow_redirects=True))
     assert page.status_code == 200
     expected = predict_new_patient(load_models(fitted.out_dir), clinical).predictions["C"].risk_score
     assert _shown_risk(page.text, "C") == pytest.approx(expected, abs=1e-9)
@@ -357,7 +513,9 @@ def test_cross_origin_posts_are_refused_and_the_clinicians_session_and_result_st
     clinician = make()
     mine = clinician.post("/predict", data={**clinical, "csrf": _token(clinician)}, follow_redirects=False)
     assert mine.status_code == 303
-    result_url, cookie = mine.headers["location"], clinician.cookies.get("hccrad_session")
+    result_url = str(_finish(clinician, clinician.get(mine.headers["location"])).url)
+    assert "/result/" in result_url
+    cookie = clinician.cookies.get("hccrad_session")
     attacks = [{"origin": "http://127.0.0.1:9999"},  # a page on another port of this computer
                {"origin": "https://attacker.example"},
                {"referer": "https://attacker.example/page.html"},
@@ -437,15 +595,17 @@ def test_one_sessions_many_predictions_never_evict_another_sessions_result(app_c
         return TestClient(session_a.app, base_url="http://127.0.0.1:8000")
 
     def predict(client: TestClient):
-        return client.post("/predict", data={**clinical, "csrf": _token(client)}, follow_redirects=False)
+        """A prediction to its end: the result page, or the form with the job's error."""
+        return _finish(client, client.post("/predict", data={**clinical, "csrf": _token(client)}))
 
-    a_url = predict(session_a).headers["location"]
+    a_url = str(predict(session_a).url)
     session_b = new_session()
-    b_urls = [predict(session_b).headers["location"] for _ in range(17)]
+    b_urls = [str(predict(session_b).url) for _ in range(17)]
+    assert all("/result/" in url for url in [a_url, *b_urls])
     assert session_a.get(a_url).status_code == 200
     assert [session_b.get(url).status_code for url in b_urls[-4:]] == [200] * 4
     assert session_b.get(b_urls[0]).status_code == 404  # B's own oldest made room for its newest
-    assert predict(new_session()).status_code == 303  # 1 + 4 + 1: the app is now full
+    assert predict(new_session()).status_code == 200  # 1 + 4 + 1: the app is now full
     full = predict(new_session())
     assert full.status_code == 503 and "maximum of 6 results" in html.unescape(full.text)
     assert session_a.get(a_url).status_code == 200 and session_b.get(b_urls[-1]).status_code == 200

@@ -172,7 +172,7 @@ def test_outputs_and_artifacts_are_complete(fitted_demo):
         assert len(data["covariate_means"]) == p and len(data["training_risk_percentiles"]) == 101
         assert (data["feature_settings"] is None) == (slug == "C")
         if slug != "C":
-            assert data["feature_settings"]["engine"] == "hccrad" and data["feature_settings"]["radiomics_params"]
+            assert data["feature_settings"]["engine"] == "auto" and data["feature_settings"]["radiomics_params"]
         hazard = pd.read_csv(out / f"{slug}_hazard_ratios.csv")
         assert (hazard["ci_low"] <= hazard["hr"]).all() and (hazard["hr"] <= hazard["ci_high"]).all()
         assert np.allclose(np.exp(hazard["coef"]), hazard["hr"])
@@ -353,6 +353,33 @@ def test_predict_reads_clinical_values_as_the_manifest_does(fitted_demo, tmp_pat
                              "--allow-impute", "--out", str(tmp_path / "pred2.csv")])
     imputed = pd.read_csv(tmp_path / "pred2.csv", index_col="patient_id", keep_default_na=False)
     assert imputed.loc["abc", "error"] == "" and "not a concentration" in imputed.loc["negative", "error"]
+
+
+def test_batch_prediction_equals_each_patient_scored_alone(fitted_demo):
+    """predict_patients scores a table at once; every row, its error included, must be what that patient gets
+    scored alone (the old one-by-one path), with bad rows among good ones: a missing AFP, an unreadable AFP, a
+    feature far outside the training range, an unseen treatment."""
+    from hccrad.survival import predict_patients
+
+    _, table, fitted = fitted_demo
+    patients = table.drop(columns=["pfs_months", "pfs_event"]).head(40).copy().astype({"afp": object})
+    ids = patients.index
+    patients.loc[ids[3], "afp"] = np.nan
+    patients.loc[ids[7], "afp"] = "abc"
+    for model in fitted.models.values():
+        if model.feature_inputs_ or model.base_model is not None:
+            inputs = model.feature_inputs_ or model.base_model.feature_inputs_
+            feature = next(c for c in (model.covariates_ if model.feature_inputs_ else inputs) if c in inputs)
+            patients.loc[ids[11], feature] = 1e6
+    patients.loc[ids[19], "treatment"] = "radiotherapy"
+    for name, model in fitted.models.items():
+        batch = predict_patients(model, patients)
+        alone = pd.concat([predict_patients(model, patients.loc[[i]]) for i in ids])
+        pd.testing.assert_frame_equal(batch, alone, check_dtype=False)
+        assert batch.loc[ids[11], "error"] or model.clinical_coder_ is not None, name
+        if model.clinical_coder_ is not None:  # the clinical inputs matter to this model
+            assert batch.loc[ids[3], "error"] and batch.loc[ids[7], "error"] and batch.loc[ids[19], "error"], name
+        assert (batch["error"] == "").sum() >= 25, name  # most rows scored (a few extrapolate)
 
 
 def test_model_is_an_estimator_with_fit_and_predict():

@@ -510,6 +510,8 @@ def _predict_images(fitted: dict, cases: dict, segmentation_model: Path | None, 
                              f"(95% CI {row.ci_low:.3f}-{row.ci_high:.3f})")
             for row in contributions.head(5).itertuples():
                 stdout.print(f"  {row.covariate}: {row.contribution:+.3f}")
+            for warning in prediction.warnings():
+                console.print(f"  [yellow]warning:[/] {warning}", soft_wrap=True)
         for name, why in result.skipped.items():
             stdout.print(f"{patient_id} {name}: not scored ({why})")
         for warning in result.qc_warnings:
@@ -520,7 +522,8 @@ def _predict_images(fitted: dict, cases: dict, segmentation_model: Path | None, 
         write_atomic(out, combined.to_csv())
     if json_out:
         ensure_writable_dir(Path(json_out).parent)
-        payload = {pid: {"predictions": {n: {**p.to_record(),
+        payload = {pid: {"predictions": {n: {**p.to_record(), "extrapolation": p.extrapolation,
+                                              "warnings": p.warnings(),
                                               "contributions": p.contributions.to_dict(orient="records")}
                                           for n, p in r.predictions.items()},
                          "skipped": r.skipped, "qc_warnings": r.qc_warnings} for pid, r in results.items()}
@@ -544,6 +547,9 @@ def serve(
                                               "Or set HCCRAD_SERVE_PASSWORD."),
     allowed_host: list[str] = typer.Option([], help="A host name the app answers besides loopback and --host "
                                            "(for a reverse proxy's name); repeat for several."),
+    primary_model: str = typer.Option("C-T&L", help="The study's primary model, shown first and marked."),
+    max_jobs: int = typer.Option(1, min=1, help="Predictions computed at once (each takes a core and about 1 GB); "
+                                 "the others wait in a queue."),
 ) -> None:
     """A local web app: a new patient's predicted response, risk group, PFS curve and masks, in the browser."""
     import os
@@ -560,7 +566,8 @@ def serve(
         if not password:
             raise fail(f"the password file {password_file} is empty")
     settings = AppSettings(models, upload_limit_mb, segmentation_model=segmentation_model,
-                           allowed_hosts=tuple(allowed_host), password=password)
+                           allowed_hosts=tuple(allowed_host), password=password, primary_model=primary_model,
+                           max_jobs=max_jobs)
     run_app(settings, host, port)  # refuses an unsafe binding before anything starts
 
 

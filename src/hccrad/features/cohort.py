@@ -150,18 +150,65 @@ def connect_scheduler(address: str, timeout_s: float = 10.0):
 
 def run_jobs(jobs: list[CaseJob], cases_dir: Path, scheduler: str | None, config: FeatureConfig,
              on_result: Callable[[dict[str, Any]], None] | None = None) -> list[str]:
-    """Run ``jobs`` on a Dask cluster; each result is written by this process, once, as it arrives.
+    """Run ``jobs``; each result is written by this process, once, as it arrives.
 
-    A worker lost mid-task (killed, out of memory) makes Dask run the task again elsewhere; a task that
-    keeps killing workers is recorded as a failure of its case. A malformed, unreachable or lost scheduler is a
-    :class:`SchedulerError` (one line); the cases finished before it are kept.
+    Where one local worker suffices (one case, ``n_workers: 1``, or memory for one), the cases run here, one after
+    the other, without a Dask cluster (whose start costs seconds of CPU per worker). Otherwise on a Dask cluster:
+    the local one compiles nothing in its workers, since the engine's kernels are compiled (or loaded from numba's
+    on-disk cache) here first. A worker lost mid-task (killed, out of memory) makes Dask run the task again
+    elsewhere; a task that keeps killing workers is recorded as a failure of its case. A malformed, unreachable or
+    lost scheduler is a :class:`SchedulerError` (one line); the cases finished before it are kept.
     """
     if scheduler:
         check_scheduler_address(scheduler)
     if not jobs:
         return []
+    if not scheduler and local_worker_count(config, len(jobs)) == 1:
+        return _run_here(jobs, cases_dir, on_result)
+    if not scheduler:
+        warm_engine(jobs[0])
     with _quiet_distributed_client():
         return _run_on_cluster(jobs, cases_dir, scheduler, config, on_result)
+
+
+def _run_here(jobs: list[CaseJob], cases_dir: Path, on_result) -> list[str]:
+    """The cases one after the other in this process; each result written as it comes (an interrupted run keeps
+    the finished ones)."""
+    done: list[str] = []
+    for job in jobs:
+        result = compute_case(job)
+        write_atomic(case_path(cases_dir, job.patient_id, ".json"), json.dumps(result))
+        done.append(job.patient_id)
+        if on_result:
+            on_result(result)
+    return done
+
+
+def warm_engine(job: CaseJob) -> None:
+    """Run the case's feature settings once on a tiny synthetic region in this process, so that numba compiles the
+    engine's kernels (first run after an install: about 10 s) once, here, and writes them to its on-disk cache,
+    rather than in every worker at once; with a warm cache this loads them (a fraction of a second). Any failure
+    is left for the real cases to report."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from hccrad.features.extract import region_radiomics
+
+    config = FeatureConfig.model_validate(job.config)
+    if config.engine == "pyradiomics":
+        return
+    shape = (16, 24, 24)
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    region = ((z - 8) / 5.0) ** 2 + ((y - 12) / 8.0) ** 2 + ((x - 12) / 8.0) ** 2 <= 1.0
+    values = 60 + 30 * np.sin(z + 0.5 * y) * np.cos(0.7 * x) + np.zeros(shape)
+    image = sitk.GetImageFromArray(values.astype(np.float32 if config.cast_to_float32 else np.int16))
+    image.SetSpacing((1.0, 1.0, 2.0))
+    try:
+        region_radiomics("hccrad", {**job.radiomics_params, "imageType": {
+            name: custom for name, custom in (job.radiomics_params.get("imageType") or {"Original": {}}).items()
+            if not name.startswith("LBP")} or {"Original": {}}}, 6, config.cast_to_float32)(image, region, "W")
+    except Exception:  # a warm-up only; the cases report their own errors
+        logging.getLogger("hccrad.run.features").debug("engine warm-up failed", exc_info=True)
 
 
 def _run_on_cluster(jobs, cases_dir, scheduler, config, on_result) -> list[str]:

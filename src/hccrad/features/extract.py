@@ -6,6 +6,7 @@ import hashlib
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,12 +247,21 @@ def dense_region_warnings(ct: np.ndarray, region: np.ndarray, name: str, rates: 
             + "; check the mask and the history"]
 
 
-def compute_case(job: CaseJob) -> dict[str, Any]:
-    """Compute one case; never raises: a failure comes back as ``{"status": "failed", "error": ...}``."""
+def compute_case(job: CaseJob, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Compute one case; never raises: a failure comes back as ``{"status": "failed", "error": ...}``.
+
+    ``progress`` (optional) is called with each stage as it starts: ``reading``, ``checking``, ``features``.
+    """
+    def stage(name: str) -> None:
+        if progress is not None:
+            progress(name)
+
     try:
         config = FeatureConfig.model_validate(job.config)
+        stage("reading")
         case = CTCase.read(job.ct, job.source(), SeriesRule.model_validate(job.series_rule),
                            exclude_portal_vein=config.rliver_exclude_portal_vein)
+        stage("checking")
         errors, qc_warnings = ct_intensity_problems(case.hu, job.ct)
         if errors:
             raise ImageReadError("; ".join(errors))
@@ -276,6 +286,7 @@ def compute_case(job: CaseJob) -> dict[str, Any]:
         diameter, diameter_source = portal_vein_diameter(case.labels, case.spacing, job.portal_vein_diameter_mm)
         features, notes = morphological_factors(case.hu, case.spacing, tumor, rliver, diameter, config.rates,
                                                 config.attenuation_rate)
+        stage("features")
         pad = crop_pad_voxels(job.radiomics_params, case.spacing, config.pad_sigmas)
         compute = region_radiomics(config.engine, job.radiomics_params, pad, config.cast_to_float32)
         # the CT keeps its pixel type (int16 for most CTs); with cast_to_float32 each engine casts it to float32 (the

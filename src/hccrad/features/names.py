@@ -87,3 +87,85 @@ def paper_column(name: str) -> str:
         return PAPER_TABLE3[name]
     except KeyError:
         raise KeyError(f"{name!r} is not a factor of the paper's Supplementary Table 3") from None
+
+
+#: PyRadiomics' feature classes in words.
+CLASS_WORDS = {
+    "firstorder": "intensity histogram", "shape": "shape", "shape2D": "2D shape",
+    "glcm": "gray-level co-occurrence (GLCM)", "glrlm": "gray-level run lengths (GLRLM)",
+    "glszm": "gray-level size zones (GLSZM)", "gldm": "gray-level dependence (GLDM)",
+    "ngtdm": "neighbouring gray-tone difference (NGTDM)",
+}
+#: The regions in words, and the group of factors they belong to.
+REGION_WORDS = {"Tumor": ("tumor", "tumor"), "Rliver": ("liver parenchyma", "liver")}
+
+
+def _image_type_words(image_type: str) -> str:
+    if image_type == "original":
+        return "the CT itself"
+    if image_type.startswith("wavelet"):
+        level, band = image_type.split("-", 1)
+        depth = level.removeprefix("wavelet") or "1"
+        return (f"wavelet band {band} (level {depth}; per axis x, y, z: L low-pass, H high-pass)" if depth != "1"
+                else f"wavelet band {band} (per axis x, y, z: L low-pass, H high-pass)")
+    if image_type.startswith("log-sigma-"):
+        sigma = image_type.removeprefix("log-sigma-").removesuffix("-mm-3D").replace("-", ".")
+        return f"Laplacian of Gaussian, sigma {sigma} mm"
+    return {"gradient": "gradient magnitude", "square": "squared intensities", "squareroot": "square-root intensities",
+            "logarithm": "log intensities", "exponential": "exponential intensities"}.get(image_type, image_type)
+
+
+def _words(camel: str) -> str:
+    """``ClusterShade`` -> ``cluster shade`` (acronyms kept: ``MCC``, ``Idmn``)."""
+    import re
+
+    parts = re.findall(r"[A-Z]{2,}(?=[A-Z][a-z]|\b|\d)|[A-Z]?[a-z]+|\d+|[A-Z]+", camel)
+    return " ".join(part if part.isupper() and len(part) > 1 else part.lower() for part in parts) or camel
+
+
+def factor_group(column: str) -> str:
+    """``clinical``, ``tumor`` or ``liver`` (Supplementary Table 3's groups): the tumor-to-liver volume ratio and
+    the portal vein count as liver parenchyma factors, as the paper files them; the T&L risk score as
+    ``tumor and liver``."""
+    if column in ("TL_risk_score", "T&L risk score"):
+        return "tumor and liver"
+    if column.startswith(("Rliver_", "PV_", "Tumor_to_Rliver")):
+        return "liver"
+    if column.startswith("Tumor_"):
+        return "tumor"
+    return "clinical"
+
+
+def paper_name(column: str) -> str:
+    """The paper's name of a factor (Supplementary Tables 2 and 3, in their spelling) when it is one of its
+    factors, else hccrad's column name."""
+    from hccrad.features.morphology import PAPER_MORPHOLOGY_NAMES
+
+    for names in (PAPER_TABLE3, PAPER_MORPHOLOGY_NAMES):
+        for paper, ours in names.items():
+            if ours == column:
+                return paper
+    return column
+
+
+def describe_feature(column: str) -> str:
+    """A feature column in words: ``Tumor_wavelet-HLH_glcm_ClusterShade`` -> ``tumor texture: cluster shade of
+    the gray-level co-occurrence (GLCM), on the wavelet band HLH (...)``; morphological factors get the paper's
+    Table 2 name."""
+    from hccrad.features.morphology import PAPER_MORPHOLOGY_NAMES
+
+    morphological = {ours: paper for paper, ours in PAPER_MORPHOLOGY_NAMES.items()}
+    if column in morphological:
+        return morphological[column]
+    if column in ("TL_risk_score", "T&L risk score"):
+        return "the T&L model's risk score (tumor and liver image features)"
+    parts = column.split("_", 3)
+    if len(parts) == 4 and parts[0] in REGION_WORDS:
+        region, image_type, feature_class, feature = parts
+        what = "shape" if feature_class.startswith("shape") else "texture" if feature_class not in (
+            "firstorder",) else "intensity"
+        detail = (_words(feature) if feature_class.startswith("shape")
+                  else f"{_words(feature)} of the {CLASS_WORDS.get(feature_class, feature_class)}, on "
+                       f"{_image_type_words(image_type)}")
+        return f"{REGION_WORDS[region][0]} {what}: {detail}"
+    return column

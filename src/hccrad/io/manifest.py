@@ -228,6 +228,20 @@ def _refuse_unusual_number_text(text: str) -> None:
 
 
 def parse_number(value: Any) -> float:
+    """A finite number from a table cell (see :func:`_parse_number` for the rules); a text whose number is too
+    large for a float (a hundred thousand digits) is refused, not read as infinity."""
+    number = _parse_number(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{_shown(str(value).strip())} is too large to be a measurement")
+    return number
+
+
+def _shown(text: str, limit: int = 24) -> str:
+    """A typed text for a message, quoted; a long one cut, with its length."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def _parse_number(value: Any) -> float:
     """A number from a table cell, by a stated rule for separators (docs/manifest.md, "Numbers").
 
     - A cell the spreadsheet already holds as a number is taken as it is.
@@ -253,7 +267,7 @@ def parse_number(value: Any) -> float:
     _refuse_unusual_number_text(text)
     censored = _CENSORED.match(text)
     if censored:
-        raise CensoredValue(text, parse_number(censored.group(2)))
+        raise CensoredValue(text, _parse_number(censored.group(2)))
     if not text:
         raise ValueError("empty text is not a number")
     sign = ""
@@ -263,7 +277,7 @@ def parse_number(value: Any) -> float:
     if not digits_only.isdigit():
         number = float(sign + text)  # scientific notation, or a ValueError naming the text
         if not math.isfinite(number):
-            raise ValueError(f"{text!r} is too large to be a measurement")
+            raise ValueError(f"{_shown(text)} is too large to be a measurement")
         return number
     spaces = re.findall(r"[\s\u00a0\u202f]", text)
     commas, dots = text.count(","), text.count(".")
@@ -358,9 +372,9 @@ def parse_clinical_inputs(values: dict[str, Any]) -> tuple[dict[str, Any], list[
         try:
             number = parse_number(afp)
         except CensoredValue:
-            errors.append(f"afp {_as_text(afp)!r} is a bound, not a value; give a number in ng/mL")
+            errors.append(f"afp {_shown(_as_text(afp))} is a bound, not a value; give a number in ng/mL")
         except ValueError as exc:
-            unreadable.append(f"afp {_as_text(afp)!r} is not a number in ng/mL ({exc})")
+            unreadable.append(f"afp {_shown(_as_text(afp))} is not a number in ng/mL ({exc})")
         else:
             if not math.isfinite(number) or number < 0:
                 errors.append(f"afp {number:g} is not a concentration; expected a number >= 0 (ng/mL)")

@@ -120,24 +120,30 @@ def portal_vein_problems(labels: np.ndarray, spacing_zyx: tuple[float, float, fl
     ball, of at least :data:`BLOB_MIN_ML`) closed inside the liver (:data:`ENCLOSED_SHARE` of its border liver or
     tumor), which is what a second tumor given label 3 looks like. Each names the numbers and the fix."""
     portal = labels == LABEL_PORTAL_VEIN
-    if not portal.any():
+    box = bounding_box(portal)
+    if box is None:
         return []
+    # everything below needs only label 3's box, grown by the one voxel of a component's border
+    grown = tuple(slice(max(0, part.start - 1), part.stop + 1) for part in box)
+    labels, portal = labels[grown], portal[grown]
     components, count = ndimage.label(portal, structure=FULL_CONNECTIVITY)
     voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
     fix = ("if label 3 is a second tumor, map it as one: masks: {labels: {tumor: [2, 3], portal_vein: []}}; if it is "
            "the portal vein, raise masks: portal_vein_max_diameter_mm")
     problems = []
     sizes = np.bincount(components.ravel())[1:]
+    boxes = ndimage.find_objects(components)
     for number in np.argsort(sizes)[::-1][:20] + 1:  # the 20 largest components are enough to judge
-        component = components == number
+        near = tuple(slice(max(0, part.start - 1), part.stop + 1) for part in boxes[number - 1])
+        component = components[near] == number
         volume_ml = float(sizes[number - 1]) * voxel_ml
         diameter, ball_ratio = _component_shape(component, spacing_zyx)
         where = f"a portal-vein (label 3) component of {volume_ml:.1f} mL"
         if diameter > max_diameter_mm:
             problems.append(f"{where} is {diameter:.1f} mm wide (largest inscribed diameter), above the plausible "
                             f"{max_diameter_mm:g} mm")
-        elif volume_ml >= BLOB_MIN_ML and ball_ratio <= BLOB_BALL_RATIO and _enclosed_share(component, labels) >= \
-                ENCLOSED_SHARE:
+        elif volume_ml >= BLOB_MIN_ML and ball_ratio <= BLOB_BALL_RATIO and \
+                _enclosed_share(component, labels[near]) >= ENCLOSED_SHARE:
             problems.append(f"{where} is a closed blob inside the liver ({diameter:.1f} mm wide, {ball_ratio:.1f} "
                             "times its inscribed ball), not a vessel")
     if problems:

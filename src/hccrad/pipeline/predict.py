@@ -9,6 +9,7 @@ training patients, PFS probabilities with delta-method confidence intervals and 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hccrad.io.errors import InputError
+from hccrad.survival.coxmath import survival_probability
 from hccrad.survival.model import CoxRiskModel
 
 
@@ -29,6 +31,10 @@ class MissingMaskError(InputError, ValueError):
     """A patient without a mask and no segmentation model to draw one."""
 
 
+#: A PFS interval wider than this (of the whole 0-1 scale) says little, and is flagged as uninformative.
+UNINFORMATIVE_WIDTH = 0.75
+
+
 @dataclass
 class ModelPrediction:
     """One model's prediction for one patient (see docs/new-patient.md for each number's meaning)."""
@@ -39,15 +45,40 @@ class ModelPrediction:
     training_percentile: float
     survival: pd.DataFrame  # columns time_months, pfs, ci_low, ci_high
     contributions: pd.DataFrame  # columns covariate, value, training_mean, coef, contribution
+    #: The inputs outside the training distribution (:meth:`CoxRiskModel.extrapolation`), one sentence each.
+    extrapolation: list[str] = field(default_factory=list)
+    #: Predicted PFS at the cut-off score per horizon (months -> probability): "high" means a lower prediction.
+    cutoff_pfs: dict[float, float] = field(default_factory=dict)
+
+    @property
+    def uninformative_horizons(self) -> list[float]:
+        """Horizons (months) whose 95% interval spans more than :data:`UNINFORMATIVE_WIDTH` of [0, 1]."""
+        return [float(row.time_months) for row in self.survival.itertuples()
+                if row.ci_high - row.ci_low > UNINFORMATIVE_WIDTH]
+
+    def warnings(self) -> list[str]:
+        """What the numbers cannot carry alone: extrapolation and uninformative intervals, one sentence each."""
+        notes = [f"outside the training data: {message}" for message in self.extrapolation]
+        if self.extrapolation:
+            notes.append("the prediction extrapolates beyond the patients the model was fitted on; treat it as "
+                         "unreliable")
+        wide = self.uninformative_horizons
+        if wide:
+            notes.append("the 95% interval of the PFS at " + ", ".join(f"{t:g}" for t in wide) + " months spans "
+                         f"more than {UNINFORMATIVE_WIDTH:.0%} of the 0-100% scale: uninformative")
+        return notes
 
     def to_record(self) -> dict[str, Any]:
-        """A flat JSON-ready record: scores, then ``pfs_<t>m`` with ``_ci_low``/``_ci_high`` per horizon."""
+        """A flat JSON-ready record: scores, then ``pfs_<t>m`` with ``_ci_low``/``_ci_high`` per horizon, then the
+        warnings (``extrapolation``, ``warnings``)."""
         record: dict[str, Any] = {"model": self.model, "risk_score": self.risk_score, "risk_group": self.risk_group,
                                   "cutoff": self.cutoff, "training_percentile": self.training_percentile}
         for row in self.survival.itertuples():
             record[f"pfs_{row.time_months:g}m"] = row.pfs
             record[f"pfs_{row.time_months:g}m_ci_low"] = row.ci_low
             record[f"pfs_{row.time_months:g}m_ci_high"] = row.ci_high
+        record["extrapolation"] = "; ".join(self.extrapolation)
+        record["warnings"] = "; ".join(self.warnings())
         return record
 
 
@@ -108,7 +139,8 @@ def check_engine(settings: dict[str, Any]) -> None:
 
 
 def compute_patient_features(ct: Path, mask: Path, settings: dict[str, Any], patient_id: str = "patient",
-                             portal_vein_diameter_mm: float | None = None) -> tuple[dict[str, float], list[str]]:
+                             portal_vein_diameter_mm: float | None = None,
+                             progress: Callable[[str], None] | None = None) -> tuple[dict[str, float], list[str]]:
     """The patient's morphological factors and radiomics, computed with the recorded ``settings`` by the same
     worker function as the study's features stage. Returns (features, QC warnings); raises ``InputError``
     with the worker's message when the case cannot be computed."""
@@ -119,7 +151,7 @@ def compute_patient_features(ct: Path, mask: Path, settings: dict[str, Any], pat
     config = FeatureConfig(**settings["settings"]).model_dump(mode="json")
     job = CaseJob(patient_id, str(ct), str(mask), portal_vein_diameter_mm, settings["radiomics_params"], config,
                   settings["series_rule"], fingerprint="new-patient")
-    result = compute_case(job)
+    result = compute_case(job, progress)
     if result["status"] != "ok":
         raise InputError(f"{patient_id}: features could not be computed from {ct} and {mask}: "
                          f"{result.get('error_type', 'error')}: {result['error']}")
@@ -135,9 +167,12 @@ def score_model(model: CoxRiskModel, row: pd.DataFrame, level: float = 0.95) -> 
                              "pfs": [band[f"pfs_{t:g}m"] for t in horizons],
                              "ci_low": [band[f"pfs_{t:g}m_ci_low"] for t in horizons],
                              "ci_high": [band[f"pfs_{t:g}m_ci_high"] for t in horizons]})
-    return ModelPrediction(model.name, score, str(model.risk_group(np.array([score]))[0]),
-                           float(model.cutoff_["value"]), model.risk_percentile(score), survival,
-                           model.contributions(row))
+    cutoff = float(model.cutoff_["value"])
+    cutoff_pfs = survival_probability(model.baseline_times_, model.baseline_cumhaz_, np.array([cutoff]), horizons)[0]
+    return ModelPrediction(model.name, score, str(model.risk_group(np.array([score]))[0]), cutoff,
+                           model.risk_percentile(score), survival, model.contributions(row),
+                           extrapolation=model.extrapolation(row)["message"].tolist(),
+                           cutoff_pfs={float(t): float(v) for t, v in zip(horizons, cutoff_pfs, strict=True)})
 
 
 def survival_curve(model: CoxRiskModel, row: pd.DataFrame, step_months: float = 0.25, level: float = 0.95
@@ -170,7 +205,8 @@ def patient_row(patient_id: str, clinical: dict[str, Any], features: dict[str, f
 def predict_new_patient(models: dict[str, CoxRiskModel], clinical: dict[str, Any], ct: Path | None = None,
                         mask: Path | None = None, patient_id: str = "patient",
                         segmentation_model: Path | None = None, portal_vein_diameter_mm: float | None = None,
-                        level: float = 0.95, drawn_mask: Path | None = None) -> NewPatientResult:
+                        level: float = 0.95, drawn_mask: Path | None = None,
+                        progress: Callable[[str], None] | None = None) -> NewPatientResult:
     """Score one new patient with every model whose inputs are present.
 
     Parameters
@@ -189,6 +225,9 @@ def predict_new_patient(models: dict[str, CoxRiskModel], clinical: dict[str, Any
         Confidence level of the PFS intervals.
     drawn_mask
         Where to keep a mask drawn by ``segmentation_model`` (default: a temporary file, deleted).
+    progress
+        Called with each stage as it starts: ``segmenting`` (when a mask is drawn), ``reading``, ``checking``,
+        ``features``, ``scoring``.
     """
     skipped: dict[str, str] = {}
     used_mask: Path | None = None
@@ -206,6 +245,8 @@ def predict_new_patient(models: dict[str, CoxRiskModel], clinical: dict[str, Any
                 from hccrad.io.config import SeriesRule
                 from hccrad.segment.nnunet import segment_image
 
+                if progress is not None:
+                    progress("segmenting")
                 target = Path(drawn_mask) if drawn_mask is not None else Path(scratch) / "mask.nii.gz"
                 mask = segment_image(Path(ct), Path(segmentation_model), target,
                                      series_rule=SeriesRule.model_validate(settings["series_rule"]))
@@ -213,10 +254,12 @@ def predict_new_patient(models: dict[str, CoxRiskModel], clinical: dict[str, Any
             else:
                 used_mask = Path(mask)
             features, qc_warnings = compute_patient_features(Path(ct), Path(mask), settings, patient_id,
-                                                             portal_vein_diameter_mm)
+                                                             portal_vein_diameter_mm, progress)
     else:
         for name in image_models:
             skipped[name] = "needs a CT and a mask"
+    if progress is not None:
+        progress("scoring")
     row = patient_row(patient_id, clinical, features)
     predictions = {}
     for name, model in models.items():

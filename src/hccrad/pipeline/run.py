@@ -188,10 +188,10 @@ def refuse_study_errors(study: Study, manifest: Path) -> None:
 def check_stage_settings(study: Study) -> None:
     """Validate the stage sections of the YAML (``segmentation``, ``features``, ``models``, ``evaluation``) with
     their own models, before any stage runs; each problem joins the study's issues as an error."""
-    from hccrad.evaluate import EvaluationConfig
-    from hccrad.features import FeatureConfig
+    from hccrad.evaluate.config import EvaluationConfig
+    from hccrad.features.config import FeatureConfig
     from hccrad.segment.nnunet import SegmentationConfig
-    from hccrad.survival import ModelConfig
+    from hccrad.survival.config import ModelConfig
 
     sections = (("segmentation", SegmentationConfig), ("features", FeatureConfig), ("models", ModelConfig),
                 ("evaluation", EvaluationConfig))

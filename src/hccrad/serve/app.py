@@ -2,8 +2,11 @@
 
 FastAPI serves Jinja2 templates and local static files only (no CDN: it works offline). A browser session is a
 random cookie; each result lives in memory under a random token and is shown only to the session that made it.
-Uploads go to a private temporary folder that is deleted as soon as the prediction is made; the viewer keeps a
-downsampled copy of the CT and its labels in memory until the session's result expires.
+A prediction runs as a background job: the form's post saves the uploads to a private temporary folder, queues the
+job and sends the browser to a progress page that shows the job's stage (or its place in the queue) until the
+result is ready; the folder is deleted as soon as the job ends. The viewer keeps a downsampled copy of the CT and
+its labels in memory until the session's result expires. The patient identifier and accession number typed in the
+form are kept in memory with the result and shown on its page and printed report; they are never written to disk.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import secrets
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,7 @@ from typing import Any
 from fastapi import Request
 
 from hccrad.io.errors import InputError
-from hccrad.serve import render
+from hccrad.serve import present, render
 from hccrad.serve.uploads import UploadError, extract_zip, image_suffix, save_limited
 
 HERE = Path(__file__).parent
@@ -42,6 +46,12 @@ class StoredResult:
     clinical: dict[str, str]
     stack: render.SliceStack | None
     figures: dict[str, str] = field(default_factory=dict)
+    #: The patient identifier and accession number typed in the form (memory only, never on disk).
+    patient: dict[str, str] = field(default_factory=dict)
+    #: Per model: the contribution lines in words (:func:`hccrad.serve.present.contribution_lines`).
+    contributions: dict[str, list] = field(default_factory=dict)
+    #: The viewer's orientation labels (left, right, top, bottom).
+    orientation: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,10 +70,28 @@ class AppSettings:
     allowed_hosts: tuple[str, ...] = ()
     #: When set, every request needs HTTP Basic authentication with this password (any user name).
     password: str | None = None
+    #: The study's primary model, shown first and marked (the paper's C-T&L).
+    primary_model: str = present.PRIMARY_MODEL
+    #: Predictions computed at once (each takes a core and about 1 GB); the others wait in the queue.
+    max_jobs: int = 1
+    #: Predictions waiting or running, at most; a further one is refused (503) with the time to come back.
+    max_queued: int = 8
 
 
 #: Names of this computer the app always answers (a DNS-rebinding page sends its own name as Host).
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this computer only: ``localhost``, ``::1`` or any address of 127.0.0.0/8."""
+    import ipaddress
+
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 #: Sent with every response: no script but the app's own files, no framing, no referrer, no type sniffing.
 SECURITY_HEADERS = {
@@ -221,6 +249,88 @@ class ResultStore:
             self._items.pop(token)
 
 
+#: A job's stages, in order, with what the progress page says of each.
+JOB_STAGES = {"queued": "waiting for its turn", "reading": "reading the CT and the mask",
+              "segmenting": "drawing the mask with the segmentation model", "checking": "checking the images",
+              "features": "computing the tumor's and the liver's features", "scoring": "scoring with the models"}
+
+
+@dataclass
+class Job:
+    """One prediction in the background: its uploads (in ``folder``), the form's values, its stage, and its
+    result token or error once it ends."""
+    token: str
+    owner: str
+    created: float
+    values: dict[str, str]
+    patient: dict[str, str]
+    folder: Path
+    uploads: dict[str, str]  # "ct"/"mask" -> the file name the user uploaded
+    stage: str = "queued"
+    result_token: str | None = None
+    error: str | None = None
+    status: int = 200
+
+    @property
+    def ended(self) -> bool:
+        return self.result_token is not None or self.error is not None
+
+
+class QueueFullError(InputError):
+    """Every place in the prediction queue is taken."""
+
+
+class JobQueue:
+    """The predictions of every session: at most ``max_jobs`` run at once (a thread pool), the others wait in the
+    order they came; a session has one job at a time; ended jobs are kept until their lifetime passes."""
+
+    def __init__(self, settings: AppSettings):
+        self.settings = settings
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=settings.max_jobs, thread_name_prefix="hccrad-job")
+
+    def submit(self, job: Job, work) -> None:
+        """Queue ``job``; ``work(job)`` runs it. Refused when the queue is full or the session already has one."""
+        with self._lock:
+            self._expire()
+            waiting = [j for j in self._jobs.values() if not j.ended]
+            if len(waiting) >= self.settings.max_queued:
+                raise QueueFullError(f"{len(waiting)} predictions are running or waiting, the most this app takes; "
+                                     "try again in a few minutes")
+            self._jobs[job.token] = job
+        self._pool.submit(work, job)
+
+    def running_for(self, owner: str) -> Job | None:
+        """The session's job that has not ended, if any."""
+        with self._lock:
+            return next((j for j in self._jobs.values() if j.owner == owner and not j.ended), None)
+
+    def get(self, token: str, owner: str | None) -> Job | None:
+        with self._lock:
+            job = self._jobs.get(token)
+        if job is None or owner is None or not secrets.compare_digest(job.owner, owner):
+            return None
+        return job
+
+    def ahead_of(self, job: Job) -> int:
+        """How many queued jobs came before ``job`` (0 once it runs)."""
+        with self._lock:
+            if job.stage != "queued":
+                return 0
+            return sum(1 for other in self._jobs.values() if other.stage == "queued" and other.created < job.created)
+
+    def forget(self, token: str) -> None:
+        with self._lock:
+            self._jobs.pop(token, None)
+
+    def _expire(self) -> None:
+        now = time.time()
+        ttl = self.settings.result_ttl_s
+        for token in [t for t, job in self._jobs.items() if job.ended and now - job.created > ttl]:
+            self._jobs.pop(token)
+
+
 def model_description(models: dict) -> dict[str, Any]:
     """What the page states about the models: names, hccrad version, training cohort and clinical levels."""
     first = next(iter(models.values()))
@@ -245,8 +355,10 @@ def create_app(settings: AppSettings):
     models = load_models(settings.models_dir)
     if not models:
         raise InputError(f"no model artifact in {settings.models_dir}: give the models folder of `hccrad fit`")
+    models_version = models_fingerprint(settings.models_dir)
     about = model_description(models)
     store = ResultStore(settings)
+    queue = JobQueue(settings)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app = FastAPI(title="hccrad", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
@@ -258,7 +370,8 @@ def create_app(settings: AppSettings):
     allowed_hosts = {name.lower() for name in (*LOOPBACK_HOSTS, *settings.allowed_hosts)}
 
     def page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
-        context.update(about=about, version=__version__, intended_use=INTENDED_USE,
+        context.setdefault("patient", {})
+        context.update(about=about, version=__version__, intended_use=INTENDED_USE, models_version=models_version,
                        limit_mb=settings.upload_limit_mb, segmentation=settings.segmentation_model is not None,
                        csrf=keys.csrf_token(request.state.session))
         return templates.TemplateResponse(request, name, context, status_code=status)
@@ -302,15 +415,14 @@ def create_app(settings: AppSettings):
 
     @app.post("/predict")
     async def predict(request: Request):
+        too_large = (f"the upload is larger than the limit of {settings.upload_limit_mb:.0f} MB per file")
         length = int(request.headers.get("content-length") or 0)
         if length > limit_bytes * 2 + 2**20:
-            return page(request, "form.html", 413, values={},
-                        error=f"the upload is larger than the limit of {settings.upload_limit_mb:.0f} MB per file")
+            return page(request, "form.html", 413, values={}, error=too_large)
         try:
             form_data = await request.form(max_files=2, max_fields=20)
         except BodyTooLargeError:
-            return page(request, "form.html", 413, values={},
-                        error=f"the upload is larger than the limit of {settings.upload_limit_mb:.0f} MB per file")
+            return page(request, "form.html", 413, values={}, error=too_large)
         except Exception as exc:  # a malformed multipart body
             return page(request, "form.html", 400, values={}, error=f"the form could not be read: {exc}")
         if not request.state.new_session and not keys.csrf_ok(request.state.session, form_data.get("csrf")):
@@ -318,22 +430,39 @@ def create_app(settings: AppSettings):
             return page(request, "form.html", 403, values={}, error="the form has expired or came from another "
                                                                       "page: enter the patient again here")
         values = {name: str(form_data.get(name) or "").strip() for name, _ in CLINICAL_FIELDS}
+        patient = {name: str(form_data.get(name) or "").strip()[:64] for name in ("patient_id", "accession")}
+        running = queue.running_for(request.state.session)
+        if running is not None:
+            return page(request, "form.html", 409, values=values, patient=patient, running=running.token,
+                        error="a prediction for this browser is still running: wait for its result before the next")
         uploads = {name: form_data.get(name) for name in ("ct", "mask")}
         uploads = {k: v for k, v in uploads.items() if getattr(v, "filename", "")}
         try:
-            stored = await run_in_threadpool(_predict, models, settings, values, uploads, limit_bytes,
-                                             request.state.session)
+            job = await run_in_threadpool(_accept, models, settings, values, patient, uploads, limit_bytes,
+                                          request.state.session)
         except InputError as exc:
-            return page(request, "form.html", 400, values=values, error=str(exc))
-        except Exception as exc:  # never a traceback on the page; the log keeps it
-            log.exception("prediction failed")
-            return page(request, "form.html", 500, values=values,
-                        error=f"the prediction failed ({type(exc).__name__}: {exc})")
+            return page(request, "form.html", 400, values=values, patient=patient,
+                        error=present.form_words(str(exc)))
         try:
-            token = store.add(stored)
-        except StoreFullError as exc:
-            return page(request, "form.html", 503, values=values, error=str(exc))
-        return RedirectResponse(f"/result/{token}", status_code=303)  # a first direct post gets its cookie here
+            queue.submit(job, lambda one: _run_job(one, models, settings, store))
+        except QueueFullError as exc:
+            _discard(job)
+            return page(request, "form.html", 503, values=values, patient=patient, error=str(exc))
+        return RedirectResponse(f"/job/{job.token}", status_code=303)  # a first direct post gets its cookie here
+
+    @app.get("/job/{token}", response_class=HTMLResponse)
+    def job_page(request: Request, token: str):
+        job = None if request.state.new_session else queue.get(token, request.state.session)
+        if job is None:
+            return page(request, "form.html", 404, values={}, error="no such prediction in this browser session")
+        if job.result_token is not None:
+            return RedirectResponse(f"/result/{job.result_token}", status_code=303)
+        if job.error is not None:
+            queue.forget(token)
+            return page(request, "form.html", job.status, values=job.values, patient=job.patient, error=job.error)
+        stages = [name for name in JOB_STAGES if name != "segmenting" or settings.segmentation_model is not None]
+        return page(request, "progress.html", job=job, stages=stages, stage_words=JOB_STAGES,
+                    ahead=queue.ahead_of(job), max_jobs=settings.max_jobs)
 
     def _owned(request: Request, token: str) -> StoredResult | None:
         return None if request.state.new_session else store.get(token, request.state.session)
@@ -344,8 +473,11 @@ def create_app(settings: AppSettings):
         if stored is None:
             return page(request, "form.html", 404, values={}, error="no such result in this browser session "
                                                                      "(results expire, and belong to their session)")
-        return page(request, "result.html", token=token, item=stored, rows=_rows(stored),
-                    start_slice=stored.stack.tumor_center_slice() if stored.stack else 0)
+        rows = _rows(stored, settings.primary_model)
+        return page(request, "result.html", token=token, item=stored, rows=rows, primary=settings.primary_model,
+                    why=present.why_models_differ([row["model"] for row in rows], settings.primary_model),
+                    start_slice=stored.stack.tumor_center_slice() if stored.stack else 0,
+                    window=render.WINDOW_HU)
 
     @app.get("/result/{token}/slice/{index}.png")
     def slice_image(request: Request, token: str, index: int):
@@ -365,22 +497,52 @@ def create_app(settings: AppSettings):
             center = stored.stack.tumor_center_slice()
             for index in sorted({max(0, center - 3), center, min(stored.stack.n_slices - 1, center + 3)}):
                 slices.append((index, render.png_data_uri(render.slice_png(stored.stack, index))))
+        rows = _rows(stored, settings.primary_model)
         response = templates.TemplateResponse(request, "report.html", {
-            "item": stored, "rows": _rows(stored), "slices": slices, "about": about, "version": __version__,
-            "intended_use": INTENDED_USE, "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(stored.created))})
+            "item": stored, "rows": rows, "slices": slices, "about": about, "version": __version__,
+            "primary": settings.primary_model, "window": render.WINDOW_HU,
+            "why": present.why_models_differ([row["model"] for row in rows], settings.primary_model),
+            "intended_use": INTENDED_USE, "models_version": models_version,
+            "created": time.strftime("%Y-%m-%d %H:%M %Z (UTC%z)", time.localtime(stored.created)),
+            "printed": time.strftime("%Y-%m-%d %H:%M %Z (UTC%z)")})
         response.headers["Content-Disposition"] = 'attachment; filename="hccrad-patient-report.html"'
         return response
 
     return app
 
 
-def _rows(stored: StoredResult) -> list[dict[str, Any]]:
-    """One record per scored model for the templates: the flat numbers, an id-safe slug and the survival rows."""
+def models_fingerprint(models_dir: Path) -> str:
+    """The models' version as the page and report print it: the first 12 hex digits of the SHA-256 over the
+    artifacts' own checksums, in name order (it changes when any model is refitted)."""
+    import json
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(models_dir).glob("*.json")):
+        try:
+            checksum = json.loads(path.read_text()).get("checksum", {}).get("value", "")
+        except (OSError, ValueError, AttributeError):
+            continue
+        digest.update(f"{path.name}:{checksum}".encode())
+    return digest.hexdigest()[:12]
+
+
+def _rows(stored: StoredResult, primary: str = present.PRIMARY_MODEL) -> list[dict[str, Any]]:
+    """One record per scored model for the templates, the primary model first: the numbers, percentages, the
+    warnings, what the risk group means, an id-safe slug and the survival rows."""
     rows = []
-    for name, prediction in stored.result.predictions.items():
+    predictions = stored.result.predictions
+    for name in present.ordered_models(list(predictions), primary):
+        prediction = predictions[name]
         record = prediction.to_record()
         record["slug"] = name.replace("&", "_")
-        record["survival"] = prediction.survival.to_dict(orient="records")
+        record["primary"] = name == primary
+        record["survival"] = [{**row, "pfs_text": present.percent(row["pfs"]),
+                               "low_text": present.percent(row["ci_low"]), "high_text": present.percent(row["ci_high"])}
+                              for row in prediction.survival.to_dict(orient="records")]
+        record["extrapolation"] = prediction.extrapolation
+        record["warnings"] = prediction.warnings()
+        record["group_meaning"] = present.group_meaning(prediction)
+        record["contributions"] = stored.contributions.get(name, [])
         rows.append(record)
     return rows
 
@@ -394,55 +556,106 @@ def _clinical_from_form(values: dict[str, str], needed: bool) -> dict[str, str]:
     return {name: value for name, value in values.items() if value}
 
 
-def _predict(models: dict, settings: AppSettings, values: dict[str, str], uploads: dict, limit_bytes: int,
-             owner: str) -> StoredResult:
-    """Save the uploads privately, predict, keep the viewer's slices, and delete the uploads."""
+def _accept(models: dict, settings: AppSettings, values: dict[str, str], patient: dict[str, str], uploads: dict,
+            limit_bytes: int, owner: str) -> Job:
+    """What the post itself checks before queueing: the clinical factors (read by the manifest's rules) and which
+    files came; the uploads are saved to a private folder that the job deletes when it ends."""
+    from hccrad.pipeline.predict import patient_row
+
+    needs_clinical = any(m.clinical_spec_ for m in models.values())
+    clinical = _clinical_from_form(values, needs_clinical)
+    patient_row("patient", clinical)  # a typed value the models would refuse is refused now, in the form's words
+    suffixes = {key: image_suffix(upload.filename) for key, upload in uploads.items()}  # a wrong type first
+    if suffixes.get("mask") == ".zip":
+        raise UploadError("the mask must be one image file (NIfTI, NRRD or MHA), not a zip")
+    if "mask" in uploads and "ct" not in uploads:
+        raise UploadError("a mask was given without its CT")
+    if "ct" in uploads and "mask" not in uploads and settings.segmentation_model is None:
+        raise UploadError("give the CT's mask (labels 1 liver, 2 tumor, 3 portal vein), or leave out the CT "
+                          "to use the clinical model alone")
+    folder = Path(tempfile.mkdtemp(prefix="hccrad-upload-"))
+    try:
+        names = {}
+        for key, what in (("ct", "the CT"), ("mask", "the mask")):
+            if key in uploads:
+                save_limited(uploads[key].file, folder / f"{key}{suffixes[key]}", limit_bytes, what)
+                names[key] = uploads[key].filename
+    except BaseException:
+        _remove(folder)
+        raise
+    return Job(secrets.token_urlsafe(24), owner, time.time(), values, patient, folder, names)
+
+
+def _remove(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _discard(job: Job) -> None:
+    _remove(job.folder)
+
+
+def _run_job(job: Job, models: dict, settings: AppSettings, store: ResultStore) -> None:
+    """The job's work in a pool thread: predict, keep the result for the session, always delete the uploads."""
+    def stage(name: str) -> None:
+        job.stage = name
+
+    try:
+        stored = _predict(models, settings, job, stage)
+        job.result_token = store.add(stored)
+    except StoreFullError as exc:
+        job.error, job.status = str(exc), 503
+    except InputError as exc:
+        job.error, job.status = present.form_words(str(exc)), 400
+    except Exception as exc:  # never a traceback on the page; the log keeps it
+        log.exception("prediction failed")
+        job.error, job.status = f"the prediction failed ({type(exc).__name__}: {exc})", 500
+    finally:
+        _discard(job)
+
+
+def _predict(models: dict, settings: AppSettings, job: Job, stage) -> StoredResult:
+    """Predict from the job's saved uploads and keep the viewer's slices."""
     from hccrad.io.images import read_image, read_mask
     from hccrad.pipeline.predict import patient_row, predict_new_patient, survival_curve
 
     needs_clinical = any(m.clinical_spec_ for m in models.values())
-    clinical = _clinical_from_form(values, needs_clinical)
-    if "mask" in uploads and "ct" not in uploads:
-        raise UploadError("a mask was given without its CT")
-    with tempfile.TemporaryDirectory(prefix="hccrad-upload-") as scratch:
-        folder = Path(scratch)
-        ct_path = mask_path = None
-        if "ct" in uploads:
-            suffix = image_suffix(uploads["ct"].filename)
-            ct_path = folder / f"ct{suffix}"
-            save_limited(uploads["ct"].file, ct_path, limit_bytes, "the CT")
-            if suffix == ".zip":
-                unpacked = folder / "dicom"
-                unpacked.mkdir()
-                ct_path = extract_zip(ct_path, unpacked, limit_bytes)
-        if "mask" in uploads:
-            mask_path = folder / f"mask{image_suffix(uploads['mask'].filename)}"
-            if mask_path.suffix == ".zip":
-                raise UploadError("the mask must be one image file (NIfTI, NRRD or MHA), not a zip")
-            save_limited(uploads["mask"].file, mask_path, limit_bytes, "the mask")
-        if ct_path is not None and mask_path is None and settings.segmentation_model is None:
-            raise UploadError("give the CT's mask (labels 1 liver, 2 tumor, 3 portal vein), or leave out the CT "
-                              "to use the clinical model alone")
-        try:
-            result = predict_new_patient(models, clinical, ct_path, mask_path, "patient",
-                                         settings.segmentation_model, drawn_mask=folder / "drawn_mask.nii.gz")
-            stack = None
-            if ct_path is not None:
-                image = read_image(ct_path)
-                shown = result.mask  # the uploaded mask, or the one the segmentation model drew
-                stack = render.SliceStack.from_images(image, read_mask(shown, image) if shown else None)
-        except InputError as exc:
-            raise UploadError(_name_uploads(str(exc), folder, uploads)) from exc
+    clinical = _clinical_from_form(job.values, needs_clinical)
+    folder = job.folder
+    uploads = {key: next(folder.glob(f"{key}.*")) for key in job.uploads}
+    ct_path, mask_path = uploads.get("ct"), uploads.get("mask")
+    orientation = {}
+    try:
+        if ct_path is not None and ct_path.suffix == ".zip":
+            stage("reading")
+            unpacked = folder / "dicom"
+            unpacked.mkdir()
+            ct_path = extract_zip(ct_path, unpacked, int(settings.upload_limit_mb * 2**20))
+        result = predict_new_patient(models, clinical, ct_path, mask_path, "patient", settings.segmentation_model,
+                                     drawn_mask=folder / "drawn_mask.nii.gz", progress=stage)
+        stack = None
+        if ct_path is not None:
+            image = read_image(ct_path)
+            shown = result.mask  # the uploaded mask, or the one the segmentation model drew
+            stack = render.SliceStack.from_images(image, read_mask(shown, image) if shown else None)
+            orientation = present.orientation_labels(image.GetDirection())
+    except InputError as exc:
+        raise UploadError(_name_uploads(str(exc), folder, job.uploads)) from exc
     row = patient_row("patient", clinical, result.features)
     curves = {name: survival_curve(models[name], row) for name in result.predictions}
-    figures = {"pfs": render.pfs_curve_svg(curves, list(next(iter(models.values())).horizons_months))}
+    horizons = list(next(iter(models.values())).horizons_months)
+    figures = {"pfs": render.pfs_curve_svg(curves, horizons, settings.primary_model)}
+    contributions = {}
     for name, prediction in result.predictions.items():
         model = models[name]
         if model.training_risk_percentiles_ is not None:
             figures[f"distribution_{name}"] = render.risk_distribution_svg(
                 model.training_risk_percentiles_, prediction.risk_score, prediction.cutoff, name)
-        figures[f"contributions_{name}"] = render.contributions_svg(prediction.contributions, name)
-    return StoredResult(owner, time.time(), result, parsed_clinical(clinical), stack, figures)
+        contributions[name] = present.contribution_lines(model, prediction)
+        figures[f"contributions_{name}"] = render.contributions_svg(contributions[name], name)
+    return StoredResult(job.owner, time.time(), result, parsed_clinical(clinical), stack, figures, job.patient,
+                        contributions, orientation)
 
 
 def parsed_clinical(clinical: dict[str, str]) -> dict[str, str]:
@@ -463,13 +676,13 @@ def parsed_clinical(clinical: dict[str, str]) -> dict[str, str]:
     return shown
 
 
-def _name_uploads(message: str, folder: Path, uploads: dict) -> str:
-    """The message with the private upload paths replaced by what the user uploaded."""
+def _name_uploads(message: str, folder: Path, uploads: dict[str, str]) -> str:
+    """The message with the private upload paths replaced by the names of the files the user uploaded."""
     names = {"ct": "CT", "mask": "mask"}
-    for key, upload in uploads.items():
+    for key, filename in uploads.items():
         for path in sorted(folder.glob(f"{key}*"), key=lambda p: -len(str(p))):
-            message = message.replace(str(path), f"uploaded {names[key]} '{upload.filename}'")
-    message = message.replace(str(folder / "dicom"), f"uploaded CT '{uploads['ct'].filename}'" if "ct" in uploads
+            message = message.replace(str(path), f"uploaded {names[key]} '{filename}'")
+    message = message.replace(str(folder / "dicom"), f"uploaded CT '{uploads['ct']}'" if "ct" in uploads
                               else "upload")
     return message.replace(str(folder) + "/", "").replace(str(folder), "upload")
 
@@ -481,7 +694,7 @@ class ServeError(InputError):
 def serve_settings(settings: AppSettings, host: str) -> AppSettings:
     """``settings`` for binding ``host``: the bound name joins the trusted hosts, and an address other computers
     can reach needs a password (:class:`ServeError` otherwise)."""
-    if host not in LOOPBACK_HOSTS and settings.password is None:
+    if not is_loopback(host) and settings.password is None:
         raise ServeError(f"binding {host} lets other computers reach the app, so it needs a password: put one in a "
                          "file readable only by you and give --password-file FILE (or set HCCRAD_SERVE_PASSWORD); "
                          "serve it through a TLS reverse proxy (docs/new-patient.md, 'Deploying on a hospital "

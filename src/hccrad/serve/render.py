@@ -99,44 +99,88 @@ def _axes(width: float, height: float):
     return plt.subplots(figsize=(width, height))
 
 
-def pfs_curve_svg(curves: dict[str, object], horizons: list[float]) -> str:
-    """Each model's predicted PFS curve (pandas frames: time_months, pfs, ci_low, ci_high) with its 95% band."""
-    figure, axis = _axes(5.2, 3.2)
+def pfs_curve_svg(curves: dict[str, object], horizons: list[float], primary: str | None = None) -> str:
+    """Each model's predicted PFS curve (pandas frames: time_months, pfs, ci_low, ci_high) with its 95% band, in
+    percent; the primary model drawn thicker; the horizons marked and labelled."""
+    from matplotlib.ticker import PercentFormatter
+
+    figure, axis = _axes(6.0, 3.6)
     for name, curve in curves.items():
-        line = axis.step(curve["time_months"], curve["pfs"], where="post", label=name)[0]
-        axis.fill_between(curve["time_months"], curve["ci_low"], curve["ci_high"], step="post", alpha=0.15,
-                          color=line.get_color())
+        main = name == primary
+        line = axis.step(curve["time_months"], curve["pfs"], where="post", linewidth=2.4 if main else 1.2,
+                         label=f"{name} (primary)" if main else name)[0]
+        axis.fill_between(curve["time_months"], curve["ci_low"], curve["ci_high"], step="post",
+                          alpha=0.18 if main else 0.08, color=line.get_color())
     for horizon in horizons:
-        axis.axvline(horizon, color="grey", linewidth=0.6, linestyle=":")
+        axis.axvline(horizon, color="grey", linewidth=0.8, linestyle=":")
+        axis.text(horizon, 1.01, f"{horizon:g} months", ha="center", va="bottom", fontsize=9, color="#444",
+                  transform=axis.get_xaxis_transform())
     axis.set_ylim(0, 1)
-    axis.set_xlabel("months from treatment")
-    axis.set_ylabel("predicted progression-free survival")
-    axis.legend(fontsize=7, frameon=False)
+    axis.yaxis.set_major_formatter(PercentFormatter(1.0))
+    axis.set_xlabel("months from treatment", fontsize=10)
+    axis.set_ylabel("predicted progression-free survival", fontsize=10)
+    axis.legend(fontsize=9, frameon=False, title="model (shaded: 95% interval)", title_fontsize=9)
     return _svg(figure)
 
 
 def risk_distribution_svg(percentiles: np.ndarray, score: float, cutoff: float, model: str) -> str:
     """The training patients' risk scores (from their stored percentiles) with this patient's score and the
     cut-off marked."""
-    figure, axis = _axes(5.2, 1.6)
+    figure, axis = _axes(5.6, 1.9)
     percentiles = np.asarray(percentiles, float)
     axis.plot(percentiles, np.arange(101), color="#555")
-    axis.axvline(cutoff, color="#999", linestyle="--", linewidth=0.8, label=f"cut-off {cutoff:.3f}")
+    axis.axvline(cutoff, color="#999", linestyle="--", linewidth=0.8, label=f"cut-off {cutoff:.2f}")
     position = float(np.interp(score, percentiles, np.arange(101.0), left=0.0, right=100.0))
     axis.plot([score], [position], "o", color="#d62728", label=f"this patient ({position:.0f}th percentile)")
-    axis.set_xlabel(f"{model} risk score")
-    axis.set_ylabel("training %")
-    axis.legend(fontsize=7, frameon=False, loc="lower right")
+    axis.set_xlabel(f"{model} risk score", fontsize=9)
+    axis.set_ylabel("% of training\npatients below", fontsize=9)
+    axis.legend(fontsize=8, frameon=False, loc="lower right")
     return _svg(figure)
 
 
-def contributions_svg(contributions, model: str) -> str:
-    """Horizontal bars of each covariate's contribution (coef x (value - training mean)), largest first."""
-    ordered = contributions.reindex(contributions["contribution"].abs().sort_values().index)
-    figure, axis = _axes(5.2, 0.28 * len(ordered) + 0.9)
-    colors = ["#d62728" if value > 0 else "#1f77b4" for value in ordered["contribution"]]
-    axis.barh(ordered["covariate"], ordered["contribution"], color=colors)
+def _wrapped(label: str, width: int = 34) -> str:
+    """A long factor name over lines of at most ``width`` characters, broken at underscores or spaces."""
+    import re
+
+    pieces = re.split(r"(?<=[_ ])", label)
+    lines, current = [], ""
+    for piece in pieces:
+        if current and len(current) + len(piece) > width:
+            lines.append(current)
+            current = ""
+        current += piece
+    return "\n".join([*lines, current])
+
+
+def contributions_svg(lines, model: str) -> str:
+    """The contributions (:func:`hccrad.serve.present.contribution_lines`) as horizontal bars grouped clinical /
+    tumor / liver: red raises the risk, blue lowers it, a reference category is a grey mark at the baseline."""
+    from hccrad.serve.present import GROUP_TITLES
+
+    labels, values, colors, references, separators = [], [], [], [], []
+    group = None
+    for line in lines:
+        if line.group != group:
+            if group is not None:
+                separators.append(len(labels) - 0.5)
+            group = line.group
+        labels.append(_wrapped(f"{GROUP_TITLES.get(line.group, line.group)}: {line.label}"
+                               if line.group == "clinical" else line.label) + f"\n({line.value})")
+        values.append(0.0 if line.reference else line.contribution)
+        colors.append("#d62728" if line.contribution > 0 else "#1f77b4")
+        references.append(line.reference)
+    height = sum(label.count("\n") + 1 for label in labels) * 0.19 + 1.1
+    figure, axis = _axes(6.4, height)
+    positions = np.arange(len(labels))[::-1]
+    axis.barh(positions, values, color=colors, height=0.6)
+    for position, is_reference in zip(positions, references, strict=True):
+        if is_reference:
+            axis.plot([0], [position], marker="D", color="#888", markersize=6)
+            axis.annotate("reference (baseline)", (0, position), xytext=(8, 0), textcoords="offset points",
+                          va="center", fontsize=8, color="#555")
+    for separator in separators:
+        axis.axhline(len(labels) - 1 - separator, color="#ccc", linewidth=0.8)
+    axis.set_yticks(positions, labels, fontsize=8)
     axis.axvline(0, color="black", linewidth=0.6)
-    axis.set_xlabel(f"contribution to the {model} risk score (red: higher risk than the average training patient)")
-    axis.tick_params(axis="y", labelsize=7)
+    axis.set_xlabel(f"part of the {model} risk score (red raises the risk, blue lowers it)", fontsize=9)
     return _svg(figure)

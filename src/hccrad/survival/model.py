@@ -38,6 +38,8 @@ from hccrad.survival.transformers import (
 )
 
 SCORE_COVARIATE = "TL_risk_score"
+#: An input more than this many training standard deviations from the training mean is flagged as extrapolation.
+EXTRAPOLATION_Z = 4.0
 
 
 class PredictionInputError(InputError, ValueError):
@@ -277,6 +279,75 @@ class CoxRiskModel(BaseEstimator):
             parts.append(self.selector_.transform(X, needed))
         design = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=X.index)
         return design.reindex(columns=self.covariates_), imputed
+
+    def may_refuse(self, X: pd.DataFrame, allow_impute: bool = True, allow_extrapolation: bool = True
+                   ) -> np.ndarray:
+        """A cheap screen, (n,) bool: the patients :meth:`design` may refuse (an input missing without
+        ``allow_impute``, a feature more than 25% of its training range outside it without ``allow_extrapolation``),
+        so that the others are scored in one batch and only these alone, each with its own message."""
+        flagged = np.zeros(len(X), dtype=bool)
+        if self.clinical_coder_ is not None and not allow_impute:
+            flagged |= X.reindex(columns=list(CLINICAL_INPUTS)).isna().any(axis=1).to_numpy()
+        if self.score_mode_:
+            flagged |= self.base_model.may_refuse(X, allow_impute, allow_extrapolation)
+        elif self.selector_ is not None and self.feature_inputs_:
+            raw = numeric_columns(X, self.feature_inputs_)
+            if not allow_impute:
+                flagged |= raw.isna().any(axis=1).to_numpy()
+            needed = [c for c in self.covariates_ if c in self.feature_inputs_]
+            if not allow_extrapolation and needed:
+                low, high = (np.array([self.training_range_[c][k] for c in needed], dtype=float) for k in (0, 1))
+                margin = 0.25 * (high - low)
+                values = raw[needed].to_numpy(float)
+                flagged |= ((values < low - margin) | (values > high + margin)).any(axis=1)
+        return flagged
+
+    def extrapolation(self, X: pd.DataFrame, z_bound: float = EXTRAPOLATION_Z) -> pd.DataFrame:
+        """Each model input of each patient that lies outside the training patients' distribution: an image
+        feature more than ``z_bound`` training standard deviations from the training mean, or outside the training
+        range (min to max); in score mode, the T&L risk score outside the training patients' scores, and the T&L
+        model's own inputs. Missing inputs are not listed (they are imputed or refused elsewhere).
+
+        Returns
+        -------
+        One row per flagged input: ``patient_id``, ``input``, ``value``, ``z`` (NaN for the T&L score),
+        ``training_min``, ``training_max``, ``message`` (a sentence naming the input and the numbers).
+        """
+        rows: list[dict[str, Any]] = []
+        if self.score_mode_:
+            inner = self.base_model.extrapolation(X, z_bound)
+            rows += inner.to_dict("records")
+            scores = self.base_model.predict(X)
+            low, high = (float(v) for v in np.asarray(self.base_model.training_risk_percentiles_)[[0, -1]])
+            for patient_id, score in zip(X.index, scores, strict=True):
+                if np.isfinite(score) and not low <= score <= high:
+                    rows.append({"patient_id": patient_id, "input": "T&L risk score", "value": float(score),
+                                 "z": float("nan"), "training_min": low, "training_max": high,
+                                 "message": f"T&L risk score {score:.3f} is outside the training patients' scores "
+                                            f"({low:.3f} to {high:.3f})"})
+        elif self.selector_ is not None and self.feature_inputs_:
+            needed = [c for c in self.covariates_ if c in self.feature_inputs_]
+            if needed:
+                raw = numeric_columns(X, needed)
+                standardized = self.selector_.transform(X, needed)
+                center = np.array([self.center_[c] for c in needed])
+                scale = np.array([self.scale_[c] for c in needed])
+                z_values = standardized.to_numpy(float)
+                compared = z_values * scale + center  # on the training scale (after ComBat when harmonized)
+                low = np.array([self.training_range_[c][0] for c in needed])
+                high = np.array([self.training_range_[c][1] for c in needed])
+                missing = raw.isna().to_numpy()
+                flagged = ~missing & ((np.abs(z_values) > z_bound) | (compared < low) | (compared > high))
+                for i, k in zip(*np.nonzero(flagged), strict=True):
+                    value, z = float(raw.iat[i, k]), float(z_values[i, k])
+                    where = (f"{z:+.1f} training SDs from the training mean" if abs(z) > z_bound
+                             else "outside the training range")
+                    rows.append({"patient_id": X.index[i], "input": needed[k], "value": value, "z": z,
+                                 "training_min": float(low[k]), "training_max": float(high[k]),
+                                 "message": f"{needed[k]} = {value:.4g} is {where} (training {low[k]:.4g} to "
+                                            f"{high[k]:.4g}, mean {center[k]:.4g}, SD {scale[k]:.4g})"})
+        return pd.DataFrame(rows, columns=["patient_id", "input", "value", "z", "training_min", "training_max",
+                                           "message"])
 
     def predict(self, X: pd.DataFrame, allow_impute: bool = True, allow_extrapolation: bool = True) -> np.ndarray:
         """Risk score: the linear predictor (higher = shorter PFS)."""

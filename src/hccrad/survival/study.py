@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -195,41 +196,82 @@ def load_models(out_dir: Path, names: list[str] | None = None) -> dict[str, CoxR
     return models
 
 
+def read_clinical_table(patients: pd.DataFrame, allow_impute: bool) -> tuple[pd.DataFrame, dict[Any, str]]:
+    """Every patient's clinical factors read by the manifest's rules (see
+    :func:`hccrad.io.manifest.parse_clinical_inputs`): the table with canonical values, and for each patient whose
+    inputs are refused, why (those patients' rows are left as given)."""
+    present = [name for name in CLINICAL_INPUTS if name in patients.columns]
+    if not present:
+        return patients, {}
+    errors: dict[Any, str] = {}
+    columns: dict[str, list[Any]] = {name: [] for name in present}
+    for patient_id, raw in zip(patients.index, patients[present].itertuples(index=False, name=None), strict=True):
+        clean, problems, unreadable = parse_clinical_inputs(dict(zip(present, raw, strict=True)))
+        if unreadable and not allow_impute:
+            problems += [f"{problem}; fix it, or use --allow-impute to treat it as missing" for problem in unreadable]
+        if problems:
+            errors[patient_id] = "; ".join(problems)
+        for name, value in zip(present, raw, strict=True):
+            columns[name].append(value if problems else clean[name])
+    table = patients.copy()
+    for name in present:
+        table[name] = pd.Series(columns[name], index=patients.index, dtype=object)
+    return table, errors
+
+
 def read_clinical_inputs(one: pd.DataFrame, allow_impute: bool) -> pd.DataFrame:
     """One patient's row with its clinical factors read by the manifest's rules (see
     :func:`hccrad.io.manifest.parse_clinical_inputs`); raises ``PredictionInputError`` for what is refused."""
-    present = [name for name in CLINICAL_INPUTS if name in one.columns]
-    if not present:
-        return one
-    raw = {name: one.iloc[0][name] for name in present}
-    clean, errors, unreadable = parse_clinical_inputs(raw)
-    if unreadable and not allow_impute:
-        errors += [f"{problem}; fix it, or use --allow-impute to treat it as missing" for problem in unreadable]
+    table, errors = read_clinical_table(one, allow_impute)
     if errors:
-        raise PredictionInputError("; ".join(errors))
-    one = one.copy()
-    for name in present:
-        one[name] = pd.Series([clean[name]], index=one.index, dtype=object)
-    return one
+        raise PredictionInputError(next(iter(errors.values())))
+    return table
+
+
+def _scored(model: CoxRiskModel, patients: pd.DataFrame, allow_impute: bool, allow_extrapolation: bool
+            ) -> tuple[list[dict[str, Any]], dict[Any, str]]:
+    """Records of ``patients`` scored together, and the errors of those who cannot be: a batch that fails is
+    halved until each failing patient is alone, so each error is the one that patient gets alone."""
+    try:
+        scores = model.predict(patients, allow_impute, allow_extrapolation)
+        survival = model.predict_survival(patients, allow_impute=allow_impute, allow_extrapolation=allow_extrapolation)
+    except ValueError as exc:
+        if len(patients) == 1:
+            return [], {patients.index[0]: str(exc)}
+        middle = len(patients) // 2
+        first, first_errors = _scored(model, patients.iloc[:middle], allow_impute, allow_extrapolation)
+        second, second_errors = _scored(model, patients.iloc[middle:], allow_impute, allow_extrapolation)
+        return first + second, first_errors | second_errors
+    groups = model.risk_group(scores)
+    flagged = model.extrapolation(patients).groupby("patient_id")["message"].agg("; ".join)
+    records = [{"patient_id": patient_id, "model": model.name, "risk_score": float(score), "risk_group": str(group),
+                **values, "extrapolation": flagged.get(patient_id, ""), "error": ""}
+               for patient_id, score, group, values in zip(patients.index, scores, groups,
+                                                           survival.to_dict("records"), strict=True)]
+    return records, {}
 
 
 def predict_patients(model: CoxRiskModel, patients: pd.DataFrame, allow_impute: bool = False,
                      allow_extrapolation: bool = False) -> pd.DataFrame:
     """Risk score, risk group and PFS probabilities for new patients, from the artifact alone.
 
-    Each patient is scored separately, so one patient's bad input is reported without stopping the others:
-    the ``error`` column holds the reason and the other columns are empty for that patient.
+    The patients are scored together (one design matrix, one product), and one patient's bad input is still
+    reported without stopping the others: the ``error`` column holds the reason, the same as when that patient
+    is scored alone, and the other columns are empty for that patient. Rows keep the table's order.
     """
-    rows = []
-    for patient_id in patients.index:
-        one = patients.loc[[patient_id]]
-        try:
-            one = read_clinical_inputs(one, allow_impute)
-            score = float(model.predict(one, allow_impute, allow_extrapolation)[0])
-            survival = model.predict_survival(one, allow_impute=allow_impute,
-                                              allow_extrapolation=allow_extrapolation).iloc[0].to_dict()
-            rows.append({"patient_id": patient_id, "model": model.name, "risk_score": score,
-                         "risk_group": str(model.risk_group(np.array([score]))[0]), **survival, "error": ""})
-        except ValueError as exc:
-            rows.append({"patient_id": patient_id, "model": model.name, "error": str(exc)})
+    if patients.index.has_duplicates:
+        raise PredictionInputError(f"patient ids occur more than once: "
+                                   f"{sorted(map(str, patients.index[patients.index.duplicated()].unique()))[:5]}")
+    table, errors = read_clinical_table(patients, allow_impute)
+    table = table.loc[[patient_id not in errors for patient_id in table.index]]
+    alone = model.may_refuse(table, allow_impute, allow_extrapolation)
+    records = []
+    for part in [table.loc[~alone]] + [table.iloc[[k]] for k in np.flatnonzero(alone)]:
+        if len(part):
+            scored, scoring_errors = _scored(model, part, allow_impute, allow_extrapolation)
+            records += scored
+            errors |= scoring_errors
+    by_patient = {record["patient_id"]: record for record in records}
+    rows = [by_patient.get(patient_id) or {"patient_id": patient_id, "model": model.name, "error": errors[patient_id]}
+            for patient_id in patients.index]
     return pd.DataFrame(rows).set_index("patient_id")

@@ -1,0 +1,112 @@
+"""The command a user runs, `hccrad features`, on one paper-sized patient: hccrad's engine beside PyRadiomics.
+
+A one-patient study (the paper-sized synthetic case of ``features_bench.py``: 512 x 512 x 150 at 0.684 x 0.684 x
+1.5 mm, the paper's parameter file, resampling to 0.647 x 0.647 x 1.5 mm) is written to a temporary folder, and
+`hccrad features study.yaml` runs in a fresh process tree for each of:
+
+1. ``engine: auto`` right after an install: numba's on-disk cache of the engine's kernels emptied first, so the
+   run compiles them (once; every later process loads them);
+2. ``engine: auto`` again, in a new output folder (the cache warm: every later run);
+3. ``engine: pyradiomics`` (the reference).
+
+For each it prints the CPU seconds of the whole process tree (user + system of the command and every process it
+started, as the kernel accounts them on exit), the wall seconds and the largest peak resident memory of any one
+process of the tree, and the ratio of PyRadiomics' CPU to the engine's.
+
+    python bench/features_command_bench.py
+    python bench/features_command_bench.py --keep-cache      # leave numba's cache alone (no run 1)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from features_bench import _make_case_worker, in_fresh_process, paper_sized_seeds  # noqa: E402
+
+
+def write_study(folder: Path, ct: str, mask: str, engine: str) -> Path:
+    """A one-patient study: the clinical table and the manifest (``validation_fraction`` 0.5, so the one patient
+    is a training patient and the split has no center to find)."""
+    (folder / "clinical.csv").write_text(
+        "patient_id,center,ct,mask,afp,child_pugh,bclc,treatment,pfs_months,pfs_event\n"
+        f"BENCH,A,{ct},{mask},120,A,B,TACE,7.5,1\n")
+    manifest = folder / f"study-{engine}.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "name": "features command bench", "clinical_table": "clinical.csv", "split": {"validation_fraction": 0.5},
+        "horizons_months": [6, 12], "treatment_categories": ["TACE", "TACE+systemic"],
+        "output_dir": f"output-{engine}", "features": {"params": "paper", "engine": engine}}))
+    return manifest
+
+
+def numba_caches() -> list[Path]:
+    """The engine's numba cache files (in ``__pycache__`` beside the installed modules)."""
+    import hccrad.features.engine as engine
+
+    folder = Path(engine.__file__).parent / "__pycache__"
+    return sorted(folder.glob("*.nb[ic]"))
+
+
+def measure(command: list[str], cwd: Path) -> dict:
+    """Run ``command`` under a small parent that reports its process tree's CPU and peak memory on exit."""
+    probe = ("import resource, subprocess, sys, time, json\n"
+             "start = time.perf_counter()\n"
+             "status = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)\n"
+             "wall = time.perf_counter() - start\n"
+             "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+             "print(json.dumps({'cpu_s': usage.ru_utime + usage.ru_stime, 'wall_s': wall,\n"
+             "                  'peak_mb': usage.ru_maxrss / 1024, 'status': status.returncode,\n"
+             "                  'stderr': status.stderr[-800:]}))\n")
+    output = subprocess.run([sys.executable, "-c", probe, *command], cwd=cwd, capture_output=True, text=True,
+                            check=True)
+    result = json.loads(output.stdout.strip().splitlines()[-1])
+    if result["status"] != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {result['stderr']}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep-cache", action="store_true", help="do not empty numba's cache (skip the first run)")
+    args = parser.parse_args()
+    hccrad = shutil.which("hccrad") or "hccrad"
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        start = time.perf_counter()
+        ct, mask = in_fresh_process(_make_case_worker, str(folder), paper_sized_seeds(1)[0])
+        print(f"paper-sized case written in {time.perf_counter() - start:.0f} s", flush=True)
+        runs = []
+        if not args.keep_cache:
+            removed = numba_caches()
+            for path in removed:
+                path.unlink()
+            runs.append(("auto, first run after an install (numba cache emptied: "
+                         f"{len(removed)} files)", "auto"))
+        runs += [("auto, every later run", "auto"), ("pyradiomics", "pyradiomics")]
+        rows = []
+        for k, (label, engine) in enumerate(runs):
+            manifest = write_study(folder, ct, mask, engine)
+            shutil.rmtree(folder / f"output-{engine}", ignore_errors=True)
+            result = measure([hccrad, "features", str(manifest)], folder)
+            rows.append((label, result))
+            print(json.dumps({"run": k + 1, "label": label, **{key: round(value, 2) for key, value in result.items()
+                                                                if isinstance(value, float)}}), flush=True)
+    print(f"\n{'run':<62} {'tree CPU s':>10} {'wall s':>7} {'peak MB':>8}")
+    for label, result in rows:
+        print(f"{label:<62} {result['cpu_s']:>10.1f} {result['wall_s']:>7.1f} {result['peak_mb']:>8.0f}")
+    reference = rows[-1][1]["cpu_s"]
+    for label, result in rows[:-1]:
+        print(f"PyRadiomics / {label}: {reference / result['cpu_s']:.1f}x CPU")
+
+
+if __name__ == "__main__":
+    main()
