@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from features_bench import _make_case_worker, in_fresh_process, paper_sized_seeds  # noqa: E402
+from study_bench import measure  # noqa: E402
 
 
 def write_study(folder: Path, ct: str, mask: str, engine: str) -> Path:
@@ -56,29 +56,11 @@ def numba_caches() -> list[Path]:
     return sorted(folder.glob("*.nb[ic]"))
 
 
-def measure(command: list[str], cwd: Path) -> dict:
-    """Run ``command`` under a small parent that reports its process tree's CPU and peak memory on exit."""
-    probe = ("import resource, subprocess, sys, time, json\n"
-             "start = time.perf_counter()\n"
-             "status = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)\n"
-             "wall = time.perf_counter() - start\n"
-             "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-             "print(json.dumps({'cpu_s': usage.ru_utime + usage.ru_stime, 'wall_s': wall,\n"
-             "                  'peak_mb': usage.ru_maxrss / 1024, 'status': status.returncode,\n"
-             "                  'stderr': status.stderr[-800:]}))\n")
-    output = subprocess.run([sys.executable, "-c", probe, *command], cwd=cwd, capture_output=True, text=True,
-                            check=True)
-    result = json.loads(output.stdout.strip().splitlines()[-1])
-    if result["status"] != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {result['stderr']}")
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep-cache", action="store_true", help="do not empty numba's cache (skip the first run)")
     args = parser.parse_args()
-    hccrad = shutil.which("hccrad") or "hccrad"
+    hccrad = shutil.which("hccrad") or str(Path(sys.executable).with_name("hccrad"))  # the venv not activated
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         start = time.perf_counter()

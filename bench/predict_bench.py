@@ -17,6 +17,7 @@ import argparse
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +42,7 @@ def main() -> None:
     parser.add_argument("--study", type=Path, help="a study's output folder (models/ and features/)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 1000])
     args = parser.parse_args()
-    hccrad = shutil.which("hccrad") or "hccrad"
+    hccrad = shutil.which("hccrad") or str(Path(sys.executable).with_name("hccrad"))  # the venv not activated
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         output = args.study

@@ -48,7 +48,9 @@ PROBE = ("import resource, subprocess, sys, time, json\n"
 
 
 def measure(command: list[str], cwd: Path) -> dict:
-    """CPU of the process tree, wall and the largest peak memory of one of its processes."""
+    """Run ``command`` under a small parent that reports, on exit, the CPU of the command's whole process tree (user +
+    system, as the kernel accounts each process when it is reaped), its wall time and the largest peak resident
+    memory of any one of its processes. A status of 1 (some cases failed) is accepted; any other refuses."""
     output = subprocess.run([sys.executable, "-c", PROBE, *command], cwd=cwd, capture_output=True, text=True,
                             check=True)
     result = json.loads(output.stdout.strip().splitlines()[-1])
@@ -86,7 +88,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--keep", type=Path, help="keep the cohort and outputs in this folder")
     args = parser.parse_args()
-    hccrad = shutil.which("hccrad") or "hccrad"
+    hccrad = shutil.which("hccrad") or str(Path(sys.executable).with_name("hccrad"))  # the venv not activated
     with tempfile.TemporaryDirectory() as tmp:
         folder = (args.keep or Path(tmp)) / "cohort"
         start = time.perf_counter()

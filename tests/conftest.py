@@ -65,3 +65,31 @@ def fitted_demo(demo_cohort_features, tmp_path_factory):
     study, table = demo_cohort_features
     out = tmp_path_factory.mktemp("models")
     return study, table, fit_models(table, ModelConfig(), out_dir=out, feature_settings=study_feature_settings(study))
+
+
+@pytest.fixture
+def chromium_webdriver():
+    """A factory of headless Chromium sessions driven by selenium (Debian's chromium and chromium-driver); fails
+    in CI when they are missing (.ci/run installs them), skips elsewhere. The caller quits the session."""
+    import os
+    import shutil
+
+    def start():
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        driver_path = shutil.which("chromedriver")
+        browser_path = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
+        if driver_path is None or browser_path is None:
+            if os.environ.get("CI"):
+                pytest.fail("chromium and chromium-driver are not installed: .ci/run must install them")
+            pytest.skip("chromium-driver not installed (apt-get install chromium chromium-driver)")
+        options = webdriver.ChromeOptions()
+        options.binary_location = browser_path
+        for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,2200",
+                         "--disable-dev-shm-usage"):
+            options.add_argument(argument)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        return webdriver.Chrome(service=Service(driver_path), options=options)
+
+    return start

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import io
-import shutil
 import socket
 import threading
 import time
@@ -235,28 +234,7 @@ def tempfile_dir() -> str:
     return tempfile.gettempdir()
 
 
-def _browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    driver_path = shutil.which("chromedriver")
-    browser_path = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
-    if driver_path is None or browser_path is None:
-        import os
-
-        if os.environ.get("CI"):
-            pytest.fail("chromium and chromium-driver are not installed: .ci/run must install them")
-        pytest.skip("chromium-driver not installed (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser_path
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,2200",
-                     "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(driver_path), options=options)
-
-
-def test_the_app_in_a_headless_browser(server):
+def test_the_app_in_a_headless_browser(server, chromium_webdriver):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.select import Select
@@ -266,7 +244,7 @@ def test_the_app_in_a_headless_browser(server):
     record = _patients(study, "nifti", 2)[1]
     clinical = _clinical(table, record.patient_id)
     expected = _expected(fitted, table, record)
-    browser = _browser()
+    browser = chromium_webdriver()
     try:
         wait = WebDriverWait(browser, 300)
         browser.get(f"{base}/")
@@ -332,7 +310,7 @@ def _console_problems(browser) -> list[dict]:
             if "Content Security Policy" in entry["message"] or "Refused to" in entry["message"]]
 
 
-def test_the_clinicians_view_progress_primary_model_warnings_and_csp(server, tmp_path):
+def test_the_clinicians_view_progress_primary_model_warnings_and_csp(server, tmp_path, chromium_webdriver):
     """In Chromium: a NaN AFP is refused in the form's words; a real patient goes through the progress page to
     the result, with the primary model first and marked, percentages, what "high" means, the viewer's labels;
     a patient far outside the training data gets a warning on the page and in the report; no CSP violation."""
@@ -344,7 +322,7 @@ def test_the_clinicians_view_progress_primary_model_warnings_and_csp(server, tmp
     base, study, table, fitted = server
     record = _patients(study, "nifti", 3)[2]
     clinical = _clinical(table, record.patient_id)
-    browser = _browser()
+    browser = chromium_webdriver()
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         wait = WebDriverWait(browser, 300)
@@ -398,7 +376,7 @@ def test_the_clinicians_view_progress_primary_model_warnings_and_csp(server, tmp
         browser.quit()
 
 
-def test_a_cross_site_form_in_the_clinicians_browser_is_refused_and_their_result_stays(server):
+def test_a_cross_site_form_in_the_clinicians_browser_is_refused_and_their_result_stays(server, chromium_webdriver):
     """A page served from another local origin (another port) auto-submits a form to the app in the clinician's
     browser, which sends the session cookie along: the app answers 403, and the clinician's result is still there."""
     import http.server
@@ -426,7 +404,7 @@ def test_a_cross_site_form_in_the_clinicians_browser_is_refused_and_their_result
 
     attacker = http.server.HTTPServer(("127.0.0.1", attacker_port), Attacker)
     threading.Thread(target=attacker.serve_forever, daemon=True).start()
-    browser = _browser()
+    browser = chromium_webdriver()
     try:
         wait = WebDriverWait(browser, 300)
         browser.get(f"{base}/")
@@ -642,3 +620,68 @@ def test_a_chunked_upload_over_the_limit_is_stopped_while_it_arrives(fitted_demo
     body = b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body")
     assert start["status"] == 413 and b"larger than the limit of 1 MB" in body
     assert (len(pulled) - 1) * chunk <= 3 * 2**20 + chunk  # the limit and one chunk, then nothing more was read
+
+
+def test_jobs_queue_in_order_show_their_place_and_one_session_runs_one_at_a_time(app_client, monkeypatch):
+    """With one prediction at a time: a second session's job waits and its page says one is ahead of it; the first
+    session's second post gets 409 with a link to its progress; past max_queued a post gets 503; every job's
+    uploads folder is gone once it ends."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    import hccrad.serve.app as serve_app
+
+    release = threading.Event()
+    real_predict = serve_app._predict
+
+    def held(models, settings, job, stage):
+        release.wait(timeout=60)
+        return real_predict(models, settings, job, stage)
+
+    monkeypatch.setattr(serve_app, "_predict", held)
+    make, clinical = app_client
+    first = make(max_jobs=1, max_queued=2)
+
+    def post(client):
+        return client.post("/predict", data={**clinical, "csrf": _token(client)}, follow_redirects=False)
+
+    running = post(first)
+    assert running.status_code == 303
+    second = TestClient(first.app, base_url="http://127.0.0.1:8000")
+    waiting = post(second)
+    assert waiting.status_code == 303
+    page = second.get(waiting.headers["location"])
+    assert 'data-stage="queued"' in page.text and "1 prediction ahead of this one" in page.text
+    assert "(1 computed at a time)" in page.text and 'http-equiv="refresh"' in page.text
+    again = post(first)
+    assert again.status_code == 409 and running.headers["location"] in again.text
+    third = TestClient(first.app, base_url="http://127.0.0.1:8000")
+    full = post(third)
+    assert full.status_code == 503 and "the most this app takes" in html.unescape(full.text)
+    release.set()
+    done = _finish(second, second.get(waiting.headers["location"]))
+    assert done.status_code == 200 and re.search(r'id="risk-C"', done.text)
+    assert _finish(first, first.get(running.headers["location"])).status_code == 200
+    assert not list(Path(tempfile_dir()).glob("hccrad-upload-*"))
+
+
+def test_what_the_page_says_percentages_orientation_and_the_groups_pfs_meaning(fitted_demo):
+    """The words beside the numbers: "<1%" and ">99%" never round to a false 0 or 100%; the orientation letters
+    follow the direction cosines; and "high risk" is exactly "a predicted PFS below the cut-off's", patient by
+    patient, at every horizon (the group and the percentages cannot contradict each other)."""
+    from hccrad.pipeline.predict import patient_row, score_model
+    from hccrad.serve.present import ordered_models, orientation_labels, percent
+
+    assert [percent(p) for p in (0.0, 0.004, 0.01, 0.5, 0.99, 0.996)] == ["<1%", "<1%", "1%", "50%", "99%", ">99%"]
+    assert orientation_labels((1, 0, 0, 0, 1, 0, 0, 0, 1)) == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+    assert orientation_labels((-1, 0, 0, 0, -1, 0, 0, 0, 1)) == {"left": "L", "right": "R", "top": "P", "bottom": "A"}
+    assert ordered_models(["C", "T", "T&L", "C-T&L"]) == ["C-T&L", "C", "T", "T&L"]
+    _study, table, fitted = fitted_demo
+    for patient_id in table.index[:30]:
+        clinical = _clinical(table, patient_id)
+        features = table.loc[patient_id].drop(labels=list(clinical)).to_dict()
+        prediction = score_model(fitted.models["C-T&L"], patient_row(patient_id, clinical, features))
+        for horizon, at_cutoff in prediction.cutoff_pfs.items():
+            pfs = float(prediction.survival.set_index("time_months").loc[horizon, "pfs"])
+            assert (prediction.risk_group == "high") == (pfs < at_cutoff), (patient_id, horizon)

@@ -203,6 +203,34 @@ def features(
 
 @app.command()
 @_one_line_errors
+def robustness(
+    manifest: Path = typer.Argument(..., help="The study YAML (with features: {robustness: ...})."),
+    scheduler: str | None = typer.Option(None, help="Address of an existing Dask scheduler (tcp://host:8786)."),
+) -> None:
+    """Perturb a subset of the training patients, compute their features and each feature's ICC."""
+    from hccrad.features.robustness import extract_robustness
+    from hccrad.pipeline.stages import study_table
+
+    study = _load_study_or_exit(manifest)
+    table = study_table(study)
+    with progress_bar() as bar:
+        task = bar.add_task("perturbed cases", total=None)
+        run = extract_robustness(study, table, scheduler,
+                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
+    settings = run.table["icc_form"].iloc[0]
+    stdout.print(f"robustness: {len(run.patients)} patients x {int(run.table['n_perturbations'].iloc[0])} "
+                 f"perturbations ({len(run.computed)} computed, {len(run.reused)} reused, {len(run.failures)} "
+                 f"failed); {int(run.table['passes'].sum())} of {len(run.table)} features pass the {settings} "
+                 f"threshold; table: {study.config.layout.robustness_table}")
+    for failure in run.failures:
+        console.print(f"[red]failed[/] {failure['patient_id']} perturbation {failure['perturbation']}: "
+                      f"{failure['error_type']}: {failure['error']}")
+    if run.failures:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+@_one_line_errors
 def fit(
     manifest: Path = typer.Argument(..., help="The study YAML."),
     features: Path | None = typer.Option(None, help="Cohort feature table (default: <output_dir>/features)."),
@@ -625,6 +653,8 @@ def demo(
     n_patients: int = typer.Option(120, "--patients", "-n", min=6),
     seed: int = typer.Option(7),
     bootstrap: int = typer.Option(200, help="Bootstrap resamples for confidence intervals."),
+    robustness: bool = typer.Option(False, "--robustness", help="Also measure feature robustness (5 perturbations "
+                                    "of 20 training patients) and filter the selection at ICC 0.75."),
 ) -> None:
     """Synthesize the default six-center demo cohort and run the whole study on it."""
     manifest = out / "study.yaml"
@@ -632,7 +662,30 @@ def demo(
         synth(out=out, n_patients=n_patients, seed=seed, full_resolution=False, jobs=0)
     else:
         stdout.print(f"reusing the demo cohort in {out} (delete the folder to synthesize it again)")
+    set_demo_robustness(manifest, robustness)
     _run(manifest, None, bootstrap)
+
+
+#: The demo's robustness settings (``hccrad demo --robustness``): small enough for a laptop.
+DEMO_ROBUSTNESS = {"perturbations": 5, "patients": 20}
+
+
+def set_demo_robustness(manifest: Path, on: bool) -> None:
+    """Turn the demo manifest's robustness section on (:data:`DEMO_ROBUSTNESS`) or off."""
+    import yaml
+
+    from hccrad.io.files import write_atomic
+
+    settings = yaml.safe_load(manifest.read_text())
+    features = dict(settings.get("features") or {})
+    if on == ("robustness" in features):
+        return
+    if on:
+        features["robustness"] = dict(DEMO_ROBUSTNESS)
+    else:
+        features.pop("robustness")
+    settings["features"] = features
+    write_atomic(manifest, yaml.safe_dump(settings, sort_keys=False))
 
 
 #: The status of a run stopped by Ctrl-C (128 + SIGINT), as Typer's standalone mode exits.

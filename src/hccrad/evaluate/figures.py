@@ -56,8 +56,36 @@ def save(figure: plt.Figure, folder: Path, name: str) -> list[Path]:
     return paths
 
 
+def log_ticks(low: float, high: float, max_labels: int = 7) -> list[float]:
+    """Ticks of a log axis from ``low`` to ``high`` that never crowd: 1-2-5 steps per decade, then decades only,
+    then every second (third, ...) decade keeping 1, until at most ``max_labels`` (at least 2) remain."""
+    candidates = [m * 10.0 ** e for e in range(int(np.floor(np.log10(low))) - 1, int(np.ceil(np.log10(high))) + 1)
+                  for m in (1, 2, 5)]
+    ticks = [t for t in candidates if low <= t <= high] or [1.0]
+    max_labels = max(2, max_labels)
+    if len(ticks) > max_labels:
+        ticks = [t for t in ticks if np.isclose(np.log10(t), round(np.log10(t)))]
+    step = 1
+    while len(ticks) > max_labels and step < 10:
+        step += 1
+        thinned = [t for t in ticks if round(np.log10(t)) % step == 0]
+        ticks = thinned if len(thinned) >= 2 else [ticks[0], ticks[-1]]
+    return ticks
+
+
 def forest_plot(hazards: pd.DataFrame, folder: Path, name: str = "hazard_ratios") -> list[Path]:
-    """Supplementary Figure 1: HR with 95% CI of every model's factors (log scale)."""
+    """Supplementary Figure 1 (:func:`forest_figure`) written as PNG and SVG."""
+    return save(forest_figure(hazards), folder, name)
+
+
+def forest_figure(hazards: pd.DataFrame) -> plt.Figure:
+    """Supplementary Figure 1: HR with 95% CI of every model's factors (one log scale for all, at most seven tick
+    labels, whole feature names)."""
+    bounds = pd.concat([hazards["ci_low"], hazards["ci_high"]]).replace([np.inf, -np.inf], np.nan)
+    bounds = bounds[bounds > 0]
+    low_all = min(0.5, max(1e-3, float(bounds.min()))) if len(bounds) else 0.5
+    high_all = max(2.0, min(1e3, float(bounds.max()))) if len(bounds) else 2.0
+    ticks = log_ticks(low_all, high_all)
     with plt.rc_context(STYLE):
         models = list(dict.fromkeys(hazards["model"]))
         heights = [max(1, (hazards["model"] == m).sum()) for m in models]
@@ -66,14 +94,18 @@ def forest_plot(hazards: pd.DataFrame, folder: Path, name: str = "hazard_ratios"
         for axis, model in zip(axes[:, 0], models, strict=True):
             rows = hazards[hazards["model"] == model].reset_index(drop=True)
             y = np.arange(len(rows))[::-1]
-            low = np.clip(rows["ci_low"], 1e-3, None)
-            high = np.clip(rows["ci_high"], None, 1e3)
-            axis.errorbar(rows["hr"], y, xerr=[rows["hr"] - low, high - rows["hr"]], fmt="s",
+            low = np.clip(rows["ci_low"], low_all, high_all)
+            high = np.clip(rows["ci_high"], low_all, high_all)
+            hr = np.clip(rows["hr"], low_all, high_all)
+            axis.errorbar(hr, y, xerr=[hr - low, high - hr], fmt="s",
                           color=MODEL_COLORS.get(model, "k"), capsize=2, markersize=4)
             axis.axvline(1.0, color="grey", linewidth=0.8, linestyle="--")
             axis.set_xscale("log")
+            axis.set_xlim(low_all, high_all)
+            axis.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             axis.set_yticks(y)
-            axis.set_yticklabels([_short(c) for c in rows["covariate"]])
+            axis.set_yticklabels(rows["covariate"])  # whole names: the figure widens, a cut name is unreadable
             for yy, (_, row) in zip(y, rows.iterrows(), strict=True):
                 axis.annotate(f"{fmt(row['hr'], 2)} ({fmt(row['ci_low'], 2)}-{fmt(row['ci_high'], 2)}), "
                               f"{p_label(row['p'])}", (1.01, yy), xycoords=("axes fraction", "data"),
@@ -81,11 +113,7 @@ def forest_plot(hazards: pd.DataFrame, folder: Path, name: str = "hazard_ratios"
             axis.set_title(f"{model} model", loc="left")
         axes[-1, 0].set_xlabel("Hazard ratio (95% CI), log scale")
         figure.tight_layout()
-        return save(figure, folder, name)
-
-
-def _short(name: str, width: int = 48) -> str:
-    return name if len(name) <= width else name[: width - 3] + "..."
+        return figure
 
 
 def roc_figure(predictions: pd.DataFrame, models: list[str], horizon: float, dataset: str,

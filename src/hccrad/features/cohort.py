@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from hccrad.features.config import FeatureConfig
+from hccrad.features.config import VALUE_SETTINGS, FeatureConfig
 from hccrad.features.extract import CaseJob, case_fingerprint, compute_case, describe_plan, engine_plan, engine_version
 from hccrad.io import layout
 from hccrad.io.errors import InputError
@@ -85,8 +85,9 @@ def build_jobs(study: Study, config: FeatureConfig) -> tuple[list[CaseJob], list
                             "error": f"no {what}: give one in the manifest or segment the case first"})
             continue
         source = record.mask_source
-        fingerprint = case_fingerprint(record.ct, source, record.portal_vein_diameter_mm,
-                                       params, settings | {"portal_vein_max_diameter_mm": max_diameter}, version)
+        # only what changes values: the number of workers or the robustness section recompute nothing
+        values = {name: settings[name] for name in VALUE_SETTINGS} | {"portal_vein_max_diameter_mm": max_diameter}
+        fingerprint = case_fingerprint(record.ct, source, record.portal_vein_diameter_mm, params, values, version)
         jobs.append(CaseJob(record.patient_id, str(record.ct), str(record.mask or ""), record.portal_vein_diameter_mm,
                             params, settings, rule, fingerprint, source.to_dict(), max_diameter))
     return jobs, missing
@@ -148,9 +149,11 @@ def connect_scheduler(address: str, timeout_s: float = 10.0):
                              "--scheduler out for a local cluster") from exc
 
 
-def run_jobs(jobs: list[CaseJob], cases_dir: Path, scheduler: str | None, config: FeatureConfig,
-             on_result: Callable[[dict[str, Any]], None] | None = None) -> list[str]:
-    """Run ``jobs``; each result is written by this process, once, as it arrives.
+def run_jobs(jobs: list, cases_dir: Path, scheduler: str | None, config: FeatureConfig,
+             on_result: Callable[[dict[str, Any]], None] | None = None,
+             worker: Callable[[Any], dict[str, Any]] = compute_case) -> list[str]:
+    """Run ``jobs`` with ``worker`` (default :func:`compute_case`); each result is written by this process, once, as
+    it arrives, to ``<cases_dir>/<job.case_id>.json``.
 
     Where one local worker suffices (one case, ``n_workers: 1``, or memory for one), the cases run here, one after
     the other, without a Dask cluster (whose start costs seconds of CPU per worker). Otherwise on a Dask cluster:
@@ -164,21 +167,21 @@ def run_jobs(jobs: list[CaseJob], cases_dir: Path, scheduler: str | None, config
     if not jobs:
         return []
     if not scheduler and local_worker_count(config, len(jobs)) == 1:
-        return _run_here(jobs, cases_dir, on_result)
+        return _run_here(jobs, cases_dir, on_result, worker)
     if not scheduler:
-        warm_engine(jobs[0])
+        warm_engine(getattr(jobs[0], "case", jobs[0]))  # a perturbed case carries its case's job
     with _quiet_distributed_client():
-        return _run_on_cluster(jobs, cases_dir, scheduler, config, on_result)
+        return _run_on_cluster(jobs, cases_dir, scheduler, config, on_result, worker)
 
 
-def _run_here(jobs: list[CaseJob], cases_dir: Path, on_result) -> list[str]:
+def _run_here(jobs: list, cases_dir: Path, on_result, worker) -> list[str]:
     """The cases one after the other in this process; each result written as it comes (an interrupted run keeps
     the finished ones)."""
     done: list[str] = []
     for job in jobs:
-        result = compute_case(job)
-        write_atomic(case_path(cases_dir, job.patient_id, ".json"), json.dumps(result))
-        done.append(job.patient_id)
+        result = worker(job)
+        write_atomic(case_path(cases_dir, job.case_id, ".json"), json.dumps(result))
+        done.append(job.case_id)
         if on_result:
             on_result(result)
     return done
@@ -211,7 +214,7 @@ def warm_engine(job: CaseJob) -> None:
         logging.getLogger("hccrad.run.features").debug("engine warm-up failed", exc_info=True)
 
 
-def _run_on_cluster(jobs, cases_dir, scheduler, config, on_result) -> list[str]:
+def _run_on_cluster(jobs, cases_dir, scheduler, config, on_result, worker) -> list[str]:
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -225,8 +228,9 @@ def _run_on_cluster(jobs, cases_dir, scheduler, config, on_result) -> list[str]:
         client = Client(cluster)
     done: list[str] = []
     try:
-        futures = {client.submit(compute_case, job, key=f"features-{job.patient_id}-{job.fingerprint}"): job
-                   for job in jobs}
+        # in the given order (the perturbations of a patient one after the other, so a worker reads its CT once)
+        futures = {client.submit(worker, job, key=f"features-{job.case_id}-{job.fingerprint}",
+                                 priority=len(jobs) - index): job for index, job in enumerate(jobs)}
         for future in as_completed(futures):
             job = futures[future]
             if future.status == "error":  # the task itself failed, or kept killing workers (KilledWorker)
@@ -242,8 +246,8 @@ def _run_on_cluster(jobs, cases_dir, scheduler, config, on_result) -> list[str]:
                         f"lost the connection to {where} after {len(done)} of {len(jobs)} cases "
                         f"({type(exc).__name__}: {_one_line(exc)}); the finished cases are kept: run again to "
                         "resume") from exc
-            write_atomic(case_path(cases_dir, job.patient_id, ".json"), json.dumps(result))
-            done.append(job.patient_id)
+            write_atomic(case_path(cases_dir, job.case_id, ".json"), json.dumps(result))
+            done.append(job.case_id)
             if on_result:
                 on_result(result)
     finally:

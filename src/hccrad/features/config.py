@@ -82,6 +82,47 @@ def lbp3d_unavailable() -> str:
     return "it needs " + " and ".join(missing) if missing else ""
 
 
+class RobustnessConfig(BaseModel):
+    """Feature robustness by perturbation (the ``features: {robustness: ...}`` section; see docs/features.md,
+    "Robustness"). Present means on: ``hccrad run`` and ``hccrad robustness`` compute it, and ``min_icc`` filters
+    the selection.
+
+    Attributes
+    ----------
+    perturbations
+        Perturbed copies of each patient (the ICC's raters).
+    kinds
+        What each perturbation changes (:mod:`hccrad.features.perturb`): ``rotation``, ``translation``,
+        ``volume``, ``contour``, ``noise``; every enabled kind is drawn anew for each perturbation.
+    patients
+        How many training patients (a seeded random subset, all when fewer); the ICC's targets.
+    icc
+        The ICC form that ``min_icc`` reads (all six are written).
+    min_icc
+        Features of a lower ICC (or with no ICC: constant across every perturbation and patient) are left out of
+        the selection, before the univariate screen; ``null`` computes the table without filtering.
+    rotation_deg, translation_voxels, volume_fraction, contour_mm
+        The largest rotation about z (degrees), shift per axis (voxels), volume change (fraction) and the boundary
+        displacement's SD (mm; default: the CT's finest voxel spacing).
+    seed
+        Seed of the patients' subset and of every perturbation.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    perturbations: int = Field(default=10, ge=2)
+    kinds: tuple[Literal["rotation", "translation", "volume", "contour", "noise"], ...] = (
+        "rotation", "translation", "volume", "contour", "noise")
+    patients: int = Field(default=30, ge=3)
+    icc: Literal["ICC1", "ICC2", "ICC3", "ICC1k", "ICC2k", "ICC3k"] = "ICC1"
+    min_icc: float | None = Field(default=0.75, ge=0.0, le=1.0)
+    rotation_deg: float = Field(default=10.0, ge=0.0, le=45.0)
+    translation_voxels: float = Field(default=0.5, ge=0.0, le=5.0)
+    volume_fraction: float = Field(default=0.10, ge=0.0, lt=1.0)
+    contour_mm: float | None = Field(default=None, ge=0.0)
+    seed: int = 20241205
+
+
 class FeatureConfig(BaseModel):
     """How features are computed; every default is the paper's choice.
 
@@ -116,6 +157,8 @@ class FeatureConfig(BaseModel):
         Memory one case may take (default 1.5 GB with the hccrad engine, whose paper-sized cases peak at
         0.8-1.0 GB; 3.5 GB with PyRadiomics, 2.7-3.4 GB); the local cluster starts no more workers than the free
         memory allows.
+    robustness
+        Feature robustness by perturbation (:class:`RobustnessConfig`); absent: off.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -131,6 +174,7 @@ class FeatureConfig(BaseModel):
     cast_to_float32: bool = True
     memory_per_case_gb: float | None = Field(default=None, gt=0)
     n_workers: int | None = None
+    robustness: RobustnessConfig | None = None
 
     def memory_per_case(self) -> float:
         """GB of memory one case may take: the setting, else the engine's measured peak with some margin."""

@@ -46,6 +46,11 @@ class CaseJob:
     #: The manifest's ``masks: portal_vein_max_diameter_mm``.
     portal_vein_max_diameter_mm: float = 25.0
 
+    @property
+    def case_id(self) -> str:
+        """The name of the case's result file (the patient id)."""
+        return self.patient_id
+
     def source(self) -> MaskSource:
         """The case's mask source."""
         return MaskSource.from_dict(self.mask_source) if self.mask_source else MaskSource(Path(self.mask))
@@ -252,65 +257,72 @@ def compute_case(job: CaseJob, progress: Callable[[str], None] | None = None) ->
 
     ``progress`` (optional) is called with each stage as it starts: ``reading``, ``checking``, ``features``.
     """
+    try:
+        config = FeatureConfig.model_validate(job.config)
+        if progress is not None:
+            progress("reading")
+        case = CTCase.read(job.ct, job.source(), SeriesRule.model_validate(job.series_rule),
+                           exclude_portal_vein=config.rliver_exclude_portal_vein)
+        return case_features(job, case, progress)
+    except Exception as exc:  # every failure is recorded per case; the cohort goes on
+        return failed_case(job, exc)
+
+
+def failed_case(job: CaseJob, exc: BaseException) -> dict[str, Any]:
+    """A case's failure as its result record."""
+    return {"status": "failed", "patient_id": job.patient_id, "fingerprint": job.fingerprint,
+            "error_type": type(exc).__name__, "error": str(exc), "worker_pid": os.getpid()}
+
+
+def case_features(job: CaseJob, case: CTCase, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Everything after reading: the checks, the regions, the morphological factors and both regions' radiomics
+    of a case in memory (the study's case, or a perturbed copy of it); raises on what the checks refuse."""
     def stage(name: str) -> None:
         if progress is not None:
             progress(name)
 
-    try:
-        config = FeatureConfig.model_validate(job.config)
-        stage("reading")
-        case = CTCase.read(job.ct, job.source(), SeriesRule.model_validate(job.series_rule),
-                           exclude_portal_vein=config.rliver_exclude_portal_vein)
-        stage("checking")
-        errors, qc_warnings = ct_intensity_problems(case.hu, job.ct)
-        if errors:
-            raise ImageReadError("; ".join(errors))
-        qc_warnings += case.mask_mapping.get("warnings", [])
-        tumor, rliver = case.tumor, case.remnant_liver
-        for region, name in ((tumor, "Tumor"), (rliver, "Rliver")):
-            if not region.any():
-                raise RegionError(empty_region_message(case, name))
-        check_region(tumor, "Tumor", config.min_tumor_voxels)
-        check_region(rliver, "Rliver", config.min_rliver_voxels)
-        errors = portal_vein_problems(case.labels, case.spacing, job.portal_vein_max_diameter_mm,
-                                      case.mask_mapping.get("convention", "liver [1], tumor [2], portal vein [3]"))
+    config = FeatureConfig.model_validate(job.config)
+    stage("checking")
+    errors, qc_warnings = ct_intensity_problems(case.hu, job.ct)
+    if errors:
+        raise ImageReadError("; ".join(errors))
+    qc_warnings += case.mask_mapping.get("warnings", [])
+    tumor, rliver = case.tumor, case.remnant_liver
+    for region, name in ((tumor, "Tumor"), (rliver, "Rliver")):
+        if not region.any():
+            raise RegionError(empty_region_message(case, name))
+    check_region(tumor, "Tumor", config.min_tumor_voxels)
+    check_region(rliver, "Rliver", config.min_rliver_voxels)
+    errors = portal_vein_problems(case.labels, case.spacing, job.portal_vein_max_diameter_mm,
+                                  case.mask_mapping.get("convention", "liver [1], tumor [2], portal vein [3]"))
+    if errors:
+        raise RegionError("; ".join(errors))
+    for region, name in ((tumor, "Tumor"), (rliver, "Rliver")):
+        errors, warnings = region_attenuation_problems(case.hu, region, name)
         if errors:
             raise RegionError("; ".join(errors))
-        for region, name in ((tumor, "Tumor"), (rliver, "Rliver")):
-            errors, warnings = region_attenuation_problems(case.hu, region, name)
-            if errors:
-                raise RegionError("; ".join(errors))
-            qc_warnings += warnings
-        qc_warnings += dense_region_warnings(case.hu, tumor, "Tumor", config.rates, config.attenuation_rate)
-        mask_mapping = case.mask_mapping
-        diameter, diameter_source = portal_vein_diameter(case.labels, case.spacing, job.portal_vein_diameter_mm)
-        features, notes = morphological_factors(case.hu, case.spacing, tumor, rliver, diameter, config.rates,
-                                                config.attenuation_rate)
-        stage("features")
-        pad = crop_pad_voxels(job.radiomics_params, case.spacing, config.pad_sigmas)
-        compute = region_radiomics(config.engine, job.radiomics_params, pad, config.cast_to_float32)
-        # the CT keeps its pixel type (int16 for most CTs); with cast_to_float32 each engine casts it to float32 (the
-        # fast engine only the region's crop)
-        image = case.image
-        del case  # the labels are no longer needed: free them before the radiomics
-        for name, region in (("Tumor", tumor), ("Rliver", rliver)):
-            features.update(compute(image, region, name))
-        return {
-            "status": "ok",
-            "patient_id": job.patient_id,
-            "fingerprint": job.fingerprint,
-            "features": features,
-            "notes": notes | {"PV_max_diameter_mm": diameter_source},
-            "qc_warnings": qc_warnings,
-            "mask_mapping": mask_mapping,
-            "worker_pid": os.getpid(),
-        }
-    except Exception as exc:  # every failure is recorded per case; the cohort goes on
-        return {
-            "status": "failed",
-            "patient_id": job.patient_id,
-            "fingerprint": job.fingerprint,
-            "error_type": type(exc).__name__,
-            "error": str(exc),
-            "worker_pid": os.getpid(),
-        }
+        qc_warnings += warnings
+    qc_warnings += dense_region_warnings(case.hu, tumor, "Tumor", config.rates, config.attenuation_rate)
+    mask_mapping = case.mask_mapping
+    diameter, diameter_source = portal_vein_diameter(case.labels, case.spacing, job.portal_vein_diameter_mm)
+    features, notes = morphological_factors(case.hu, case.spacing, tumor, rliver, diameter, config.rates,
+                                            config.attenuation_rate)
+    stage("features")
+    pad = crop_pad_voxels(job.radiomics_params, case.spacing, config.pad_sigmas)
+    compute = region_radiomics(config.engine, job.radiomics_params, pad, config.cast_to_float32)
+    # the CT keeps its pixel type (int16 for most CTs); with cast_to_float32 each engine casts it to float32 (the
+    # fast engine only the region's crop)
+    image = case.image
+    del case  # the labels are no longer needed: free them before the radiomics
+    for name, region in (("Tumor", tumor), ("Rliver", rliver)):
+        features.update(compute(image, region, name))
+    return {
+        "status": "ok",
+        "patient_id": job.patient_id,
+        "fingerprint": job.fingerprint,
+        "features": features,
+        "notes": notes | {"PV_max_diameter_mm": diameter_source},
+        "qc_warnings": qc_warnings,
+        "mask_mapping": mask_mapping,
+        "worker_pid": os.getpid(),
+    }

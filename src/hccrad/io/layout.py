@@ -32,6 +32,10 @@ FEATURE_TABLE = "features.parquet"
 FEATURE_TABLE_CSV = "features.csv"
 FEATURE_FAILURES = "failures.csv"
 FEATURE_RUN = "run.json"
+ROBUSTNESS_DIR = "robustness"
+ROBUSTNESS_TABLE = "robustness.csv"
+ROBUSTNESS_VALUES = "robustness_values.parquet"
+ROBUSTNESS_COMPARISON = "robustness_comparison.csv"
 PREDICTIONS = "predictions.csv"
 IMPUTATION = "imputation.csv"
 SCORING_ERRORS = "scoring_errors.csv"
@@ -199,6 +203,26 @@ class StudyLayout:
     def feature_failures(self) -> Path:
         """``features/failures.csv``: failed cases (severity error) and QC warnings."""
         return self.features_dir / FEATURE_FAILURES
+
+    @property
+    def robustness_dir(self) -> Path:
+        """``features/robustness/``: one result file per perturbed case (``<id>.p<k>.json``) and its run record."""
+        return self.features_dir / ROBUSTNESS_DIR
+
+    @property
+    def robustness_table(self) -> Path:
+        """``features/robustness.csv``: per feature the six ICCs with their 95% intervals."""
+        return self.features_dir / ROBUSTNESS_TABLE
+
+    @property
+    def robustness_values(self) -> Path:
+        """``features/robustness_values.parquet``: every perturbed case's features (patient, perturbation)."""
+        return self.features_dir / ROBUSTNESS_VALUES
+
+    @property
+    def robustness_comparison(self) -> Path:
+        """``models/robustness_comparison.csv``: the models with and without the ICC filter side by side."""
+        return self.models_dir / ROBUSTNESS_COMPARISON
 
     # --- models ------------------------------------------------------------------------------------------
     @property

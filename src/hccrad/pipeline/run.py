@@ -148,6 +148,7 @@ def _run_locked(study: Study, manifest: Path, scheduler, n_bootstrap, progress, 
                                          f"{len(study.patients)} valid patients, {len(study.errors)} errors"))
         _segment_stage(study, result)
         table = _features_stage(study, state, result, scheduler, progress)
+        _robustness_stage(study, result, table, scheduler, progress)
         fitted = _fit_stage(study, state, result, table)
         _evaluate_stage(study, state, result, fitted, n_bootstrap)
         _report_stage(study, result, manifest)
@@ -294,14 +295,39 @@ def _features_stage(study, state, result, scheduler, progress) -> pd.DataFrame:
     return run.table
 
 
+def _robustness_stage(study, result, table, scheduler, progress) -> None:
+    """Feature robustness, when the manifest turns it on: the perturbed cases are cached like the features'."""
+    from hccrad.features.config import FeatureConfig
+
+    if not study.config.require_images or FeatureConfig.model_validate(study.config.features).robustness is None:
+        return
+    from hccrad.features.robustness import extract_robustness
+
+    with _timed(result, "robustness") as timer:
+        run = extract_robustness(study, table, scheduler,
+                                 progress=(lambda done, total: progress("robustness", done, total))
+                                 if progress else None)
+    passes = int(run.table["passes"].sum())
+    result.stages.append(StageRecord("robustness", "ran" if run.computed else "reused",
+                                     time.perf_counter() - timer.start,
+                                     f"{len(run.patients)} patients, {len(run.computed)} perturbed cases computed, "
+                                     f"{len(run.reused)} reused, {len(run.failures)} failed; {passes} of "
+                                     f"{len(run.table)} features pass"))
+    result.failed_cases += [{"patient_id": f"{row['patient_id']} (perturbation {row['perturbation']})",
+                             "stage": "robustness", "error": f"{row['error_type']}: {row['error']}"}
+                            for row in run.failures]
+
+
 def _fit_stage(study, state, result, table):
-    from hccrad.pipeline.stages import fit_study
+    from hccrad.pipeline.stages import fit_study, robustness_filter
     from hccrad.survival import ModelConfig, load_models
 
     out_dir = study.config.layout.models_dir
     config = ModelConfig.for_study(study.config)
+    robustness = robustness_filter(study)
     fingerprint = _digest(pd.util.hash_pandas_object(table, index=True).sum().item(), config.model_dump(mode="json"),
-                          study.config.horizons_months)
+                          study.config.horizons_months,
+                          None if robustness is None else {k: v for k, v in robustness.items() if k != "icc"})
     why = state.why_not_reusable("fit", fingerprint)
     if why is None:
         fitted = load_models(out_dir)

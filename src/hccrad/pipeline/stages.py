@@ -40,14 +40,94 @@ def fit_study(study: Study, table: pd.DataFrame, out_dir: Path | None = None):
     """Fit the configured models on the training patients of ``table`` with the study's horizons and AFP
     cut-off, score every patient, and write the models folder (default ``<output_dir>/models``).
 
+    With the manifest's robustness filter (``features: {robustness: {min_icc: ...}}``) the image features below
+    ``min_icc`` are left out of the selection (:func:`robustness_filter`), and the models are also fitted without
+    the filter, in memory, for ``robustness_comparison.csv``: each model's Harrell C and IPCW AUCs, apparent
+    (training) and validation, with and without the filter.
+
     Returns
     -------
     hccrad.survival.study.FittedStudy
     """
     from hccrad.survival import ModelConfig, fit_models
 
-    return fit_models(table, ModelConfig.for_study(study.config), tuple(study.config.horizons_months),
-                      Path(out_dir) if out_dir else study.config.layout.models_dir, study_feature_settings(study))
+    out_dir = Path(out_dir) if out_dir else study.config.layout.models_dir
+    config = ModelConfig.for_study(study.config)
+    horizons = tuple(study.config.horizons_months)
+    robustness = robustness_filter(study)
+    fitted = fit_models(table, config, horizons, out_dir, study_feature_settings(study), robustness)
+    if robustness is not None:
+        from hccrad.io import layout
+        from hccrad.io.files import write_atomic
+
+        unfiltered = fit_models(table, config, horizons, None, study_feature_settings(study), None)
+        comparison = robustness_comparison(table, fitted, unfiltered, horizons, study)
+        write_atomic(out_dir / layout.ROBUSTNESS_COMPARISON, comparison.to_csv(index=False))
+    return fitted
+
+
+def robustness_filter(study: Study) -> dict | None:
+    """The selection's robustness filter from the study's robustness table, or None when robustness is off, its
+    ``min_icc`` is null, or the table has not been computed.
+
+    Raises
+    ------
+    MissingStageOutput
+        When the manifest asks for the filter and the table is missing: fitting without it would silently change
+        the selection the manifest asks for.
+    """
+    import hashlib
+
+    from hccrad.features.config import FeatureConfig
+
+    config = FeatureConfig.model_validate(study.config.features)
+    if config.robustness is None or config.robustness.min_icc is None:
+        return None
+    path = study.config.layout.robustness_table
+    if not path.is_file():
+        raise MissingStageOutput(f"the manifest filters features by robustness (min_icc "
+                                 f"{config.robustness.min_icc:g}), but {path} does not exist: run "
+                                 "`hccrad robustness` (or `hccrad run`) first")
+    table = pd.read_csv(path)
+    form = config.robustness.icc
+    return {"icc_form": form, "min_icc": config.robustness.min_icc,
+            "table_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "n_patients": int(table["n_patients"].iloc[0]) if len(table) else 0,
+            "n_perturbations": int(table["n_perturbations"].iloc[0]) if len(table) else 0,
+            "icc": dict(zip(table["feature"], table[form].astype(float), strict=True))}
+
+
+def robustness_comparison(table: pd.DataFrame, filtered, unfiltered, horizons: tuple[float, ...],
+                          study: Study) -> pd.DataFrame:
+    """Each model with and without the robustness filter: factors, Harrell C and IPCW AUC per horizon, on the
+    training (apparent) and validation patients."""
+    import numpy as np
+
+    from hccrad.evaluate.config import EvaluationConfig
+    from hccrad.evaluate.discrimination import harrell_c, ipcw_auc
+    from hccrad.io.layout import risk_column
+
+    rule = EvaluationConfig.model_validate(study.config.evaluation).event_at_horizon
+    rows = []
+    for label, fitted in (("with the filter", filtered), ("without the filter", unfiltered)):
+        for name, model in fitted.models.items():
+            for dataset in ("training", "validation"):
+                subset = fitted.predictions[(fitted.predictions["dataset"] == dataset)
+                                            & fitted.predictions[risk_column(name)].notna()]
+                time = subset["pfs_months"].to_numpy(float)
+                event = subset["pfs_event"].to_numpy(int)
+                scores = subset[risk_column(name)].to_numpy(float)
+                row = {"model": name, "variant": label, "dataset": dataset,
+                       "estimate": "apparent" if dataset == "training" else "validation",
+                       "n_factors": len(model.covariates_), "n": len(subset),
+                       "harrell_c": harrell_c(time, event, scores) if len(subset) > 1 else np.nan}
+                for horizon in horizons:
+                    try:
+                        row[f"auc_{horizon:g}m"] = ipcw_auc(time, event, scores, horizon, rule)
+                    except ValueError:  # no case or no control at this horizon
+                        row[f"auc_{horizon:g}m"] = np.nan
+                rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def study_feature_settings(study: Study) -> dict:

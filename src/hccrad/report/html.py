@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import html
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from hccrad.io.files import write_atomic
 from hccrad.io.ids import case_path
 from hccrad.io.layout import model_slug
 from hccrad.io.manifest import Study
+from hccrad.report.paper import read_stage_table as _read_csv
 from hccrad.survival.config import MODEL_NAMES
 
 CSS = """
@@ -38,7 +40,7 @@ text-align:right}th{background:#f0f3f7}td:first-child,th:first-child{text-align:
 .qc img{width:146px;border:2px solid #9ab}.qc.flag img{border-color:#c33}.flag-text{color:#c33}
 .note{color:#555;font-style:italic}.caption{color:#444;font-size:90%;margin:2px 0 10px}
 details{margin:6px 0}.scroll{max-height:420px;overflow:auto}
-.ok{color:#2a7}.bad{color:#c33}
+.ok{color:#2a7}.bad{color:#c33}.footnote{font-size:11px;color:#444;margin:-10px 0 12px}
 """
 
 SCRIPT = """
@@ -68,20 +70,40 @@ def _horizon_table(frame: pd.DataFrame | None) -> str:
     return html + f'<p class="caption">{esc(caption)}.</p>'
 
 
+#: Columns whose text repeats a note on every row: the report states each distinct note once, under the table.
+NOTE_COLUMNS = ("inference", "censoring")
+
+
+def _is_p_column(column: str) -> bool:
+    return column in ("p", "pval", "p_value") or column.startswith("p_") or column.endswith("_p")
+
+
 def table_html(frame: pd.DataFrame, digits: int = 3, index: bool = False, max_rows: int | None = None,
                link_column: str | None = None) -> str:
-    """A DataFrame as an HTML table (numbers rounded), optionally linking a column to QC anchors."""
+    """A DataFrame as an HTML table by the report's formatting rules (:mod:`hccrad.report.formatting`): numbers
+    rounded, p-values as ``< 0.001`` or three decimals, horizons in months, and the notes that repeat on every row
+    (``inference``, ``censoring``) stated once as footnotes under the table; optionally a column linked to QC
+    anchors."""
+    from hccrad.report.formatting import format_horizon, format_p
+
     if frame is None or frame.empty:
         return '<p class="note">no rows</p>'
     frame = frame.reset_index() if index else frame
     if max_rows is not None:
         frame = frame.head(max_rows)
+    notes = [str(note) for column in NOTE_COLUMNS if column in frame
+             for note in dict.fromkeys(frame[column].dropna().astype(str)) if note]
+    frame = frame.drop(columns=[c for c in NOTE_COLUMNS if c in frame])
     head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
     rows = []
     for _, row in frame.iterrows():
         cells = []
         for column, value in row.items():
-            if isinstance(value, (float, np.floating)):
+            if _is_p_column(str(column)) and isinstance(value, (int, float, np.floating)):
+                text = format_p(value) if np.isfinite(value) else ""
+            elif column == "horizon" and isinstance(value, (int, float, np.floating)) and np.isfinite(value):
+                text = format_horizon(value)
+            elif isinstance(value, (float, np.floating)):
                 text = "" if not np.isfinite(value) else (f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}")
             else:
                 text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else esc(value)
@@ -89,7 +111,8 @@ def table_html(frame: pd.DataFrame, digits: int = 3, index: bool = False, max_ro
                 text = f'<a href="#qc-{esc(value)}">{text}</a>'
             cells.append(f"<td>{text}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    footnotes = "".join(f'<p class="footnote">{"*" * (k + 1)} {esc(note)}</p>' for k, note in enumerate(notes))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{footnotes}"
 
 
 def image_html(path: Path, caption: str = "") -> str:
@@ -99,14 +122,85 @@ def image_html(path: Path, caption: str = "") -> str:
             f"<div>{esc(caption)}</div></div>")
 
 
-def _read_csv(path: Path) -> pd.DataFrame | None:
-    """A table written by a stage; None when the stage did not write it, empty when it had no rows."""
-    if not path.is_file():
-        return None
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
+# --- section 4: feature robustness -----------------------------------------------------------------------
+
+#: The ICC thresholds whose counts of kept features the report lists.
+ICC_THRESHOLDS = (0.5, 0.6, 0.75, 0.8, 0.9)
+
+
+def robustness_figure(table: pd.DataFrame, form: str, path: Path) -> Path:
+    """Box plots of the features' ICC per image type, one colour per region: the distribution the filter cuts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = sorted(table["image_type"].unique(), key=lambda name: (name != "-", name))
+    figure, axis = plt.subplots(figsize=(9.0, 3.6))
+    for offset, (region, color) in zip((-0.2, 0.2), (("Tumor", "#d62728"), ("Rliver", "#2ca02c")), strict=True):
+        data = [table.loc[(table["image_type"] == name) & (table["region"] == region), form].dropna().to_numpy()
+                for name in order]
+        positions = [k + offset for k, values in enumerate(data) if len(values)]
+        boxes = axis.boxplot([values for values in data if len(values)], positions=positions, widths=0.35,
+                             patch_artist=True, showfliers=False)
+        for box in boxes["boxes"]:
+            box.set_facecolor(color)
+            box.set_alpha(0.5)
+        axis.plot([], [], "s", color=color, alpha=0.5, label="remnant liver" if region == "Rliver" else "tumor")
+    axis.set_xticks(range(len(order)), ["morphological" if name == "-" else name for name in order], rotation=45,
+                    ha="right", fontsize=8)
+    axis.set_ylabel(form)
+    axis.set_ylim(min(0.0, float(np.nanmin(table[form])) if table[form].notna().any() else 0.0), 1.0)
+    axis.legend(fontsize=8, frameon=False)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def robustness_section(study: Study) -> str:
+    """The robustness analysis: settings, ICC per image type and class, every selected feature's ICC with its
+    interval, how many features each threshold keeps, and the models with and without the filter."""
+    from hccrad.features.config import FeatureConfig
+
+    paths = study.config.layout
+    config = FeatureConfig.model_validate(study.config.features).robustness
+    table = _read_csv(paths.robustness_table)
+    if config is None:
+        return ""
+    if table is None or table.empty:
+        return ('<h3>Feature robustness</h3><p class="note">robustness is on in the manifest but was not computed: '
+                "run <code>hccrad robustness</code>.</p>")
+    form = config.icc
+    body = (f"<h3>Feature robustness</h3><p>{int(table['n_patients'].iloc[0])} training patients x "
+            f"{int(table['n_perturbations'].iloc[0])} perturbations ({esc(', '.join(config.kinds))}; rotation up to "
+            f"{config.rotation_deg:g} degrees, shift up to {config.translation_voxels:g} voxels, volume "
+            f"{config.volume_fraction:+.0%}/{-config.volume_fraction:+.0%}); ICC form {esc(form)}; filter: "
+            + (f"features with {esc(form)} &lt; {config.min_icc:g} left out of the selection"
+               if config.min_icc is not None else "none (min_icc null)") + ".</p>")
+    figure = robustness_figure(table, form, paths.report_figures_dir / "robustness_icc.png")
+    body += image_html(figure, f"{form} of every feature per image type (box: quartiles, whiskers 1.5 IQR)")
+    summary = (table.groupby("feature_class")[form].describe(percentiles=[0.25, 0.5, 0.75])
+               [["count", "25%", "50%", "75%"]].rename(columns={"count": "features", "50%": "median"}).reset_index())
+    body += f"<h4>{esc(form)} per feature class</h4>{table_html(summary)}"
+    kept = pd.DataFrame([{"threshold": threshold, "features kept": int((table[form] >= threshold).sum()),
+                          "of": len(table), "share": f"{(table[form] >= threshold).mean():.0%}"}
+                         for threshold in ICC_THRESHOLDS])
+    body += f"<h4>Features kept by each threshold</h4>{table_html(kept)}"
+    selected = _read_csv(paths.selected_factors)
+    if selected is not None and len(selected):
+        columns = ["feature", form, f"{form}_low", f"{form}_high"]
+        joined = selected[["model", "covariate"]].merge(table[columns], left_on="covariate", right_on="feature")
+        body += (f"<h4>{esc(form)} of every selected image factor, with its 95% interval</h4>"
+                 + table_html(joined.drop(columns="feature")))
+    comparison = _read_csv(paths.robustness_comparison)
+    if comparison is not None:
+        body += ("<h4>The models with and without the robustness filter</h4>" + table_html(comparison)
+                 + '<p class="caption">Harrell C and IPCW AUC; training rows are apparent (the patients the model was '
+                 "fitted on), validation rows on the validation centers.</p>")
+    write_atomic(paths.report_tables_dir / "robustness.csv", table.to_csv(index=False))
+    return body
 
 
 # --- section 1: cohort ---------------------------------------------------------------------------------
@@ -225,6 +319,21 @@ def _figure_block(figures_dir: Path, names: list[tuple[str, str]]) -> str:
     return "".join(parts) or '<p class="note">not available</p>'
 
 
+def _paper_listing(paper: Path) -> str:
+    """The paper folder as a table: one row per table, figure or text (caption from the folder's README), with a
+    link to each of its formats."""
+    captions = dict(re.findall(r"^\* `([^`]+)`: (.*)$", (paper / "README.md").read_text(), flags=re.MULTILINE))
+    formats: dict[str, list[str]] = {}
+    for path in sorted(paper.iterdir()):
+        if path.is_file() and path.name != "report_pdf.txt":
+            formats.setdefault(path.stem, []).append(path.name)
+    rows = "".join(
+        f"<tr><td>{esc(captions.get(stem, stem.replace('_', ' ')))}</td><td>"
+        + " ".join(f'<a href="paper/{esc(name)}">{esc(name.rsplit(".", 1)[-1].upper())}</a>' for name in names)
+        + "</td></tr>" for stem, names in formats.items())
+    return f"<table><thead><tr><th>Item</th><th>Files</th></tr></thead><tbody>{rows}</tbody></table>"
+
+
 def build_report(study: Study, manifest: Path, stages: list | None = None, failed_cases: list | None = None) -> Path:
     """Write ``<output_dir>/report/report.html`` (self-contained) with ``tables/`` and ``figures/`` beside it."""
     from hccrad.io.provenance import file_sha256, software_versions
@@ -322,6 +431,7 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
             body += (f"<details><summary>Selection log: {esc(log_path.stem.replace('_selection_log', ''))}"
                      f"</summary>{table_html(counts)}<div class='scroll'>"
                      f"{table_html(log[log['action'] != 'removed'])}</div></details>")
+    body += robustness_section(study) if study.config.require_images else ""
     sections.append(("features", "4. Features", body))
 
     # 5. Models
@@ -397,6 +507,13 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
             + "<h3>Cases that failed</h3>" + table_html(pd.DataFrame(failed_cases or [])))
     sections.append(("reproducibility", "6. Reproducibility", body))
 
+    from hccrad.report.paper import build_paper
+
+    paper = build_paper(study)
+    sections.append(("paper", "7. Paper folder", "<p>The study's tables and figures in the paper's numbering, as a "
+                     "journal takes them (tables as CSV, Word and LaTeX, all in <code>tables.docx</code>; figures as "
+                     "vector PDF, SVG and PNG at 300 dpi), the methods written from this run and the TRIPOD+AI "
+                     f"checklist, in <code>paper/</code> beside this report:</p>{_paper_listing(paper)}"))
     nav = "".join(f'<a href="#{key}">{esc(title)}</a>' for key, title, _ in sections)
     content = "".join(f'<section id="{key}"><h2>{esc(title)}</h2>{body}</section>' for key, title, body in sections)
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(study.config.name)}</title>"
@@ -405,6 +522,10 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
             f"<main>{content}</main></body></html>")
     path = paths.report_html
     write_atomic(path, page)
+    from hccrad.report.pdf import print_pdf
+
+    note = print_pdf(path, path.with_suffix(".pdf"))
+    write_atomic(paper / "report_pdf.txt", f"report.pdf: {note}\n")
     for source, target in ((tables_dir, paths.report_tables_dir), (figures_dir, paths.report_figures_dir)):
         if source.is_dir():
             target.mkdir(parents=True, exist_ok=True)

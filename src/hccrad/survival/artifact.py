@@ -79,6 +79,7 @@ def model_to_dict(model: CoxRiskModel) -> dict[str, Any]:
         "covariate_means": _listed(getattr(model, "covariate_means_", None)),
         "training_risk_percentiles": _listed(getattr(model, "training_risk_percentiles_", None)),
         "feature_settings": getattr(model, "feature_settings_", None),
+        "robustness_filter": getattr(model, "robustness_", None),
         "risk_cutoff": model.cutoff_,
         "training": model.training_,
         "lasso": model.lasso_,
@@ -147,6 +148,7 @@ def _from_fields(data: dict[str, Any]) -> CoxRiskModel:
     model.covariate_means_ = _array(data.get("covariate_means"))
     model.training_risk_percentiles_ = _array(data.get("training_risk_percentiles"))
     model.feature_settings_ = data.get("feature_settings")
+    model.robustness_ = data.get("robustness_filter")
     model.cutoff_ = data["risk_cutoff"]
     model.training_ = data["training"]
     model.selection_log_ = pd.DataFrame(data.get("selection_log") or [])

@@ -85,12 +85,15 @@ class CoxRiskModel(BaseEstimator):
     """
 
     def __init__(self, name: str = "T&L", config: ModelConfig | None = None,
-                 base_model: CoxRiskModel | None = None, horizons_months: tuple[float, ...] = (6.0, 12.0)):
+                 base_model: CoxRiskModel | None = None, horizons_months: tuple[float, ...] = (6.0, 12.0),
+                 robustness: dict | None = None):
         # scikit-learn's convention: parameters are stored as given (``clone`` checks it); defaults resolve in use
         self.name = name
         self.config = config
         self.base_model = base_model
         self.horizons_months = horizons_months
+        #: The robustness filter (:func:`robustness_filter`): image features below its ICC are not candidates.
+        self.robustness = robustness
 
     @property
     def settings(self) -> ModelConfig:
@@ -130,7 +133,8 @@ class CoxRiskModel(BaseEstimator):
             selected = [SCORE_COVARIATE]
             log.add("score", SCORE_COVARIATE, "forced", note="risk score of the fitted T&L model")
         elif self._families():
-            self.selector_ = RadiomicsSelector(tuple(sorted(self._families())), self.config).fit(X, y, clinical, log)
+            self.selector_ = RadiomicsSelector(tuple(sorted(self._families())), self.config,
+                                               self.robustness).fit(X, y, clinical, log)
             images, selected = self.selector_.transform(X), self.selector_.selected_
         else:
             images, selected = pd.DataFrame(index=X.index), []
@@ -157,6 +161,9 @@ class CoxRiskModel(BaseEstimator):
         self.covariate_means_ = design.mean().reindex(self.covariates_).to_numpy(float)
         self.training_risk_percentiles_ = np.percentile(lp, np.arange(101)).astype(float)
         self.feature_settings_: dict | None = None  # set by the study that computed the features
+        self.robustness_ = ({key: value for key, value in self.robustness.items() if key != "icc"}
+                            | {"removed": int((log.table()["step"] == "robustness").sum())}
+                            if self.robustness and self.selector_ is not None else None)
         self.cutoff_ = self._fit_cutoff(lp, time, event)
         from lifelines.utils import concordance_index
 

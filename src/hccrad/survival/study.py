@@ -94,7 +94,8 @@ class FitError(InputError, ValueError):
 
 
 def fit_models(table: pd.DataFrame, config: ModelConfig, horizons: tuple[float, ...] = (6.0, 12.0),
-               out_dir: Path | None = None, feature_settings: dict | None = None) -> FittedStudy:
+               out_dir: Path | None = None, feature_settings: dict | None = None,
+               robustness: dict | None = None) -> FittedStudy:
     """Fit the configured models on ``table[dataset == training]`` and score every patient.
 
     Parameters
@@ -112,6 +113,10 @@ def fit_models(table: pd.DataFrame, config: ModelConfig, horizons: tuple[float, 
         How the table's image features were computed (:func:`hccrad.features.config.feature_settings_record`),
         recorded in every image model's artifact so that ``hccrad predict`` can compute a new patient's features
         the same way.
+    robustness
+        The robustness filter (``icc_form``, ``min_icc``, ``icc``: feature -> ICC, and what the artifact should
+        record of where it came from): image features below ``min_icc`` are removed before the univariate screen;
+        the selection log and each image model's artifact record it. None: no filter.
     """
     horizons = tuple(horizons)
     training = table[table["dataset"] == "training"]
@@ -130,8 +135,8 @@ def fit_models(table: pd.DataFrame, config: ModelConfig, horizons: tuple[float, 
     for name in names:
         base = models.get("T&L") if name == "C-T&L" and config.c_tl_mode == "score" else None
         if name == "C-T&L" and config.c_tl_mode == "score" and base is None:
-            base = CoxRiskModel("T&L", config, horizons_months=horizons).fit(training, y)
-        models[name] = CoxRiskModel(name, config, base, horizons).fit(training, y)
+            base = CoxRiskModel("T&L", config, horizons_months=horizons, robustness=robustness).fit(training, y)
+        models[name] = CoxRiskModel(name, config, base, horizons, robustness).fit(training, y)
     for model in models.values():
         for member in (model, model.base_model):
             if member is not None and member.feature_inputs_:

@@ -131,9 +131,13 @@ class RadiomicsSelector(BaseEstimator):
         The features the LASSO kept (at least one: the strongest univariate one when it keeps none).
     """
 
-    def __init__(self, families: tuple[str, ...] = ("T", "L"), config: ModelConfig | None = None):
+    def __init__(self, families: tuple[str, ...] = ("T", "L"), config: ModelConfig | None = None,
+                 robustness: dict | None = None):
         self.families = families
         self.config = config
+        #: ``{"icc_form", "min_icc", "icc": {feature: ICC}, ...}``: candidates below ``min_icc`` (or without an
+        #: ICC) are removed first, before any other step; None: no filter.
+        self.robustness = robustness
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, clinical: pd.DataFrame | None = None,
             log: SelectionLog | None = None) -> RadiomicsSelector:
@@ -157,6 +161,8 @@ class RadiomicsSelector(BaseEstimator):
         clinical = clinical if clinical is not None else pd.DataFrame(index=X.index)
         time, event = np.asarray(y["time"], float), np.asarray(y["event"], int)
         candidates = [c for c in X.columns if feature_family(c) in set(self.families)]
+        if self.robustness:
+            candidates = _robust_candidates(candidates, self.robustness, log)
         numeric = numeric_columns(X, candidates)
         empty = [c for c in candidates if numeric[c].isna().all()]
         for column in empty:
@@ -249,6 +255,21 @@ class RadiomicsSelector(BaseEstimator):
                 subset = _combat_subset(state.combat, index)
                 filled[subset["features"]] = apply_combat(filled, X["center"], subset)
         return self._standardize(filled)
+
+
+def _robust_candidates(candidates: list[str], robustness: dict, log: SelectionLog) -> list[str]:
+    """The candidates whose ICC reaches ``min_icc``; each removed one logged with its ICC (NaN: no ICC, i.e. the
+    feature was constant over every perturbation and patient, or not in the robustness table)."""
+    form, threshold, icc = robustness["icc_form"], float(robustness["min_icc"]), robustness["icc"]
+    kept = []
+    for column in candidates:
+        value = float(icc.get(column, float("nan")))
+        if np.isfinite(value) and value >= threshold:
+            kept.append(column)
+        else:
+            log.add("robustness", column, "removed", form, value,
+                    f"{form} below {threshold:g}" if np.isfinite(value) else "no ICC (constant, or not measured)")
+    return kept
 
 
 def numeric_columns(X: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

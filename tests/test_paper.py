@@ -1,0 +1,237 @@
+"""The paper folder: every table and figure a journal takes, in the paper's numbering and formats, the methods
+written from the run, the TRIPOD+AI checklist, and the report's PDF."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import zlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from hccrad.report.formatting import format_estimate, format_horizon, format_p
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+TABLES = ("table1", "supplementary_table1", "table2", "table3", "table4", "summary_c_index_auc")
+FIGURES = ("figure1_hazard_ratios", "figure2_roc_calibration", "figure3_risk_scores", "figure4_subgroups")
+
+
+@pytest.fixture(scope="module")
+def paper_run(demo_cohort_features, tmp_path_factory):
+    """The demo study run to its report (its features already computed), on a copy."""
+    from hccrad.pipeline import run_study
+
+    study, _ = demo_cohort_features
+    target = tmp_path_factory.mktemp("paper") / "study"
+    shutil.copytree(study.config.base_dir, target)
+    result = run_study(target / "study.yaml", n_bootstrap=20)
+    assert result.status == "done", result.stopped
+    return target / "study.yaml", result, result.report.parent / "paper"
+
+
+def test_the_formatting_rules():
+    assert [format_p(p) for p in (0.0, 0.0004, 0.001, 0.0123, 0.35, float("nan"))] == [
+        "< 0.001", "< 0.001", "0.001", "0.012", "0.350", "-"]
+    assert format_estimate(1.6543, 1.18, 2.312) == "1.65 (1.18-2.31)"
+    assert format_estimate(-0.12, -0.3, 0.05) == "-0.12 (-0.30 to 0.05)"
+    assert format_horizon(6.0) == "6 months" and format_horizon(1) == "1 month"
+
+
+def test_every_table_in_every_format_with_caption_and_footnote(paper_run):
+    import docx
+
+    _, _, paper = paper_run
+    combined = docx.Document(str(paper / "tables.docx"))
+    combined_text = "\n".join(p.text for p in combined.paragraphs)
+    for name in TABLES:
+        frame = pd.read_csv(paper / f"{name}.csv", dtype=str, keep_default_na=False)
+        assert len(frame), name
+        document = docx.Document(str(paper / f"{name}.docx"))
+        [grid] = document.tables
+        assert len(grid.rows) == len(frame) + 1  # the header and every row
+        assert [cell.text for cell in grid.rows[1].cells] == list(frame.iloc[0])
+        caption, *footnotes = [p.text for p in document.paragraphs if p.text]
+        assert caption.split(".")[0] in combined_text and footnotes, name
+        tex = (paper / f"{name}.tex").read_text()
+        assert r"\begin{tabular}" in tex and r"\caption{" in tex
+        assert "inference" not in frame.columns and "censoring" not in frame.columns
+        for column in frame.columns:
+            if column.startswith("p"):
+                assert not frame[column].isin(["0.000", "0.0"]).any(), (name, column)
+    assert len(combined.tables) == len(TABLES)
+
+
+def test_table_numbers_match_the_evaluation(paper_run):
+    manifest, _, paper = paper_run
+    concordance = pd.read_csv(manifest.parent / "output" / "evaluation" / "tables" / "concordance.csv")
+    summary = pd.read_csv(paper / "summary_c_index_auc.csv", dtype=str)
+    row = concordance[(concordance["model"] == "C-T&L") & (concordance["dataset"] == "validation")].iloc[0]
+    shown = summary[(summary["Model"] == "C-T&L") & (summary["Set"] == "Validation")].iloc[0]
+    assert shown["C-index (95% CI)"] == format_estimate(row["harrell_c"], row["harrell_ci_low"], row["harrell_ci_high"],
+                                                        3)
+    delong = pd.read_csv(manifest.parent / "output" / "evaluation" / "tables" / "delong.csv")
+    table4 = pd.read_csv(paper / "table4.csv", dtype=str)
+    assert len(table4) == len(delong) and table4["p, DeLong"].iloc[0] == format_p(delong["p"].iloc[0])
+
+
+def _pdf_is_vector(path: Path) -> bool:
+    """A page drawn with paths (stroke or fill operators in a content stream), and no embedded raster image."""
+    data = path.read_bytes()
+    if b"/Subtype /Image" in data:
+        return False
+    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
+        try:
+            content = zlib.decompress(stream)
+        except zlib.error:
+            content = stream
+        if re.search(rb"\b(re|l|c)\s*\n?[^\n]*\b[SfB]\b", content):
+            return True
+    return False
+
+
+def test_every_figure_as_vector_pdf_with_embedded_fonts_svg_and_300_dpi_png(paper_run):
+    _, _, paper = paper_run
+    for name in FIGURES:
+        pdf = paper / f"{name}.pdf"
+        assert _pdf_is_vector(pdf), name
+        assert b"/FontFile2" in pdf.read_bytes()  # TrueType fonts embedded
+        assert (paper / f"{name}.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+        png = (paper / f"{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        import struct
+
+        width = struct.unpack(">I", png[16:20])[0]
+        assert width >= 7.0 * 300 * 0.9  # a two-column figure at 300 dpi
+
+
+@pytest.mark.parametrize("figure_of", ["paper", "report"])
+def test_the_forest_plots_tick_labels_do_not_overlap(paper_run, figure_of):
+    """Measured from the rendered text extents of every panel's tick labels, in the paper's Figure 1 and in the
+    report's Supplementary Figure 1 (whose feature names are also whole)."""
+    from hccrad.evaluate.figures import forest_figure
+    from hccrad.report.paper import figure_codes, hazard_ratio_figure
+
+    manifest, _, _ = paper_run
+    out = manifest.parent / "output"
+    hazards = pd.read_csv(out / "evaluation" / "tables" / "hazard_ratios.csv")
+    wide = pd.concat([hazards, hazards.assign(model="wide", ci_low=0.003, ci_high=900.0)])  # a very wide CI too
+    if figure_of == "paper":
+        figure = hazard_ratio_figure(wide, figure_codes(pd.read_csv(out / "models" / "selected_factors.csv")))
+    else:
+        figure = forest_figure(wide)
+        names = {label.get_text() for axis in figure.axes for label in axis.get_yticklabels()}
+        assert set(wide["covariate"]) <= names  # no name cut short
+    renderer = figure.canvas.get_renderer()
+    for axis in figure.axes:
+        boxes = [label.get_window_extent(renderer) for label in axis.get_xticklabels() if label.get_text()]
+        assert len(boxes) >= 2 or not axis.get_xticks().size
+        for first, second in zip(boxes, boxes[1:], strict=False):
+            assert first.x1 < second.x0, [label.get_text() for label in axis.get_xticklabels()]
+        texts = [label.get_text() for label in axis.get_xticklabels()]
+        assert not any("10^" in text or "times" in text for text in texts)
+
+
+def test_the_methods_count_what_the_run_wrote_and_follow_a_changed_setting(paper_run):
+    from hccrad.io import load_study
+    from hccrad.report.methods import methods_sections, selection_counts
+
+    manifest, _, paper = paper_run
+    text = (paper / "methods.md").read_text()
+    out = manifest.parent / "output"
+    table = load_study(manifest).table()
+    training = table[table["dataset"] == "training"]
+    events = int(training["pfs_event"].sum())
+    assert f"The training set held {len(training)} patients with {events} progressions" in text
+    counts = selection_counts(pd.read_csv(out / "models" / "T_L_selection_log.csv"))
+    selected = pd.read_csv(out / "models" / "selected_factors.csv")
+    assert counts["final"] == int((selected["model"] == "T&L").sum())
+    assert f"T&L: {counts['candidates']} candidate features" in text and f"{counts['lasso']} kept by the LASSO" in text
+    assert "Wald p < 0.05" in text and "bin width of 25 HU" in text
+    # a changed setting changes the text
+    settings = yaml.safe_load(manifest.read_text())
+    settings["models"] = {**(settings.get("models") or {}), "univariate_p": 0.01}
+    changed = manifest.parent / "changed.yaml"  # beside the study, so its relative paths still resolve
+    changed.write_text(yaml.safe_dump(settings))
+    assert "Wald p < 0.01" in dict(methods_sections(load_study(changed)))["Model development"]
+    import docx
+
+    assert "Wald p < 0.05" in "\n".join(p.text for p in docx.Document(str(paper / "methods.docx")).paragraphs)
+
+
+def test_the_tripod_ai_checklist_lists_its_27_items(paper_run):
+    import docx
+
+    from hccrad.report.methods import TRIPOD_AI_ITEMS
+
+    _, _, paper = paper_run
+    numbers = {re.match(r"\d+", number).group() for number, _, _ in TRIPOD_AI_ITEMS}
+    assert numbers == {str(k) for k in range(1, 28)}
+    text = (paper / "tripod_ai.md").read_text()
+    assert text.count("\n| ") >= len(TRIPOD_AI_ITEMS) and "to be completed by the authors" in text
+    assert "table1" in text and "methods.md" in text
+    assert len(docx.Document(str(paper / "tripod_ai.docx")).tables[0].rows) == len(TRIPOD_AI_ITEMS) + 1
+
+
+def test_the_latex_tables_compile_where_a_tex_engine_is_installed(paper_run, tmp_path):
+    engine = shutil.which("pdflatex")
+    if engine is None:
+        pytest.skip("no TeX engine (pdflatex) installed: the LaTeX tables are checked for structure only")
+    _, _, paper = paper_run
+    for name in TABLES:
+        shutil.copy(paper / f"{name}.tex", tmp_path)
+        result = subprocess.run([engine, "-interaction=nonstopmode", f"{name}.tex"], cwd=tmp_path,
+                                capture_output=True, timeout=120)
+        assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_the_report_links_the_paper_folder_uses_its_formatting_and_has_a_pdf(paper_run):
+    _, result, paper = paper_run
+    text = result.report.read_text()
+    assert "7. Paper folder" in text and 'href="paper/tables.docx"' in text
+    assert "<td>0.000</td>" not in text.split('id="models"')[1]  # no p-value of 0.000 in the models' tables
+    assert "apparent: the models were fitted on these patients" in text  # the per-row note, once, as a footnote
+    assert text.count("apparent: the models were fitted on these patients; not for inference</td>") == 0
+    pdf = result.report.with_suffix(".pdf")
+    note = (paper / "report_pdf.txt").read_text()
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        assert pdf.read_bytes().startswith(b"%PDF") and "printed by" in note
+    else:
+        assert "not made" in note
+
+
+def test_the_report_in_chromium_links_every_paper_file_and_footnotes_its_tables(paper_run, chromium_webdriver):
+    from selenium.webdriver.common.by import By
+
+    _, result, paper = paper_run
+    browser = chromium_webdriver()
+    try:
+        browser.get(result.report.resolve().as_uri())
+        section = browser.find_element(By.ID, "paper")
+        links = {a.get_attribute("href").rsplit("/", 1)[-1] for a in section.find_elements(By.TAG_NAME, "a")}
+        expected = {f"{name}.{suffix}" for name in TABLES for suffix in ("csv", "docx", "tex")} | {
+            f"{name}.{suffix}" for name in FIGURES for suffix in ("pdf", "svg", "png")} | {
+            "tables.docx", "methods.md", "methods.docx", "tripod_ai.md", "tripod_ai.docx"}
+        assert expected <= links, expected - links
+        browser.execute_script("arguments[0].scrollIntoView();", section)
+        assert section.is_displayed()
+        models = browser.find_element(By.ID, "models")
+        footnotes = [p.text for p in models.find_elements(By.CSS_SELECTOR, "p.footnote")]
+        assert any("apparent:" in text for text in footnotes)
+        for table in models.find_elements(By.TAG_NAME, "table"):
+            headers = [th.text for th in table.find_elements(By.TAG_NAME, "th")]
+            for row in table.find_elements(By.CSS_SELECTOR, "tbody tr"):
+                for header, cell in zip(headers, row.find_elements(By.TAG_NAME, "td"), strict=False):
+                    is_p = header in ("p", "pval", "p_value") or header.startswith("p_") or header.endswith("_p")
+                    assert not (is_p and cell.text == "0.000"), header
+                    assert not (header == "horizon" and re.fullmatch(r"\d+\.\d+", cell.text)), cell.text
+        ARTIFACTS.mkdir(exist_ok=True)
+        section.screenshot(str(ARTIFACTS / "report-paper-section.png"))
+        browser.execute_script("arguments[0].scrollIntoView();", models)
+        models.screenshot(str(ARTIFACTS / "report-models-section.png"))
+        assert (ARTIFACTS / "report-paper-section.png").stat().st_size > 5_000
+    finally:
+        browser.quit()
