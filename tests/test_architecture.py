@@ -198,7 +198,8 @@ def test_the_model_is_its_transformers_and_a_cox_fit(fitted_demo):
     design = coded.join(features)[model.covariates_]
     np.testing.assert_allclose(design.to_numpy(float) @ model.coef_, model.predict(table), rtol=1e-12)
     assert clone(model.selector_).get_params() == {"config": model.selector_.config,
-                                                    "families": model.selector_.families}
+                                                    "families": model.selector_.families,
+                                                    "robustness": model.selector_.robustness}
 
 
 def test_data_flows_one_way_no_subpackage_imports_upward():

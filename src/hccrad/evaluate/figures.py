@@ -75,7 +75,8 @@ def log_ticks(low: float, high: float, max_labels: int = 7) -> list[float]:
 
 def forest_plot(hazards: pd.DataFrame, folder: Path, name: str = "hazard_ratios") -> list[Path]:
     """Supplementary Figure 1 (:func:`forest_figure`) written as PNG and SVG."""
-    return save(forest_figure(hazards), folder, name)
+    with plt.rc_context(STYLE):  # the style's save settings (SVG text as text) apply when saving
+        return save(forest_figure(hazards), folder, name)
 
 
 def forest_figure(hazards: pd.DataFrame) -> plt.Figure:
