@@ -4,6 +4,7 @@ properties, known truth on synthetic cases, and the selection's filter in a whol
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -212,6 +213,9 @@ def test_a_study_with_robustness_filters_exactly_the_features_below_min_icc(demo
     assert set(comparison["estimate"]) == {"apparent", "validation"}
     text = result.report.read_text()
     assert "Feature robustness" in text and "The models with and without the robustness filter" in text
+    for threshold in (0.5, 0.75, 0.9):  # the report's "features kept" rows count robustness.csv
+        kept = int((robust["ICC1"] >= threshold).sum())
+        assert re.search(rf"<td>ICC1 &gt;= {threshold:.2f}</td><td>{kept}</td><td>{len(robust)}</td>", text)
 
 
 def test_the_demo_option_turns_robustness_on_and_off(tmp_path):

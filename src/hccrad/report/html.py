@@ -183,10 +183,11 @@ def robustness_section(study: Study) -> str:
     body += image_html(figure, f"{form} of every feature per image type (box: quartiles, whiskers 1.5 IQR)")
     summary = (table.groupby("feature_class")[form].describe(percentiles=[0.25, 0.5, 0.75])
                [["count", "25%", "50%", "75%"]].rename(columns={"count": "features", "50%": "median"}).reset_index())
+    summary["features"] = summary["features"].astype(int)
     body += f"<h4>{esc(form)} per feature class</h4>{table_html(summary)}"
-    kept = pd.DataFrame([{"threshold": threshold, "features kept": int((table[form] >= threshold).sum()),
-                          "of": len(table), "share": f"{(table[form] >= threshold).mean():.0%}"}
-                         for threshold in ICC_THRESHOLDS])
+    kept = pd.DataFrame([{"threshold": f"{form} >= {threshold:.2f}",
+                          "features kept": int((table[form] >= threshold).sum()), "of": len(table),
+                          "share": f"{(table[form] >= threshold).mean():.0%}"} for threshold in ICC_THRESHOLDS])
     body += f"<h4>Features kept by each threshold</h4>{table_html(kept)}"
     selected = _read_csv(paths.selected_factors)
     if selected is not None and len(selected):
@@ -196,7 +197,12 @@ def robustness_section(study: Study) -> str:
                  + table_html(joined.drop(columns="feature")))
     comparison = _read_csv(paths.robustness_comparison)
     if comparison is not None:
-        body += ("<h4>The models with and without the robustness filter</h4>" + table_html(comparison)
+        headers = {"model": "Model", "variant": "Filter", "dataset": "Set", "estimate": "Estimate",
+                   "n_factors": "Factors", "n": "Patients", "harrell_c": "C-index"}
+        headers |= {column: f"AUC {column[4:-1]} months" for column in comparison.columns
+                    if re.fullmatch(r"auc_[0-9.]+m", column)}
+        body += ("<h4>The models with and without the robustness filter</h4>"
+                 + table_html(comparison.rename(columns=headers))
                  + '<p class="caption">Harrell C and IPCW AUC; training rows are apparent (the patients the model was '
                  "fitted on), validation rows on the validation centers.</p>")
     write_atomic(paths.report_tables_dir / "robustness.csv", table.to_csv(index=False))
