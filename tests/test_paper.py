@@ -41,6 +41,30 @@ def test_the_formatting_rules():
     assert format_horizon(6.0) == "6 months" and format_horizon(1) == "1 month"
 
 
+def test_an_auc_the_evaluation_could_not_estimate_says_why_from_its_counts(paper_run, tmp_path):
+    """The summary table's empty AUC cell names the count that is short, read from the evaluation's row."""
+    from hccrad.io import load_study
+    from hccrad.report.paper import summary_table
+
+    manifest, _, _ = paper_run
+    target = tmp_path / "study"
+    shutil.copytree(manifest.parent, target)
+    study = load_study(target / "study.yaml")
+    path = study.config.layout.evaluation_table("discrimination")
+    discrimination = pd.read_csv(path)
+    chosen = discrimination.index[(discrimination["model"] == "T") & (discrimination["dataset"] == "validation")]
+    short = {chosen[0]: (1, 30), chosen[1]: (12, 0)}
+    for index, (cases, controls) in short.items():
+        discrimination.loc[index, ["auc_ipcw", "n_cases", "n_controls"]] = [float("nan"), cases, controls]
+    discrimination.to_csv(path, index=False)
+    horizons = sorted(discrimination["horizon"].unique())
+    table = summary_table(study, horizons).frame
+    row = table[(table["Model"] == "T") & (table["Set"] == "Validation")].iloc[0]
+    for index, (cases, controls) in short.items():
+        cell = row[f"AUC at {format_horizon(discrimination.loc[index, 'horizon'])} (95% CI)"]
+        assert cell == (f"too few progressions ({cases})" if cases < 2 else f"too few progression-free ({controls})")
+
+
 def test_every_table_in_every_format_with_caption_and_footnote(paper_run):
     import docx
 

@@ -181,6 +181,38 @@ def test_noise_leaves_volume_and_median_hu_more_robust_than_fine_texture_and_rer
     again = extract_robustness(study, table)
     assert again.computed == [] and len(again.reused) == 18
     pd.testing.assert_frame_equal(again.table, run.table)
+    _stale_tables_are_refused(manifest, table)
+
+
+def _stale_tables_are_refused(manifest, table):
+    """`hccrad fit`'s filter takes the robustness table only while it is the one the manifest and the feature table
+    ask for; otherwise it names what changed."""
+    from hccrad.io import load_study
+    from hccrad.pipeline.stages import MissingStageOutput, robustness_filter
+
+    original = manifest.read_text()
+
+    def with_features(**changes):
+        settings = yaml.safe_load(original)
+        settings["features"] = {**settings["features"], **changes}
+        manifest.write_text(yaml.safe_dump(settings))
+        return load_study(manifest)
+
+    robustness = yaml.safe_load(original)["features"]["robustness"]
+    assert robustness_filter(with_features(robustness={**robustness, "min_icc": 0.9}), table)["min_icc"] == 0.9
+    assert robustness_filter(with_features(robustness={**robustness, "icc": "ICC3"}), table)["icc_form"] == "ICC3"
+    with pytest.raises(MissingStageOutput, match=r"perturbations: 3 then, 4 now"):
+        robustness_filter(with_features(robustness={**robustness, "perturbations": 4}), table)
+    with pytest.raises(MissingStageOutput, match="feature settings"):
+        robustness_filter(with_features(pad_sigmas=4.0), table)
+    study = with_features()
+    with pytest.raises(MissingStageOutput, match="training patients changed"):
+        robustness_filter(study, table.drop(index=json.loads(
+            (study.config.layout.robustness_dir / "run.json").read_text())["patients"][0]))
+    path = study.config.layout.robustness_table
+    path.write_text(path.read_text() + "\n")  # one byte more: the values the same, the file not
+    with pytest.raises(MissingStageOutput, match="edited or replaced"):
+        robustness_filter(study, table)
 
 
 def test_a_study_with_robustness_filters_exactly_the_features_below_min_icc(demo_cohort_features, tmp_path):
@@ -227,3 +259,29 @@ def test_the_demo_option_turns_robustness_on_and_off(tmp_path):
     assert yaml.safe_load(manifest.read_text())["features"] == {"params": "demo", "robustness": DEMO_ROBUSTNESS}
     set_demo_robustness(manifest, False)
     assert yaml.safe_load(manifest.read_text())["features"] == {"params": "demo"}
+
+
+def test_a_patient_segmented_by_the_study_is_perturbed_with_its_predicted_mask(demo_cohort_features, tmp_path):
+    """As in the features stage, a patient without a mask in the manifest takes the segmentation stage's mask, and
+    its perturbed cases read that mask (not skipped, not another file)."""
+    from hccrad.features.config import FeatureConfig
+    from hccrad.features.robustness import build_jobs, robustness_patients
+    from hccrad.io import load_study
+
+    manifest = _copy_study(demo_cohort_features, tmp_path, {"perturbations": 2, "patients": 3, "kinds": ["noise"]})
+    study = load_study(manifest)
+    table = pd.read_parquet(study.config.layout.feature_table)
+    patients = robustness_patients(table, 3, FeatureConfig.model_validate(study.config.features).robustness.seed)
+    segmented = patients[0]
+    clinical = manifest.parent / "clinical.csv"
+    rows = pd.read_csv(clinical, dtype=str, keep_default_na=False)
+    mask = manifest.parent / rows.loc[rows["patient_id"] == segmented, "mask"].iloc[0]
+    predicted = study.config.layout.predicted_mask(segmented)
+    predicted.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(mask, predicted)
+    rows.loc[rows["patient_id"] == segmented, "mask"] = ""
+    rows.to_csv(clinical, index=False)
+    study = load_study(manifest)
+    jobs = build_jobs(study, FeatureConfig.model_validate(study.config.features), patients)
+    assert sorted({job.patient_id for job in jobs}) == patients and len(jobs) == 6
+    assert {job.case.mask for job in jobs if job.patient_id == segmented} == {str(predicted)}

@@ -685,3 +685,41 @@ def test_what_the_page_says_percentages_orientation_and_the_groups_pfs_meaning(f
         for horizon, at_cutoff in prediction.cutoff_pfs.items():
             pfs = float(prediction.survival.set_index("time_months").loc[horizon, "pfs"])
             assert (prediction.risk_group == "high") == (pfs < at_cutoff), (patient_id, horizon)
+
+
+@pytest.mark.parametrize("coding", ["ordinal", "dummy"])
+def test_each_clinical_line_names_the_patients_own_category_and_the_reference_is_the_baseline(coding):
+    """The contribution lines read back the category the patient was coded from (independent truth: the input
+    row), with a zero contribution and "(reference category)" exactly where the patient is in the reference."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import pandas as pd
+
+    from hccrad.serve.present import contribution_lines
+    from hccrad.survival.clinical import encode, fit_coding
+    from hccrad.survival.config import ClinicalCoding
+
+    training = pd.DataFrame({"afp": [10, 900, 50, 5000, 3, 20], "child_pugh": ["A", "B", "A", "C", "A", "B"],
+                             "bclc": ["0", "A", "B", "C", "A", "B"],
+                             "treatment": ["TACE", "TACE", "TACE+systemic", "TACE", "TACE", "TACE+systemic"]})
+    spec = fit_coding(training, ClinicalCoding(child_pugh=coding, bclc=coding))
+    patients = pd.DataFrame({"afp": [20, 800], "child_pugh": ["A", "C"], "bclc": ["A", "C"],
+                             "treatment": ["TACE", "TACE+systemic"]})
+    expected = [{"AFP": "AFP < 400 ng/mL", "Child-Pugh": "Child-Pugh A", "BCLC stage": "BCLC A",
+                 "Treatment": "Treatment TACE"},
+                {"AFP": "AFP >= 400 ng/mL", "Child-Pugh": "Child-Pugh C", "BCLC stage": "BCLC C",
+                 "Treatment": "Treatment TACE+systemic"}]
+    coded = encode(patients, spec, impute=None)
+    coefficients = np.linspace(0.3, 0.9, coded.shape[1])
+    for k, truth in enumerate(expected):
+        values = coded.iloc[k].to_numpy(float)
+        contributions = pd.DataFrame({"covariate": coded.columns, "value": values, "coef": coefficients,
+                                      "contribution": coefficients * values})
+        lines = {line.label: line for line in contribution_lines(
+            SimpleNamespace(clinical_spec_=spec), SimpleNamespace(contributions=contributions))}
+        for factor, category in truth.items():
+            line = lines[factor]
+            assert line.value.split(" (reference")[0] == category, (factor, line.value)
+            in_reference = line.contribution == 0.0
+            assert line.value.endswith("(reference category)") == in_reference, (factor, line.value)

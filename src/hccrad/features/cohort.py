@@ -11,6 +11,7 @@ Output folder (``<output_dir>/features``)::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -58,11 +59,51 @@ class FeatureRun:
         return self.issues[self.issues["severity"] == "warning"]
 
 
-def _read_case(path: Path) -> dict[str, Any] | None:
+def read_case(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+
+
+@dataclass(frozen=True)
+class StudyJobSettings:
+    """What every case job of a study shares: the PyRadiomics parameters, the feature settings, the DICOM series
+    rule, the engine's version with its plan, and the portal vein's largest plausible diameter."""
+
+    params: dict[str, Any]
+    settings: dict[str, Any]
+    series_rule: dict[str, Any]
+    version: str
+    max_diameter: float
+
+    @classmethod
+    def of(cls, study: Study, config: FeatureConfig) -> StudyJobSettings:
+        params = config.radiomics_params(study.config.base_dir)
+        plan = json.dumps(engine_plan(config.engine, params), sort_keys=True)
+        return cls(params, config.model_dump(mode="json"), study.config.dicom_series.model_dump(),
+                   f"{engine_version(config.engine)}|plan {plan}", study.config.masks.portal_vein_max_diameter_mm)
+
+    def digest(self) -> str:
+        """SHA-256 of what changes a case's values (not the CTs and masks): the parameters, the value settings, the
+        engine with its plan and the portal vein's limit."""
+        return hashlib.sha256(json.dumps([self.params, self.value_settings(), self.version, self.max_diameter],
+                                         sort_keys=True, default=str).encode()).hexdigest()
+
+    def value_settings(self) -> dict[str, Any]:
+        # only what changes values: the number of workers or the robustness section recompute nothing
+        return {name: self.settings[name] for name in VALUE_SETTINGS} | {"portal_vein_max_diameter_mm":
+                                                                          self.max_diameter}
+
+
+def case_job(record, shared: StudyJobSettings) -> CaseJob:
+    """The job of one patient with a CT and a mask, its fingerprint hashing the CT's and the mask's content."""
+    source = record.mask_source
+    fingerprint = case_fingerprint(record.ct, source, record.portal_vein_diameter_mm, shared.params,
+                                   shared.value_settings(), shared.version)
+    return CaseJob(record.patient_id, str(record.ct), str(record.mask or ""), record.portal_vein_diameter_mm,
+                   shared.params, shared.settings, shared.series_rule, fingerprint, source.to_dict(),
+                   shared.max_diameter)
 
 
 def build_jobs(study: Study, config: FeatureConfig) -> tuple[list[CaseJob], list[dict[str, Any]]]:
@@ -72,11 +113,7 @@ def build_jobs(study: Study, config: FeatureConfig) -> tuple[list[CaseJob], list
     is one (:func:`hccrad.io.manifest.use_predicted_masks`).
     """
     use_predicted_masks(study)
-    params = config.radiomics_params(study.config.base_dir)
-    settings = config.model_dump(mode="json")
-    rule = study.config.dicom_series.model_dump()
-    version = f"{engine_version(config.engine)}|plan {json.dumps(engine_plan(config.engine, params), sort_keys=True)}"
-    max_diameter = study.config.masks.portal_vein_max_diameter_mm
+    shared = StudyJobSettings.of(study, config)
     jobs, missing = [], []
     for record in study.patients:
         if record.ct is None or not record.has_mask:
@@ -84,12 +121,7 @@ def build_jobs(study: Study, config: FeatureConfig) -> tuple[list[CaseJob], list
             missing.append({"status": "failed", "patient_id": record.patient_id, "error_type": "MissingInput",
                             "error": f"no {what}: give one in the manifest or segment the case first"})
             continue
-        source = record.mask_source
-        # only what changes values: the number of workers or the robustness section recompute nothing
-        values = {name: settings[name] for name in VALUE_SETTINGS} | {"portal_vein_max_diameter_mm": max_diameter}
-        fingerprint = case_fingerprint(record.ct, source, record.portal_vein_diameter_mm, params, values, version)
-        jobs.append(CaseJob(record.patient_id, str(record.ct), str(record.mask or ""), record.portal_vein_diameter_mm,
-                            params, settings, rule, fingerprint, source.to_dict(), max_diameter))
+        jobs.append(case_job(record, shared))
     return jobs, missing
 
 
@@ -270,7 +302,7 @@ def assemble(study: Study, jobs: list[CaseJob], missing: list[dict[str, Any]], c
     clinical = study.table()
     rows, failures = [], list(missing)
     for job in jobs:
-        result = _read_case(case_path(cases_dir, job.patient_id, ".json"))
+        result = read_case(case_path(cases_dir, job.patient_id, ".json"))
         if result is None or result.get("fingerprint") != job.fingerprint:
             failures.append({"patient_id": job.patient_id, "error_type": "NotComputed",
                              "error": "no current result (interrupted run?): run the command again"})
@@ -322,7 +354,7 @@ def extract_features(study: Study, out_dir: Path | None = None, scheduler: str |
     logging.getLogger("hccrad.run.features").info(describe_plan(plan))  # once, in the run log
     pending, reused = [], []
     for job in jobs:
-        cached = _read_case(case_path(cases_dir, job.patient_id, ".json"))
+        cached = read_case(case_path(cases_dir, job.patient_id, ".json"))
         if cached is not None and cached.get("fingerprint") == job.fingerprint:
             reused.append(job.patient_id)
         else:

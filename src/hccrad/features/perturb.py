@@ -202,8 +202,11 @@ def rigid(image: sitk.Image, labels: np.ndarray, angle_deg: float, shift_voxels:
     return moved, np.ascontiguousarray(moved_labels, dtype=np.uint8)
 
 
-def _grown(box: tuple[slice, ...], margin: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
-    return tuple(slice(max(0, b.start - margin), min(n, b.stop + margin)) for b, n in zip(box, shape, strict=True))
+def _grown(box: tuple[slice, ...], margin, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """``box`` grown by ``margin`` voxels (one number, or one per axis), clipped to ``shape``."""
+    margins = np.broadcast_to(np.asarray(margin, dtype=int), (len(box),))
+    return tuple(slice(max(0, b.start - int(m)), min(n, b.stop + int(m)))
+                 for b, m, n in zip(box, margins, shape, strict=True))
 
 
 def adapt_volume(region: np.ndarray, fraction: float, spacing_zyx: tuple[float, float, float],
@@ -262,9 +265,7 @@ def randomise_contour(region: np.ndarray, amplitude_mm: float, spacing_zyx: tupl
     if amplitude_mm == 0.0 or not region.any():
         return region.copy()
     box = bounding_box(region)
-    margin = [int(np.ceil(4 * amplitude_mm / s)) + 2 for s in spacing_zyx]
-    grown = tuple(slice(max(0, b.start - m), min(n, b.stop + m)) for b, m, n in zip(box, margin, region.shape,
-                                                                                      strict=True))
+    grown = _grown(box, [int(np.ceil(4 * amplitude_mm / s)) + 2 for s in spacing_zyx], region.shape)
     local = region[grown]
     # signed distance (mm) to the surface between the region's border voxels and their outside neighbours: from one
     # EDT to the border voxels, half the finest spacing subtracted, so that a zero field leaves the region as it is
@@ -309,11 +310,9 @@ def perturb(image: sitk.Image, labels: np.ndarray, plan: PerturbationDraw, noise
     reach_mm = float(np.max(np.hypot((corners[1] - centre[1]) * spacing[1], (corners[2] - centre[2]) * spacing[2])))
     moved_mm = reach_mm * abs(np.sin(np.deg2rad(plan.angle_deg))) + max(abs(v) for v in plan.shift_voxels) * max(
         spacing)
-    box = tuple(slice(max(0, b.start - m), min(n, b.stop + m)) for b, n, m in zip(
-        liver_box, labels.shape, [int(np.ceil((margin_mm + moved_mm) / s)) for s in spacing], strict=True))
+    box = _grown(liver_box, [int(np.ceil((margin_mm + moved_mm) / s)) for s in spacing], labels.shape)
     # the moved box reads voxels at most moved_mm from it, and the cubic B-spline 2 voxels around those
-    source = tuple(slice(max(0, b.start - m), min(n, b.stop + m)) for b, n, m in zip(
-        box, labels.shape, [int(np.ceil(moved_mm / s)) + 4 for s in spacing], strict=True))
+    source = _grown(box, [int(np.ceil(moved_mm / s)) + 4 for s in spacing], labels.shape)
     values, local = rigid(image, labels, plan.angle_deg, plan.shift_voxels, centre, box, source)
     tumor = local == LABEL_TUMOR
     liver = np.isin(local, (LABEL_LIVER, LABEL_TUMOR, LABEL_PORTAL_VEIN))

@@ -19,6 +19,7 @@ perturbation's draw) is unchanged is reused.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -28,19 +29,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hccrad.features.config import VALUE_SETTINGS, FeatureConfig
-from hccrad.features.extract import CaseJob, case_fingerprint, engine_version
+from hccrad.features.cohort import StudyJobSettings, case_job, read_case, run_jobs
+from hccrad.features.config import FeatureConfig
+from hccrad.features.extract import CaseJob
 from hccrad.features.icc import FORMS, icc_table
 from hccrad.features.perturb import PerturbationDraw, draw, noise_level_hu, perturb, perturbation_seed
 from hccrad.io.errors import InputError
 from hccrad.io.files import ensure_writable_dir, write_atomic
 from hccrad.io.ids import case_path
-from hccrad.io.manifest import Study
-
-#: Margin (mm) kept above and below the whole liver when a case's slices are cut out for perturbing: more than the
-#: perturbations' box needs (:func:`box_margin_mm`, 27 mm in the paper's settings). The axial plane is kept whole
-#: (its air keeps the CT recognisable as one).
-CROP_MARGIN_MM = 40.0
+from hccrad.io.manifest import Study, use_predicted_masks
+from hccrad.io.provenance import file_sha256
 
 
 class RobustnessError(InputError):
@@ -76,33 +74,27 @@ def robustness_patients(table: pd.DataFrame, count: int, seed: int) -> list[str]
     return sorted(training[k] for k in chosen)
 
 
-def build_jobs(study: Study, config: FeatureConfig, patients: list[str]) -> list[PerturbedJob]:
-    """Every perturbation of every chosen patient, with fingerprints."""
+def build_jobs(study: Study, config: FeatureConfig, patients: list[str], shared: StudyJobSettings | None = None
+               ) -> list[PerturbedJob]:
+    """Every perturbation of every chosen patient (its mask from the manifest or, as in the features stage, the
+    segmentation stage's prediction), each fingerprinted by its case's job and its draws."""
     robustness = config.robustness
-    params = config.radiomics_params(study.config.base_dir)
-    settings = config.model_dump(mode="json")
-    values = {name: settings[name] for name in VALUE_SETTINGS}
-    rule = study.config.dicom_series.model_dump()
-    version = engine_version(config.engine)
-    max_diameter = study.config.masks.portal_vein_max_diameter_mm
+    use_predicted_masks(study)
+    shared = shared or StudyJobSettings.of(study, config)
     records = {record.patient_id: record for record in study.patients}
     jobs = []
     for patient_id in patients:
         record = records.get(patient_id)
         if record is None or record.ct is None or not record.has_mask:
             continue
-        source = record.mask_source
-        base = case_fingerprint(record.ct, source, record.portal_vein_diameter_mm, params,
-                                values | {"portal_vein_max_diameter_mm": max_diameter}, version)
+        case = case_job(record, shared)
         for number in range(1, robustness.perturbations + 1):
             plan = draw(robustness.kinds, perturbation_seed(robustness.seed, patient_id, number),
                         robustness.rotation_deg, robustness.translation_voxels, robustness.volume_fraction,
                         robustness.contour_mm if robustness.contour_mm is not None else -1.0)
-            fingerprint = hashlib.sha256(f"{base}|{json.dumps(plan.to_dict(), sort_keys=True)}".encode()
+            fingerprint = hashlib.sha256(f"{case.fingerprint}|{json.dumps(plan.to_dict(), sort_keys=True)}".encode()
                                          ).hexdigest()[:32]
-            case = CaseJob(patient_id, str(record.ct), str(record.mask or ""), record.portal_vein_diameter_mm,
-                           params, settings, rule, fingerprint, source.to_dict(), max_diameter)
-            jobs.append(PerturbedJob(case, number, plan.to_dict()))
+            jobs.append(PerturbedJob(dataclasses.replace(case, fingerprint=fingerprint), number, plan.to_dict()))
     return jobs
 
 
@@ -158,15 +150,18 @@ def compute_perturbed(job: PerturbedJob) -> dict[str, Any]:
         box = bounding_box(case.labels > 0)
         if box is None:
             raise ValueError("the mask holds no liver")
-        margin = int(np.ceil(CROP_MARGIN_MM / case.spacing[0]))
+        plan = PerturbationDraw(**{**job.draw, "shift_voxels": tuple(job.draw["shift_voxels"])})
+        margin_mm = box_margin_mm(job, case.spacing)
+        # the liver's slices cut out, with every slice the features' crops and the shifted B-spline read (the axial
+        # plane kept whole: its air keeps the CT recognisable as one)
+        margin = int(np.ceil(margin_mm / case.spacing[0] + abs(plan.shift_voxels[0]))) + 4
         first, last = max(0, box[0].start - margin), min(case.labels.shape[0], box[0].stop + margin)
         image = case.image[:, :, first:last]
         labels = np.ascontiguousarray(case.labels[first:last])
-        plan = PerturbationDraw(**{**job.draw, "shift_voxels": tuple(job.draw["shift_voxels"])})
         if plan.contour_mm < 0:  # "one voxel": the finest spacing of this CT
             plan = PerturbationDraw(**{**plan.__dict__, "contour_mm": float(min(case.spacing))})
         noise = _case_noise(entry, image, labels) if plan.noise else 0.0
-        perturbed, perturbed_labels = perturb(image, labels, plan, noise, box_margin_mm(job, case.spacing))
+        perturbed, perturbed_labels = perturb(image, labels, plan, noise, margin_mm)
         copy = CTCase(perturbed, perturbed_labels, config.rliver_exclude_portal_vein,
                       {**case.mask_mapping, "warnings": []})
         inner = CaseJob(job.patient_id, f"{job.case.ct} (perturbation {job.number})", job.case.mask,
@@ -238,8 +233,6 @@ def extract_robustness(study: Study, table: pd.DataFrame, scheduler: str | None 
                        ) -> RobustnessRun:
     """Perturb, compute and summarise; see the module docstring. ``table`` is the study's feature table (its
     training patients with features are the candidates)."""
-    from hccrad.features.cohort import _read_case, run_jobs
-
     config = config or FeatureConfig.model_validate(study.config.features)
     if config.robustness is None:
         raise RobustnessError("robustness is off: add features: {robustness: {...}} to the manifest")
@@ -250,10 +243,11 @@ def extract_robustness(study: Study, table: pd.DataFrame, scheduler: str | None 
         raise RobustnessError(f"robustness needs at least 3 training patients with features; the feature table "
                               f"has {len(patients)}")
     cases_dir = ensure_writable_dir(paths.robustness_dir)
-    jobs = build_jobs(study, config, patients)
+    shared = StudyJobSettings.of(study, config)
+    jobs = build_jobs(study, config, patients, shared)
     pending, reused = [], []
     for job in jobs:
-        cached = _read_case(case_path(cases_dir, job.case_id, ".json"))
+        cached = read_case(case_path(cases_dir, job.case_id, ".json"))
         (reused if cached is not None and cached.get("fingerprint") == job.fingerprint else pending).append(job)
     counter = {"done": 0}
 
@@ -269,7 +263,7 @@ def extract_robustness(study: Study, table: pd.DataFrame, scheduler: str | None 
     computed = run_jobs(pending, cases_dir, scheduler, config, report, worker=compute_perturbed)
     rows, failures = [], []
     for job in jobs:
-        result = _read_case(case_path(cases_dir, job.case_id, ".json"))
+        result = read_case(case_path(cases_dir, job.case_id, ".json"))
         if result is None or result.get("fingerprint") != job.fingerprint:
             failures.append({"patient_id": job.patient_id, "perturbation": job.number, "error_type": "NotComputed",
                              "error": "no current result (interrupted run?): run the command again"})
@@ -283,12 +277,48 @@ def extract_robustness(study: Study, table: pd.DataFrame, scheduler: str | None 
                               f"({len(failures)} perturbed cases failed; the first: "
                               f"{failures[0]['error'] if failures else '-'})")
     summary = robustness_table(values, robustness.min_icc, robustness.icc)
+    table_text = summary.to_csv(index=False)
     write_atomic(paths.robustness_values, values.to_parquet(index=False))
-    write_atomic(paths.robustness_table, summary.to_csv(index=False))
+    write_atomic(paths.robustness_table, table_text)
     write_atomic(paths.robustness_dir / "run.json", json.dumps({
         "computed": computed, "reused": [job.case_id for job in reused], "failed": failures,
-        "patients": patients, "settings": robustness.model_dump(mode="json"), "forms": list(FORMS)}, indent=2))
+        "patients": patients, "settings": robustness.model_dump(mode="json"), "forms": list(FORMS),
+        "feature_settings_sha256": shared.digest(),
+        "table_sha256": hashlib.sha256(table_text.encode()).hexdigest()}, indent=2))
     return RobustnessRun(summary, values, failures, computed, [job.case_id for job in reused], patients)
+
+
+#: The robustness settings that only read the table (which ICC form, which threshold): changing them recomputes
+#: nothing.
+READ_ONLY_SETTINGS = ("icc", "min_icc")
+
+
+def stale_robustness(study: Study, table: pd.DataFrame) -> str | None:
+    """Why the study's robustness table is not the one its manifest and feature table ask for, or None when it is:
+    the run's record (``robustness/run.json``) missing or unreadable, the table not the one that run wrote (edited
+    or swapped), the perturbations' settings or the features' settings changed since, or other training patients
+    chosen from the feature ``table``."""
+    config = FeatureConfig.model_validate(study.config.features)
+    paths = study.config.layout
+    record_path = paths.robustness_dir / "run.json"
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return f"its run record {record_path} is missing or unreadable"
+    if record.get("table_sha256") != file_sha256(paths.robustness_table):
+        return f"{paths.robustness_table} is not the table that run wrote (edited or replaced since)"
+    current = {k: v for k, v in config.robustness.model_dump(mode="json").items() if k not in READ_ONLY_SETTINGS}
+    recorded = {k: v for k, v in (record.get("settings") or {}).items() if k not in READ_ONLY_SETTINGS}
+    changed = sorted(key for key in current if current[key] != recorded.get(key))
+    if changed:
+        return "the robustness settings changed since it was computed (" + ", ".join(
+            f"{key}: {recorded.get(key)!r} then, {current[key]!r} now" for key in changed) + ")"
+    if record.get("feature_settings_sha256") != StudyJobSettings.of(study, config).digest():
+        return "the feature settings (parameter file, engine or value settings) changed since it was computed"
+    patients = robustness_patients(table, config.robustness.patients, config.robustness.seed)
+    if patients != record.get("patients"):
+        return "the feature table's training patients changed since it was computed"
+    return None
 
 
 def load_robustness(study: Study) -> pd.DataFrame | None:
@@ -300,4 +330,5 @@ def load_robustness(study: Study) -> pd.DataFrame | None:
     return pd.read_csv(path)
 
 
-__all__ = ["RobustnessError", "RobustnessRun", "extract_robustness", "load_robustness", "robustness_table"]
+__all__ = ["RobustnessError", "RobustnessRun", "extract_robustness", "load_robustness", "robustness_table",
+           "stale_robustness"]

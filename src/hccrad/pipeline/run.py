@@ -324,7 +324,7 @@ def _fit_stage(study, state, result, table):
 
     out_dir = study.config.layout.models_dir
     config = ModelConfig.for_study(study.config)
-    robustness = robustness_filter(study)
+    robustness = robustness_filter(study, table)
     fingerprint = _digest(pd.util.hash_pandas_object(table, index=True).sum().item(), config.model_dump(mode="json"),
                           study.config.horizons_months,
                           None if robustness is None else {k: v for k, v in robustness.items() if k != "icc"})

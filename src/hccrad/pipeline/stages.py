@@ -54,7 +54,7 @@ def fit_study(study: Study, table: pd.DataFrame, out_dir: Path | None = None):
     out_dir = Path(out_dir) if out_dir else study.config.layout.models_dir
     config = ModelConfig.for_study(study.config)
     horizons = tuple(study.config.horizons_months)
-    robustness = robustness_filter(study)
+    robustness = robustness_filter(study, table)
     fitted = fit_models(table, config, horizons, out_dir, study_feature_settings(study), robustness)
     if robustness is not None:
         from hccrad.io import layout
@@ -66,19 +66,21 @@ def fit_study(study: Study, table: pd.DataFrame, out_dir: Path | None = None):
     return fitted
 
 
-def robustness_filter(study: Study) -> dict | None:
-    """The selection's robustness filter from the study's robustness table, or None when robustness is off, its
-    ``min_icc`` is null, or the table has not been computed.
+def robustness_filter(study: Study, table: pd.DataFrame) -> dict | None:
+    """The selection's robustness filter from the study's robustness table, or None when robustness is off or its
+    ``min_icc`` is null. ``table`` is the feature table the models are fitted on.
 
     Raises
     ------
     MissingStageOutput
-        When the manifest asks for the filter and the table is missing: fitting without it would silently change
-        the selection the manifest asks for.
+        When the manifest asks for the filter and the table is missing, or is not the one the manifest and the
+        feature table ask for (:func:`hccrad.features.robustness.stale_robustness`): fitting without it, or with
+        a stale one, would silently change the selection the manifest asks for.
     """
     import hashlib
 
     from hccrad.features.config import FeatureConfig
+    from hccrad.features.robustness import stale_robustness
 
     config = FeatureConfig.model_validate(study.config.features)
     if config.robustness is None or config.robustness.min_icc is None:
@@ -88,13 +90,17 @@ def robustness_filter(study: Study) -> dict | None:
         raise MissingStageOutput(f"the manifest filters features by robustness (min_icc "
                                  f"{config.robustness.min_icc:g}), but {path} does not exist: run "
                                  "`hccrad robustness` (or `hccrad run`) first")
-    table = pd.read_csv(path)
+    why = stale_robustness(study, table)
+    if why is not None:
+        raise MissingStageOutput(f"the manifest filters features by robustness, but {path} is out of date: {why}; "
+                                 "run `hccrad robustness` (or `hccrad run`) again")
+    robust = pd.read_csv(path)
     form = config.robustness.icc
     return {"icc_form": form, "min_icc": config.robustness.min_icc,
             "table_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "n_patients": int(table["n_patients"].iloc[0]) if len(table) else 0,
-            "n_perturbations": int(table["n_perturbations"].iloc[0]) if len(table) else 0,
-            "icc": dict(zip(table["feature"], table[form].astype(float), strict=True))}
+            "n_patients": int(robust["n_patients"].iloc[0]) if len(robust) else 0,
+            "n_perturbations": int(robust["n_perturbations"].iloc[0]) if len(robust) else 0,
+            "icc": dict(zip(robust["feature"], robust[form].astype(float), strict=True))}
 
 
 def robustness_comparison(table: pd.DataFrame, filtered, unfiltered, horizons: tuple[float, ...],

@@ -8,7 +8,7 @@ estimate with its interval         ``1.65 (1.18-2.31)``; ``-0.12 (-0.30 to 0.05)
 horizon                            ``6 months`` (``1 month``)
 a count                            ``58``
 a proportion                       ``41.5%``
-an empty cell                      why: ``too few events (2)``, ``not estimable``, ``-``
+an empty cell                      why: ``too few progressions (1)``, ``not estimable``, ``-``
 =================================  =====================================================================
 """
 
@@ -87,12 +87,14 @@ def format_percent(share: Any, digits: int = 1) -> str:
     return f"{100 * float(share):.{digits}f}%"
 
 
-def too_few_events(events: Any, needed: int = 5) -> str | None:
-    """Why an estimate is missing when its group had too few events (``too few events (2)``), else None."""
-    if is_missing(events):
-        return None
-    count = int(float(events))
-    return f"too few events ({count})" if count < needed else None
+def missing_auc_reason(cases: Any, controls: Any) -> str:
+    """Why an AUC is missing, from the numbers of cases (progression by the horizon) and controls (free of
+    progression at it): ``too few progressions (1)``, ``too few progression-free (0)``, else ``not estimable``."""
+    if not is_missing(cases) and int(float(cases)) < 2:
+        return f"too few progressions ({int(float(cases))})"
+    if not is_missing(controls) and int(float(controls)) < 2:
+        return f"too few progression-free ({int(float(controls))})"
+    return "not estimable"
 
 
 def latex_escape(text: str) -> str:

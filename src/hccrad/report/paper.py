@@ -42,7 +42,7 @@ from hccrad.report.formatting import (  # noqa: E402
     format_p,
     is_missing,
     latex_escape,
-    too_few_events,
+    missing_auc_reason,
 )
 
 #: Okabe & Ito's colour-blind-safe palette.
@@ -248,9 +248,11 @@ def summary_table(study: Study, horizons: list[float]) -> PaperTable | None:
             match = None if discrimination is None else discrimination[
                 (discrimination["model"] == row["model"]) & (discrimination["dataset"] == row["dataset"])
                 & (discrimination["horizon"] == horizon)]
-            if match is None or match.empty or is_missing(match.iloc[0]["auc_ipcw"]):
-                why = None if match is None or match.empty else too_few_events(match.iloc[0].get("n_cases"))
-                record[f"AUC at {format_horizon(horizon)} (95% CI)"] = why or "not estimable"
+            if match is None or match.empty:
+                record[f"AUC at {format_horizon(horizon)} (95% CI)"] = "not estimated"
+            elif is_missing(match.iloc[0]["auc_ipcw"]):
+                record[f"AUC at {format_horizon(horizon)} (95% CI)"] = missing_auc_reason(
+                    match.iloc[0].get("n_cases"), match.iloc[0].get("n_controls"))
             else:
                 m = match.iloc[0]
                 record[f"AUC at {format_horizon(horizon)} (95% CI)"] = format_estimate(
@@ -419,16 +421,6 @@ def risk_box_figure(study: Study, horizon: float, rule: str) -> plt.Figure | Non
         return figure
 
 
-def missing_auc_reason(row) -> str:
-    """Why a subgroup has no AUC: too few progressions, or too few patients free of progression, at the horizon."""
-    cases, controls = row.get("cases"), row.get("controls")
-    if not is_missing(cases) and int(cases) < 2:
-        return f"too few progressions ({int(cases)})"
-    if not is_missing(controls) and int(controls) < 2:
-        return f"too few progression-free ({int(controls)})"
-    return "not estimable"
-
-
 def subgroup_figure(study: Study, horizons: list[float]) -> plt.Figure | None:
     """Figure 4: C-T&L's AUC within the subgroups of each factor, per set and horizon: the paper's panels a-p (one
     per factor, set and horizon), drawn as four forest plots (one per set and horizon; training and validation side
@@ -464,7 +456,8 @@ def subgroup_figure(study: Study, horizons: list[float]) -> plt.Figure | None:
                 part = rows[(rows["factor"] == factor) & (rows["dataset"] == dataset) & (rows["horizon"] == horizon)]
                 for _, row in part.iterrows():
                     if is_missing(row["auc"]):
-                        axis.text(0.02, y, missing_auc_reason(row), fontsize=5.5, va="center", color="#555")
+                        axis.text(0.02, y, missing_auc_reason(row.get("cases"), row.get("controls")), fontsize=5.5,
+                                  va="center", color="#555")
                     else:
                         spread = [[row["auc"] - row["ci_low"]], [row["ci_high"] - row["auc"]]]
                         axis.errorbar([row["auc"]], [y], xerr=spread, fmt="o", markersize=2.5, capsize=1.5,

@@ -90,7 +90,13 @@ def contribution_lines(model, prediction) -> list[Contribution]:
     patient in the reference categories with average image features.
     """
     from hccrad.features.names import describe_feature, factor_group, paper_name
-    from hccrad.survival.clinical import covariate_description
+    from hccrad.survival.clinical import (
+        ORDINAL_CODINGS,
+        clinical_input,
+        covariate_description,
+        ordinal_level,
+        reference_level,
+    )
 
     table = prediction.contributions
     spec = model.clinical_spec_ or {}
@@ -113,11 +119,8 @@ def contribution_lines(model, prediction) -> list[Contribution]:
         if rows[0].covariate in ("afp_log10",):
             value = f"{10 ** rows[0].value:.4g} ng/mL"
             description = covariate_description(rows[0].covariate, spec)
-        elif len(rows) == 1 and rows[0].covariate.endswith(("_grade", "_stage")):  # an ordinal coding
-            letters = {"child_pugh_grade": ("Child-Pugh", "ABC"), "bclc_stage": ("BCLC", "0ABCD")}
-            prefix, levels = letters.get(rows[0].covariate, (factor, "0123456789"))
-            step = int(round(rows[0].value))
-            value = f"{prefix} {levels[step] if 0 <= step < len(levels) else rows[0].value}"
+        elif len(rows) == 1 and rows[0].covariate in ORDINAL_CODINGS:
+            value = ordinal_level(rows[0].covariate, rows[0].value)
             if not active:
                 value += " (reference category)"
             description = covariate_description(rows[0].covariate, spec)
@@ -125,24 +128,11 @@ def contribution_lines(model, prediction) -> list[Contribution]:
             description = covariate_description(active[0].covariate, spec)
             value = description.split(" (reference")[0]
         else:
-            reference = _reference_level(factor, spec)
-            value = f"{reference} (reference category)"
+            value = f"{reference_level(clinical_input(rows[0].covariate), spec)} (reference category)"
             description = f"{factor}: the reference category, against which the others are measured"
         lines.append(Contribution("clinical", factor, description, value, effect, reference=not active))
     order = {"clinical": 0, "tumor": 1, "liver": 2, "tumor and liver": 3}
     return sorted(lines, key=lambda line: (order.get(line.group, 9), -abs(line.contribution)))
-
-
-def _reference_level(factor: str, spec: dict) -> str:
-    if factor == "AFP":
-        return f"AFP < {spec.get('afp_cutoff_ng_ml', 400):g} ng/mL"
-    if factor == "Child-Pugh":
-        return "Child-Pugh A"
-    if factor == "BCLC stage":
-        return "BCLC A"
-    if factor == "Treatment":
-        return f"Treatment {spec.get('treatment_reference', '')}".strip()
-    return factor
 
 
 def orientation_labels(direction: tuple[float, ...]) -> dict[str, str]:

@@ -14,6 +14,10 @@ from hccrad.survival.config import ClinicalCoding
 BCLC_ORDER = {"0": 0, "A": 1, "B": 2, "C": 3, "D": 4}
 CHILD_PUGH_ORDER = {"A": 0, "B": 1, "C": 2}
 CLINICAL_INPUTS = ("afp", "child_pugh", "bclc", "treatment")
+#: The reference category of the categorical inputs coded as indicators (the paper's).
+REFERENCE_CATEGORY = {"child_pugh": "A", "bclc": "A"}
+#: The ordinal codings: covariate -> (the input's name in words, level -> code).
+ORDINAL_CODINGS = {"child_pugh_grade": ("Child-Pugh", CHILD_PUGH_ORDER), "bclc_stage": ("BCLC", BCLC_ORDER)}
 
 
 class ClinicalInputError(InputError, ValueError):
@@ -33,8 +37,9 @@ def fit_coding(train: pd.DataFrame, coding: ClinicalCoding) -> dict[str, Any]:
         "bclc": coding.bclc,
         "treatment_reference": reference,
         "treatment_levels": other_treatments,
-        "child_pugh_levels": sorted(set(train["child_pugh"].dropna().astype(str)) - {"A"}),
-        "bclc_levels": sorted(set(train["bclc"].dropna().astype(str)) - {"A"}, key=BCLC_ORDER.get),
+        "child_pugh_levels": sorted(set(train["child_pugh"].dropna().astype(str)) - {REFERENCE_CATEGORY["child_pugh"]}),
+        "bclc_levels": sorted(set(train["bclc"].dropna().astype(str)) - {REFERENCE_CATEGORY["bclc"]},
+                              key=BCLC_ORDER.get),
     }
     encoded = encode(train, spec, impute=None)
     spec["impute"] = {column: float(np.nanmedian(encoded[column])) if column == "afp_log10"
@@ -60,6 +65,32 @@ def covariate_description(column: str, spec: dict[str, Any]) -> str:
     if column.startswith("treatment_"):
         return f"Treatment {column[len('treatment_'):]} (reference {spec['treatment_reference']})"
     return column
+
+
+def clinical_input(covariate: str) -> str | None:
+    """The clinical input (``afp``, ``child_pugh``, ``bclc``, ``treatment``) a coded covariate comes from."""
+    return next((name for name in CLINICAL_INPUTS if covariate.startswith(name)), None)
+
+
+def reference_level(clinical: str, spec: dict[str, Any]) -> str:
+    """The reference category of a clinical input in words (``AFP < 400 ng/mL``, ``Child-Pugh A``, ...)."""
+    if clinical == "afp":
+        return f"AFP < {spec.get('afp_cutoff_ng_ml', PAPER_AFP_CUTOFF_NG_ML):g} ng/mL"
+    if clinical == "child_pugh":
+        return f"Child-Pugh {REFERENCE_CATEGORY['child_pugh']}"
+    if clinical == "bclc":
+        return f"BCLC {REFERENCE_CATEGORY['bclc']}"
+    if clinical == "treatment":
+        return f"Treatment {spec.get('treatment_reference') or ''}".strip()
+    return clinical
+
+
+def ordinal_level(covariate: str, code: float) -> str:
+    """The level an ordinal coding's value stands for (``bclc_stage`` 2 -> ``BCLC B``); the value itself when it
+    stands for none."""
+    name, order = ORDINAL_CODINGS[covariate]
+    levels = {value: level for level, value in order.items()}
+    return f"{name} {levels.get(int(round(code)), f'{code:g}')}"
 
 
 def encode(frame: pd.DataFrame, spec: dict[str, Any], impute: dict[str, float] | None) -> pd.DataFrame:
