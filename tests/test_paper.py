@@ -259,3 +259,27 @@ def test_the_report_in_chromium_links_every_paper_file_and_footnotes_its_tables(
         assert (ARTIFACTS / "report-paper-section.png").stat().st_size > 5_000
     finally:
         browser.quit()
+
+
+def test_a_failed_print_leaves_no_pdf_of_an_earlier_report(tmp_path, monkeypatch):
+    """Without Chromium and WeasyPrint the PDF is not made, and the earlier report's PDF is gone with it."""
+    import builtins
+
+    from hccrad.report import pdf as pdf_module
+
+    page = tmp_path / "report.html"
+    page.write_text("<html><body>new report</body></html>")
+    earlier = tmp_path / "report.pdf"
+    earlier.write_bytes(b"%PDF-1.4 the earlier report")
+    monkeypatch.setattr(pdf_module, "chromium_path", lambda: None)
+    real_import = builtins.__import__
+
+    def no_weasyprint(name, *args, **kwargs):
+        if name == "weasyprint":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_weasyprint)
+    note = pdf_module.print_pdf(page, earlier)
+    assert note.startswith("not made") and "install" in note
+    assert not earlier.exists()

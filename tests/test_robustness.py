@@ -213,6 +213,9 @@ def _stale_tables_are_refused(manifest, table):
     path.write_text(path.read_text() + "\n")  # one byte more: the values the same, the file not
     with pytest.raises(MissingStageOutput, match="edited or replaced"):
         robustness_filter(study, table)
+    from hccrad.report.html import robustness_section
+
+    assert "This robustness table is out of date" in robustness_section(study)  # the report says so too
 
 
 def test_a_study_with_robustness_filters_exactly_the_features_below_min_icc(demo_cohort_features, tmp_path):
@@ -245,6 +248,7 @@ def test_a_study_with_robustness_filters_exactly_the_features_below_min_icc(demo
     assert set(comparison["estimate"]) == {"apparent", "validation"}
     text = result.report.read_text()
     assert "Feature robustness" in text and "The models with and without the robustness filter" in text
+    assert "out of date" not in text
     for threshold in (0.5, 0.75, 0.9):  # the report's "features kept" rows count robustness.csv
         kept = int((robust["ICC1"] >= threshold).sum())
         assert re.search(rf"<td>ICC1 &gt;= {threshold:.2f}</td><td>{kept}</td><td>{len(robust)}</td>", text)

@@ -723,3 +723,24 @@ def test_each_clinical_line_names_the_patients_own_category_and_the_reference_is
             assert line.value.split(" (reference")[0] == category, (factor, line.value)
             in_reference = line.contribution == 0.0
             assert line.value.endswith("(reference category)") == in_reference, (factor, line.value)
+
+
+def test_the_queue_itself_refuses_a_sessions_second_job_so_two_posts_at_once_cannot_both_run(tmp_path):
+    """The page checks first, but two posts at the same moment both pass that check: the queue refuses the second
+    under its lock, naming the running one, and another session's job is still taken."""
+    from hccrad.serve.app import AppSettings, Job, JobQueue, SessionBusyError
+
+    release = threading.Event()
+    queue = JobQueue(AppSettings(models_dir=tmp_path, max_jobs=1, max_queued=4))
+
+    def job(token, owner):
+        return Job(token, owner, time.time(), {}, {}, tmp_path / token, {})
+
+    first = job("a1", "session-a")
+    queue.submit(first, lambda one: release.wait(timeout=30))
+    with pytest.raises(SessionBusyError) as refused:
+        queue.submit(job("a2", "session-a"), lambda one: None)
+    assert refused.value.running is first and queue.get("a2", "session-a") is None
+    queue.submit(job("b1", "session-b"), lambda one: None)
+    assert queue.get("b1", "session-b") is not None
+    release.set()

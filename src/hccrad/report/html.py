@@ -172,8 +172,15 @@ def robustness_section(study: Study) -> str:
     if table is None or table.empty:
         return ('<h3>Feature robustness</h3><p class="note">robustness is on in the manifest but was not computed: '
                 "run <code>hccrad robustness</code>.</p>")
+    from hccrad.features.cohort import load_feature_table
+    from hccrad.features.robustness import stale_robustness
+
     form = config.icc
-    body = (f"<h3>Feature robustness</h3><p>{int(table['n_patients'].iloc[0])} training patients x "
+    why = (stale_robustness(study, load_feature_table(paths.feature_table)) if paths.feature_table.is_file()
+           else "the feature table is missing")
+    stale = ("" if why is None else f'<p class="note">This robustness table is out of date: {esc(why)}; run '
+             "<code>hccrad robustness</code> again.</p>")
+    body = ("<h3>Feature robustness</h3>" + stale + f"<p>{int(table['n_patients'].iloc[0])} training patients x "
             f"{int(table['n_perturbations'].iloc[0])} perturbations ({esc(', '.join(config.kinds))}; rotation up to "
             f"{config.rotation_deg:g} degrees, shift up to {config.translation_voxels:g} voxels, volume "
             f"{config.volume_fraction:+.0%}/{-config.volume_fraction:+.0%}); ICC form {esc(form)}; filter: "

@@ -18,8 +18,10 @@ def chromium_path() -> str | None:
 
 
 def print_pdf(html_path: Path, pdf_path: Path, timeout_s: float = 120.0) -> str:
-    """Print ``html_path`` to ``pdf_path`` (written atomically); returns what printed it, or why nothing did."""
+    """Print ``html_path`` to ``pdf_path`` (written atomically); returns what printed it, or why nothing did. A
+    PDF of an earlier report is removed first, so that a failed print never leaves it beside the new report."""
     html_path, pdf_path = Path(html_path).resolve(), Path(pdf_path)
+    pdf_path.unlink(missing_ok=True)
     browser = chromium_path()
     if browser is not None:
         with tempfile.TemporaryDirectory(prefix="hccrad-pdf-") as scratch:
@@ -41,6 +43,10 @@ def print_pdf(html_path: Path, pdf_path: Path, timeout_s: float = 120.0) -> str:
     except ImportError:
         return ("not made: no Chromium and no WeasyPrint; install one (apt-get install chromium, or pip install "
                 "weasyprint) and run `hccrad run` again")
-    weasyprint.HTML(filename=str(html_path)).write_pdf(str(pdf_path.with_suffix(".pdf.tmp")))
+    try:
+        weasyprint.HTML(filename=str(html_path)).write_pdf(str(pdf_path.with_suffix(".pdf.tmp")))
+    except Exception as exc:  # the report stands without its PDF; the note says why
+        pdf_path.with_suffix(".pdf.tmp").unlink(missing_ok=True)
+        return f"not made: WeasyPrint failed ({type(exc).__name__}: {exc})"
     pdf_path.with_suffix(".pdf.tmp").replace(pdf_path)
     return "printed by WeasyPrint"

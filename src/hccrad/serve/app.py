@@ -280,6 +280,14 @@ class QueueFullError(InputError):
     """Every place in the prediction queue is taken."""
 
 
+class SessionBusyError(InputError):
+    """The session already has a prediction that has not ended."""
+
+    def __init__(self, running: Job):
+        super().__init__("a prediction for this browser is still running: wait for its result before the next")
+        self.running = running
+
+
 class JobQueue:
     """The predictions of every session: at most ``max_jobs`` run at once (a thread pool), the others wait in the
     order they came; a session has one job at a time; ended jobs are kept until their lifetime passes."""
@@ -295,6 +303,9 @@ class JobQueue:
         with self._lock:
             self._expire()
             waiting = [j for j in self._jobs.values() if not j.ended]
+            mine = next((j for j in waiting if j.owner == job.owner), None)
+            if mine is not None:  # checked here, under the lock: two posts at once from one session
+                raise SessionBusyError(mine)
             if len(waiting) >= self.settings.max_queued:
                 raise QueueFullError(f"{len(waiting)} predictions are running or waiting, the most this app takes; "
                                      "try again in a few minutes")
@@ -432,9 +443,10 @@ def create_app(settings: AppSettings):
         values = {name: str(form_data.get(name) or "").strip() for name, _ in CLINICAL_FIELDS}
         patient = {name: str(form_data.get(name) or "").strip()[:64] for name in ("patient_id", "accession")}
         running = queue.running_for(request.state.session)
-        if running is not None:
+        if running is not None:  # before reading the uploads; submit checks again under its lock
+            busy = SessionBusyError(running)
             return page(request, "form.html", 409, values=values, patient=patient, running=running.token,
-                        error="a prediction for this browser is still running: wait for its result before the next")
+                        error=str(busy))
         uploads = {name: form_data.get(name) for name in ("ct", "mask")}
         uploads = {k: v for k, v in uploads.items() if getattr(v, "filename", "")}
         try:
@@ -445,6 +457,10 @@ def create_app(settings: AppSettings):
                         error=present.form_words(str(exc)))
         try:
             queue.submit(job, lambda one: _run_job(one, models, settings, store))
+        except SessionBusyError as exc:
+            _discard(job)
+            return page(request, "form.html", 409, values=values, patient=patient, running=exc.running.token,
+                        error=str(exc))
         except QueueFullError as exc:
             _discard(job)
             return page(request, "form.html", 503, values=values, patient=patient, error=str(exc))
