@@ -95,48 +95,111 @@ def hmisc_knots(x: np.ndarray, n_knots: int = 3) -> np.ndarray:
     return np.unique(knots)
 
 
-def smooth_observed_risk(time, event, predicted_risk, horizon: float,
-                         rule: EventAtHorizon = DEFAULT_RULE) -> np.ndarray:
-    """Each patient's observed risk at ``horizon`` (McLernon et al.): a Cox model, on follow-up censored at the
-    horizon, of a restricted cubic spline of cloglog(predicted risk) with Hmisc's knots (:func:`hmisc_knots`).
+#: The baseline hazards of the smooth calibration's Cox model: ``breslow`` (R ``coxph`` + ``survfit(ctype = 1)``)
+#: and ``efron`` (``survfit(ctype = 2)``, as rms ``cph`` + ``survest``); they differ only where event times tie.
+CALIBRATION_BASELINES = ("breslow", "efron")
+DEFAULT_CALIBRATION_BASELINE = "breslow"
 
-    With fewer than three distinct knots the spline term is dropped (a linear term only); with a single distinct
-    prediction every patient's observed risk is the Kaplan-Meier risk at the horizon. Never NaN. An event exactly
-    at the horizon counts as ``rule`` says (:func:`censor_at`).
-    """
+
+def complementary_log_log(predicted_risk: np.ndarray) -> np.ndarray:
+    """``log(-log(1 - risk))``, computed as ``log(-log1p(-risk))`` so that tiny risks keep their value (no clip);
+    -inf at a risk of exactly 0 and +inf at exactly 1."""
+    risk = np.asarray(predicted_risk, float)
+    with np.errstate(divide="ignore"):
+        return np.log(-np.log1p(-risk))
+
+
+def _cox_survival_at(design: np.ndarray, time: np.ndarray, event: np.ndarray, horizon: float,
+                     baseline: str) -> np.ndarray:
+    """Each patient's S(horizon) from a Cox model of ``design`` (shape (n, p)): Efron's partial likelihood for the
+    coefficients (as R ``coxph``), then the Breslow or Efron baseline hazard."""
     from lifelines import CoxPHFitter
 
+    from hccrad.survival.coxmath import breslow_baseline, efron_baseline, step_value
+
+    columns = [f"x{k}" for k in range(design.shape[1])]
+    frame = pd.DataFrame(design, columns=columns)
+    frame["time"], frame["event"] = time, event
+    fitted = None
+    for penalizer in (0.0, 1e-6):  # a ridge of 1e-6 only where the unpenalized fit fails (separation)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fitted = CoxPHFitter(penalizer=penalizer).fit(frame, "time", "event",
+                                                              fit_options={"precision": 1e-12})
+            if np.all(np.isfinite(fitted.params_)):
+                break
+        except Exception:  # lifelines' ConvergenceError and linear-algebra failures: try the ridge
+            fitted = None
+    if fitted is None:
+        raise ValueError("the calibration model (Cox on the cloglog spline) did not converge")
+    lp = design @ fitted.params_.to_numpy(float)
+    estimator = efron_baseline if baseline == "efron" else breslow_baseline
+    event_times, cumhaz = estimator(time, event, lp)
+    return np.exp(-np.exp(lp) * float(step_value(event_times, cumhaz, horizon)))
+
+
+def smooth_observed_risk(time, event, predicted_risk, horizon: float,
+                         rule: EventAtHorizon = DEFAULT_RULE,
+                         baseline: str = DEFAULT_CALIBRATION_BASELINE) -> np.ndarray:
+    """Each patient's observed risk at ``horizon`` (McLernon et al.): a Cox model, on follow-up censored at the
+    horizon, of a restricted cubic spline of cloglog(predicted risk) with Hmisc's knots (:func:`hmisc_knots`),
+    its coefficients by Efron's partial likelihood and its baseline hazard as ``baseline`` says
+    (:data:`CALIBRATION_BASELINES`).
+
+    No risk is clipped. The cloglog is computed as :func:`complementary_log_log`; a predicted risk of exactly 0 or
+    1 (a survival that rounds to 1 or 0 in double precision) has no finite cloglog: such patients are left out of
+    the calibration model and get NaN here (:func:`calibration_summary` counts them). With fewer than three
+    distinct knots the spline term is dropped (a linear term only); with a single distinct prediction every
+    patient's observed risk is the Kaplan-Meier risk at the horizon. An event exactly at the horizon counts as
+    ``rule`` says (:func:`censor_at`).
+
+    Parameters
+    ----------
+    time, event, predicted_risk
+        Shape (n,): follow-up (months), 1 = event, predicted risk of an event by the horizon.
+
+    Returns
+    -------
+    Shape (n,): observed risk, NaN where the predicted risk is exactly 0 or 1.
+    """
+    if baseline not in CALIBRATION_BASELINES:
+        raise ValueError(f"calibration baseline {baseline!r}: expected one of {', '.join(CALIBRATION_BASELINES)}")
     time, event = censor_at(time, event, horizon, rule)
-    risk = np.clip(np.asarray(predicted_risk, float), 1e-6, 1 - 1e-6)
-    cll = np.log(-np.log(1 - risk))
+    cll = complementary_log_log(predicted_risk)
+    usable = np.isfinite(cll)
+    observed = np.full(len(cll), np.nan)
+    if not usable.any():
+        return observed
+    time, event, cll = time[usable], event[usable], cll[usable]
     if len(np.unique(cll)) < 2:
-        return np.full(len(cll), km_risk_at(time, event, horizon, rule)[0])
+        observed[usable] = km_risk_at(time, event, horizon, rule)[0]
+        return observed
     knots = hmisc_knots(cll)
     basis = restricted_cubic_spline(cll, knots) if len(knots) >= 3 else cll[:, None]
-    columns = ["cll"] + [f"cll_rcs{k}" for k in range(1, basis.shape[1])]
-    frame = pd.DataFrame(basis, columns=columns)
-    frame["time"], frame["event"] = time, event
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fitter = CoxPHFitter(penalizer=1e-6).fit(frame, "time", "event")
-    survival = fitter.predict_survival_function(frame[columns], times=[horizon]).to_numpy()[0]
-    return 1.0 - survival
+    observed[usable] = 1.0 - _cox_survival_at(basis, time, event, horizon, baseline)
+    return observed
 
 
 def calibration_summary(time, event, risk_score, predicted_risk, horizon: float,
-                        rule: EventAtHorizon = DEFAULT_RULE) -> dict[str, float]:
+                        rule: EventAtHorizon = DEFAULT_RULE,
+                        baseline: str = DEFAULT_CALIBRATION_BASELINE) -> dict[str, float]:
     """ICI, E50, E90, calibration slope (with 95% CI) and the O/E ratio (with 95% CI) at ``horizon``.
 
     Follow-up is censored at the horizon inside (McLernon et al. 2023), so the result is the same whether or not
-    the caller did so. The slope is the risk score's coefficient in a Cox model on that follow-up; O/E is the
-    Kaplan-Meier risk at the horizon over the mean predicted risk. An event exactly at the horizon counts as
-    ``rule`` says.
+    the caller did so. ICI, E50 and E90 use :func:`smooth_observed_risk` with ``baseline``; patients whose
+    predicted risk is exactly 0 or 1 are left out of them and counted in ``n_risk_0_or_1``. The slope is the risk
+    score's coefficient in a Cox model on that follow-up; O/E is the Kaplan-Meier risk at the horizon over the
+    mean predicted risk. An event exactly at the horizon counts as ``rule`` says.
     """
     from lifelines import CoxPHFitter
 
     predicted_risk = np.asarray(predicted_risk, float)
-    observed = smooth_observed_risk(time, event, predicted_risk, horizon, rule)
-    error = np.abs(predicted_risk - observed)
+    observed = smooth_observed_risk(time, event, predicted_risk, horizon, rule, baseline)
+    calibrated = np.isfinite(observed)
+    error = np.abs(predicted_risk - observed)[calibrated]
+    if not calibrated.any():
+        error = np.array([np.nan])
     censored_time, censored_event = censor_at(time, event, horizon, rule)
     frame = pd.DataFrame({"lp": np.asarray(risk_score, float), "time": censored_time, "event": censored_event})
     slope, slope_se = np.nan, np.nan  # undefined when every patient has the same risk score
@@ -152,6 +215,7 @@ def calibration_summary(time, event, risk_score, predicted_risk, horizon: float,
     log_se = km_se / observed_km if observed_km > 0 else np.nan
     z = stats.norm.ppf(0.975)
     return {"ici": float(error.mean()), "e50": float(np.median(error)), "e90": float(np.percentile(error, 90)),
+            "n_risk_0_or_1": int((~calibrated).sum()),
             "slope": slope, "slope_ci_low": slope - z * slope_se, "slope_ci_high": slope + z * slope_se,
             "observed_risk": observed_km, "expected_risk": expected, "oe_ratio": oe,
             "oe_ci_low": oe * float(np.exp(-z * log_se)), "oe_ci_high": oe * float(np.exp(z * log_se))}

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hccrad.evaluate.horizon import format_median, km_median
 from hccrad.io.config import PAPER_AFP_CUTOFF_NG_ML
 
 
@@ -25,7 +26,6 @@ def table_one(table: pd.DataFrame, afp_cutoff: float = PAPER_AFP_CUTOFF_NG_ML) -
     One row per characteristic (and per level of a categorical one): the value per set, the p-value and its test
     (Mann-Whitney for continuous values, chi-square or Fisher's exact test for categories, log-rank for PFS).
     """
-    from lifelines import KaplanMeierFitter
     from lifelines.statistics import logrank_test
 
     sets = [s for s in ("training", "validation") if (table["dataset"] == s).any()]
@@ -78,8 +78,9 @@ def table_one(table: pd.DataFrame, afp_cutoff: float = PAPER_AFP_CUTOFF_NG_ML) -
     follow = {"characteristic": "median follow-up, months (reverse KM)", "p": np.nan, "test": ""}
     for s in sets:
         subset = table[table["dataset"] == s]
-        pfs = KaplanMeierFitter().fit(subset["pfs_months"], subset["pfs_event"])
-        reverse = KaplanMeierFitter().fit(subset["pfs_months"], 1 - subset["pfs_event"])
-        row[s], follow[s] = f"{pfs.median_survival_time_:.1f}", f"{reverse.median_survival_time_:.1f}"
+        time, event = subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int)
+        row[s] = format_median(km_median(time, event))
+        follow[s] = (format_median(km_median(time, 1 - event)) if (event == 0).any()
+                     else "not estimable (no censored patient)")
     rows += [row, follow]
     return pd.DataFrame(rows, columns=["characteristic", *sets, "p", "test"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from hccrad.evaluate.horizon import DEFAULT_RULE, EventAtHorizon
@@ -25,3 +27,6 @@ class EvaluationConfig(BaseModel):
     #: counts a progression exactly at t as a case (T <= t, as riskRegression and scikit-survival); ``timeroc``
     #: does not (T < t, to reproduce R's timeROC).
     event_at_horizon: EventAtHorizon = DEFAULT_RULE
+    #: The smooth calibration's baseline hazard (docs/evaluation.md, "Calibration"): ``breslow`` (R ``coxph`` +
+    #: ``survfit(ctype = 1)``) or ``efron`` (``survfit(ctype = 2)``, as rms); they differ only where times tie.
+    calibration_baseline: Literal["breslow", "efron"] = "breslow"

@@ -22,6 +22,8 @@ from hccrad.evaluate.horizon import (
     EventAtHorizon,
     binary_outcome,
     censoring_at_risk,
+    censoring_survival,
+    censoring_survival_at,
     horizon_status,
     ipc_weights,
 )
@@ -220,13 +222,35 @@ def harrell_c(time, event, scores) -> float:
 
 
 def uno_c(time, event, scores, tau: float | None = None) -> float:
-    """Uno's IPCW C-index (scikit-survival), censoring estimated on the evaluated set, up to ``tau``."""
-    from sksurv.metrics import concordance_index_ipcw
-    from sksurv.util import Surv
+    """Uno's IPCW C-index of risk ``scores`` up to ``tau``, as R ``survival::concordance(timewt = "n/G2",
+    ymax = tau, reverse = TRUE)``.
 
-    y = Surv.from_arrays(np.asarray(event, bool), np.asarray(time, float))
-    tau = tau if tau is not None else float(np.asarray(time)[np.asarray(event, bool)].max())
-    return float(concordance_index_ipcw(y, y, np.asarray(scores, float), tau=tau)[0])
+    ``C = sum_i sum_j w_i I(i ~ j) [I(s_i > s_j) + I(s_i = s_j) / 2] / sum_i sum_j w_i I(i ~ j)`` over patients
+    i with an event at ``T_i <= tau``, where j is comparable with i (``i ~ j``) when ``T_j > T_i`` or j was censored
+    at ``T_i``, and ``w_i = 1 / G(T_i-)^2`` with G the censoring Kaplan-Meier of the evaluated set by prodlim's tie
+    rule (:func:`~hccrad.evaluate.horizon.censoring_survival`), as every censoring weight of the evaluation.
+
+    Parameters
+    ----------
+    time, event, scores
+        Shape (n,): follow-up (months), 1 = event, risk score (higher = shorter time).
+    tau
+        Truncation time (months); default the last event time.
+    """
+    time, event, scores = np.asarray(time, float), np.asarray(event, int), np.asarray(scores, float)
+    tau = tau if tau is not None else float(time[event == 1].max())
+    cases = np.flatnonzero((event == 1) & (time <= tau))
+    if not len(cases):
+        return np.nan
+    times, survival = censoring_survival(time, event)
+    weight = 1.0 / censoring_survival_at(times, survival, time[cases], left=True) ** 2
+    comparable = ((time[None, :] > time[cases, None])
+                  | ((time[None, :] == time[cases, None]) & (event[None, :] == 0)))
+    concordant = ((scores[cases, None] > scores[None, :]) + 0.5 * (scores[cases, None] == scores[None, :]))
+    denominator = float(np.sum(weight * comparable.sum(axis=1)))
+    if denominator == 0:
+        return np.nan
+    return float(np.sum(weight * (comparable * concordant).sum(axis=1)) / denominator)
 
 
 def roc_curve_points(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

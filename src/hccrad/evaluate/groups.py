@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from hccrad.evaluate.discrimination import binary_outcome_at, delong_auc, influence_se, ipcw_auc_influence
-from hccrad.evaluate.horizon import DEFAULT_RULE, EventAtHorizon, km_event
+from hccrad.evaluate.horizon import DEFAULT_RULE, EventAtHorizon, km_event, km_median
 from hccrad.io.config import PAPER_AFP_CUTOFF_NG_ML
 
 
@@ -99,7 +99,6 @@ def risk_score_by_outcome(table: pd.DataFrame, score_column: str, horizon: float
 
 def risk_group_logrank(table: pd.DataFrame, group_column: str) -> dict[str, float]:
     """Log-rank test of PFS between the high- and low-risk groups, with each group's median PFS."""
-    from lifelines import KaplanMeierFitter
     from lifelines.statistics import logrank_test
 
     high = (table[group_column] == "high").to_numpy()
@@ -109,8 +108,8 @@ def risk_group_logrank(table: pd.DataFrame, group_column: str) -> dict[str, floa
               "median_pfs_high": np.nan, "median_pfs_low": np.nan}
     if high.any() and low.any():
         result["logrank_p"] = float(logrank_test(time[high], time[low], event[high], event[low]).p_value)
-        result["median_pfs_high"] = float(KaplanMeierFitter().fit(time[high], event[high]).median_survival_time_)
-        result["median_pfs_low"] = float(KaplanMeierFitter().fit(time[low], event[low]).median_survival_time_)
+        result["median_pfs_high"] = km_median(time[high], event[high])  # NaN: not reached
+        result["median_pfs_low"] = km_median(time[low], event[low])
     return result
 
 

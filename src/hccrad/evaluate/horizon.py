@@ -164,3 +164,43 @@ def ipc_weights(time: np.ndarray, event: np.ndarray, horizon: float,
         case_weight[status.case] = 1.0 / censoring_survival_at(g_times, g_survival, time[status.case], left=True)
     g_horizon = censoring_survival_at(g_times, g_survival, np.array([horizon]), left=False)[0]
     return IPCWeights(status, case_weight, float(1.0 / g_horizon) if g_horizon > 0 else np.inf)
+
+
+#: Written in every table for a Kaplan-Meier median that the curve never reaches.
+MEDIAN_NOT_REACHED = "not reached"
+
+
+def km_median(time: np.ndarray, event: np.ndarray) -> float:
+    """The Kaplan-Meier median as R's ``survfit`` prints it; NaN where the curve never reaches 0.5 ("not reached").
+
+    The median is the first time at which S(t) <= 0.5 (R's tolerance sqrt(machine eps) on the comparison). Where
+    S is exactly 0.5 on a plateau that a later event ends, it is the midpoint of the plateau's start and the time
+    of that later drop (survfit's rule: 29 and 30 give 29.5); a plateau at 0.5 to the end of follow-up gives its
+    start. For the median follow-up by reverse Kaplan-Meier, pass ``1 - event``.
+
+    Parameters
+    ----------
+    time, event
+        Shape (n,): follow-up (months) and 1 = event.
+    """
+    time, event = np.asarray(time, float), np.asarray(event, int)
+    if not len(time):
+        return np.nan
+    times, first = np.unique(time, return_index=True)
+    deaths = np.array([event[time == t].sum() for t in times], float)
+    at_risk = len(time) - np.searchsorted(np.sort(time), times, side="left")
+    survival = np.cumprod(1.0 - deaths / at_risk)
+    tolerance = np.sqrt(np.finfo(float).eps)
+    reached = np.flatnonzero(survival < 0.5 + tolerance)
+    if not len(reached):
+        return np.nan
+    start = reached[0]
+    later_drop = np.flatnonzero(survival[start:] < survival[start])
+    if abs(survival[start] - 0.5) < tolerance and len(later_drop):
+        return float((times[start] + times[start + later_drop[0]]) / 2)
+    return float(times[start])
+
+
+def format_median(value: float, digits: int = 1) -> str:
+    """A Kaplan-Meier median for a table: the number, or :data:`MEDIAN_NOT_REACHED` where it is NaN."""
+    return MEDIAN_NOT_REACHED if not np.isfinite(value) else f"{value:.{digits}f}"

@@ -16,6 +16,7 @@ import pandas as pd
 
 from hccrad.evaluate import figures
 from hccrad.evaluate.calibration import (
+    DEFAULT_CALIBRATION_BASELINE,
     brier_scores,
     calibration_summary,
     grouped_calibration,
@@ -67,6 +68,7 @@ class EvaluationSettings:
     afp_cutoff: float = PAPER_AFP_CUTOFF_NG_ML
     internal_validation_resamples: int = 0
     event_at_horizon: EventAtHorizon = DEFAULT_RULE
+    calibration_baseline: str = DEFAULT_CALIBRATION_BASELINE
 
     @classmethod
     def from_study(cls, config: StudyConfig, n_bootstrap: int | None = None) -> EvaluationSettings:
@@ -77,7 +79,8 @@ class EvaluationSettings:
                    calibration_groups=section.calibration_groups, seed=section.seed,
                    afp_cutoff=config.afp_cutoff_ng_ml,
                    internal_validation_resamples=section.internal_validation_resamples,
-                   event_at_horizon=section.event_at_horizon)
+                   event_at_horizon=section.event_at_horizon,
+                   calibration_baseline=section.calibration_baseline)
 
 
 @dataclass
@@ -281,8 +284,8 @@ def calibration_tables(predictions, models, settings):
             rule = settings.event_at_horizon
             try:
                 summary = calibration_summary(time, event, subset[risk_column(model)].to_numpy(float), risk, horizon,
-                                              rule)
-                observed = smooth_observed_risk(time, event, risk, horizon, rule)
+                                              rule, settings.calibration_baseline)
+                observed = smooth_observed_risk(time, event, risk, horizon, rule, settings.calibration_baseline)
             except Exception as exc:  # too few events for the smooth curve: report why
                 summary, observed = {"note": f"not estimable: {exc}"}, None
             summary_rows.append({**key, **summary})

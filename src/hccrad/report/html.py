@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hccrad.evaluate.horizon import RULE_CAPTIONS
+from hccrad.evaluate.horizon import MEDIAN_NOT_REACHED, RULE_CAPTIONS
 from hccrad.io.files import write_atomic
 from hccrad.io.ids import case_path
 from hccrad.io.layout import model_slug
@@ -103,6 +103,9 @@ def table_html(frame: pd.DataFrame, digits: int = 3, index: bool = False, max_ro
                 text = format_p(value) if np.isfinite(value) else ""
             elif column == "horizon" and isinstance(value, (int, float, np.floating)) and np.isfinite(value):
                 text = format_horizon(value)
+            elif str(column).startswith("median_pfs") and isinstance(value, (float, np.floating)) \
+                    and not np.isfinite(value):
+                text = MEDIAN_NOT_REACHED
             elif isinstance(value, (float, np.floating)):
                 text = "" if not np.isfinite(value) else (f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}")
             else:

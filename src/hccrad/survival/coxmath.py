@@ -92,6 +92,23 @@ def breslow_baseline(time: np.ndarray, event: np.ndarray, lp: np.ndarray) -> tup
     return event_times, np.cumsum(increments)
 
 
+def efron_baseline(time: np.ndarray, event: np.ndarray, lp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Efron's estimate of the cumulative baseline hazard (R's ``survfit.coxph(ctype = 2)``, as rms' ``cph``).
+
+    At an event time with d tied events, risk-set sum R of exp(lp) and tied-event sum D, the increment is
+    ``sum_{k=0}^{d-1} 1 / (R - k D / d)``; without ties it equals :func:`breslow_baseline`'s ``1 / R``. Returns
+    the unique event times and H0 there, shape (times,), for ``lp`` uncentred.
+    """
+    time, event, lp = np.asarray(time, float), np.asarray(event, int), np.asarray(lp, float)
+    event_times, deaths, at_risk = _event_risk_matrix(time, event)
+    risk_sum = at_risk @ np.exp(lp)
+    tied = (time[None, :] == event_times[:, None]) & (event[None, :] == 1)
+    tied_sum = tied.astype(float) @ np.exp(lp)
+    increments = np.array([np.sum(1.0 / (r - np.arange(d) / d * t))
+                           for r, t, d in zip(risk_sum, tied_sum, deaths.astype(int), strict=True)])
+    return event_times, np.cumsum(increments)
+
+
 def baseline_variance_terms(time: np.ndarray, event: np.ndarray, design: np.ndarray, coef: np.ndarray
                             ) -> tuple[np.ndarray, np.ndarray]:
     """The training-set sums behind the variance of a predicted cumulative hazard (Tsiatis 1981; R's
@@ -194,3 +211,89 @@ def maxstat_p_value(statistic: float, min_proportion: float = 0.1, max_proportio
     density = stats.norm.pdf(b)
     span = np.log(max_proportion * (1 - min_proportion) / ((1 - max_proportion) * min_proportion))
     return float(np.clip(4 * density / b + density * (b - 1 / b) * span, 0.0, 1.0))
+
+
+def logrank_scores(time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """Log-rank scores of Hothorn and Lausen (2003), as R's ``exactRankTests::cscores.Surv``.
+
+    ``a_i = event_i - sum_{j: T_j <= T_i} event_j / (N - r_j + 1)``, where ``r_j`` is the number of patients
+    with a time at or before ``T_j`` (tied times share the largest rank, as ``irank`` gives them).
+
+    Parameters
+    ----------
+    time, event
+        Shape (n,): follow-up (any unit) and 1 = event.
+
+    Returns
+    -------
+    Shape (n,): one score per patient, summing to 0.
+    """
+    time = np.asarray(time, float)
+    event = np.asarray(event, float)
+    n = len(time)
+    order = np.argsort(time, kind="stable")
+    rank_max = np.searchsorted(time[order], time, side="right")  # 1-based rank, ties share the largest
+    increments = event / (n - rank_max + 1)
+    return event - np.cumsum(increments[order])[rank_max - 1]
+
+
+@dataclass(frozen=True)
+class MaxstatResult:
+    """A cut-off chosen by the maximally selected log-rank statistic (R ``maxstat.test``).
+
+    ``cutoff`` splits the score into ``<= cutoff`` (low) and ``> cutoff`` (high); ``statistic`` is the largest
+    standardized log-rank statistic M over the candidate cut-offs; ``p_value`` Lausen and Schumacher's (1992)
+    approximation for that maximum (``pLausen92``); ``n_candidates`` how many cut-offs were tried.
+    """
+    cutoff: float
+    statistic: float
+    p_value: float
+    n_candidates: int
+
+
+def maxstat_cutoff(score: np.ndarray, time: np.ndarray, event: np.ndarray, minprop: float = 0.1,
+                   maxprop: float = 0.9) -> MaxstatResult:
+    """The cut-off of ``score`` that maximises the standardized log-rank statistic, as R's
+    ``maxstat.test(Surv(time, event) ~ score, smethod = "LogRank", pmethod = "Lau92")``.
+
+    Candidates are every distinct score value ``x`` whose count of patients with score < the next distinct value
+    (that is, with score <= x), ``m``, lies in ``[max(1, floor(N minprop)), floor(N maxprop)]``. For each, with
+    log-rank scores ``a`` (:func:`logrank_scores`), ``S = sum_{score <= x} a``, ``E = m / N sum a`` and
+    ``V = m (N - m) / (N^2 (N - 1)) (N sum a^2 - (sum a)^2)``, the statistic is ``|S - E| / sqrt(V)``. The
+    first maximum (smallest cut-off) wins, as ``maxstat``. The p-value is ``pLausen92(M, minprop, maxprop)``.
+
+    Parameters
+    ----------
+    score
+        Shape (n,): the risk score (any monotone scale).
+    time, event
+        Shape (n,): follow-up and 1 = event.
+
+    Raises
+    ------
+    ValueError
+        No candidate lies between the two proportions, or no event (the statistic is undefined); the message says
+        which.
+    """
+    score, time, event = (np.asarray(a, float) for a in (score, time, event))
+    n = len(score)
+    order = np.argsort(score, kind="stable")
+    sorted_score = score[order]
+    scores = logrank_scores(time, event)[order]
+    first_of_value = np.flatnonzero(np.r_[True, sorted_score[1:] != sorted_score[:-1]])
+    m = first_of_value  # patients strictly below each distinct value = below-or-at the previous one
+    m = m[(m >= max(1, int(np.floor(n * minprop)))) & (m <= int(np.floor(n * maxprop)))]
+    if not len(m):
+        raise ValueError(f"no cut-off of the score lies between the {minprop:g} and {maxprop:g} quantiles "
+                         f"({n} patients, {len(first_of_value)} distinct scores)")
+    total = scores.sum()
+    spread = n * np.sum(scores**2) - total**2
+    if not spread > 0:
+        raise ValueError("the log-rank statistic is undefined: no patient had an event")
+    expected = m / n * total
+    variance = m * (n - m) / (n**2 * (n - 1)) * spread
+    statistics = np.abs((np.cumsum(scores)[m - 1] - expected) / np.sqrt(variance))
+    best = int(np.flatnonzero(statistics == statistics.max())[0])
+    statistic = float(statistics[best])
+    return MaxstatResult(float(sorted_score[m[best] - 1]), statistic, maxstat_p_value(statistic**2, minprop, maxprop),
+                         len(m))

@@ -23,7 +23,7 @@ from hccrad.survival.coxmath import (
     baseline_variance_terms,
     breslow_baseline,
     cumulative_hazard_variance,
-    maxstat_p_value,
+    maxstat_cutoff,
     survival_confidence_band,
     survival_probability,
 )
@@ -221,18 +221,17 @@ class CoxRiskModel(BaseEstimator):
             return {"method": "median of training risk scores", "value": float(np.median(lp))}
         from lifelines.statistics import logrank_test
 
-        candidates = np.unique(np.quantile(lp, np.linspace(0.1, 0.9, 33)))
-        best_value, best_stat = float(np.median(lp)), -np.inf
-        for value in candidates:
-            high = lp > value
-            if high.all() or not high.any():
-                continue
-            statistic = logrank_test(time[high], time[~high], event[high], event[~high]).test_statistic
-            if statistic > best_stat:
-                best_value, best_stat = float(value), float(statistic)
-        return {"method": "maximally selected log-rank statistic (10th-90th percentiles)", "value": best_value,
-                "statistic": best_stat, "p_plain": float(stats.chi2.sf(best_stat, 1)),
-                "p_corrected": maxstat_p_value(best_stat, 0.1, 0.9)}
+        try:
+            chosen = maxstat_cutoff(lp, time, event, 0.1, 0.9)
+        except ValueError as exc:  # no event, or too few distinct scores: the median, saying why
+            return {"method": f"median of training risk scores (maxstat not possible: {exc})",
+                    "value": float(np.median(lp))}
+        high = lp > chosen.cutoff
+        chi_square = float(logrank_test(time[high], time[~high], event[high], event[~high]).test_statistic)
+        return {"method": "maximally selected log-rank statistic (R maxstat.test, 10th-90th percentiles)",
+                "value": chosen.cutoff, "statistic": chosen.statistic, "logrank_chi_square": chi_square,
+                "p_plain": float(stats.chi2.sf(chi_square, 1)), "p_corrected": chosen.p_value,
+                "n_candidates": chosen.n_candidates}
 
     def _hazard_table(self, summary: pd.DataFrame) -> pd.DataFrame:
         from hccrad.features.names import PAPER_TABLE3

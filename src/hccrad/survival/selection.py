@@ -98,29 +98,68 @@ def _coxnet(x: np.ndarray, time: np.ndarray, event: np.ndarray, penalty: np.ndar
     return model
 
 
-def lasso_cox_cv(x: pd.DataFrame, time: np.ndarray, event: np.ndarray, forced: list[str], config: ModelConfig,
-                 log: SelectionLog) -> LassoResult:
-    """LASSO-Cox path on standardised ``x`` with glmnet's cross-validated partial-likelihood deviance.
+def saturated_loglik(event_time: np.ndarray, event: np.ndarray) -> float:
+    """The saturated Cox log-likelihood with Breslow ties, as glmnet's ``coxnet.deviance``: ``-sum d log d``
+    over the distinct event times, d the number of events tied at each (0 without ties)."""
+    _, deaths = np.unique(np.asarray(event_time, float)[np.asarray(event) == 1], return_counts=True)
+    return float(-np.sum(deaths * np.log(deaths)))
 
-    Forced columns have penalty factor 0 (always in). The fold deviance is glmnet's "grouped" one:
-    ``-2 (loglik_full(beta_-k) - loglik_-k(beta_-k))``, averaged per event, with its standard error.
+
+def cox_deviance(time: np.ndarray, event: np.ndarray, lp: np.ndarray) -> float:
+    """glmnet's Cox deviance ``2 (loglik_saturated - loglik(lp))`` (Breslow ties, unit weights)."""
+    return 2.0 * (saturated_loglik(time, event) - partial_loglik(time, event, lp))
+
+
+def cv_folds(event: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold numbers 1..K per patient (cv.glmnet's ``foldid``), stratified by event, seeded; K is at most the number
+    of events and of censored patients."""
+    event = np.asarray(event, int)
+    k = min(n_folds, int(event.sum()), int((1 - event).sum()) or 2)
+    foldid = np.zeros(len(event), dtype=int)
+    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    for number, (_, held_out) in enumerate(folds.split(np.zeros(len(event)), event), start=1):
+        foldid[held_out] = number
+    return foldid
+
+
+def lasso_cox_cv(x: pd.DataFrame, time: np.ndarray, event: np.ndarray, forced: list[str], config: ModelConfig,
+                 log: SelectionLog, foldid: np.ndarray | None = None,
+                 alphas: np.ndarray | None = None, tol: float = 1e-7) -> LassoResult:
+    """LASSO-Cox path on standardised ``x`` with cv.glmnet's cross-validated partial-likelihood deviance.
+
+    Forced columns have penalty factor 0 (always in). The fold deviance is cv.glmnet's "grouped" one:
+    ``D_full(beta_-k) - D_-k(beta_-k)``, where ``D = 2 (loglik_saturated - loglik)`` (:func:`cox_deviance`; the
+    saturated term ``-sum d log d`` over tied event times differs between the full set and the fold's training
+    part, so it does not cancel), divided by the fold's events; ``cvm`` is the event-weighted mean over folds and
+    ``cvsd`` its standard error, ``lambda.1se`` the largest penalty within one ``cvsd`` of the minimum.
+
+    Parameters
+    ----------
+    foldid
+        Shape (n,): fold numbers 1..K as cv.glmnet's ``foldid``; default :func:`cv_folds` with ``config.seed``.
+    alphas
+        The penalty path (glmnet's ``lambda``), decreasing; default the path scikit-survival chooses on all of
+        ``x`` with ``config.lasso_alpha_min_ratio``.
+    tol
+        scikit-survival's coordinate-descent tolerance (glmnet's ``thresh``).
     """
     penalty = np.array([0.0 if column in forced else 1.0 for column in x.columns])
     values = x.to_numpy(float)
-    full = _coxnet(values, time, event, penalty, alpha_min_ratio=config.lasso_alpha_min_ratio)
+    time, event = np.asarray(time, float), np.asarray(event, int)
+    full = _coxnet(values, time, event, penalty, alphas=alphas, tol=tol, alpha_min_ratio=config.lasso_alpha_min_ratio)
     alphas = full.alphas_
-    folds = StratifiedKFold(n_splits=min(config.lasso_folds, int(event.sum()), int((1 - event).sum()) or 2),
-                            shuffle=True, random_state=config.seed)
+    foldid = cv_folds(event, config.lasso_folds, config.seed) if foldid is None else np.asarray(foldid, int)
+    n_folds = int(foldid.max())
     deviances, weights = [], []
-    for train_index, _ in folds.split(values, event):
-        fold_model = _coxnet(values[train_index], time[train_index], event[train_index], penalty, alphas)
+    for number in range(1, n_folds + 1):
+        train_index = np.flatnonzero(foldid != number)
+        fold_model = _coxnet(values[train_index], time[train_index], event[train_index], penalty, alphas, tol)
         n_fit = fold_model.coef_.shape[1]
         fold_deviance = np.full(len(alphas), np.nan)
         for k in range(n_fit):
             beta = fold_model.coef_[:, k]
-            full_ll = partial_loglik(time, event, values @ beta)
-            train_ll = partial_loglik(time[train_index], event[train_index], values[train_index] @ beta)
-            fold_deviance[k] = -2.0 * (full_ll - train_ll)
+            fold_deviance[k] = (cox_deviance(time, event, values @ beta)
+                                - cox_deviance(time[train_index], event[train_index], values[train_index] @ beta))
         deviances.append(fold_deviance)
         weights.append(event.sum() - event[train_index].sum())
     deviances, weights = np.array(deviances), np.array(weights, float)
@@ -148,7 +187,7 @@ def lasso_cox_cv(x: pd.DataFrame, time: np.ndarray, event: np.ndarray, forced: l
         if column in forced:
             continue
         log.add("lasso", column, "kept" if value != 0 else "removed", "coefficient", value,
-                f"{config.lasso_rule}, alpha {alphas[chosen]:.4g}, {folds.get_n_splits()}-fold CV")
+                f"{config.lasso_rule}, alpha {alphas[chosen]:.4g}, {n_folds}-fold CV")
     return LassoResult(alphas, cv_mean, cv_se, float(alphas[best]), float(alphas[one_se]), float(alphas[chosen]),
                        series)
 
