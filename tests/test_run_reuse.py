@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -136,6 +137,38 @@ def test_a_corrupt_run_state_is_set_aside_and_the_run_completes(study, reference
     assert outputs(out) == reference_run
 
 
+@pytest.mark.parametrize("command", [["features"], ["robustness"], ["fit"], ["evaluate"], ["run"],
+                                     ["segment", "prepare"]])
+def test_every_writing_command_refuses_a_folder_another_command_holds(tmp_path, command):
+    """A live process (another hccrad command) holds the output folder: each stage command stops with one line,
+    writes nothing, and leaves the holder's lock in place."""
+    manifest = write_clinical_study(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    ready = tmp_path / "ready"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import pathlib, time\n"
+        "from hccrad.pipeline.state import output_lock\n"
+        f"with output_lock(pathlib.Path({str(out / 'hccrad.lock')!r}), pathlib.Path({str(out)!r}), "
+        "'hccrad evaluate'):\n"
+        f"    pathlib.Path({str(ready)!r}).touch()\n"
+        "    time.sleep(60)\n")])
+    try:
+        for _ in range(300):
+            if ready.exists():
+                break
+            time.sleep(0.1)
+        before = sorted(p.name for p in out.iterdir())
+        result = CliRunner().invoke(app, [*command, str(manifest)], env={"COLUMNS": "400"})
+        assert result.exit_code == 2, result.output
+        line = [line for line in result.output.splitlines() if line.strip()][-1]
+        assert line.startswith("error: another hccrad command (hccrad evaluate, pid") and str(holder.pid) in line
+        assert sorted(p.name for p in out.iterdir()) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_second_run_on_the_same_folder_stops_with_one_line(study):
     manifest, out = study
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -145,7 +178,8 @@ def test_a_second_run_on_the_same_folder_stops_with_one_line(study):
         result = CliRunner().invoke(app, ["run", str(manifest)], env={"COLUMNS": "400"})
         assert result.exit_code == 2, result.output
         [line] = [line for line in result.output.splitlines() if line.strip()]
-        assert line.startswith("error: another hccrad run (pid") and str(holder.pid) in line and str(out) in line
+        assert line.startswith("error: another hccrad command (hccrad run, pid") and str(holder.pid) in line \
+            and str(out) in line
         assert (out / "hccrad.lock").is_file()  # still the other run's
     finally:
         holder.kill()

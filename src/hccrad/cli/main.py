@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+import logging
 import sys
+import warnings
 from pathlib import Path
 
 import typer
@@ -39,6 +43,10 @@ def progress_bar() -> Progress:
     )
 
 
+#: What the running command holds until it returns (the output folder's lock), released by ``_one_line_errors``.
+_HELD_FOR_COMMAND: contextvars.ContextVar[contextlib.ExitStack | None] = contextvars.ContextVar("held", default=None)
+
+
 def _one_line_errors(command):
     """Print an :class:`~hccrad.io.errors.InputError` (bad input, unwritable output, altered model, a held output
     folder, an unreachable Dask scheduler) or a write fault the user can fix (full disk, read-only file system, no
@@ -47,7 +55,12 @@ def _one_line_errors(command):
     @functools.wraps(command)
     def run_command(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with contextlib.ExitStack() as held:
+                token = _HELD_FOR_COMMAND.set(held)
+                try:
+                    return command(*args, **kwargs)
+                finally:
+                    _HELD_FOR_COMMAND.reset(token)
         except InputError as exc:
             raise fail(str(exc)) from exc
         except OSError as exc:
@@ -167,10 +180,28 @@ def _load_study_or_exit(manifest: Path):
         refuse_study_errors(study, manifest)  # the whole study is affected: nothing to run on
     except ManifestError as exc:
         raise fail(str(exc)) from exc
+    _hold_output_folder(study)
     if study.errors:
         console.print(f"[yellow]{len(study.errors)} manifest errors[/]: those rows are left out "
                       f"(run `hccrad validate {manifest}` for the list)")
     return study
+
+
+def _hold_output_folder(study) -> None:
+    """Take the study output folder's lock (``hccrad.lock``, as ``hccrad run``) until the command returns: a second
+    command on the same folder stops with one line naming the holder."""
+    import click
+
+    from hccrad.pipeline.state import output_lock
+
+    held = _HELD_FOR_COMMAND.get()
+    if held is None:
+        return
+    context = click.get_current_context(silent=True)
+    command = context.command_path if context is not None else "hccrad"
+    folder = study.config.output_path
+    folder.mkdir(parents=True, exist_ok=True)
+    held.enter_context(output_lock(study.config.layout.run_lock, folder, command))
 
 
 @app.command()
@@ -692,6 +723,19 @@ def set_demo_robustness(manifest: Path, on: bool) -> None:
 INTERRUPTED_STATUS = 130
 
 
+def _library_warnings_to_log() -> None:
+    """Keep other libraries' warnings (pandas, numpy, matplotlib, lifelines) off the console: each goes to the run
+    log (``hccrad-run.log``, at INFO) with its source. What a user must know is said by hccrad itself, in words
+    (QC warnings, notes in the tables, "not estimable (reason)")."""
+    library_log = logging.getLogger("hccrad.run.library")
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        library_log.info("library warning not shown on the console: %s (%s:%s): %s", category.__name__, filename,
+                         lineno, message)
+
+    warnings.showwarning = show
+
+
 def main() -> None:
     """Console entry point (guarded for worker processes that use the spawn start method).
 
@@ -699,6 +743,7 @@ def main() -> None:
     this function, so that status is recognised too: either way the user reads ``interrupted; run again to
     resume`` and the status stays 130.
     """
+    _library_warnings_to_log()
     try:
         app()
     except KeyboardInterrupt:

@@ -73,6 +73,21 @@ def log_ticks(low: float, high: float, max_labels: int = 7) -> list[float]:
     return ticks
 
 
+def interval_errors(estimate, low, high) -> tuple[np.ndarray, np.ndarray]:
+    """Error-bar lengths below and above each estimate (shape (n,)), for matplotlib's ``xerr``/``yerr``.
+
+    A bound that is missing, or lies on the wrong side of its estimate by more than rounding (1e-9), gives NaN,
+    and matplotlib then draws the point without that bar; a rounding-sized overshoot (an interval clipped to
+    [0, 1] around an AUC of 1 with an SE of 1e-17) is 0. So a degenerate or missing interval never stops a figure.
+    """
+    estimate, low, high = (np.asarray(a, float) for a in (estimate, low, high))
+    with np.errstate(invalid="ignore"):
+        below, above = estimate - low, high - estimate
+        below = np.where(below < -1e-9, np.nan, np.maximum(below, 0.0))
+        above = np.where(above < -1e-9, np.nan, np.maximum(above, 0.0))
+    return below, above
+
+
 def forest_plot(hazards: pd.DataFrame, folder: Path, name: str = "hazard_ratios") -> list[Path]:
     """Supplementary Figure 1 (:func:`forest_figure`) written as PNG and SVG."""
     with plt.rc_context(STYLE):  # the style's save settings (SVG text as text) apply when saving
@@ -98,7 +113,7 @@ def forest_figure(hazards: pd.DataFrame) -> plt.Figure:
             low = np.clip(rows["ci_low"], low_all, high_all)
             high = np.clip(rows["ci_high"], low_all, high_all)
             hr = np.clip(rows["hr"], low_all, high_all)
-            axis.errorbar(hr, y, xerr=[hr - low, high - hr], fmt="s",
+            axis.errorbar(hr, y, xerr=list(interval_errors(hr, low, high)), fmt="s",
                           color=MODEL_COLORS.get(model, "k"), capsize=2, markersize=4)
             axis.axvline(1.0, color="grey", linewidth=0.8, linestyle="--")
             axis.set_xscale("log")
@@ -147,8 +162,7 @@ def roc_figure(predictions: pd.DataFrame, models: list[str], horizon: float, dat
 def calibration_axis(axis, groups: pd.DataFrame, smooth: pd.DataFrame | None, summary: dict, model: str) -> None:
     """Draw one model's grouped calibration (points with 95% CIs), smooth curve and summary on ``axis``."""
     color = MODEL_COLORS.get(model, "k")
-    below = groups["observed"] - groups["observed_ci_low"]
-    above = groups["observed_ci_high"] - groups["observed"]
+    below, above = interval_errors(groups["observed"], groups["observed_ci_low"], groups["observed_ci_high"])
     axis.errorbar(groups["predicted"], groups["observed"], yerr=[below, above],
                   fmt="o", color=color, capsize=2, markersize=4,
                   label=f"{model}: ICI {fmt(summary['ici'])}, slope {fmt(summary['slope'], 2)}")
@@ -210,16 +224,18 @@ def subgroup_figure(rows: pd.DataFrame, tests: pd.DataFrame, title: str, folder:
         figure, axis = plt.subplots(figsize=(6.5, 0.32 * len(rows) + 1.2))
         y = np.arange(len(rows))[::-1]
         valid = rows["auc"].notna().to_numpy()
-        axis.errorbar(rows["auc"][valid], y[valid], xerr=[(rows["auc"] - rows["ci_low"])[valid],
-                                                         (rows["ci_high"] - rows["auc"])[valid]],
-                      fmt="o", color=MODEL_COLORS["C-T&L"], capsize=2, markersize=4)
+        below, above = interval_errors(rows["auc"], rows["ci_low"], rows["ci_high"])
+        if valid.any():
+            axis.errorbar(rows["auc"][valid], y[valid], xerr=[below[valid], above[valid]],
+                          fmt="o", color=MODEL_COLORS["C-T&L"], capsize=2, markersize=4)
         labels = []
         for _, row in rows.iterrows():
             labels.append(f"{row['factor']}: {row['subgroup']} (n={row['n']})")
         axis.set_yticks(y)
         axis.set_yticklabels(labels)
         for yy, (_, row) in zip(y, rows.iterrows(), strict=True):
-            axis.annotate(fmt(row["auc"]), (1.01, yy), xycoords=("axes fraction", "data"), va="center", fontsize=7)
+            text = fmt(row["auc"]) if np.isfinite(row["auc"]) else str(row.get("note") or "not estimable")
+            axis.annotate(text, (1.01, yy), xycoords=("axes fraction", "data"), va="center", fontsize=7)
         axis.axvline(0.5, color="grey", linewidth=0.8, linestyle=":")
         axis.set_xlim(0, 1)
         axis.set_xlabel("IPCW AUC (95% CI, influence function)")

@@ -38,6 +38,16 @@ def _heterogeneity(factor: str, estimates: list[tuple[float, float]]) -> dict:
     return {"factor": factor, "q": q, "df": len(aucs) - 1, "p": float(stats.chi2.sf(q, len(aucs) - 1))}
 
 
+def subgroup_auc_note(cases: int, controls: int) -> str:
+    """Why a subgroup's AUC is not estimated, or "" when it is: fewer than two progressions or two
+    progression-free patients at the horizon."""
+    if cases < 2:
+        return f"not estimable: too few progressions ({cases})"
+    if controls < 2:
+        return f"not estimable: too few progression-free ({controls})"
+    return ""
+
+
 def subgroup_auc(table: pd.DataFrame, score_column: str, horizon: float, afp_cutoff: float = PAPER_AFP_CUTOFF_NG_ML,
                  rule: EventAtHorizon = DEFAULT_RULE) -> tuple[pd.DataFrame, pd.DataFrame]:
     """AUC at ``horizon`` within each subgroup, and a test that it does not differ between a factor's subgroups.
@@ -64,13 +74,19 @@ def subgroup_auc(table: pd.DataFrame, score_column: str, horizon: float, afp_cut
                    "controls": int((y == 0).sum()), "censored_before": int(members.sum() - complete.sum()),
                    "auc": np.nan, "se": np.nan, "ci_low": np.nan, "ci_high": np.nan,
                    "auc_complete_case": np.nan, "ci_low_complete_case": np.nan, "ci_high_complete_case": np.nan}
+            row["note"] = subgroup_auc_note(row["cases"], row["controls"])
             if row["cases"] >= 2 and row["controls"] >= 2:
                 auc, influence = ipcw_auc_influence(time[members], event[members], scores[members], horizon, rule)
                 se = influence_se(influence)
-                if np.isfinite(auc):
-                    row.update(auc=auc, se=se, ci_low=max(0.0, auc - z * se), ci_high=min(1.0, auc + z * se))
-                    if se > 0:
-                        estimates.append((auc, se))
+                if np.isfinite(auc) and np.isfinite(se) and se > 1e-12:
+                    row.update(auc=auc, se=se, ci_low=min(auc, max(0.0, auc - z * se)),
+                               ci_high=max(auc, min(1.0, auc + z * se)))
+                    estimates.append((auc, se))
+                elif np.isfinite(auc):  # AUC 0 or 1: every case above (or below) every control, SE 0
+                    row.update(auc=auc, note=f"95% CI not estimable: AUC {auc:.2f} with SE 0 (complete "
+                                             f"separation of cases and controls)")
+                else:
+                    row["note"] = "not estimable: no censoring-weighted case-control pair"
                 binary = delong_auc(scores[complete], y)
                 row.update(auc_complete_case=binary.auc, ci_low_complete_case=binary.ci_low,
                            ci_high_complete_case=binary.ci_high)

@@ -131,14 +131,20 @@ def _read_lock(path: Path) -> dict:
 
 
 @contextlib.contextmanager
-def output_lock(path: Path, folder: Path) -> Iterator[str | None]:
+def output_lock(path: Path, folder: Path, command: str = "hccrad run") -> Iterator[str | None]:
     """Hold the lock file ``path`` of output ``folder`` for the duration of the block; yields a note when a stale
-    lock (its process dead, on this host) was taken over.
+    lock (its process dead, on this host) was taken over. Every command that writes into the output folder
+    (``run`` and each stage command) takes it, so no two write one folder at once.
+
+    Parameters
+    ----------
+    command
+        The command that holds the lock (``hccrad evaluate``), named to a second command that finds it held.
 
     Raises
     ------
     RunLockedError
-        ``another hccrad run (pid N on HOST, started T) holds FOLDER``, while that process lives.
+        ``another hccrad command (hccrad run, pid N on HOST, started T) holds FOLDER``, while that process lives.
     """
     host = socket.gethostname()
     note = None
@@ -152,19 +158,22 @@ def output_lock(path: Path, folder: Path) -> Iterator[str | None]:
             same_host = holder_host in (None, host)
             if isinstance(pid, int) and (not same_host or _alive(pid)):
                 raise RunLockedError(
-                    f"another hccrad run (pid {pid} on {holder_host or host}, started {started}) holds {folder}; "
-                    f"wait for it to finish, or delete {path} if that process is gone") from None
+                    f"another hccrad command ({holder.get('command', 'hccrad run')}, pid {pid} on "
+                    f"{holder_host or host}, started {started}) holds {folder}; wait for it to finish, or delete "
+                    f"{path} if that process is gone") from None
             note = (f"took over a stale lock of {folder} (pid {pid}, started {started}, no longer running)"
                     if isinstance(pid, int) else f"took over an unreadable lock file {path}")
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             continue
         with os.fdopen(handle, "w") as stream:
-            json.dump({"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, stream)
+            json.dump({"pid": os.getpid(), "host": host, "command": command,
+                       "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, stream)
         break
     else:
         holder = _read_lock(path)
-        raise RunLockedError(f"another hccrad run (pid {holder.get('pid')}) took {folder} at the same moment")
+        raise RunLockedError(f"another hccrad command ({holder.get('command', 'hccrad run')}, pid {holder.get('pid')}) "
+                             f"took {folder} at the same moment")
     if note:
         log.warning("%s", note)
     try:

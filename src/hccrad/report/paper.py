@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from hccrad.evaluate.figures import log_ticks  # noqa: E402
+from hccrad.evaluate.figures import interval_errors, log_ticks  # noqa: E402
 from hccrad.io.files import write_atomic  # noqa: E402
 from hccrad.io.manifest import Study  # noqa: E402
 from hccrad.report.formatting import (  # noqa: E402
@@ -360,7 +360,7 @@ def roc_calibration_figure(study: Study, horizons: list[float], rule: str) -> pl
                 s = summary[(summary["model"] == model) & (summary["dataset"] == dataset)
                             & (summary["horizon"] == horizon)] if summary is not None else pd.DataFrame()
                 if not g.empty:
-                    errors = [g["observed"] - g["observed_ci_low"], g["observed_ci_high"] - g["observed"]]
+                    errors = list(interval_errors(g["observed"], g["observed_ci_low"], g["observed_ci_high"]))
                     label = f"{model} ICI {format_number(s.iloc[0]['ici'], 3)}" if not s.empty else model
                     calibration.errorbar(g["predicted"], g["observed"], yerr=errors, fmt="o", markersize=2.5,
                                          capsize=1.5, linewidth=0.8, color=MODEL_COLORS[model], label=label)
@@ -459,7 +459,7 @@ def subgroup_figure(study: Study, horizons: list[float]) -> plt.Figure | None:
                         axis.text(0.02, y, missing_auc_reason(row.get("cases"), row.get("controls")), fontsize=5.5,
                                   va="center", color="#555")
                     else:
-                        spread = [[row["auc"] - row["ci_low"]], [row["ci_high"] - row["auc"]]]
+                        spread = [[e[0]] for e in interval_errors([row["auc"]], [row["ci_low"]], [row["ci_high"]])]
                         axis.errorbar([row["auc"]], [y], xerr=spread, fmt="o", markersize=2.5, capsize=1.5,
                                       color=MODEL_COLORS["C-T&L"], linewidth=0.8)
                     labels.append(f" {row['subgroup']} (n={int(row['n'])})")  # a subgroup: indented
