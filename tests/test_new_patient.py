@@ -204,3 +204,35 @@ def test_cli_predicts_a_table_of_patients_with_ct_and_mask_columns(saved_demo_mo
         for name in models:
             assert got[name] == pytest.approx(predictions.loc[pid, risk_column(name)], abs=1e-9)
     assert "none.nii.gz" in str(out.loc["BROKEN", "error"])
+
+
+def test_cli_clinical_flags_alone_score_model_c_as_the_json_route(saved_demo_models, tmp_path):
+    """docs/new-patient.md: without --ct only model C is scored; the four flags give the same numbers as --patient
+    JSON and print percentages with their 95% intervals."""
+    from typer.testing import CliRunner
+
+    from hccrad.cli.main import app
+    from hccrad.serve.present import percent
+
+    study, table, fitted, models = saved_demo_models
+    patient_id = next(p for p in table.index[5:] if pd.notna(table.loc[p, "afp"]))
+    clinical = {name: (value.item() if hasattr(value, "item") else value)
+                for name, value in _clinical(table, patient_id).items()}
+    result = CliRunner().invoke(app, [
+        "predict", "--models", str(fitted.out_dir), "--afp", str(clinical["afp"]),
+        "--child-pugh", str(clinical["child_pugh"]), "--bclc", str(clinical["bclc"]),
+        "--treatment", str(clinical["treatment"]), "--patient-id", patient_id, "--json", str(tmp_path / "c.json")],
+        env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    payload = json.loads((tmp_path / "c.json").read_text())[patient_id]
+    assert set(payload["predictions"]) == {"C"} and set(payload["skipped"]) == set(models) - {"C"}
+    route = CliRunner().invoke(app, ["predict", "--models", str(fitted.out_dir), "--patient",
+                                     json.dumps({"patient_id": patient_id, **clinical}),
+                                     "--out", str(tmp_path / "j.csv")])
+    assert route.exit_code == 0, route.output
+    by_json = pd.read_csv(tmp_path / "j.csv").set_index("model").loc["C"]
+    flags = payload["predictions"]["C"]
+    assert flags["risk_score"] == pytest.approx(by_json["risk_score"], abs=1e-12)
+    assert flags["pfs_6m"] == pytest.approx(by_json["pfs_6m"], abs=1e-12)
+    assert (f"PFS at 6 months: {percent(flags['pfs_6m'])} (95% CI {percent(flags['pfs_6m_ci_low'])} to "
+            f"{percent(flags['pfs_6m_ci_high'])})") in result.output

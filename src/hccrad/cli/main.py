@@ -10,8 +10,10 @@ import sys
 import warnings
 from pathlib import Path
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -66,15 +68,32 @@ def _one_line_errors(command):
         except OSError as exc:
             message = write_fault_message(exc)
             if message is None:
-                raise
+                message = _unexpected(exc)
             raise fail(message) from exc
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # never a traceback on the console: one line, the details with HCCRAD_DEBUG=1
+            raise fail(_unexpected(exc), code=3) from exc
 
     return run_command
 
 
+def _unexpected(error: BaseException) -> str:
+    """One line for an error hccrad has no message of its own for (a file the OS refuses, a library's error): its
+    kind, its text and how to see the traceback; the traceback itself is printed with ``HCCRAD_DEBUG=1``."""
+    import os
+    import traceback
+
+    if os.environ.get("HCCRAD_DEBUG"):
+        traceback.print_exception(error)
+    text = " ".join(str(error).split()) or "no message"
+    return (f"{type(error).__name__}: {text} (unexpected: run again with HCCRAD_DEBUG=1 for the traceback, and "
+            "report it if the input looks right)")
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: <message>`` on one line and return the exit (status ``code``) to raise."""
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)  # one line, however long
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # one line, however long
     return typer.Exit(code)
 
 
@@ -103,6 +122,7 @@ def synth(
     from hccrad.synth import CohortSpec, generate_cohort
 
     spec = CohortSpec(n_patients=n_patients, seed=seed, full_resolution=full_resolution, n_jobs=jobs or None)
+    ensure_writable_dir(out)
     with progress_bar() as bar:
         task = bar.add_task("synthesizing patients", total=n_patients)
         manifest = generate_cohort(out, spec, progress=lambda done, total: bar.update(task, completed=done))
@@ -117,8 +137,8 @@ def _print_issues(study) -> None:
         table.add_column(column)
     for issue in study.issues:
         style = "red" if issue.severity == "error" else "yellow"
-        table.add_row(f"[{style}]{issue.severity}[/]", str(issue.row or "-"), issue.patient_id or "-",
-                      issue.field, issue.message)
+        table.add_row(f"[{style}]{issue.severity}[/]", str(issue.row or "-"), escape(issue.patient_id or "-"),
+                      escape(issue.field), escape(issue.message))
     stdout.print(table)
 
 
@@ -139,9 +159,22 @@ def validate(
     from hccrad.pipeline.run import check_stage_settings
 
     check_stage_settings(study)
+    from hccrad.io.manifest import ValidationIssue
+    from hccrad.pipeline.stages import summarize_study, write_study_summary
+
+    summary = summarize_study(study)
+    study.issues.extend(ValidationIssue(None, None, "study", warning, "warning") for warning in summary.warnings)
     _print_issues(study)
     if report is not None:
         study.issues_table().to_csv(report, index=False)
+    if study.patients:
+        from rich.markdown import Markdown
+
+        stdout.print(Markdown(summary.markdown))
+        try:
+            stdout.print(f"summary written: {write_study_summary(study, summary)}")
+        except OSError as exc:  # validating must not need a writable output folder
+            console.print(f"[yellow]summary not saved[/]: {escape(str(exc))}")
     table = study.table()
     stdout.print(
         f"[bold]{study.config.name}[/]: {study.n_rows} rows, {len(study.patients)} valid patients "
@@ -461,17 +494,35 @@ def _read_patients(patients: Path | None, patient: str | None):
     import pandas as pd
 
     if patient:
-        text = Path(patient).read_text() if Path(patient).is_file() else patient
-        record = json.loads(text)
+        is_file = Path(patient).is_file()
+        if not is_file and not patient.lstrip().startswith("{"):
+            raise fail(f"--patient {patient!r}: no such file, and not a JSON object (expected a file, or text such "
+                       'as {"afp": 520, "child_pugh": "A", "bclc": "B", "treatment": "TACE"})')
+        try:
+            record = json.loads(Path(patient).read_text() if is_file else patient)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise fail(f"--patient {patient if is_file else 'text'}: not valid JSON: {exc}") from exc
+        if not isinstance(record, dict):
+            raise fail(f"--patient: expected one JSON object of field: value, found a {type(record).__name__}")
         return pd.DataFrame([record]).set_index("patient_id") if "patient_id" in record else pd.DataFrame(
             [record], index=pd.Index(["patient"], name="patient_id"))
     if patients is None:
-        raise fail("give --patients TABLE or --patient JSON")
-    if patients.suffix == ".parquet":
-        return pd.read_parquet(patients)
-    if patients.suffix in (".xlsx", ".xls"):
-        return pd.read_excel(patients, index_col="patient_id")
-    return pd.read_csv(patients, index_col="patient_id")
+        raise fail("give --patients TABLE, --patient JSON, --ct CT with --mask MASK, or the four clinical factors "
+                   "(--afp, --child-pugh, --bclc, --treatment) for the clinical model")
+    if not patients.is_file():
+        raise fail(f"--patients {patients}: no such file")
+    try:
+        if patients.suffix == ".parquet":
+            table = pd.read_parquet(patients)
+            return table if table.index.name == "patient_id" else table.set_index("patient_id")
+        if patients.suffix in (".xlsx", ".xls"):
+            return pd.read_excel(patients, index_col="patient_id")
+        return pd.read_csv(patients, index_col="patient_id")
+    except KeyError as exc:
+        raise fail(f"--patients {patients}: no column 'patient_id' (one row per patient, with its id)") from exc
+    except ValueError as exc:  # a parse error, or a missing index column
+        raise fail(f"--patients {patients}: cannot be read as a table of patients with a 'patient_id' column "
+                   f"(CSV, XLSX or Parquet): {' '.join(str(exc).split())}") from exc
 
 
 @app.command()
@@ -518,6 +569,12 @@ def predict(
             clinical = {**_read_patients(None, patient).iloc[0].dropna().to_dict(), **clinical}
         _predict_images(fitted, {patient_id: (ct, mask, clinical)}, segmentation_model, out, json_out)
         return
+    clinical = {k: v for k, v in (("afp", afp), ("child_pugh", child_pugh), ("bclc", bclc),
+                                  ("treatment", treatment)) if v is not None}
+    if patients is None and patient is None and clinical:
+        # the four clinical factors and no images: the clinical model(s) alone, with intervals (docs/new-patient.md)
+        _predict_images(fitted, {patient_id: (None, None, clinical)}, None, out, json_out)
+        return
     table = _read_patients(patients, patient)
     if "ct" in table.columns:
         cases = {str(pid): (Path(row["ct"]), Path(row["mask"]) if isinstance(row.get("mask"), str) and row["mask"]
@@ -546,6 +603,7 @@ def _predict_images(fitted: dict, cases: dict, segmentation_model: Path | None, 
     import pandas as pd
 
     from hccrad.pipeline.predict import predict_new_patient
+    from hccrad.serve.present import percent
 
     rows, results, failures = [], {}, 0
     for patient_id, (ct_path, mask_path, clinical) in cases.items():
@@ -565,8 +623,8 @@ def _predict_images(fitted: dict, cases: dict, segmentation_model: Path | None, 
                          f"risk, cut-off {prediction.cutoff:.3f}; training percentile "
                          f"{prediction.training_percentile:.0f})")
             for row in prediction.survival.itertuples():
-                stdout.print(f"  PFS at {row.time_months:g} months: {row.pfs:.3f} "
-                             f"(95% CI {row.ci_low:.3f}-{row.ci_high:.3f})")
+                stdout.print(f"  PFS at {row.time_months:g} months: {percent(row.pfs)} "
+                             f"(95% CI {percent(row.ci_low)} to {percent(row.ci_high)})")
             for row in contributions.head(5).itertuples():
                 stdout.print(f"  {row.covariate}: {row.contribution:+.3f}")
             for warning in prediction.warnings():

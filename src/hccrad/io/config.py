@@ -7,11 +7,12 @@ the paper's value.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hccrad.io.errors import InputError
 from hccrad.io.layout import StudyLayout
@@ -288,5 +289,66 @@ def load_config(path: Path | str) -> StudyConfig:
     raw.setdefault("base_dir", str(path.resolve().parent))
     try:
         return StudyConfig.model_validate(raw)
-    except Exception as exc:  # pydantic.ValidationError lists every problem
-        raise ManifestError(f"{path}: invalid manifest\n{exc}") from exc
+    except ValidationError as exc:
+        raise ManifestError(f"{path}: invalid manifest\n" + "\n".join(
+            f"{path}: {line}" for line in describe_validation_error(exc, StudyConfig))) from exc
+
+
+#: What to write for a required key that is missing, beyond its name.
+MISSING_KEY_HINTS = {
+    "split": "add `split: {validation_centers: [names]}` or `split: {validation_fraction: 0.3}`",
+    "name": "add `name: <the study's name>`",
+    "clinical_table": "add `clinical_table: <path of the CSV or XLSX, relative to this YAML>`",
+}
+
+
+def _model_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that holds the key at ``path`` inside ``model`` (None where the path leaves models)."""
+    for part in path:
+        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def _key_path(loc: tuple[Any, ...], prefix: str) -> str:
+    parts = [str(part) for part in loc if not (isinstance(part, str) and part.startswith("function-"))]
+    return ".".join([prefix, *parts] if prefix else parts) or "(top level)"
+
+
+def describe_validation_error(error: ValidationError, model: type[BaseModel], prefix: str = "") -> list[str]:
+    """One line per problem of a pydantic ``error`` for ``model``, in the manifest's words: the key path, what was
+    found and what to write, with "did you mean" for a mistyped key; no pydantic boilerplate or links.
+
+    Parameters
+    ----------
+    prefix
+        The section the model validates (``features``), written before each key path.
+    """
+    lines = []
+    for problem in error.errors(include_url=False):
+        loc = tuple(problem.get("loc", ()))
+        kind = problem.get("type", "")
+        where = _key_path(loc, prefix)
+        if kind == "extra_forbidden":
+            holder = _model_at(model, loc[:-1])
+            known = sorted(holder.model_fields) if holder is not None else []
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+            hint = f"; did you mean `{_key_path((*loc[:-1], close[0]), prefix)}`?" if close else (
+                f"; known keys here: {', '.join(known)}" if known else "")
+            lines.append(f"unknown key `{where}`{hint}")
+        elif kind == "missing":
+            hint = MISSING_KEY_HINTS.get(str(loc[-1])) if len(loc) == 1 else None
+            lines.append(f"required key `{where}` is missing" + (f": {hint}" if hint else ""))
+        else:
+            message = str(problem.get("msg", "invalid value")).removeprefix("Value error, ")
+            found = problem.get("input")
+            shown = "" if isinstance(found, (dict, list)) or found is None else f" (found {found!r})"
+            lines.append(f"`{where}`: {message}{shown}")
+    return lines

@@ -126,6 +126,11 @@ class StudyLayout:
         return self.root / "acquisition_summary.csv"
 
     @property
+    def validation_summary(self) -> Path:
+        """``validation/summary.md``: what ``validate`` understood of the study (mapping, units, events, categories)."""
+        return self.root / "validation" / "summary.md"
+
+    @property
     def run_log(self) -> Path:
         """``hccrad-run.log``: appended by every run."""
         return self.root / "hccrad-run.log"

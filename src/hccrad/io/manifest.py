@@ -7,6 +7,7 @@ dropped silently; a missing clinical factor is a warning (later stages impute it
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -149,6 +150,16 @@ def read_clinical_table(path: Path, sheet: str | int | None = None) -> pd.DataFr
     """
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm", ".xls"):
+        sheets = pd.ExcelFile(path).sheet_names
+        if isinstance(sheet, str) and sheet not in sheets:
+            close = [name for name in sheets if name.casefold() == sheet.casefold()] or difflib.get_close_matches(
+                sheet, sheets, n=1, cutoff=0.5)
+            hint = f"; did you mean `sheet: {close[0]}`?" if close else ""
+            raise ClinicalTableError(f"clinical table {path} has no sheet {sheet!r}; its sheets are "
+                                     f"{', '.join(map(repr, sheets))}{hint}")
+        if isinstance(sheet, int) and not 0 <= sheet < len(sheets):
+            raise ClinicalTableError(f"clinical table {path} has no sheet number {sheet} (counted from 0); its "
+                                     f"{len(sheets)} sheets are {', '.join(map(repr, sheets))}")
         raw = pd.read_excel(path, sheet_name=sheet if sheet is not None else 0, dtype=object, header=None)
     elif suffix in (".csv", ".tsv", ".txt"):
         raw = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False, header=None,
@@ -634,19 +645,37 @@ class _RowChecker:
         return 1 - event if self.config.event_coding == "censored=1" else event
 
 
+def closest_columns(name: str, columns: list[str], n: int = 3) -> list[str]:
+    """The table's column names closest to ``name`` (same name in another case first, then difflib's ratio)."""
+    same_case = [column for column in columns if column.casefold() == name.casefold()]
+    folded = {column.casefold(): column for column in columns}
+    close = difflib.get_close_matches(name.casefold(), list(folded), n=n, cutoff=0.5)
+    return list(dict.fromkeys(same_case + [folded[c] for c in close]))[:n]
+
+
 def _check_columns(config: StudyConfig, frame: pd.DataFrame) -> list[ValidationIssue]:
+    """A column that the manifest names under ``columns:`` but the table lacks is an error, with the closest
+    column names; a default column name the table lacks is an error for the fields every study needs and a
+    warning for the others (the field is then missing for every patient)."""
     issues = []
     named = config.columns.model_fields_set
+    available = [str(column) for column in frame.columns]
     for canonical, column in config.columns.model_dump().items():
         if canonical in OPTIONAL_COLUMNS and canonical not in named:
             continue  # optional columns (per-structure masks) may be absent unless the manifest names them
         if column is not None and column not in frame.columns:
-            severity: Severity = "error" if canonical in ("patient_id", "pfs_months", "pfs_event") else "warning"
-            if canonical == "ct" and config.require_images:
-                severity = "error"
-            issues.append(
-                ValidationIssue(None, None, canonical, f"column {column!r} not in the clinical table", severity)
-            )
+            required = canonical in ("patient_id", "pfs_months", "pfs_event") or (
+                canonical == "ct" and config.require_images)
+            severity: Severity = "error" if required or canonical in named else "warning"
+            close = closest_columns(column, available)
+            remedy = (f"; did you mean {' or '.join(repr(c) for c in close)}? set `columns: {{{canonical}: NAME}}`"
+                      if close else f"; its columns are {', '.join(map(repr, available[:30]))}")
+            if severity == "warning":
+                remedy += f" (or `{canonical}: null` if the table has no such column)"
+            issues.append(ValidationIssue(
+                None, None, canonical,
+                f"column {column!r} (for {canonical}) is not in the clinical table {config.clinical_table_path.name}"
+                f"{remedy}", severity))
     return issues
 
 

@@ -189,8 +189,11 @@ def refuse_study_errors(study: Study, manifest: Path) -> None:
 def check_stage_settings(study: Study) -> None:
     """Validate the stage sections of the YAML (``segmentation``, ``features``, ``models``, ``evaluation``) with
     their own models, before any stage runs; each problem joins the study's issues as an error."""
+    from pydantic import ValidationError
+
     from hccrad.evaluate.config import EvaluationConfig
     from hccrad.features.config import FeatureConfig
+    from hccrad.io.config import describe_validation_error
     from hccrad.segment.nnunet import SegmentationConfig
     from hccrad.survival.config import ModelConfig
 
@@ -206,7 +209,10 @@ def check_stage_settings(study: Study) -> None:
 
                     # what the fast engine cannot reproduce (auto leaves LBP to PyRadiomics), before any case runs
                     check_params(params, allow_pyradiomics_types=config.engine == "auto")
-        except Exception as exc:  # pydantic's ValidationError, a missing or invalid parameter file
+        except ValidationError as exc:
+            for line in describe_validation_error(exc, model, section):
+                study.issues.append(ValidationIssue(None, None, section, line))
+        except Exception as exc:  # a missing or invalid parameter file
             study.issues.append(ValidationIssue(None, None, section, _validation_message(exc)))
 
 

@@ -5,6 +5,7 @@ The command line only parses options and prints; `hccrad run` adds reuse and its
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -200,3 +201,44 @@ def write_acquisition(study: Study) -> pd.DataFrame:
     write_atomic(paths.acquisition, cases.to_csv(index=False))
     write_atomic(paths.acquisition_summary, summary.to_csv(index=False))
     return summary
+
+
+@dataclass
+class StudySummary:
+    """What ``hccrad validate`` understood of a study: the Markdown summary and the plausibility warnings."""
+    markdown: str
+    warnings: list[str]
+
+
+def summarize_study(study: Study) -> StudySummary:
+    """The study summary (:func:`hccrad.evaluate.cohort.study_summary`) of the valid patients, with the
+    plausibility and rare-category warnings (:func:`~hccrad.evaluate.cohort.plausibility_warnings`,
+    :func:`~hccrad.evaluate.cohort.rare_category_warnings`)."""
+    from hccrad.evaluate.cohort import plausibility_warnings, rare_category_warnings, study_summary
+
+    config = study.config
+    table = study.table()
+    if table.empty:
+        return StudySummary("# What hccrad understood of the study\n\nNo valid patient.\n", [])
+    mapping = {field_name: column for field_name, column in config.columns.model_dump().items()
+               if column is not None and field_name in config.columns.model_fields_set | {
+                   "patient_id", "center", "afp", "child_pugh", "bclc", "treatment", "pfs_months", "pfs_event"}}
+    optional = [f for f in ("afp", "child_pugh", "bclc", "treatment", "portal_vein_diameter_mm")
+                if getattr(config.columns, f) is not None and f in table]
+    missing = {f: int(table[f].isna().sum()) for f in optional}
+    markdown = study_summary(table, mapping, config.time_unit, config.event_coding, config.value_maps,
+                             tuple(config.horizons_months), config.afp_cutoff_ng_ml, missing)
+    warnings = plausibility_warnings(table, config.time_unit, config.event_coding) + rare_category_warnings(table)
+    if warnings:
+        markdown += "\n## Warnings\n\n" + "".join(f"- {warning}\n" for warning in warnings)
+    return StudySummary(markdown, warnings)
+
+
+def write_study_summary(study: Study, summary: StudySummary) -> Path:
+    """Write ``validation/summary.md`` into the output folder (atomically); returns its path."""
+    from hccrad.io.files import ensure_writable_dir, write_atomic
+
+    path = study.config.layout.validation_summary
+    ensure_writable_dir(path.parent)
+    write_atomic(path, summary.markdown)
+    return path

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
+from hccrad.io.errors import InputError
 from hccrad.survival.config import ModelConfig
 from hccrad.survival.coxmath import partial_loglik
 
@@ -219,7 +220,70 @@ def fit_lifelines(frame: pd.DataFrame, time: np.ndarray, event: np.ndarray):
                 return fitted, penalizer
         except Exception:  # convergence failures of ill-conditioned designs: retry with a ridge
             continue
-    raise RuntimeError("the multivariable Cox model did not converge even with a ridge penalty")
+    raise CoxFitError("the multivariable Cox model did not converge, even with a ridge penalty: "
+                      + explain_cox_failure(frame, time, event))
+
+
+class CoxFitError(InputError, ValueError):
+    """A Cox model that cannot be fitted on the training data; the message names the column at fault and why."""
+
+
+def _separated(values: np.ndarray, time: np.ndarray, event: np.ndarray) -> str | None:
+    """``highest``/``lowest`` when every progressing patient has the highest (lowest) value of ``values`` among
+    those still at risk (a monotone likelihood: the coefficient runs to infinity), else None."""
+    event_index = np.flatnonzero(event == 1)
+    if not len(event_index):
+        return None
+    at_risk = time[None, :] >= time[event_index, None]
+    own = values[event_index]
+    highest = all(own[k] >= values[at_risk[k]].max() for k in range(len(event_index)))
+    lowest = all(own[k] <= values[at_risk[k]].min() for k in range(len(event_index)))
+    if highest and np.ptp(values) > 0:
+        return "highest"
+    if lowest and np.ptp(values) > 0:
+        return "lowest"
+    return None
+
+
+def explain_cox_failure(frame: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> str:
+    """Why a Cox model of ``frame`` (shape (n, p), training patients) cannot be fitted, naming the columns: a column
+    missing for every patient or constant, a category without a progression, complete separation, or collinear
+    columns; otherwise "cause not identified"."""
+    time, event = np.asarray(time, float), np.asarray(event, int)
+    reasons = []
+    if not event.any():
+        return "no training patient progressed"
+    for column in frame.columns:
+        values = frame[column].to_numpy(float)
+        present = ~np.isnan(values)
+        if not present.any():
+            reasons.append(f"column {column!r} is missing for every training patient (is it mapped to the right "
+                           "table column, and filled in?)")
+            continue
+        if not present.all():
+            reasons.append(f"column {column!r} is missing for {int((~present).sum())} training patients")
+            continue
+        if np.ptp(values) == 0:
+            reasons.append(f"column {column!r} is constant ({values[0]:g}) in every training patient")
+            continue
+        levels = np.unique(values)
+        if len(levels) <= 5:
+            for level in levels:
+                members = values == level
+                if not event[members].any():
+                    reasons.append(f"column {column!r} = {level:g} ({int(members.sum())} training patients) has no "
+                                   "progression")
+        side = _separated(values, time, event)
+        if side is not None:
+            reasons.append(f"column {column!r} separates the outcome completely: every patient who progressed had "
+                           f"the {side} value among those still at risk")
+    if not reasons:
+        values = frame.to_numpy(float)
+        rank = np.linalg.matrix_rank(values - values.mean(axis=0)) if values.size else 0
+        if rank < frame.shape[1]:
+            reasons.append(f"the columns {', '.join(map(repr, frame.columns))} are collinear (rank {rank} of "
+                           f"{frame.shape[1]})")
+    return "; ".join(reasons) if reasons else "cause not identified (no constant, empty, separated or collinear column)"
 
 
 def backward_aic(frame: pd.DataFrame, time: np.ndarray, event: np.ndarray, forced: list[str],
