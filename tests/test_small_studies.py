@@ -25,6 +25,8 @@ def test_a_tiny_synthetic_study_reaches_a_report_with_its_reasons_stated(tmp_pat
     result = run_study(manifest, n_bootstrap=10)
     assert result.status == "done", result.stopped
     assert result.report is not None and result.report.is_file()
+    report = result.report.read_text()
+    assert "What hccrad understood of the clinical table" in report and "median PFS (Kaplan-Meier)" in report
     tables = manifest.parent / "output" / "evaluation" / "tables"
     subgroups = pd.read_csv(tables / "subgroups.csv")
     missing = subgroups["auc"].isna()

@@ -131,3 +131,27 @@ def test_a_sheet_number_out_of_range_is_refused(tmp_path, sheet):
     path, _ = _tace_manifest(tmp_path, sheet=sheet)
     output = " ".join(_validate(path).output.split())
     assert "has no sheet number 5" in output
+
+
+def test_fit_explains_a_non_convergence_by_its_column():
+    from hccrad.survival.selection import CoxFitError, explain_cox_failure, fit_lifelines
+
+    rng = np.random.default_rng(3)
+    n = 40
+    time = rng.exponential(10, n)
+    event = (rng.random(n) < 0.7).astype(int)
+    with pytest.raises(CoxFitError, match="column 'afp_ge_cutoff' is missing for every training patient"):
+        fit_lifelines(pd.DataFrame({"afp_ge_cutoff": np.full(n, np.nan), "x": rng.normal(size=n)}), time, event)
+    constant = pd.DataFrame({"bclc_stage": np.full(n, 2.0)})
+    assert "column 'bclc_stage' is constant (2) in every training patient" in explain_cox_failure(constant, time,
+                                                                                                   event)
+    no_events = np.where(event == 1, 0.0, 1.0)  # level 1 holds only censored patients
+    assert "column 'treatment_x' = 1" in explain_cox_failure(pd.DataFrame({"treatment_x": no_events}), time, event)
+    order = np.argsort(time)
+    separated = np.zeros(n)
+    separated[order[: n // 2]] = 1.0
+    separated[event == 0] = 0.0  # only early progressions carry the value
+    assert "separates the outcome completely" in explain_cox_failure(pd.DataFrame({"z": separated}), time, event)
+    x = rng.normal(size=n)
+    collinear = pd.DataFrame({"a": x, "b": 2 * x})
+    assert "collinear (rank 1 of 2)" in explain_cox_failure(collinear, time, event)

@@ -7,38 +7,36 @@ dropped silently; a missing clinical factor is a warning (later stages impute it
 
 from __future__ import annotations
 
-import difflib
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from hccrad.io.clinical_table import (  # noqa: F401  (re-exported: the manifest's value rules live there)
+    BCLC_STAGES,
+    CHILD_PUGH_GRADES,
+    MAX_AFP_NG_ML,
+    MAX_PFS_MONTHS,
+    WARN_PFS_MONTHS,
+    CensoredValue,
+    ClinicalTableError,
+    _as_text,
+    _blank,
+    _parse_number,
+    _typing_problem,
+    closest_columns,
+    normalize_bclc,
+    normalize_child_pugh,
+    parse_clinical_inputs,
+    parse_number,
+    read_clinical_table,
+)
 from hccrad.io.config import MONTHS_PER_UNIT, OPTIONAL_COLUMNS, STRUCTURES, MaskConvention, StudyConfig, load_config
 from hccrad.io.ids import patient_id_problem
-
-Severity = Literal["error", "warning"]
-BCLC_STAGES = ("0", "A", "B", "C", "D")
-CHILD_PUGH_GRADES = ("A", "B", "C")
-
-
-@dataclass(frozen=True)
-class ValidationIssue:
-    """One problem found in the manifest; ``row`` is the spreadsheet row (header = row 1)."""
-
-    row: int | None
-    patient_id: str | None
-    field: str
-    message: str
-    severity: Severity = "error"
-
-    def __str__(self) -> str:
-        where = f"row {self.row}" if self.row is not None else "study"
-        who = f" (patient {self.patient_id})" if self.patient_id else ""
-        return f"{self.severity}: {where}{who}, field '{self.field}': {self.message}"
+from hccrad.io.issues import Severity, ValidationIssue
+from hccrad.io.split import assign_split, center_key, center_spelling_issues  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -135,281 +133,6 @@ class Study:
 
 #: PatientRecord fields that are not columns of :meth:`Study.table` (the per-structure files are, as text).
 _NOT_TABLED = ("mask_structures", "mask_convention")
-
-
-class ClinicalTableError(ValueError):
-    """A clinical table that cannot be read as one column per field (its message names the file and columns)."""
-
-
-def read_clinical_table(path: Path, sheet: str | int | None = None) -> pd.DataFrame:
-    """Read a CSV/TSV or XLSX clinical table with every cell as text (types are checked per field).
-
-    A UTF-8 byte-order mark is removed and header names are trimmed. Two columns with the same name (after
-    trimming) are a :class:`ClinicalTableError` naming both, since either could hold the field: pandas would
-    otherwise use the first without a word.
-    """
-    suffix = path.suffix.lower()
-    if suffix in (".xlsx", ".xlsm", ".xls"):
-        sheets = pd.ExcelFile(path).sheet_names
-        if isinstance(sheet, str) and sheet not in sheets:
-            close = [name for name in sheets if name.casefold() == sheet.casefold()] or difflib.get_close_matches(
-                sheet, sheets, n=1, cutoff=0.5)
-            hint = f"; did you mean `sheet: {close[0]}`?" if close else ""
-            raise ClinicalTableError(f"clinical table {path} has no sheet {sheet!r}; its sheets are "
-                                     f"{', '.join(map(repr, sheets))}{hint}")
-        if isinstance(sheet, int) and not 0 <= sheet < len(sheets):
-            raise ClinicalTableError(f"clinical table {path} has no sheet number {sheet} (counted from 0); its "
-                                     f"{len(sheets)} sheets are {', '.join(map(repr, sheets))}")
-        raw = pd.read_excel(path, sheet_name=sheet if sheet is not None else 0, dtype=object, header=None)
-    elif suffix in (".csv", ".tsv", ".txt"):
-        raw = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False, header=None,
-                          encoding="utf-8-sig")
-    else:
-        raise ValueError(f"clinical table {path} must be .csv, .tsv or .xlsx, not {suffix!r}")
-    if raw.empty:
-        raise ClinicalTableError(f"clinical table {path} is empty: expected a header row and one row per patient")
-    header = [_header_name(value, position) for position, value in enumerate(raw.iloc[0].tolist(), start=1)]
-    positions: dict[str, list[int]] = {}
-    for position, name in enumerate(header, start=1):
-        positions.setdefault(name, []).append(position)
-    duplicated = {name: where for name, where in positions.items() if len(where) > 1}
-    if duplicated:
-        described = "; ".join(f"{name!r} is the name of columns {', '.join(map(str, where))}"
-                              for name, where in duplicated.items())
-        raise ClinicalTableError(f"clinical table {path}: {described}; rename or delete all but one of them "
-                                 "(a duplicated header makes it ambiguous which column holds the field)")
-    frame = raw.iloc[1:].reset_index(drop=True)
-    frame.columns = header
-    return frame
-
-
-def _header_name(value: Any, position: int) -> str:
-    """A header cell as a column name: trimmed, without a byte-order mark; an empty cell is ``unnamed_<k>``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return f"unnamed_{position}"
-    text = str(value).replace("\ufeff", "").strip()
-    return text or f"unnamed_{position}"
-
-
-def _blank(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and value.strip().lower() in ("", "na", "nan", "n/a", "none", "null", "-")
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-class CensoredValue(ValueError):
-    """A lab value given as a bound (``<20``, ``>1000``) rather than a number."""
-
-    def __init__(self, text: str, limit: float):
-        super().__init__(text)
-        self.limit = limit
-
-
-_GROUPED = re.compile(r"^\d{1,3}(?:[,. \u00a0\u202f]\d{3})+$")
-_CENSORED = re.compile(r"^(<=|>=|<|>|\u2264|\u2265)\s*(.+)$")
-#: Follow-up longer than this (months) is implausible and refused; longer than the warning limit is flagged.
-MAX_PFS_MONTHS = 1200.0
-#: The largest plausible serum AFP (ng/mL); HCC values above 1e6 are rare, above 1e7 a unit or typing error.
-MAX_AFP_NG_ML = 1e7
-WARN_PFS_MONTHS = 240.0
-
-
-#: Words Python's float() reads as numbers that no measurement is.
-_NOT_NUMBERS = ("nan", "inf", "infinity")
-
-
-def _refuse_unusual_number_text(text: str) -> None:
-    """A ValueError for text that Python's ``float()`` would read but that is no typed measurement: NaN or
-    infinity, digits other than ASCII 0-9 (full-width ``５２０``, Arabic-Indic), or ``_`` between digits."""
-    if text.lstrip("+-").strip().lower() in _NOT_NUMBERS:
-        raise ValueError(f"{text!r} is not a number")
-    if not text.isascii():
-        raise ValueError(f"{text!r} holds characters other than the digits 0-9, a sign and separators; type the "
-                         "number with the digits 0-9")
-    if "_" in text:
-        raise ValueError(f"{text!r}: '_' is not a digit separator; write {text.replace('_', '')!r}")
-
-
-def parse_number(value: Any) -> float:
-    """A finite number from a table cell (see :func:`_parse_number` for the rules); a text whose number is too
-    large for a float (a hundred thousand digits) is refused, not read as infinity."""
-    number = _parse_number(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{_shown(str(value).strip())} is too large to be a measurement")
-    return number
-
-
-def _shown(text: str, limit: int = 24) -> str:
-    """A typed text for a message, quoted; a long one cut, with its length."""
-    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
-
-
-def _parse_number(value: Any) -> float:
-    """A number from a table cell, by a stated rule for separators (docs/manifest.md, "Numbers").
-
-    - A cell the spreadsheet already holds as a number is taken as it is.
-    - Spaces between digit groups are thousands separators: ``1 234`` is 1234.
-    - With both ``.`` and ``,``, the last one is the decimal mark and the other must group thousands:
-      ``1,234.5`` and ``1.234,5`` are both 1234.5.
-    - A separator that appears more than once groups thousands: ``1,234,567`` and ``1.234.567``.
-    - A single ``.`` is a decimal point: ``1.234`` is 1.234.
-    - A single ``,`` is a decimal comma (``12,5`` is 12.5), except when exactly three digits follow it and one
-      to three digits (not a lone 0) precede it: ``1,234`` could be 1234 or 1.234 and is refused as ambiguous.
-    - A bound such as ``<20`` raises :class:`CensoredValue`.
-    - NaN, infinity, a value too large for a float, digits other than ASCII 0-9 and ``_`` are refused, though
-      Python's ``float()`` reads them.
-
-    Raises
-    ------
-    ValueError
-        With a message saying why, when the text is not a number by these rules.
-    """
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        return float(value)
-    text = str(value).strip()
-    _refuse_unusual_number_text(text)
-    censored = _CENSORED.match(text)
-    if censored:
-        raise CensoredValue(text, _parse_number(censored.group(2)))
-    if not text:
-        raise ValueError("empty text is not a number")
-    sign = ""
-    if text[0] in "+-":
-        sign, text = text[0], text[1:].strip()
-    digits_only = re.sub(r"[.,\s\u00a0\u202f]", "", text)
-    if not digits_only.isdigit():
-        number = float(sign + text)  # scientific notation, or a ValueError naming the text
-        if not math.isfinite(number):
-            raise ValueError(f"{_shown(text)} is too large to be a measurement")
-        return number
-    spaces = re.findall(r"[\s\u00a0\u202f]", text)
-    commas, dots = text.count(","), text.count(".")
-    if spaces:
-        whole, fraction = (re.split(r"[.,]", text) if commas + dots == 1 else (text, ""))
-        if commas + dots > 1 or not _GROUPED.match(whole):
-            raise ValueError(f"{text!r}: spaces must group thousands in threes")
-        return float(sign + re.sub(r"[\s\u00a0\u202f]", "", whole) + ("." + fraction if fraction else ""))
-    if commas and dots:
-        decimal = "," if text.rfind(",") > text.rfind(".") else "."
-        grouping = "." if decimal == "," else ","
-        whole, fraction = text.rsplit(decimal, 1)
-        if text.count(decimal) > 1 or not _GROUPED.match(whole) or grouping not in whole:
-            raise ValueError(f"{text!r}: mixes '.' and ',' without grouping thousands in threes")
-        return float(sign + whole.replace(grouping, "") + "." + fraction)
-    separator = "," if commas else "." if dots else None
-    count = commas or dots
-    if separator is None:
-        return float(sign + text)
-    if count > 1:
-        if not _GROUPED.match(text):
-            raise ValueError(f"{text!r}: repeated {separator!r} must group thousands in threes")
-        return float(sign + text.replace(separator, ""))
-    if separator == ".":
-        return float(sign + text)
-    whole, fraction = text.split(",")
-    if len(fraction) == 3 and 1 <= len(whole) <= 3 and whole != "0":
-        raise ValueError(f"{text!r} is ambiguous: {whole}{fraction} with a thousands separator, or "
-                         f"{whole}.{fraction} with a decimal comma; write it without the comma or with a point")
-    return float(sign + whole + "." + fraction)
-
-
-def normalize_bclc(value: str) -> str | None:
-    """Map spellings such as ``Stage-A``, ``bclc b`` or ``0`` onto the stages 0/A/B/C/D."""
-    token = re.sub(r"(?i)bclc|stage|[\s\-_:]", "", value).upper()
-    if token in ("O", "ZERO"):
-        token = "0"
-    return token if token in BCLC_STAGES else None
-
-
-def normalize_child_pugh(value: Any) -> tuple[str | None, int | None]:
-    """Return (grade, score) from a grade letter (``A``, ``Child-Pugh B``) or a score 5-15."""
-    text = _as_text(value)
-    try:
-        number = float(text)
-    except ValueError:
-        token = re.sub(r"(?i)child|pugh|grade|class|[\s\-_:]", "", text).upper()
-        return (token, None) if token in CHILD_PUGH_GRADES else (None, None)
-    if not number.is_integer() or not 5 <= number <= 15:
-        return None, None
-    score = int(number)
-    grade = "A" if score <= 6 else "B" if score <= 9 else "C"
-    return grade, score
-
-
-def _typing_problem(value: Any) -> str | None:
-    """Why typed text is no number (NaN, infinity, other digits than 0-9, ``_``), or None. A typed "NaN" is
-    refused rather than read as blank: it would be imputed and scored like a typical value without a word."""
-    if not isinstance(value, str):
-        return None
-    try:
-        _refuse_unusual_number_text(value.strip())
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-def parse_clinical_inputs(values: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[str]]:
-    """One new patient's clinical factors read by the manifest's rules, for ``hccrad predict``.
-
-    Parameters
-    ----------
-    values
-        Raw ``afp`` (ng/mL), ``child_pugh`` (grade or score 5-15), ``bclc`` and ``treatment``; blanks are missing.
-
-    Returns
-    -------
-    (clean, errors, unreadable)
-        ``clean`` has canonical values (None where missing or not readable). ``errors`` are refused whatever the
-        options (a negative AFP, a bound such as ``<20``); ``unreadable`` are values that could not be read,
-        which ``--allow-impute`` turns into missing values.
-    """
-    clean: dict[str, Any] = {name: None for name in ("afp", "child_pugh", "child_pugh_score", "bclc", "treatment")}
-    errors: list[str] = []
-    unreadable: list[str] = []
-    afp = values.get("afp")
-    typed = _typing_problem(afp)
-    if typed:  # a typo, not an unknown value: refused whatever the options, never imputed
-        errors.append(f"afp {typed}; give the value in ng/mL with the digits 0-9, or leave it empty if it is "
-                      "unknown")
-    elif not _blank(afp):
-        try:
-            number = parse_number(afp)
-        except CensoredValue:
-            errors.append(f"afp {_shown(_as_text(afp))} is a bound, not a value; give a number in ng/mL")
-        except ValueError as exc:
-            unreadable.append(f"afp {_shown(_as_text(afp))} is not a number in ng/mL ({exc})")
-        else:
-            if not math.isfinite(number) or number < 0:
-                errors.append(f"afp {number:g} is not a concentration; expected a number >= 0 (ng/mL)")
-            elif number > MAX_AFP_NG_ML:
-                errors.append(f"afp {number:g} ng/mL is above the plausible maximum of {MAX_AFP_NG_ML:g} ng/mL; "
-                              "check the value and its unit")
-            else:
-                clean["afp"] = number + 0.0  # -0 is 0
-    child_pugh = values.get("child_pugh")
-    if not _blank(child_pugh):
-        grade, score = normalize_child_pugh(child_pugh)
-        if grade is None:
-            unreadable.append(f"child_pugh {_as_text(child_pugh)!r} is not a grade A, B, C or a score 5-15")
-        clean["child_pugh"], clean["child_pugh_score"] = grade, score
-    bclc = values.get("bclc")
-    if not _blank(bclc):
-        stage = normalize_bclc(_as_text(bclc))
-        if stage is None:
-            unreadable.append(f"bclc {_as_text(bclc)!r} is not one of 0, A, B, C, D")
-        clean["bclc"] = stage
-    treatment = values.get("treatment")
-    if not _blank(treatment):
-        clean["treatment"] = _as_text(treatment)
-    return clean, errors, unreadable
 
 
 class _RowChecker:
@@ -645,14 +368,6 @@ class _RowChecker:
         return 1 - event if self.config.event_coding == "censored=1" else event
 
 
-def closest_columns(name: str, columns: list[str], n: int = 3) -> list[str]:
-    """The table's column names closest to ``name`` (same name in another case first, then difflib's ratio)."""
-    same_case = [column for column in columns if column.casefold() == name.casefold()]
-    folded = {column.casefold(): column for column in columns}
-    close = difflib.get_close_matches(name.casefold(), list(folded), n=n, cutoff=0.5)
-    return list(dict.fromkeys(same_case + [folded[c] for c in close]))[:n]
-
-
 def _check_columns(config: StudyConfig, frame: pd.DataFrame) -> list[ValidationIssue]:
     """A column that the manifest names under ``columns:`` but the table lacks is an error, with the closest
     column names; a default column name the table lacks is an error for the fields every study needs and a
@@ -676,99 +391,6 @@ def _check_columns(config: StudyConfig, frame: pd.DataFrame) -> list[ValidationI
                 None, None, canonical,
                 f"column {column!r} (for {canonical}) is not in the clinical table {config.clinical_table_path.name}"
                 f"{remedy}", severity))
-    return issues
-
-
-def center_key(name: str) -> str:
-    """How center names are compared: spaces collapsed and case folded (``'Center  d'`` and ``'center D'``)."""
-    return " ".join(name.split()).casefold()
-
-
-def _rows_text(rows: list[int]) -> str:
-    shown = ", ".join(map(str, rows[:8]))
-    return f"row {shown}" if len(rows) == 1 else f"rows {shown}" + (f" and {len(rows) - 8} more" if len(rows) > 8
-                                                                    else "")
-
-
-def center_spelling_issues(patients: list[PatientRecord]) -> list[ValidationIssue]:
-    """An error for each row whose center is another spelling of a center (:func:`center_key`): ``d`` beside
-    ``D`` would be a separate center, and could put a validation patient in the training set. The most frequent
-    spelling keeps its rows; the others are left out, with the remedy (one spelling, or ``value_maps``)."""
-    spellings: dict[str, dict[str, list[PatientRecord]]] = {}
-    for record in patients:
-        spellings.setdefault(center_key(record.center), {}).setdefault(record.center, []).append(record)
-    issues = []
-    for variants in spellings.values():
-        if len(variants) < 2:
-            continue
-        ranked = sorted(variants, key=lambda name: (-len(variants[name]), name))
-        kept = ranked[0]
-        listing = "; ".join(f"{name!r} on {_rows_text(sorted(r.row for r in variants[name]))}" for name in ranked)
-        for name in ranked[1:]:
-            for record in variants[name]:
-                issues.append(ValidationIssue(
-                    record.row, record.patient_id, "center",
-                    f"center {name!r} is another spelling of {kept!r} (centers are compared without case and "
-                    f"extra spaces: {listing}); the row is left out: write {kept!r}, or map it in the manifest "
-                    f"with value_maps: {{center: {{{name!r}: {kept!r}}}}}"))
-    return issues
-
-
-def _split_center_issues(named: list[str], centers: set[str], field: str) -> list[ValidationIssue]:
-    """Issues for centers named in the split: one with no patient, or one that matches only without case."""
-    by_key = {center_key(center): center for center in centers}
-    issues = []
-    for name in named:
-        if name in centers:
-            continue
-        match = by_key.get(center_key(name))
-        hint = (f"; the table spells it {match!r}: write that in the manifest" if match is not None
-                else f"; the table's centers are {', '.join(sorted(centers))}")
-        issues.append(ValidationIssue(None, None, "split", f"{field} center {name!r} has no patient{hint}"))
-    return issues
-
-
-def assign_split(patients: list[PatientRecord], config: StudyConfig) -> list[ValidationIssue]:
-    """Set each patient's ``dataset`` to training or validation, by center or seeded stratified draw.
-
-    By centers, a center not named in ``validation_centers`` is a training center, unless ``training_centers``
-    is given too: then a center in neither list is an error for each of its rows (left out), since the split
-    does not say where it belongs.
-    """
-    split = config.split
-    issues: list[ValidationIssue] = []
-    if split.validation_centers:
-        centers = {record.center for record in patients}
-        issues += _split_center_issues(split.validation_centers, centers, "validation")
-        if split.training_centers is not None:
-            issues += _split_center_issues(split.training_centers, centers, "training")
-            known = set(split.training_centers) | set(split.validation_centers)
-            for record in patients:
-                if record.center not in known:
-                    issues.append(ValidationIssue(
-                        record.row, record.patient_id, "center",
-                        f"center {record.center!r} is in neither split.training_centers nor "
-                        "split.validation_centers; add it to one of them (the row is left out)"))
-        for record in patients:
-            record.dataset = "validation" if record.center in split.validation_centers else "training"
-        return issues
-    rng = np.random.default_rng(split.seed)
-    strata: dict[tuple[str, int], list[PatientRecord]] = {}
-    for record in sorted(patients, key=lambda r: r.patient_id):
-        strata.setdefault((record.center, record.pfs_event), []).append(record)
-    keys = sorted(strata)
-    # Largest-remainder allocation: each stratum gets its share, the total is round(fraction * n).
-    quotas = np.array([split.validation_fraction * len(strata[key]) for key in keys])
-    counts = np.floor(quotas).astype(int)
-    total = int(np.floor(split.validation_fraction * len(patients) + 0.5))
-    remainders = quotas - counts + rng.uniform(0, 1e-6, size=len(keys))
-    for index in np.argsort(-remainders)[: max(0, total - counts.sum())]:
-        counts[index] += 1
-    for key, n_validation in zip(keys, counts, strict=True):
-        members = strata[key]
-        order = rng.permutation(len(members))
-        for rank, index in enumerate(order):
-            members[index].dataset = "validation" if rank < n_validation else "training"
     return issues
 
 

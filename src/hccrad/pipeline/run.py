@@ -144,8 +144,16 @@ def _run_locked(study: Study, manifest: Path, scheduler, n_bootstrap, progress, 
             from hccrad.pipeline.stages import write_acquisition
 
             write_acquisition(study)
+        from hccrad.pipeline.stages import summarize_study, write_study_summary
+
+        summary = summarize_study(study)
+        write_study_summary(study, summary)
+        for warning in summary.warnings:
+            log.warning("study: %s", warning)
         result.stages.append(StageRecord("validate", "ran", 0.0,
-                                         f"{len(study.patients)} valid patients, {len(study.errors)} errors"))
+                                         f"{len(study.patients)} valid patients, {len(study.errors)} errors"
+                                         + (f", {len(summary.warnings)} plausibility warnings (see "
+                                            "validation/summary.md)" if summary.warnings else "")))
         _segment_stage(study, result)
         table = _features_stage(study, state, result, scheduler, progress)
         _robustness_stage(study, result, table, scheduler, progress)

@@ -118,6 +118,45 @@ def table_html(frame: pd.DataFrame, digits: int = 3, index: bool = False, max_ro
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{footnotes}"
 
 
+def summary_markdown_html(markdown: str) -> str:
+    """The study summary's Markdown (``validation/summary.md``: headings, paragraphs, pipe tables, bullets, bold) as
+    escaped HTML; the first heading is dropped (the report's section names it)."""
+    parts, table, bullets = [], [], []
+
+    def inline(text: str) -> str:
+        return re.sub(r"`(.+?)`", r"<code>\1</code>", re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", esc(text)))
+
+    def flush() -> None:
+        if table:
+            rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in table
+                    if not re.fullmatch(r"\|?(\s*-+\s*\|)+\s*-*\s*", line.strip())]
+            head, *body = rows
+            parts.append("<table><thead><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr></thead><tbody>"
+                         + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>" for row in body)
+                         + "</tbody></table>")
+            table.clear()
+        if bullets:
+            parts.append("<ul>" + "".join(f"<li>{inline(b)}</li>" for b in bullets) + "</ul>")
+            bullets.clear()
+
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if line.startswith("- "):
+            bullets.append(line[2:])
+            continue
+        flush()
+        if line.startswith("# "):
+            continue
+        if line.startswith("## "):
+            parts.append(f"<h4>{inline(line[3:])}</h4>")
+        elif line.strip():
+            parts.append(f"<p>{inline(line)}</p>")
+    flush()
+    return "".join(parts)
+
+
 def image_html(path: Path, caption: str = "") -> str:
     """A PNG embedded in the page (base64) with its caption."""
     data = base64.b64encode(Path(path).read_bytes()).decode()
@@ -370,9 +409,15 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
     table_one = _read_csv(paths.evaluation_table("table1"))
     if table_one is None:
         table_one = pd.DataFrame({"note": ["Table 1 is written by the evaluation: run `hccrad evaluate`"]})
+    understood = ""
+    if paths.validation_summary.is_file():
+        understood = ("<details><summary>What hccrad understood of the clinical table (mapping, units, events, "
+                      "categories; validation/summary.md)</summary>"
+                      f"{summary_markdown_html(paths.validation_summary.read_text())}</details>")
     sections.append(("cohort", "1. Cohort",
                      f"<p>{len(table)} valid patients of {study.n_rows} rows; {len(study.errors)} manifest errors "
-                     f"(see manifest_issues.csv).</p><h3>Patients per center</h3>{table_html(counts, index=True)}"
+                     f"(see manifest_issues.csv).</p>{understood}<h3>Patients per center</h3>"
+                     f"{table_html(counts, index=True)}"
                      f"<h3>Baseline characteristics (Table 1)</h3>{table_html(table_one)}"
                      f"<details><summary>Every patient (click an id for its QC image)</summary><div class='scroll'>"
                      f"{table_html(cohort_rows, 2, link_column='patient_id' if study.config.require_images else None)}"
