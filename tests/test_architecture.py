@@ -229,3 +229,29 @@ def test_data_flows_one_way_no_subpackage_imports_upward():
                     if target != package and rank[target] >= rank[package]:
                         upward.append(f"{path.relative_to(root)} imports {name}")
     assert upward == []
+
+
+def test_the_survival_modules_import_each_other_without_a_cycle():
+    """Artifact I/O depends on the model, never the reverse; ``feature_family`` lives in its own module, so no
+    survival module imports another that imports it back (lazy imports included)."""
+    import ast
+    from pathlib import Path
+
+    import hccrad.survival
+
+    folder = Path(hccrad.survival.__file__).parent
+    modules = {path.stem for path in folder.glob("*.py") if path.stem != "__init__"}
+    graph = {}
+    for module in modules:
+        tree = ast.parse((folder / f"{module}.py").read_text())
+        graph[module] = {node.module.split(".")[2] for node in ast.walk(tree)
+                         if isinstance(node, ast.ImportFrom) and node.module
+                         and node.module.startswith("hccrad.survival.")} & modules
+    assert "model" in graph["artifact"] and "artifact" not in graph["model"]
+    assert "model" not in graph["transformers"]
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})) for nxt in graph[start])
+
+    cycles = [module for module in modules if reaches(module, module, {module})]
+    assert cycles == [], {module: graph[module] for module in cycles}

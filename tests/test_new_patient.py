@@ -236,3 +236,50 @@ def test_cli_clinical_flags_alone_score_model_c_as_the_json_route(saved_demo_mod
     assert flags["pfs_6m"] == pytest.approx(by_json["pfs_6m"], abs=1e-12)
     assert (f"PFS at 6 months: {percent(flags['pfs_6m'])} (95% CI {percent(flags['pfs_6m_ci_low'])} to "
             f"{percent(flags['pfs_6m_ci_high'])})") in result.output
+
+
+def test_a_patient_moved_ten_training_sds_is_outside_the_domain_and_training_patients_mostly_are_not(
+        saved_demo_models):
+    """The applicability domain: one model input of a training patient moved 10 training SDs out is outside;
+    the training patients themselves are inside but for a stated share (below 2% in-sample; about 1% by the
+    leave-one-out construction)."""
+    from hccrad.survival.domain import domain_distance, fit_domain
+
+    study, table, fitted, models = saved_demo_models
+    model = models["T&L"]
+    training = table[table["dataset"] == "training"]
+    inside = model.applicability(training)
+    assert inside["outside"].mean() < 0.02
+    assert model.domain_["training_share_outside"] == pytest.approx(0.01, abs=0.015)
+    patient = training.iloc[[0]].copy()
+    feature = next(c for c in model.covariates_ if c in model.feature_inputs_)
+    patient[feature] = patient[feature] + 10 * model.scale_[feature]
+    moved = model.applicability(patient).iloc[0]
+    assert bool(moved["outside"]) and moved["percentile"] == 100.0 and moved["n_outside_range"] >= 1
+    # Mahalanobis by its definition on an analytic case: identity covariance gives the Euclidean z-distance
+    rng = np.random.default_rng(0)
+    design = rng.normal(size=(4000, 2))
+    domain = fit_domain(design[:400])
+    assert domain_distance(domain, np.array([[3.0, 4.0]]))[0] == pytest.approx(5.0, rel=0.1)
+
+
+def test_an_out_of_domain_prediction_says_so_and_can_be_withheld(saved_demo_models):
+    from hccrad.pipeline.predict import predict_new_patient
+
+    study, table, fitted, models = saved_demo_models
+    clinical = {name: (value.item() if hasattr(value, "item") else value)
+                for name, value in _clinical(table, table.index[0]).items()}
+    strict = {"C": models["C"]}
+    original = models["C"].domain_
+    strict["C"].domain_ = {**original, "threshold": -1.0}  # every patient beyond it
+    try:
+        warned = predict_new_patient(strict, clinical).predictions["C"]
+        assert warned.outside_domain and not warned.withheld
+        assert "outside the model's applicability domain" in warned.warnings()[0]
+        assert "does not cover this uncertainty" in warned.warnings()[0]
+        withheld = predict_new_patient(strict, clinical, out_of_domain="withhold").predictions["C"]
+        record = withheld.to_record()
+        assert withheld.withheld and record["risk_score"] is None and record["pfs_6m"] is None
+        assert record["outside_domain"] is True
+    finally:
+        models["C"].domain_ = original

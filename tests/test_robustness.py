@@ -223,7 +223,7 @@ def test_a_study_with_robustness_filters_exactly_the_features_below_min_icc(demo
     candidates whose ICC is below min_icc (or missing) as robustness.csv lists them, the artifact records the
     filter, the models are compared with and without it, and the report shows the section."""
     from hccrad.pipeline import run_study
-    from hccrad.survival.model import feature_family
+    from hccrad.survival.families import feature_family
 
     manifest = _copy_study(demo_cohort_features, tmp_path, {"perturbations": 3, "patients": 6,
                                                             "kinds": ["noise", "volume"], "min_icc": 0.9})

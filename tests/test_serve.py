@@ -365,7 +365,13 @@ def test_the_clinicians_view_progress_primary_model_warnings_and_csp(server, tmp
         fill(clinical["afp"], _noisy_tumor_ct(record, tmp_path), record.mask)
         wait.until(expected_conditions.presence_of_element_located((By.ID, "results")))
         warnings = browser.find_elements(By.CSS_SELECTOR, "div.warning")
-        assert warnings and "outside the training data" in warnings[0].text, browser.page_source[:3000]
+        assert warnings and "outside the training data" in " ".join(w.text for w in warnings), \
+            browser.page_source[:3000]
+        # the primary model has not seen a tumor like this: said in words, and its risk group is not bold
+        primary = browser.find_element(By.ID, "warnings-C-T_L").text
+        assert "outside the model's applicability domain" in primary and "does not cover this uncertainty" in primary
+        group = browser.find_element(By.ID, "group-C-T_L")
+        assert "applicability domain" in group.text and int(group.value_of_css_property("font-weight")) < 600
         browser.save_screenshot(str(ARTIFACTS / "serve_extrapolation.png"))
         report = httpx.get(browser.find_element(By.ID, "report-link").get_attribute("href"),
                            cookies={c["name"]: c["value"] for c in browser.get_cookies()})

@@ -27,6 +27,9 @@ def test_a_tiny_synthetic_study_reaches_a_report_with_its_reasons_stated(tmp_pat
     assert result.report is not None and result.report.is_file()
     report = result.report.read_text()
     assert "What hccrad understood of the clinical table" in report and "median PFS (Kaplan-Meier)" in report
+    assert "Center shift" in report
+    shift = pd.read_csv(manifest.parent / "output" / "evaluation" / "tables" / "center_shift.csv")
+    assert set(shift["center"]) == {"D", "E", "F"} and shift["share_outside_domain"].between(0, 1).all()
     tables = manifest.parent / "output" / "evaluation" / "tables"
     subgroups = pd.read_csv(tables / "subgroups.csv")
     missing = subgroups["auc"].isna()

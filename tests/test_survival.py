@@ -18,8 +18,14 @@ from typer.testing import CliRunner
 from hccrad.cli.main import app
 from hccrad.io import load_study
 from hccrad.survival import CoxRiskModel, ModelConfig, fit_models, load_model, make_y
+from hccrad.survival.artifact import (
+    ModelArtifactError,
+    content_checksum,
+    model_from_dict,
+    model_to_dict,
+    save_model,
+)
 from hccrad.survival.coxmath import breslow_baseline, partial_loglik, univariate_cox
-from hccrad.survival.model import ModelArtifactError, content_checksum
 from hccrad.survival.selection import SelectionLog, _coxnet, fit_lifelines, lasso_cox_cv
 
 from .conftest import shared_path
@@ -192,7 +198,7 @@ def test_outputs_and_artifacts_are_complete(fitted_demo):
 def test_artifact_round_trip_predicts_identically(fitted_demo, tmp_path):
     _, table, fitted = fitted_demo
     for model in fitted.models.values():
-        path = model.save(tmp_path / "model.json")
+        path = save_model(model, tmp_path / "model.json")
         loaded = load_model(path)
         np.testing.assert_allclose(loaded.predict(table), model.predict(table), rtol=1e-12)
         pd.testing.assert_frame_equal(loaded.predict_survival(table), model.predict_survival(table))
@@ -204,7 +210,7 @@ def test_artifact_round_trip_predicts_identically(fitted_demo, tmp_path):
 
 
 def _saved(model, path):
-    model.save(path)
+    save_model(model, path)
     return json.loads(path.read_text())
 
 
@@ -264,7 +270,7 @@ def test_validation_patients_leak_into_nothing(fitted_demo):
     changed.loc[validation, "afp"] = 99999.0
     refit = fit_models(changed, ModelConfig(), feature_settings=fitted.models["T"].feature_settings_)
     for name, model in fitted.models.items():
-        before, after = model.to_dict(), refit.models[name].to_dict()
+        before, after = model_to_dict(model), model_to_dict(refit.models[name])
         for key in ("created",):
             before.pop(key), after.pop(key)
         assert before == after, name
@@ -424,7 +430,7 @@ def test_harmonized_model_on_a_random_split(demo_cohort_features):
     model = fitted.models["T&L"]
     assert model.combat_ and len(model.combat_["features"]) > 50
     assert fitted.predictions["risk_T&L"].notna().all()
-    reloaded = CoxRiskModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    reloaded = model_from_dict(json.loads(json.dumps(model_to_dict(model))))
     np.testing.assert_allclose(reloaded.predict(shuffled), model.predict(shuffled))
     with pytest.raises(ValueError, match="harmonize: true needs every center in the training set"):
         fit_models(table, ModelConfig(models=["T&L"], harmonize=True))

@@ -301,9 +301,10 @@ def fit(
     out: Path | None = typer.Option(None, help="Output folder (default: <output_dir>/models)."),
 ) -> None:
     """Fit the C, T, T&L and C-T&L Cox models on the training set and score every patient."""
-    from hccrad.pipeline.stages import fit_study, study_table
+    from hccrad.pipeline.stages import fit_study, refuse_external_fit, study_table
 
     study = _load_study_or_exit(manifest)
+    refuse_external_fit(study)
     table = study_table(study, features)
     out_dir = out or study.config.layout.models_dir
     with console.status("fitting models (selection on the training set only)"):
@@ -336,6 +337,45 @@ def evaluate(
     with console.status("evaluating models"):
         evaluation = evaluate_fitted(study, models, out_dir, bootstrap)
     stdout.print(f"evaluation: {len(evaluation.tables)} tables, {len(evaluation.figures)} figure files in {out_dir}")
+
+
+@app.command("external-validate")
+@_one_line_errors
+def external_validate(
+    manifest: Path = typer.Argument(..., help="The study YAML of the external cohort (every patient is external)."),
+    models: Path = typer.Option(..., "--models", help="The models folder to validate (written by `hccrad fit`)."),
+    update: str | None = typer.Option(None, help="Also update the models' calibration on these patients: baseline, "
+                                                 "slope or both (written to external/updated_models)."),
+    bootstrap: int | None = typer.Option(None, help="Bootstrap resamples for confidence intervals (default: the "
+                                         "manifest's evaluation: {n_bootstrap}, 500)."),
+    update_bootstrap: int = typer.Option(200, min=0, help="Bootstrap resamples of the updated calibration's "
+                                                          "optimism."),
+    scheduler: str | None = typer.Option(None, help="Dask scheduler address for the features."),
+) -> None:
+    """Validate saved models, frozen, on another hospital's patients: features as the models record, every
+    statistic of the evaluation, an HTML/PDF report; optionally update their calibration."""
+    from hccrad.pipeline.external import external_validate as run_external
+
+    study = _load_study_or_exit(manifest)
+    with progress_bar() as bar:
+        task = bar.add_task("features (as the models record)", total=None)
+        result = run_external(study, models, bootstrap, update, scheduler,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total),
+                              update_bootstrap=update_bootstrap)
+    concordance = result.evaluation.tables["concordance"]
+    for _, row in concordance[concordance["dataset"] == "validation"].iterrows():
+        stdout.print(f"{row['model']}: Harrell C {row['harrell_c']:.3f} ({row['harrell_ci_low']:.3f}-"
+                     f"{row['harrell_ci_high']:.3f}), {int(row['n'])} patients, {int(row['events'])} progressions")
+    for _, row in result.domain.iterrows():
+        if isinstance(row["outside_domain"], int) and row["outside_domain"]:
+            console.print(f"[yellow]{row['model']}, center {escape(str(row['center']))}:[/] {row['outside_domain']} "
+                          f"of {row['patients']} patients outside the model's applicability domain")
+    for _, failure in result.failures.iterrows():
+        if failure.get("severity", "error") == "error":
+            console.print(f"[red]failed[/] {failure['patient_id']}: {escape(str(failure['error']))}")
+    if result.updated:
+        stdout.print(f"updated models ({update}): {result.out_dir / 'updated_models'}")
+    stdout.print(f"report: {result.report}")
 
 
 segment_app = typer.Typer(help="Segmentation with nnU-Net v2 in the paper's configuration, and its evaluation.",
@@ -547,6 +587,9 @@ def predict(
                                                               "contributions) as JSON."),
     allow_impute: bool = typer.Option(False, help="Fill missing inputs with the training medians/modes."),
     allow_extrapolation: bool = typer.Option(False, help="Score inputs far outside the training range."),
+    out_of_domain: str = typer.Option("warn", help="With --ct or the clinical flags: a prediction outside a model's "
+                                                   "applicability domain is shown with a warning (warn) or its "
+                                                   "numbers withheld (withhold)."),
 ) -> None:
     """Risk score, risk group and PFS probabilities for new patients, from saved models alone.
 
@@ -567,20 +610,22 @@ def predict(
                                       ("treatment", treatment)) if v is not None}
         if patient:
             clinical = {**_read_patients(None, patient).iloc[0].dropna().to_dict(), **clinical}
-        _predict_images(fitted, {patient_id: (ct, mask, clinical)}, segmentation_model, out, json_out)
+        _predict_images(fitted, {patient_id: (ct, mask, clinical)}, segmentation_model, out, json_out,
+                        _out_of_domain(out_of_domain))
         return
     clinical = {k: v for k, v in (("afp", afp), ("child_pugh", child_pugh), ("bclc", bclc),
                                   ("treatment", treatment)) if v is not None}
     if patients is None and patient is None and clinical:
         # the four clinical factors and no images: the clinical model(s) alone, with intervals (docs/new-patient.md)
-        _predict_images(fitted, {patient_id: (None, None, clinical)}, None, out, json_out)
+        _predict_images(fitted, {patient_id: (None, None, clinical)}, None, out, json_out,
+                        _out_of_domain(out_of_domain))
         return
     table = _read_patients(patients, patient)
     if "ct" in table.columns:
         cases = {str(pid): (Path(row["ct"]), Path(row["mask"]) if isinstance(row.get("mask"), str) and row["mask"]
                             else None, row.drop(labels=["ct", "mask"], errors="ignore").dropna().to_dict())
                  for pid, row in table.iterrows()}
-        _predict_images(fitted, cases, segmentation_model, out, json_out)
+        _predict_images(fitted, cases, segmentation_model, out, json_out, _out_of_domain(out_of_domain))
         return
     import pandas as pd
 
@@ -595,11 +640,20 @@ def predict(
         raise typer.Exit(1)
 
 
+def _out_of_domain(value: str) -> str:
+    from hccrad.pipeline.predict import OUT_OF_DOMAIN_ACTIONS
+
+    if value not in OUT_OF_DOMAIN_ACTIONS:
+        raise fail(f"--out-of-domain {value!r}: expected {' or '.join(OUT_OF_DOMAIN_ACTIONS)}")
+    return value
+
+
 def _predict_images(fitted: dict, cases: dict, segmentation_model: Path | None, out: Path | None,
-                    json_out: Path | None) -> None:
+                    json_out: Path | None, out_of_domain: str = "warn") -> None:
     """Score each (ct, mask, clinical) case from its images; one failing case does not stop the others."""
     import json
 
+    import numpy as np
     import pandas as pd
 
     from hccrad.pipeline.predict import predict_new_patient
@@ -608,7 +662,8 @@ def _predict_images(fitted: dict, cases: dict, segmentation_model: Path | None, 
     rows, results, failures = [], {}, 0
     for patient_id, (ct_path, mask_path, clinical) in cases.items():
         try:
-            result = predict_new_patient(fitted, clinical, ct_path, mask_path, patient_id, segmentation_model)
+            result = predict_new_patient(fitted, clinical, ct_path, mask_path, patient_id, segmentation_model,
+                                         out_of_domain=out_of_domain)
         except InputError as exc:
             failures += 1
             console.print(f"[red]{patient_id}:[/] {exc}", soft_wrap=True)
@@ -619,9 +674,18 @@ def _predict_images(fitted: dict, cases: dict, segmentation_model: Path | None, 
         results[patient_id] = result
         for name, prediction in result.predictions.items():
             contributions = prediction.contributions.sort_values("contribution", key=abs, ascending=False)
+            if prediction.withheld:
+                stdout.print(f"\n{patient_id} {name}: withheld (outside the model's applicability domain)")
+                for warning in prediction.warnings():
+                    console.print(f"  [yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+                continue
             stdout.print(f"\n{patient_id} {name}: risk score {prediction.risk_score:.3f} ({prediction.risk_group} "
                          f"risk, cut-off {prediction.cutoff:.3f}; training percentile "
                          f"{prediction.training_percentile:.0f})")
+            if np.isfinite(prediction.domain_percentile):
+                stdout.print(f"  applicability domain: distance {prediction.domain_distance:.2f}, percentile "
+                             f"{prediction.domain_percentile:.0f} of the training patients' "
+                             f"({'OUTSIDE' if prediction.outside_domain else 'inside'})")
             for row in prediction.survival.itertuples():
                 stdout.print(f"  PFS at {row.time_months:g} months: {percent(row.pfs)} "
                              f"(95% CI {percent(row.ci_low)} to {percent(row.ci_high)})")
@@ -667,6 +731,8 @@ def serve(
     primary_model: str = typer.Option("C-T&L", help="The study's primary model, shown first and marked."),
     max_jobs: int = typer.Option(1, min=1, help="Predictions computed at once (each takes a core and about 1 GB); "
                                  "the others wait in a queue."),
+    out_of_domain: str = typer.Option("warn", help="A prediction outside a model's applicability domain: warn "
+                                                   "(shown, flagged, not bold) or withhold (numbers not shown)."),
 ) -> None:
     """A local web app: a new patient's predicted response, risk group, PFS curve and masks, in the browser."""
     import os
@@ -684,7 +750,7 @@ def serve(
             raise fail(f"the password file {password_file} is empty")
     settings = AppSettings(models, upload_limit_mb, segmentation_model=segmentation_model,
                            allowed_hosts=tuple(allowed_host), password=password, primary_model=primary_model,
-                           max_jobs=max_jobs)
+                           max_jobs=max_jobs, out_of_domain=_out_of_domain(out_of_domain))
     run_app(settings, host, port)  # refuses an unsafe binding before anything starts
 
 

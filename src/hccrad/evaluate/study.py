@@ -91,6 +91,11 @@ class Evaluation:
     out_dir: Path | None = None
 
 
+def present_sets(predictions: pd.DataFrame) -> tuple[str, ...]:
+    """The data sets (training, validation) that hold patients: an external validation has no training set."""
+    return tuple(d for d in DATASETS if (predictions["dataset"] == d).any())
+
+
 def _subset(predictions: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return predictions[predictions["dataset"] == dataset]
 
@@ -102,7 +107,7 @@ def _scored(frame: pd.DataFrame, model: str) -> pd.DataFrame:
 def _per_model_and_set(predictions: pd.DataFrame, models):
     """Each model and data set with that set's scored patients and their time, event and risk score."""
     for model in models:
-        for dataset in DATASETS:
+        for dataset in present_sets(predictions):
             subset = _scored(_subset(predictions, dataset), model)
             yield (model, dataset, subset, subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int),
                    subset[risk_column(model)].to_numpy(float))
@@ -167,7 +172,7 @@ def _paired_scored(predictions, models, settings):
     for first, second in PAPER_COMPARISONS:
         if first not in models or second not in models:
             continue
-        for dataset in DATASETS:
+        for dataset in present_sets(predictions):
             subset = _scored(_scored(_subset(predictions, dataset), first), second)
             for horizon in settings.horizons:
                 yield first, second, dataset, horizon, subset
@@ -302,7 +307,7 @@ def brier_table(predictions, fitted, settings) -> pd.DataFrame:
     rows = []
     grid = np.union1d(np.asarray(settings.horizons, float), ibs_grid(settings.horizons))
     for name, model in fitted.items():
-        for dataset in DATASETS:
+        for dataset in present_sets(predictions):
             subset = _scored(_subset(predictions, dataset), name)
             scores = subset[risk_column(name)].to_numpy(float)
             survival = pd.DataFrame(survival_probability(model.baseline_times_, model.baseline_cumhaz_, scores, grid),
@@ -390,7 +395,7 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
         {"model": m, "dataset": d, "patients": int(len(_subset(predictions, d))),
          "scored": int(len(_scored(_subset(predictions, d), m))),
          "unscored": int(len(_subset(predictions, d)) - len(_scored(_subset(predictions, d), m)))}
-        for m in models for d in DATASETS])
+        for m in models for d in present_sets(predictions)])
     tables["discrimination"] = discrimination_table(predictions, models, settings)
     tables["concordance"] = concordance_table(predictions, models, settings)
     tables["auc_comparison"] = auc_comparison_table(predictions, models, settings)
@@ -404,9 +409,9 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
     tables["risk_groups"] = pd.DataFrame([{"model": m, "dataset": d,
                                            **risk_group_logrank(_scored(_subset(predictions, d), m), group_column(m)),
                                            **_cutoff_columns(fitted[m].cutoff_, d)}
-                                          for m in models for d in DATASETS])
+                                          for m in models for d in present_sets(predictions)])
     curves = []
-    for dataset in DATASETS:
+    for dataset in present_sets(predictions):
         subset = _subset(predictions, dataset).dropna(subset=[risk_column(m) for m in models])
         for horizon in settings.horizons:
             curve = _safe(lambda s=subset, h=horizon: decision_curve(
@@ -419,7 +424,7 @@ def evaluate_study(predictions: pd.DataFrame, fitted: dict[str, CoxRiskModel], c
     if clinical is not None and "C-T&L" in models:
         merged = predictions.join(clinical[["afp", "bclc", "child_pugh", "treatment"]], how="left")
         subgroup_rows, test_rows = [], []
-        for dataset in DATASETS:
+        for dataset in present_sets(predictions):
             for horizon in settings.horizons:
                 rows, tests = subgroup_auc(_scored(_subset(merged, dataset), "C-T&L"), risk_column("C-T&L"), horizon,
                                            settings.afp_cutoff, settings.event_at_horizon)
@@ -445,7 +450,7 @@ def write_evaluation(evaluation: Evaluation, predictions: pd.DataFrame, models: 
     tables = evaluation.tables
     paths = figures.forest_plot(tables["hazard_ratios"], figures_dir)
     for horizon in settings.horizons:
-        for dataset in DATASETS:
+        for dataset in present_sets(predictions):
             tag = f"{dataset}_{horizon:g}m"
             paths += figures.roc_figure(predictions, models, horizon, dataset, tables["discrimination"], figures_dir,
                                         f"roc_all_{tag}", settings.event_at_horizon)
@@ -476,7 +481,7 @@ def write_evaluation(evaluation: Evaluation, predictions: pd.DataFrame, models: 
                     paths += figures.decision_figure(rows, f"Decision curves, {dataset}, {horizon:g} months",
                                                      figures_dir, f"decision_{tag}")
     for model in models:
-        for dataset in DATASETS:
+        for dataset in present_sets(predictions):
             logrank = tables["risk_groups"][(tables["risk_groups"]["model"] == model)
                                             & (tables["risk_groups"]["dataset"] == dataset)].iloc[0].to_dict()
             paths += figures.km_figure(predictions, model, dataset, logrank, figures_dir,

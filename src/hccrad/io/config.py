@@ -91,13 +91,21 @@ class SplitConfig(_Strict):
     training_centers: list[str] | None = None
     validation_fraction: float | None = Field(default=None, gt=0.0, lt=1.0)
     seed: int = 20240601
+    #: Every patient is external: the cohort of ``hccrad external-validate`` (no model is fitted on it).
+    external: bool = False
 
     @model_validator(mode="after")
     def _one_rule(self) -> SplitConfig:
+        if self.external:
+            if self.validation_centers or self.validation_fraction is not None or self.training_centers:
+                raise ValueError("external: true takes no validation_centers, training_centers or "
+                                 "validation_fraction (every patient is external)")
+            return self
         if self.validation_centers and self.validation_fraction is not None:
             raise ValueError("give either validation_centers or validation_fraction, not both")
         if not self.validation_centers and self.validation_fraction is None:
-            raise ValueError("give validation_centers (a list) or validation_fraction (between 0 and 1)")
+            raise ValueError("give validation_centers (a list) or validation_fraction (between 0 and 1), or "
+                             "external: true for a cohort of external-validate")
         if self.training_centers is not None and not self.validation_centers:
             raise ValueError("training_centers goes with validation_centers")
         if self.training_centers and self.validation_centers:
@@ -296,7 +304,8 @@ def load_config(path: Path | str) -> StudyConfig:
 
 #: What to write for a required key that is missing, beyond its name.
 MISSING_KEY_HINTS = {
-    "split": "add `split: {validation_centers: [names]}` or `split: {validation_fraction: 0.3}`",
+    "split": "add `split: {validation_centers: [names]}` or `split: {validation_fraction: 0.3}` (or `split: "
+             "{external: true}` for a cohort of external-validate)",
     "name": "add `name: <the study's name>`",
     "clinical_table": "add `clinical_table: <path of the CSV or XLSX, relative to this YAML>`",
 }

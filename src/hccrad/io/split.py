@@ -65,12 +65,17 @@ def _split_center_issues(named: list[str], centers: set[str], field: str) -> lis
 def assign_split(patients: list[PatientRecord], config: StudyConfig) -> list[ValidationIssue]:
     """Set each patient's ``dataset`` to training or validation, by center or seeded stratified draw.
 
-    By centers, a center not named in ``validation_centers`` is a training center, unless ``training_centers``
+    With ``external: true`` every patient is a validation patient of saved models (no training set). By centers,
+    a center not named in ``validation_centers`` is a training center, unless ``training_centers``
     is given too: then a center in neither list is an error for each of its rows (left out), since the split
     does not say where it belongs.
     """
     split = config.split
     issues: list[ValidationIssue] = []
+    if split.external:  # an external cohort: no model is fitted on it (``hccrad external-validate``)
+        for record in patients:
+            record.dataset = "validation"
+        return issues
     if split.validation_centers:
         centers = {record.center for record in patients}
         issues += _split_center_issues(split.validation_centers, centers, "validation")

@@ -49,6 +49,15 @@ class ModelPrediction:
     extrapolation: list[str] = field(default_factory=list)
     #: Predicted PFS at the cut-off score per horizon (months -> probability): "high" means a lower prediction.
     cutoff_pfs: dict[float, float] = field(default_factory=dict)
+    #: The applicability domain (:mod:`hccrad.survival.domain`): distance from the training patients, its
+    #: percentile among their leave-one-out distances, and whether it lies beyond the threshold (None: the
+    #: artifact records no domain).
+    domain_distance: float = float("nan")
+    domain_percentile: float = float("nan")
+    outside_domain: bool | None = None
+    domain_threshold_percentile: float = float("nan")
+    #: ``withhold`` (a setting) hides the numbers of a prediction outside the domain; ``warn`` shows them flagged.
+    withheld: bool = False
 
     @property
     def uninformative_horizons(self) -> list[float]:
@@ -56,9 +65,22 @@ class ModelPrediction:
         return [float(row.time_months) for row in self.survival.itertuples()
                 if row.ci_high - row.ci_low > UNINFORMATIVE_WIDTH]
 
+    def domain_note(self) -> str | None:
+        """The sentence that says a prediction lies outside the model's applicability domain, or None."""
+        if not self.outside_domain:
+            return None
+        return (f"outside the model's applicability domain: this patient's model inputs are farther from the "
+                f"training patients (distance {self.domain_distance:.1f}) than {self.domain_threshold_percentile:g}% "
+                f"of the training patients are from the others (percentile {self.domain_percentile:.0f}); the "
+                "model has not seen patients like this one, and its 95% interval does not cover this uncertainty")
+
     def warnings(self) -> list[str]:
-        """What the numbers cannot carry alone: extrapolation and uninformative intervals, one sentence each."""
-        notes = [f"outside the training data: {message}" for message in self.extrapolation]
+        """What the numbers cannot carry alone: the applicability domain, extrapolation and uninformative
+        intervals, one sentence each."""
+        notes = [note for note in [self.domain_note()] if note]
+        if self.withheld:
+            notes.append("the prediction is withheld (setting out_of_domain: withhold)")
+        notes += [f"outside the training data: {message}" for message in self.extrapolation]
         if self.extrapolation:
             notes.append("the prediction extrapolates beyond the patients the model was fitted on; treat it as "
                          "unreliable")
@@ -77,6 +99,14 @@ class ModelPrediction:
             record[f"pfs_{row.time_months:g}m"] = row.pfs
             record[f"pfs_{row.time_months:g}m_ci_low"] = row.ci_low
             record[f"pfs_{row.time_months:g}m_ci_high"] = row.ci_high
+        record["domain_distance"] = self.domain_distance
+        record["domain_percentile"] = self.domain_percentile
+        record["outside_domain"] = self.outside_domain
+        record["withheld"] = self.withheld
+        if self.withheld:  # the numbers are not given, only why
+            for key in list(record):
+                if key == "risk_score" or key == "risk_group" or key.startswith("pfs_"):
+                    record[key] = None
         record["extrapolation"] = "; ".join(self.extrapolation)
         record["warnings"] = "; ".join(self.warnings())
         return record
@@ -158,8 +188,14 @@ def compute_patient_features(ct: Path, mask: Path, settings: dict[str, Any], pat
     return result["features"], list(result.get("qc_warnings", []))
 
 
-def score_model(model: CoxRiskModel, row: pd.DataFrame, level: float = 0.95) -> ModelPrediction:
-    """One model's prediction for the one-patient table ``row`` (clinical inputs already parsed)."""
+#: What a prediction outside the applicability domain gets: shown with a warning, or withheld.
+OUT_OF_DOMAIN_ACTIONS = ("warn", "withhold")
+
+
+def score_model(model: CoxRiskModel, row: pd.DataFrame, level: float = 0.95,
+                out_of_domain: str = "warn") -> ModelPrediction:
+    """One model's prediction for the one-patient table ``row`` (clinical inputs already parsed); outside the
+    model's applicability domain it is flagged, and with ``out_of_domain="withhold"`` its numbers are withheld."""
     score = float(model.predict(row)[0])
     horizons = list(model.horizons_months)
     band = model.predict_survival_interval(row, horizons, level).iloc[0]
@@ -169,10 +205,19 @@ def score_model(model: CoxRiskModel, row: pd.DataFrame, level: float = 0.95) -> 
                              "ci_high": [band[f"pfs_{t:g}m_ci_high"] for t in horizons]})
     cutoff = float(model.cutoff_["value"])
     cutoff_pfs = survival_probability(model.baseline_times_, model.baseline_cumhaz_, np.array([cutoff]), horizons)[0]
+    if out_of_domain not in OUT_OF_DOMAIN_ACTIONS:
+        raise ValueError(f"out_of_domain {out_of_domain!r}: expected one of {', '.join(OUT_OF_DOMAIN_ACTIONS)}")
+    domain = model.applicability(row).iloc[0]
+    outside = None if pd.isna(domain["outside"]) else bool(domain["outside"])
+    recorded = getattr(model, "domain_", None) or {}
     return ModelPrediction(model.name, score, str(model.risk_group(np.array([score]))[0]), cutoff,
                            model.risk_percentile(score), survival, model.contributions(row),
                            extrapolation=model.extrapolation(row)["message"].tolist(),
-                           cutoff_pfs={float(t): float(v) for t, v in zip(horizons, cutoff_pfs, strict=True)})
+                           cutoff_pfs={float(t): float(v) for t, v in zip(horizons, cutoff_pfs, strict=True)},
+                           domain_distance=float(domain["distance"]), domain_percentile=float(domain["percentile"]),
+                           outside_domain=outside,
+                           domain_threshold_percentile=float(recorded.get("threshold_percentile", np.nan)),
+                           withheld=bool(outside) and out_of_domain == "withhold")
 
 
 def survival_curve(model: CoxRiskModel, row: pd.DataFrame, step_months: float = 0.25, level: float = 0.95
@@ -206,7 +251,8 @@ def predict_new_patient(models: dict[str, CoxRiskModel], clinical: dict[str, Any
                         mask: Path | None = None, patient_id: str = "patient",
                         segmentation_model: Path | None = None, portal_vein_diameter_mm: float | None = None,
                         level: float = 0.95, drawn_mask: Path | None = None,
-                        progress: Callable[[str], None] | None = None) -> NewPatientResult:
+                        progress: Callable[[str], None] | None = None,
+                        out_of_domain: str = "warn") -> NewPatientResult:
     """Score one new patient with every model whose inputs are present.
 
     Parameters
@@ -228,6 +274,9 @@ def predict_new_patient(models: dict[str, CoxRiskModel], clinical: dict[str, Any
     progress
         Called with each stage as it starts: ``segmenting`` (when a mask is drawn), ``reading``, ``checking``,
         ``features``, ``scoring``.
+    out_of_domain
+        ``warn`` (default): a prediction outside a model's applicability domain is given with the warning;
+        ``withhold``: its numbers are withheld, and the reason given.
     """
     skipped: dict[str, str] = {}
     used_mask: Path | None = None
@@ -265,6 +314,6 @@ def predict_new_patient(models: dict[str, CoxRiskModel], clinical: dict[str, Any
     for name, model in models.items():
         if name in skipped:
             continue
-        predictions[name] = score_model(model, row, level)
+        predictions[name] = score_model(model, row, level, out_of_domain)
     return NewPatientResult(patient_id, predictions, skipped=skipped, mask=used_mask, features=features,
                             qc_warnings=qc_warnings)

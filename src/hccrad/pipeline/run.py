@@ -102,6 +102,9 @@ def run_study(manifest: Path, scheduler: str | None = None, n_bootstrap: int | N
     except ManifestError:
         write_atomic(paths.manifest_issues, study.issues_table().to_csv(index=False))
         raise
+    from hccrad.pipeline.stages import refuse_external_fit
+
+    refuse_external_fit(study)
     with output_lock(paths.run_lock, study.config.output_path) as lock_note:
         return _run_locked(study, manifest, scheduler, n_bootstrap, progress, lock_note)
 

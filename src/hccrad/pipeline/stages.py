@@ -37,6 +37,15 @@ def study_table(study: Study, features: Path | None = None) -> pd.DataFrame:
     return study.table()
 
 
+def refuse_external_fit(study: Study) -> None:
+    """An external cohort (``split: {external: true}``) has no training set: fitting on it is refused, naming the
+    command that validates saved models on it."""
+    if study.config.split.external:
+        raise MissingStageOutput("the manifest's split is external: true, so no model is fitted on it; validate "
+                                 "saved models with `hccrad external-validate STUDY --models DIR`, or give a split "
+                                 "(validation_centers or validation_fraction) to fit")
+
+
 def fit_study(study: Study, table: pd.DataFrame, out_dir: Path | None = None):
     """Fit the configured models on the training patients of ``table`` with the study's horizons and AFP
     cut-off, score every patient, and write the models folder (default ``<output_dir>/models``).
@@ -53,10 +62,20 @@ def fit_study(study: Study, table: pd.DataFrame, out_dir: Path | None = None):
     from hccrad.survival import ModelConfig, fit_models
 
     out_dir = Path(out_dir) if out_dir else study.config.layout.models_dir
+    refuse_external_fit(study)
     config = ModelConfig.for_study(study.config)
     horizons = tuple(study.config.horizons_months)
     robustness = robustness_filter(study, table)
-    fitted = fit_models(table, config, horizons, out_dir, study_feature_settings(study), robustness)
+    fitted = fit_models(table, config, horizons, None, study_feature_settings(study), robustness)
+    lineage = development_lineage(study, table)
+    for model in fitted.models.values():
+        for member in (model, model.base_model):
+            if member is not None:
+                member.lineage_ = lineage
+    from hccrad.survival.study import write_outputs
+
+    fitted.out_dir = out_dir
+    write_outputs(fitted, out_dir)
     if robustness is not None:
         from hccrad.io import layout
         from hccrad.io.files import write_atomic
@@ -65,6 +84,18 @@ def fit_study(study: Study, table: pd.DataFrame, out_dir: Path | None = None):
         comparison = robustness_comparison(table, fitted, unfiltered, horizons, study)
         write_atomic(out_dir / layout.ROBUSTNESS_COMPARISON, comparison.to_csv(index=False))
     return fitted
+
+
+def development_lineage(study: Study, table: pd.DataFrame) -> dict:
+    """Where a fitted model comes from, as its artifact records it: the development study's name, the fit's date
+    (UTC), the training centers and patients (with events)."""
+    import datetime as dt
+
+    training = table[table["dataset"] == "training"]
+    return {"kind": "development", "study": study.config.name,
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "training_centers": sorted(map(str, training["center"].unique())) if "center" in training else [],
+            "training_patients": int(len(training)), "training_events": int(training["pfs_event"].sum())}
 
 
 def robustness_filter(study: Study, table: pd.DataFrame) -> dict | None:
@@ -180,7 +211,27 @@ def evaluate_fitted(study: Study, models_dir: Path | None = None, out_dir: Path 
     if settings.internal_validation_resamples:
         table = study_table(study)
         training = table[table["dataset"] == "training"]
-    return evaluate_study(load_predictions(predictions_path), fitted, study.table(), settings, out_dir, training)
+    evaluation = evaluate_study(load_predictions(predictions_path), fitted, study.table(), settings, out_dir,
+                                training)
+    write_center_shift(study, fitted, out_dir)
+    return evaluation
+
+
+def write_center_shift(study: Study, fitted: dict, out_dir: Path) -> None:
+    """``center_shift.csv`` and ``center_shift_inputs.csv`` in the evaluation's tables
+    (:func:`hccrad.evaluate.shift.center_shift`); nothing when the feature table is not there."""
+    from hccrad.evaluate.shift import center_shift
+    from hccrad.io import layout
+    from hccrad.io.files import write_atomic
+
+    try:
+        table = study_table(study)
+    except MissingStageOutput:
+        return
+    summary, inputs = center_shift(fitted, table)
+    tables = Path(out_dir) / layout.TABLES
+    write_atomic(tables / "center_shift.csv", summary.to_csv(index=False))
+    write_atomic(tables / "center_shift_inputs.csv", inputs.to_csv(index=False))
 
 
 def write_acquisition(study: Study) -> pd.DataFrame:

@@ -541,6 +541,14 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
                  + _horizon_table(_read_csv(paths.evaluation_table("brier"))))
         body += _figure_block(figures_dir, [(f"decision_{d}_{h:g}m", f"{d} {h:g} m") for h in horizons
                                             for d in ("training", "validation")])
+        shift = _read_csv(paths.evaluation_table("center_shift"))
+        if shift is not None and len(shift):
+            body += ("<h3>Center shift: how far each validation center lies from the training centers</h3><p>Per "
+                     "model and validation center: the share of patients outside the model's applicability domain "
+                     "(docs/external-validation.md) and the largest standardized mean difference (SMD) of a model "
+                     "input against the training centers (|SMD| above 0.1 is a notable shift, above 0.25 a large one)."
+                     " Every input's SMD, and before ComBat where the study harmonizes, is in "
+                     "center_shift_inputs.csv.</p>" + table_html(shift))
     else:
         body = '<p class="note">models not evaluated.</p>'
     sections.append(("models", "5. Models", body))

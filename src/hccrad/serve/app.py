@@ -76,6 +76,9 @@ class AppSettings:
     max_jobs: int = 1
     #: Predictions waiting or running, at most; a further one is refused (503) with the time to come back.
     max_queued: int = 8
+    #: A prediction outside a model's applicability domain: ``warn`` (shown, not bold, with the reason) or
+    #: ``withhold`` (its numbers not shown).
+    out_of_domain: str = "warn"
 
 
 #: Names of this computer the app always answers (a DNS-rebinding page sends its own name as Host).
@@ -555,6 +558,8 @@ def _rows(stored: StoredResult, primary: str = present.PRIMARY_MODEL) -> list[di
         record["survival"] = [{**row, "pfs_text": present.percent(row["pfs"]),
                                "low_text": present.percent(row["ci_low"]), "high_text": present.percent(row["ci_high"])}
                               for row in prediction.survival.to_dict(orient="records")]
+        record["outside_domain"] = bool(prediction.outside_domain)
+        record["group_text"] = present.group_text(prediction)
         record["extrapolation"] = prediction.extrapolation
         record["warnings"] = prediction.warnings()
         record["group_meaning"] = present.group_meaning(prediction)
@@ -649,7 +654,8 @@ def _predict(models: dict, settings: AppSettings, job: Job, stage) -> StoredResu
             unpacked.mkdir()
             ct_path = extract_zip(ct_path, unpacked, int(settings.upload_limit_mb * 2**20))
         result = predict_new_patient(models, clinical, ct_path, mask_path, "patient", settings.segmentation_model,
-                                     drawn_mask=folder / "drawn_mask.nii.gz", progress=stage)
+                                     drawn_mask=folder / "drawn_mask.nii.gz", progress=stage,
+                                     out_of_domain=settings.out_of_domain)
         stack = None
         if ct_path is not None:
             image = read_image(ct_path)

@@ -167,3 +167,13 @@ def form_words(message: str) -> str:
     for pattern, replacement in _FORM_WORDS:
         message = re.sub(pattern, replacement, message)
     return message
+
+
+def group_text(prediction) -> str:
+    """The risk-group cell: ``high risk``; outside the model's applicability domain ``high risk (outside the
+    model's applicability domain)``, shown without emphasis; ``withheld`` when the setting withholds it."""
+    if prediction.withheld:
+        return "withheld: outside the model's applicability domain"
+    if prediction.outside_domain:
+        return f"{prediction.risk_group} risk (outside the model's applicability domain: not reliable)"
+    return f"{prediction.risk_group} risk"

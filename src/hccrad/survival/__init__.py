@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "ModelConfig": "hccrad.survival.config",
     "CoxRiskModel": "hccrad.survival.model",
-    "load_model": "hccrad.survival.model",
+    "load_model": "hccrad.survival.artifact",
     "make_y": "hccrad.survival.model",
     "fit_models": "hccrad.survival.study",
     "load_models": "hccrad.survival.study",
@@ -23,8 +23,9 @@ __all__ = ["CoxRiskModel", "ModelConfig", "fit_models", "load_model", "load_mode
            "predict_patients"]
 
 if TYPE_CHECKING:
+    from hccrad.survival.artifact import load_model
     from hccrad.survival.config import ModelConfig
-    from hccrad.survival.model import CoxRiskModel, load_model, make_y
+    from hccrad.survival.model import CoxRiskModel, make_y
     from hccrad.survival.study import fit_models, load_models, predict_patients
 
 

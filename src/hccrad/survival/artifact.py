@@ -78,6 +78,8 @@ def model_to_dict(model: CoxRiskModel) -> dict[str, Any]:
         "covariance": _listed(getattr(model, "covariance_", None)),
         "covariate_means": _listed(getattr(model, "covariate_means_", None)),
         "training_risk_percentiles": _listed(getattr(model, "training_risk_percentiles_", None)),
+        "applicability_domain": getattr(model, "domain_", None),
+        "lineage": getattr(model, "lineage_", None),
         "feature_settings": getattr(model, "feature_settings_", None),
         "robustness_filter": getattr(model, "robustness_", None),
         "risk_cutoff": model.cutoff_,
@@ -147,6 +149,8 @@ def _from_fields(data: dict[str, Any]) -> CoxRiskModel:
     model.covariance_ = _array(data.get("covariance"))
     model.covariate_means_ = _array(data.get("covariate_means"))
     model.training_risk_percentiles_ = _array(data.get("training_risk_percentiles"))
+    model.domain_ = data.get("applicability_domain")
+    model.lineage_ = data.get("lineage")
     model.feature_settings_ = data.get("feature_settings")
     model.robustness_ = data.get("robustness_filter")
     model.cutoff_ = data["risk_cutoff"]

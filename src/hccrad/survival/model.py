@@ -8,7 +8,6 @@ writes a JSON artifact that :func:`load_model` reads back without executing any 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ from hccrad.survival.coxmath import (
     survival_confidence_band,
     survival_probability,
 )
+from hccrad.survival.domain import domain_distance, domain_percentile, fit_domain, outside_domain
 from hccrad.survival.selection import SelectionLog, backward_aic, fit_lifelines
 from hccrad.survival.transformers import (
     ClinicalCoder,
@@ -44,20 +44,6 @@ EXTRAPOLATION_Z = 4.0
 
 class PredictionInputError(InputError, ValueError):
     """A patient's inputs cannot be scored as asked (missing or out-of-range value); names patient and field."""
-
-
-def feature_family(column: str) -> str | None:
-    """``T`` for tumor features, ``L`` for liver-parenchyma features, None for anything else.
-
-    The tumor / parenchyma volume ratio is a liver-parenchyma factor in the paper (Supplementary Table 3).
-    """
-    if column == "Tumor_to_Rliver_volume_ratio":
-        return "L"
-    if column.startswith("Tumor_"):
-        return "T"
-    if column.startswith("Rliver_") or column == "PV_max_diameter_mm":
-        return "L"
-    return None
 
 
 def make_y(time: np.ndarray | pd.Series, event: np.ndarray | pd.Series) -> np.ndarray:
@@ -159,6 +145,7 @@ class CoxRiskModel(BaseEstimator):
                                                            columns=self.covariates_).to_numpy(float)
         self.hazard_terms_, self.mean_terms_ = baseline_variance_terms(time, event, design.to_numpy(float), self.coef_)
         self.covariate_means_ = design.mean().reindex(self.covariates_).to_numpy(float)
+        self.domain_ = fit_domain(design.to_numpy(float))
         self.training_risk_percentiles_ = np.percentile(lp, np.arange(101)).astype(float)
         self.feature_settings_: dict | None = None  # set by the study that computed the features
         self.robustness_ = ({key: value for key, value in self.robustness.items() if key != "icc"}
@@ -355,6 +342,26 @@ class CoxRiskModel(BaseEstimator):
         return pd.DataFrame(rows, columns=["patient_id", "input", "value", "z", "training_min", "training_max",
                                            "message"])
 
+    def applicability(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Each patient's place in the model's applicability domain (:mod:`hccrad.survival.domain`): ``distance``
+        (Mahalanobis, on the model's covariates), its ``percentile`` among the training patients' leave-one-out
+        distances, ``outside`` (beyond the domain's threshold percentile) and ``n_outside_range`` (inputs outside
+        the training range, :meth:`extrapolation`). Empty values for an artifact without a domain (before hccrad
+        recorded it)."""
+        domain = getattr(self, "domain_", None)
+        out = pd.DataFrame(index=X.index)
+        flagged = self.extrapolation(X)
+        out["n_outside_range"] = flagged.groupby("patient_id").size().reindex(X.index, fill_value=0).to_numpy()
+        if domain is None:
+            out["distance"], out["percentile"], out["outside"] = np.nan, np.nan, pd.NA
+            return out
+        design, _ = self.design(X)
+        distance = domain_distance(domain, design.to_numpy(float))
+        out["distance"] = distance
+        out["percentile"] = domain_percentile(domain, distance)
+        out["outside"] = outside_domain(domain, distance)
+        return out
+
     def predict(self, X: pd.DataFrame, allow_impute: bool = True, allow_extrapolation: bool = True) -> np.ndarray:
         """Risk score: the linear predictor (higher = shorter PFS)."""
         design, _ = self.design(X, allow_impute, allow_extrapolation)
@@ -424,26 +431,6 @@ class CoxRiskModel(BaseEstimator):
         """``high`` where the risk score is above the training cut-off, else ``low``; shape as ``scores``."""
         return np.where(np.asarray(scores) > self.cutoff_["value"], "high", "low")
 
-    # --- artifact (hccrad.survival.artifact) ----------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """The artifact's content: plain JSON types only, non-finite numbers as null."""
-        from hccrad.survival.artifact import model_to_dict
-
-        return model_to_dict(self)
-
-    def save(self, path: Path | str) -> Path:
-        """Write the JSON artifact atomically, with the SHA-256 checksum of its content."""
-        from hccrad.survival.artifact import save_model
-
-        return save_model(self, path)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CoxRiskModel:
-        """Rebuild a fitted model from its artifact (plain data only; no code is executed)."""
-        from hccrad.survival.artifact import model_from_dict
-
-        return model_from_dict(data)
-
 
 def encode_columns(spec: dict[str, Any]) -> list[str]:
     """The covariate columns that the clinical coding ``spec`` produces."""
@@ -479,17 +466,3 @@ def _check_range(raw: pd.DataFrame, ranges: dict[str, tuple[float, float]]) -> N
                             f"[{low:.4g}, {high:.4g}]")
     if problems:
         raise PredictionInputError("; ".join(problems[:10]) + " (pass --allow-extrapolation to score anyway)")
-
-
-# The artifact functions live in hccrad.survival.artifact; these names stay importable from here.
-from hccrad.survival.artifact import (  # noqa: E402
-    ARTIFACT_FORMAT,
-    ARTIFACT_VERSION,
-    READABLE_VERSIONS,
-    ModelArtifactError,
-    content_checksum,
-    load_model,
-)
-
-__all__ = ["ARTIFACT_FORMAT", "ARTIFACT_VERSION", "READABLE_VERSIONS", "CoxRiskModel", "ModelArtifactError",
-           "PredictionInputError", "content_checksum", "feature_family", "load_model", "make_y"]

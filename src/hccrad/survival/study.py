@@ -25,10 +25,11 @@ from hccrad.io import layout
 from hccrad.io.errors import InputError
 from hccrad.io.files import write_atomic
 from hccrad.io.manifest import parse_clinical_inputs
+from hccrad.survival.artifact import load_model, save_model
 from hccrad.survival.clinical import CLINICAL_INPUTS
 from hccrad.survival.config import ModelConfig
 from hccrad.survival.coxmath import survival_probability
-from hccrad.survival.model import CoxRiskModel, PredictionInputError, load_model, make_y
+from hccrad.survival.model import CoxRiskModel, PredictionInputError, make_y
 
 
 @dataclass
@@ -74,7 +75,7 @@ def score_table(model: CoxRiskModel, table: pd.DataFrame) -> tuple[pd.DataFrame,
 
 def available_models(table: pd.DataFrame, config: ModelConfig) -> tuple[list[str], dict[str, str]]:
     """The configured models that this table can support, and why the others are skipped."""
-    from hccrad.survival.model import feature_family
+    from hccrad.survival.families import feature_family
 
     families = {feature_family(c) for c in table.columns}
     skipped = {}
@@ -142,6 +143,17 @@ def fit_models(table: pd.DataFrame, config: ModelConfig, horizons: tuple[float, 
             if member is not None and member.feature_inputs_:
                 member.feature_settings_ = feature_settings
 
+    predictions, imputation, errors = score_models(models, table)
+    fitted = FittedStudy(models, predictions, imputation, out_dir, skipped, errors)
+    if out_dir is not None:
+        write_outputs(fitted, Path(out_dir))
+    return fitted
+
+
+def score_models(models: dict[str, CoxRiskModel], table: pd.DataFrame
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Every patient of ``table`` scored by every model (``predictions.csv``'s layout: center, dataset, PFS, then
+    per model its risk score, group and PFS at each horizon), with the imputations and scoring errors."""
     prediction_columns = {column: table[column] for column in ("center", "dataset", "pfs_months", "pfs_event")
                           if column in table}
     predictions = pd.DataFrame(prediction_columns, index=table.index)
@@ -158,10 +170,7 @@ def fit_models(table: pd.DataFrame, config: ModelConfig, horizons: tuple[float, 
             error_rows.append({"patient_id": patient, "model": name, "error": message})
     imputation = pd.DataFrame(imputation_rows, columns=["patient_id", "model", "imputed"])
     errors = pd.DataFrame(error_rows, columns=["patient_id", "model", "error"])
-    fitted = FittedStudy(models, predictions, imputation, out_dir, skipped, errors)
-    if out_dir is not None:
-        write_outputs(fitted, Path(out_dir))
-    return fitted
+    return predictions, imputation, errors
 
 
 def selected_factors(models: dict[str, CoxRiskModel]) -> pd.DataFrame:
@@ -179,7 +188,7 @@ def write_outputs(fitted: FittedStudy, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {}
     for name, model in fitted.models.items():
-        model.save(out_dir / layout.model_artifact_name(name))
+        save_model(model, out_dir / layout.model_artifact_name(name))
         write_atomic(out_dir / layout.hazard_ratios_name(name), model.hazard_ratios_.to_csv(index=False))
         write_atomic(out_dir / layout.selection_log_name(name), model.selection_log_.to_csv(index=False))
         summary[name] = {"covariates": model.covariates_, "training": model.training_,
@@ -249,10 +258,13 @@ def _scored(model: CoxRiskModel, patients: pd.DataFrame, allow_impute: bool, all
         return first + second, first_errors | second_errors
     groups = model.risk_group(scores)
     flagged = model.extrapolation(patients).groupby("patient_id")["message"].agg("; ".join)
+    domain = model.applicability(patients)
     records = [{"patient_id": patient_id, "model": model.name, "risk_score": float(score), "risk_group": str(group),
-                **values, "extrapolation": flagged.get(patient_id, ""), "error": ""}
-               for patient_id, score, group, values in zip(patients.index, scores, groups,
-                                                           survival.to_dict("records"), strict=True)]
+                **values, "domain_distance": float(place["distance"]), "domain_percentile": float(place["percentile"]),
+                "outside_domain": None if pd.isna(place["outside"]) else bool(place["outside"]),
+                "extrapolation": flagged.get(patient_id, ""), "error": ""}
+               for patient_id, score, group, values, (_, place) in zip(
+                   patients.index, scores, groups, survival.to_dict("records"), domain.iterrows(), strict=True)]
     return records, {}
 
 

@@ -119,7 +119,7 @@ class RadiomicsSelector(BaseEstimator):
     ----------
     families
         Feature families read: ``T`` (tumor) and/or ``L`` (remnant liver), see
-        :func:`hccrad.survival.model.feature_family`.
+        :func:`hccrad.survival.families.feature_family`.
     config
         Selection settings (:class:`ModelConfig`; default the paper's).
 
@@ -154,7 +154,7 @@ class RadiomicsSelector(BaseEstimator):
         log
             Selection log that each step writes to.
         """
-        from hccrad.survival.model import feature_family
+        from hccrad.survival.families import feature_family
 
         config = self.config if self.config is not None else ModelConfig()
         log = log if log is not None else SelectionLog()
