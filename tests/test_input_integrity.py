@@ -62,14 +62,15 @@ def test_case_paths_never_leave_their_folder(tmp_path):
 
 @pytest.mark.parametrize(("text", "value"), [
     ("1234", 1234.0), ("12,5", 12.5), ("0,125", 0.125), ("1,234.5", 1234.5), ("1.234,5", 1234.5),
-    ("1,234,567", 1234567.0), ("1.234.567", 1234567.0), ("1.234", 1.234), ("1 234", 1234.0), ("-3", -3.0),
+    ("1,234,567", 1234567.0), ("1.234.567", 1234567.0), ("1.2345", 1.2345), ("0.125", 0.125), ("1 234", 1234.0),
+    ("-3", -3.0),
     ("2.5e3", 2500.0),
 ])
 def test_number_rule(text, value):
     assert parse_number(text) == value
 
 
-@pytest.mark.parametrize("text", ["1,234", "12 34", "1,2,3", "1.234,56.7", "abc", ""])
+@pytest.mark.parametrize("text", ["1,234", "1.234", "1.000", "12 34", "1,2,3", "1.234,56.7", "abc", ""])
 def test_ambiguous_or_unreadable_numbers_are_refused(text):
     with pytest.raises(ValueError):
         parse_number(text)

@@ -226,7 +226,7 @@ def test_cli_clinical_flags_alone_score_model_c_as_the_json_route(saved_demo_mod
     assert result.exit_code == 0, result.output
     payload = json.loads((tmp_path / "c.json").read_text())[patient_id]
     assert set(payload["predictions"]) == {"C"} and set(payload["skipped"]) == set(models) - {"C"}
-    route = CliRunner().invoke(app, ["predict", "--models", str(fitted.out_dir), "--patient",
+    route = CliRunner().invoke(app, ["predict", "--model", str(fitted.out_dir / "C.json"), "--patient",
                                      json.dumps({"patient_id": patient_id, **clinical}),
                                      "--out", str(tmp_path / "j.csv")])
     assert route.exit_code == 0, route.output

@@ -486,7 +486,8 @@ def test_an_unknown_host_name_is_refused(app_client):
     """A DNS-rebinding page reaches the app under its own name: only loopback names and --host are answered."""
     make, _ = app_client
     client = make()
-    assert client.get("/", headers={"host": "attacker.example:8000"}).status_code == 400
+    refused = client.get("/", headers={"host": "attacker.example:8000"})
+    assert refused.status_code == 400 and "localhost" not in refused.text and "127.0.0.1" not in refused.text
     assert client.get("/", headers={"host": "localhost:8000"}).status_code == 200
     assert make(allowed_hosts=("hccrad.hospital.local",)).get(
         "/", headers={"host": "hccrad.hospital.local"}).status_code == 200
@@ -537,13 +538,13 @@ def test_a_password_protects_every_request(app_client):
     import base64
 
     make, _ = app_client
-    client = make(password="s3cret horse")
+    client = make(password="s3cret horse battery staple")
     refused = client.get("/")
     assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic")
     assert client.get("/static/app.css").status_code == 401
     wrong = base64.b64encode(b"anyone:guess").decode()
     assert client.get("/", headers={"authorization": f"Basic {wrong}"}).status_code == 401
-    right = base64.b64encode(b"dr:s3cret horse").decode()
+    right = base64.b64encode(b"dr:s3cret horse battery staple").decode()
     assert client.get("/", headers={"authorization": f"Basic {right}"}).status_code == 200
 
 
@@ -556,15 +557,18 @@ def test_binding_a_network_address_without_a_password_refuses_to_start(fitted_de
     _study, _table, fitted = fitted_demo
     with pytest.raises(ServeError, match="needs a password"):
         serve_settings(AppSettings(fitted.out_dir), "0.0.0.0")
-    safe = serve_settings(AppSettings(fitted.out_dir, password="x"), "10.1.2.3")
+    with pytest.raises(ServeError, match="over plain HTTP"):  # a password alone would travel in clear
+        serve_settings(AppSettings(fitted.out_dir, password="x" * 20), "10.1.2.3")
+    safe = serve_settings(AppSettings(fitted.out_dir, password="x" * 20, behind_proxy=True), "10.1.2.3")
     assert "10.1.2.3" in safe.allowed_hosts
     result = CliRunner().invoke(app, ["serve", "--models", str(fitted.out_dir), "--host", "0.0.0.0"],
                                 env={"COLUMNS": "400"})
     assert result.exit_code == 2 and result.output.startswith("error: binding 0.0.0.0 lets other computers")
     (tmp_path / "empty").write_text("")
+    (tmp_path / "empty").chmod(0o600)
     result = CliRunner().invoke(app, ["serve", "--models", str(fitted.out_dir), "--host", "0.0.0.0",
                                       "--password-file", str(tmp_path / "empty")], env={"COLUMNS": "400"})
-    assert result.exit_code == 2 and "is empty" in result.output
+    assert result.exit_code == 2 and "has 0 characters; at least 16" in " ".join(result.output.split())
 
 
 def test_one_sessions_many_predictions_never_evict_another_sessions_result(app_client):
@@ -628,10 +632,12 @@ def test_a_chunked_upload_over_the_limit_is_stopped_while_it_arrives(fitted_demo
     assert (len(pulled) - 1) * chunk <= 3 * 2**20 + chunk  # the limit and one chunk, then nothing more was read
 
 
-def test_jobs_queue_in_order_show_their_place_and_one_session_runs_one_at_a_time(app_client, monkeypatch):
-    """With one prediction at a time: a second session's job waits and its page says one is ahead of it; the first
-    session's second post gets 409 with a link to its progress; past max_queued a post gets 503; every job's
-    uploads folder is gone once it ends."""
+def test_jobs_queue_in_order_show_their_place_and_one_session_runs_one_at_a_time(app_client, fitted_demo,
+                                                                                   monkeypatch):
+    """With one prediction at a time: a second session's image job waits and its page says one is ahead of it;
+    the first session's second post gets 409 with a link to its progress; a third session of the same client
+    gets 503 (one running and one waiting per client); a clinical-only prediction is answered at once all the
+    while; every job's uploads folder is gone once it ends."""
     import re
 
     from fastapi.testclient import TestClient
@@ -642,15 +648,22 @@ def test_jobs_queue_in_order_show_their_place_and_one_session_runs_one_at_a_time
     real_predict = serve_app._predict
 
     def held(models, settings, job, stage):
-        release.wait(timeout=60)
+        if job.uploads:
+            release.wait(timeout=60)
         return real_predict(models, settings, job, stage)
 
     monkeypatch.setattr(serve_app, "_predict", held)
     make, clinical = app_client
-    first = make(max_jobs=1, max_queued=2)
+    study, table, _fitted = fitted_demo
+    record = _patients(study, "nifti", 1)[0]
+    images = {"ct": ("ct.nii.gz", Path(record.ct).read_bytes()), "mask": ("mask.nii.gz",
+                                                                        Path(record.mask).read_bytes())}
+    clinical = _clinical(table, record.patient_id)
+    first = make(max_jobs=1, max_queued=8)
 
-    def post(client):
-        return client.post("/predict", data={**clinical, "csrf": _token(client)}, follow_redirects=False)
+    def post(client, files=images):
+        return client.post("/predict", data={**clinical, "csrf": _token(client)}, files=files,
+                           follow_redirects=False)
 
     running = post(first)
     assert running.status_code == 303
@@ -664,7 +677,9 @@ def test_jobs_queue_in_order_show_their_place_and_one_session_runs_one_at_a_time
     assert again.status_code == 409 and running.headers["location"] in again.text
     third = TestClient(first.app, base_url="http://127.0.0.1:8000")
     full = post(third)
-    assert full.status_code == 503 and "the most this app takes" in html.unescape(full.text)
+    assert full.status_code == 503 and "already has 2 predictions running or waiting" in html.unescape(full.text)
+    quick = post(third, files={})  # the clinical model alone: not queued behind the image jobs
+    assert quick.status_code == 303 and quick.headers["location"].startswith("/result/")
     release.set()
     done = _finish(second, second.get(waiting.headers["location"]))
     assert done.status_code == 200 and re.search(r'id="risk-C"', done.text)
@@ -750,3 +765,212 @@ def test_the_queue_itself_refuses_a_sessions_second_job_so_two_posts_at_once_can
     queue.submit(job("b1", "session-b"), lambda one: None)
     assert queue.get("b1", "session-b") is not None
     release.set()
+
+
+# --- round two: credentials, TLS, caching, sessions, time, fairness, series, bounded reading --------------
+
+
+def test_a_weak_or_shared_password_file_is_refused_with_the_remedy(tmp_path):
+    from hccrad.serve.app import ServeError, check_password_file
+
+    path = tmp_path / "pw"
+    path.write_text("a\n")
+    path.chmod(0o644)
+    with pytest.raises(ServeError, match=r"can be read by other users \(mode -rw-r--r--\): `chmod 600"):
+        check_password_file(path)
+    path.chmod(0o600)
+    with pytest.raises(ServeError, match="has 1 characters; at least 16 are needed: make one with `openssl rand"):
+        check_password_file(path)
+    path.write_text("Zr4k9QmL0pX2sV7wYb3nC8dE\n")
+    assert check_password_file(path) == "Zr4k9QmL0pX2sV7wYb3nC8dE"
+
+
+def test_wrong_passwords_lock_the_address_out_with_backoff_and_a_log_warning(app_client, caplog):
+    import base64
+    import logging
+
+    make, _ = app_client
+    client = make(password="a-long-enough-password", max_failed_logins=3, lockout_s=60)
+    wrong = {"authorization": "Basic " + base64.b64encode(b"dr:guess").decode()}
+    right = {"authorization": "Basic " + base64.b64encode(b"dr:a-long-enough-password").decode()}
+    with caplog.at_level(logging.WARNING):
+        statuses = [client.get("/", headers=wrong).status_code for _ in range(3)]
+    assert statuses == [401, 401, 401]
+    locked = client.get("/", headers=right)  # even the right password waits out the lockout
+    assert locked.status_code == 429 and 55 <= int(locked.headers["retry-after"]) <= 61
+    assert any("locked out" in record.getMessage() for record in caplog.records)
+
+
+def test_lockout_lengths_double_and_a_right_password_clears_the_count(monkeypatch):
+    from hccrad.serve import app as serve_app
+
+    clock = [1000.0]
+    monkeypatch.setattr(serve_app.time, "time", lambda: clock[0])
+    throttle = serve_app.LoginThrottle(max_failed=2, lockout_s=10)
+    throttle.failed("10.0.0.5")
+    assert throttle.locked_for("10.0.0.5") == 0
+    throttle.failed("10.0.0.5")
+    assert throttle.locked_for("10.0.0.5") == pytest.approx(10)
+    clock[0] += 11
+    throttle.failed("10.0.0.5")
+    assert throttle.locked_for("10.0.0.5") == pytest.approx(20)
+    assert throttle.locked_for("10.0.0.6") == 0  # per address
+    throttle.succeeded("10.0.0.5")
+    assert throttle.locked_for("10.0.0.5") == 0
+
+
+def test_no_page_with_patient_data_is_cached_and_tls_makes_the_cookie_secure(app_client):
+    make, clinical = app_client
+    client = make()
+    form = client.get("/")
+    assert form.headers["cache-control"] == "no-store" and "strict-transport-security" not in form.headers
+    token = _token(client)
+    result = client.post("/predict", data={**clinical, "csrf": token}, follow_redirects=True)
+    assert result.status_code == 200 and "/result/" in str(result.url)
+    assert result.headers["cache-control"] == "no-store"
+    report = client.get(str(result.url) + "/report.html")
+    assert report.headers["cache-control"] == "no-store"
+    secure = make(tls=True).get("/")
+    assert "secure" in secure.headers["set-cookie"].lower() and "max-age=" in secure.headers["set-cookie"].lower()
+    assert secure.headers["strict-transport-security"].startswith("max-age=")
+    proxied = make(behind_proxy=True).get("/", headers={"x-forwarded-proto": "https"})
+    assert "secure" in proxied.headers["set-cookie"].lower()
+
+
+def test_an_idle_or_old_session_ends(app_client):
+    import time as clock
+
+    make, _ = app_client
+    client = make(session_idle_s=0.3)
+    first = client.get("/")
+    assert "set-cookie" in first.headers
+    assert "set-cookie" not in client.get("/").headers  # still alive
+    clock.sleep(0.5)
+    assert "set-cookie" in client.get("/").headers  # idle too long: a new session
+
+
+def test_a_stalled_upload_is_cut_off_at_the_body_deadline():
+    import asyncio
+
+    from hccrad.serve.app import BodyLimit, BodyTimeoutError
+
+    async def inner(scope, receive, send):
+        await receive()
+
+    async def never():
+        await asyncio.sleep(30)
+
+    limited = BodyLimit(inner, max_bytes=10, timeout_s=0.2)
+    started = __import__("time").monotonic()
+    with pytest.raises(BodyTimeoutError):
+        asyncio.run(limited({"type": "http"}, never, None))
+    assert __import__("time").monotonic() - started < 5
+
+
+def test_one_client_cannot_fill_the_queue_and_a_clinical_prediction_never_waits(app_client, tmp_path):
+    from hccrad.serve.app import AppSettings, Job, JobQueue, QueueFullError
+
+    queue = JobQueue(AppSettings(tmp_path, max_queued=8))
+    blocked = __import__("threading").Event()
+
+    def hold(_job):
+        blocked.wait(10)
+
+    try:
+        for k in range(2):  # two sessions of one client: one running, one waiting
+            queue.submit(Job(f"t{k}", f"session{k}", float(k), {}, {}, tmp_path, {}, client="10.0.0.9"), hold)
+        with pytest.raises(QueueFullError, match="already has 2 predictions"):
+            queue.submit(Job("t2", "session2", 2.0, {}, {}, tmp_path, {}, client="10.0.0.9"), hold)
+        queue.submit(Job("t3", "session3", 3.0, {}, {}, tmp_path, {}, client="10.0.0.10"), hold)  # another client
+    finally:
+        blocked.set()
+    make, clinical = app_client
+    client = make(max_queued=0)  # a queue that takes nothing: the clinical model still answers at once
+    result = client.post("/predict", data={**clinical, "csrf": _token(client)}, follow_redirects=True)
+    assert result.status_code == 200 and 'id="results"' in result.text
+
+
+def test_a_job_past_its_time_limit_is_stopped_with_a_message(tmp_path):
+    from hccrad.serve.app import Job, JobTimeoutError
+
+    job = Job("t", "s", 0.0, {}, {}, tmp_path, {})
+    job.started, job.deadline = 100.0, 100.5
+    with pytest.raises(JobTimeoutError, match="took longer than 0 s and was stopped"):
+        job.check_time()
+
+
+def test_a_zip_of_two_series_is_refused_listing_them_unless_the_form_names_one(fitted_demo, tmp_path):
+    import pydicom
+
+    from hccrad.serve.uploads import UploadError, extract_series
+
+    study, _table, _fitted = fitted_demo
+    folders = [Path(r.ct) for r in study.patients if Path(r.ct).is_dir()][:2]
+    archive = tmp_path / "two.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for k, folder in enumerate(folders):
+            for path in sorted(folder.iterdir()):
+                bundle.write(path, f"study/series{k}/{path.name}")
+    uids = [str(pydicom.dcmread(next(f.iterdir()), stop_before_pixels=True).SeriesInstanceUID) for f in folders]
+    with pytest.raises(UploadError, match="the zip holds 2 DICOM series") as refused:
+        extract_series(archive, tmp_path / "a", 50 * 2**20)
+    assert all(uid[-12:] in str(refused.value) for uid in uids) and "slices" in str(refused.value)
+    chosen = extract_series(archive, tmp_path / "b", 50 * 2**20, series=uids[1][-12:])
+    assert chosen.uid == uids[1] and chosen.slices == len(list(folders[1].iterdir()))
+    assert sorted(p.name.split("_", 1)[1] for p in chosen.folder.iterdir()) == sorted(
+        p.name for p in folders[1].iterdir())
+
+
+_BOUNDED_READ = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1536 * 2**20, 1536 * 2**20))
+from hccrad.io.errors import InputError
+kind, path, ct = sys.argv[1], sys.argv[2], sys.argv[3]
+try:
+    if kind == "image":
+        from hccrad.io.images import read_image
+        read_image(path)
+    else:
+        from hccrad.io.images import read_image
+        from hccrad.io.mask_sources import _read_label_map
+        _read_label_map(__import__("pathlib").Path(path), read_image(ct))
+except InputError as exc:
+    print("REFUSED:", exc)
+    sys.exit(0)
+print("READ")
+"""
+
+
+def test_a_nifti_bomb_and_a_mask_of_a_million_labels_are_refused_within_bounded_memory(tmp_path):
+    """Run in a child process under a 1.5 GiB address-space limit: the header's declared size is checked before any
+    decompression, and a mask's labels are counted before any per-label array."""
+    import gzip
+    import subprocess
+    import sys
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    small = tmp_path / "small.nii"
+    sitk.WriteImage(sitk.Image(8, 8, 8, sitk.sitkInt16), str(small))
+    header = bytearray(small.read_bytes())
+    header[42:48] = np.array([2000, 2000, 2000], dtype="<i2").tobytes()
+    bomb = tmp_path / "bomb.nii.gz"
+    with gzip.open(bomb, "wb") as stream:
+        stream.write(bytes(header[:352]))
+        zeros = bytes(1 << 20)
+        for _ in range(64):  # 64 MB of zeros on the wire as a few hundred kB
+            stream.write(zeros)
+    ct = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(sitk.Image(100, 100, 100, sitk.sitkInt16), str(ct))
+    labels = sitk.GetImageFromArray(np.arange(10**6, dtype=np.int32).reshape(100, 100, 100))
+    mask = tmp_path / "mask.nii.gz"
+    sitk.WriteImage(labels, str(mask))
+    for kind, path, expected in (("image", bomb, "declares 2000 x 2000 x 2000 voxels"),
+                                 ("mask", mask, "holds 999999 distinct labels")):
+        started = __import__("time").time()
+        done = subprocess.run([sys.executable, "-c", _BOUNDED_READ, kind, str(path), str(ct)], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.startswith("REFUSED:") and expected in done.stdout, done.stdout
+        assert __import__("time").time() - started < 60

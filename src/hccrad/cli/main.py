@@ -733,25 +733,32 @@ def serve(
                                  "the others wait in a queue."),
     out_of_domain: str = typer.Option("warn", help="A prediction outside a model's applicability domain: warn "
                                                    "(shown, flagged, not bold) or withhold (numbers not shown)."),
+    tls_cert: Path | None = typer.Option(None, help="TLS certificate (PEM): serve HTTPS."),
+    tls_key: Path | None = typer.Option(None, help="Its private key (PEM)."),
+    behind_proxy: bool = typer.Option(False, "--behind-proxy", help="TLS ends at a reverse proxy in front of "
+                                                                    "the app (the cookie is then Secure)."),
+    trusted_proxy: list[str] = typer.Option([], help="An address whose X-Forwarded-For/-Proto headers are believed "
+                                                     "(the reverse proxy); none by default."),
 ) -> None:
     """A local web app: a new patient's predicted response, risk group, PFS curve and masks, in the browser."""
     import os
 
-    from hccrad.serve.app import AppSettings
+    from hccrad.serve.app import MIN_PASSWORD_LENGTH, PASSWORD_REMEDY, AppSettings, check_password_file
     from hccrad.serve.app import serve as run_app
 
     password = os.environ.get("HCCRAD_SERVE_PASSWORD") or None
+    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
+        raise fail(f"HCCRAD_SERVE_PASSWORD has {len(password)} characters; at least {MIN_PASSWORD_LENGTH} are "
+                   f"needed: {PASSWORD_REMEDY}")
     if password_file is not None:
-        try:
-            password = password_file.read_text().strip()
-        except OSError as exc:
-            raise fail(f"cannot read the password file {password_file}: {exc.strerror}") from exc
-        if not password:
-            raise fail(f"the password file {password_file} is empty")
+        password = check_password_file(password_file)
+    if (tls_cert is None) != (tls_key is None):
+        raise fail("give both --tls-cert and --tls-key (the certificate and its private key, PEM)")
     settings = AppSettings(models, upload_limit_mb, segmentation_model=segmentation_model,
                            allowed_hosts=tuple(allowed_host), password=password, primary_model=primary_model,
-                           max_jobs=max_jobs, out_of_domain=_out_of_domain(out_of_domain))
-    run_app(settings, host, port)  # refuses an unsafe binding before anything starts
+                           max_jobs=max_jobs, out_of_domain=_out_of_domain(out_of_domain),
+                           tls=tls_cert is not None, behind_proxy=behind_proxy)
+    run_app(settings, host, port, tls_cert, tls_key, tuple(trusted_proxy))  # refuses an unsafe binding first
 
 
 def _run(manifest: Path, scheduler: str | None, bootstrap: int | None) -> None:

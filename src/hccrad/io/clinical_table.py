@@ -142,9 +142,9 @@ def _parse_number(value: Any) -> float:
     - With both ``.`` and ``,``, the last one is the decimal mark and the other must group thousands:
       ``1,234.5`` and ``1.234,5`` are both 1234.5.
     - A separator that appears more than once groups thousands: ``1,234,567`` and ``1.234.567``.
-    - A single ``.`` is a decimal point: ``1.234`` is 1.234.
-    - A single ``,`` is a decimal comma (``12,5`` is 12.5), except when exactly three digits follow it and one
-      to three digits (not a lone 0) precede it: ``1,234`` could be 1234 or 1.234 and is refused as ambiguous.
+    - A single ``.`` or ``,`` is a decimal mark (``12.5`` and ``12,5`` are 12.5), except when exactly three digits
+      follow it and one to three digits (not a lone 0) precede it: ``1,234`` and ``1.234`` could be 1234 or 1.234
+      and are refused as ambiguous, in the clinical table, ``hccrad predict`` and the web app alike.
     - A bound such as ``<20`` raises :class:`CensoredValue`.
     - NaN, infinity, a value too large for a float, digits other than ASCII 0-9 and ``_`` are refused, though
       Python's ``float()`` reads them.
@@ -194,12 +194,12 @@ def _parse_number(value: Any) -> float:
         if not _GROUPED.match(text):
             raise ValueError(f"{text!r}: repeated {separator!r} must group thousands in threes")
         return float(sign + text.replace(separator, ""))
-    if separator == ".":
-        return float(sign + text)
-    whole, fraction = text.split(",")
+    whole, fraction = text.split(separator)
     if len(fraction) == 3 and 1 <= len(whole) <= 3 and whole != "0":
+        mark = "comma" if separator == "," else "point"
         raise ValueError(f"{text!r} is ambiguous: {whole}{fraction} with a thousands separator, or "
-                         f"{whole}.{fraction} with a decimal comma; write it without the comma or with a point")
+                         f"{whole}.{fraction} with a decimal {mark}; write it without the separator, or with more "
+                         f"or fewer decimals ({whole}.{fraction}0)")
     return float(sign + whole + "." + fraction)
 
 

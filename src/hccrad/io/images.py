@@ -297,6 +297,44 @@ class _NonFiniteCounter:
         self.carry = chunk[usable:]
 
 
+#: The most voxel data (bytes, as the header declares it) an image file may hold: 4 GiB, a 1024 x 1024 x 2048
+#: int16 volume. A larger declaration is refused before any decompression or allocation.
+MAX_IMAGE_BYTES = 4 * 2**30
+
+
+def check_declared_size(path: Path, limit_bytes: int = MAX_IMAGE_BYTES) -> None:
+    """Refuse an image file whose header declares more than ``limit_bytes`` of voxel data, from the header alone
+    (SimpleITK's ``ReadImageInformation``: a gzip-compressed NIfTI is not unpacked past its header), so that a
+    small file declaring a huge volume (a decompression bomb) never allocates it.
+
+    Raises
+    ------
+    ImageReadError
+        Naming the file, the declared size and the limit.
+    """
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:  # an unreadable header: the reading itself says what is wrong (truncated, not an image)
+        return
+    size = reader.GetSize()
+    voxels = int(np.prod(size, dtype=np.int64))
+    bytes_per_voxel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+    per_component = np.dtype(_SITK_COMPONENT_BYTES.get(reader.GetPixelIDValue(), "float64")).itemsize
+    declared = voxels * per_component * max(1, reader.GetNumberOfComponents())
+    if declared > limit_bytes:
+        raise ImageReadError(f"image {path} declares {' x '.join(map(str, size))} voxels of {bytes_per_voxel} "
+                             f"({declared / 2**30:.1f} GiB), more than the {limit_bytes / 2**30:.1f} GiB an image may "
+                             "hold here; it is not read (a damaged header, or not a CT)")
+
+
+_SITK_COMPONENT_BYTES = {sitk.sitkUInt8: "uint8", sitk.sitkInt8: "int8", sitk.sitkUInt16: "uint16",
+                         sitk.sitkInt16: "int16", sitk.sitkUInt32: "uint32", sitk.sitkInt32: "int32",
+                         sitk.sitkUInt64: "uint64", sitk.sitkInt64: "int64", sitk.sitkFloat32: "float32",
+                         sitk.sitkFloat64: "float64"}
+
+
 def check_image_file(path: Path) -> None:
     """Refuse a truncated, corrupt or non-finite image file before SimpleITK reads it.
 
@@ -332,6 +370,9 @@ def check_image_file(path: Path) -> None:
                 if counter is not None:
                     counter.feed(block)
                 size += len(block)
+                if size > (layout.data_end if layout is not None else MAX_IMAGE_BYTES) + (1 << 24):
+                    raise ImageReadError(f"image {path} holds more data than its header describes "
+                                         f"({layout.data_end if layout else MAX_IMAGE_BYTES} bytes); it is not read")
     except (EOFError, OSError, zlib.error) as exc:
         raise ImageReadError(f"image {path} is truncated or corrupt: its gzip stream is broken ({exc}); "
                              "copy the file again") from exc
@@ -356,6 +397,7 @@ def read_image(path: Path | str, rule: SeriesRule | None = None) -> sitk.Image:
         raise ImageReadError(f"image not found: {path}")
     if path.is_dir():
         return read_dicom_series(path, rule)
+    check_declared_size(path)
     check_image_file(path)
     try:
         return sitk.ReadImage(str(path))

@@ -198,6 +198,10 @@ def read_mask_file(path: Path | str, image: sitk.Image, reference: CTReference |
     return _read_label_map(path, image)
 
 
+#: The most distinct non-zero labels a label-map mask may hold (a multi-organ map such as TotalSegmentator's has 117).
+MAX_MASK_LABELS = 255
+
+
 def _read_label_map(path: Path, image: sitk.Image) -> _MaskFile:
     mask = align_mask(image, read_image(path), what=f"mask {path}")
     array = sitk.GetArrayViewFromImage(mask)
@@ -206,7 +210,13 @@ def _read_label_map(path: Path, image: sitk.Image) -> _MaskFile:
     values = np.unique(array)
     if values.min() < 0:
         raise MaskSourceError(f"mask {path} holds negative values (down to {values.min():g}); a mask holds labels >= 0")
-    parts = [_Part(int(value), "", np.asarray(array == value)) for value in values if value != 0]
+    labels = values[values != 0]
+    if len(labels) > MAX_MASK_LABELS:  # counted before any per-label array is made
+        shown = ", ".join(f"{v:g}" for v in labels[:8])
+        raise MaskSourceError(f"mask {path} holds {len(labels)} distinct labels ({shown}, ...); a label map holds at "
+                              f"most {MAX_MASK_LABELS} (hccrad's are 1 liver, 2 tumor, 3 portal vein): is it an image "
+                              "rather than a mask?")
+    parts = [_Part(int(value), "", np.asarray(array == value)) for value in labels]
     return _MaskFile(path, "label map", parts)
 
 

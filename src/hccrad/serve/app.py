@@ -27,7 +27,7 @@ from fastapi import Request
 
 from hccrad.io.errors import InputError
 from hccrad.serve import present, render
-from hccrad.serve.uploads import UploadError, extract_zip, image_suffix, save_limited
+from hccrad.serve.uploads import UploadError, extract_series, image_suffix, save_limited
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "hccrad_session"
@@ -52,6 +52,8 @@ class StoredResult:
     contributions: dict[str, list] = field(default_factory=dict)
     #: The viewer's orientation labels (left, right, top, bottom).
     orientation: dict[str, str] = field(default_factory=dict)
+    #: The DICOM series a zip upload was read as, in words (description, slices, UID suffix); "" otherwise.
+    series: str = ""
 
 
 @dataclass
@@ -79,6 +81,21 @@ class AppSettings:
     #: A prediction outside a model's applicability domain: ``warn`` (shown, not bold, with the reason) or
     #: ``withhold`` (its numbers not shown).
     out_of_domain: str = "warn"
+    #: TLS ends here (``--tls-cert/--tls-key``) or at a reverse proxy (``--behind-proxy``): the session cookie is
+    #: then ``Secure`` and HSTS is sent.
+    tls: bool = False
+    behind_proxy: bool = False
+    #: A session ends after this idle time and this lifetime (seconds), whichever comes first.
+    session_idle_s: float = 1800.0
+    session_lifetime_s: float = 12 * 3600.0
+    #: Failed logins per client address before a lockout, and the lockout's first length (seconds; doubled for
+    #: each further failure, at most an hour).
+    max_failed_logins: int = 5
+    lockout_s: float = 60.0
+    #: A prediction running longer than this (seconds) is stopped with a message.
+    job_time_limit_s: float = 600.0
+    #: A request body still arriving after this many seconds is cut off (a slow client holds no worker forever).
+    body_timeout_s: float = 120.0
 
 
 #: Names of this computer the app always answers (a DNS-rebinding page sends its own name as Host).
@@ -137,6 +154,71 @@ class SessionKeys:
         return bool(token) and hmac.compare_digest(str(token), self.csrf_token(session))
 
 
+class SessionClock:
+    """When each session began and was last used: a session idle longer than ``idle_s``, or older than
+    ``lifetime_s``, has ended (a stolen cookie does not work for the life of the process)."""
+
+    def __init__(self, idle_s: float, lifetime_s: float):
+        self.idle_s, self.lifetime_s = idle_s, lifetime_s
+        self._seen: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def start(self, session: str) -> None:
+        now = time.time()
+        with self._lock:
+            self._seen[session] = (now, now)
+
+    def current(self, session: str | None) -> str | None:
+        """``session`` if it is still alive (its last use refreshed), else None."""
+        if session is None:
+            return None
+        now = time.time()
+        with self._lock:
+            if len(self._seen) > 10_000:  # forget ended sessions
+                self._seen = {k: v for k, v in self._seen.items()
+                              if now - v[1] <= self.idle_s and now - v[0] <= self.lifetime_s}
+            begun, used = self._seen.get(session, (None, None))
+            if begun is None or now - used > self.idle_s or now - begun > self.lifetime_s:
+                self._seen.pop(session, None)
+                return None
+            self._seen[session] = (begun, now)
+        return session
+
+
+class LoginThrottle:
+    """Failed passwords per client address: after ``max_failed`` in a row the address is locked out for
+    ``lockout_s`` seconds, doubled for each further failure (at most an hour); each lockout is logged as a
+    warning. A right password clears the count."""
+
+    def __init__(self, max_failed: int, lockout_s: float):
+        self.max_failed, self.lockout_s = max_failed, lockout_s
+        self._failures: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def locked_for(self, client: str) -> float:
+        """Seconds left of the address's lockout (0 when it may try)."""
+        with self._lock:
+            count, until = self._failures.get(client, (0, 0.0))
+        return max(0.0, until - time.time())
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            count, _ = self._failures.get(client, (0, 0.0))
+            count += 1
+            until = 0.0
+            if count >= self.max_failed:
+                length = min(3600.0, self.lockout_s * 2 ** (count - self.max_failed))
+                until = time.time() + length
+                log.warning("locked out %s for %.0f s after %d wrong passwords", client, length, count)
+            self._failures[client] = (count, until)
+            if len(self._failures) > 100_000:
+                self._failures.pop(next(iter(self._failures)))
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
+
+
 def _host_name(host_header: str) -> str:
     """The host name of an HTTP Host header: without the port, IPv6 brackets removed, lower case."""
     host = host_header.strip().lower()
@@ -183,22 +265,33 @@ class BodyTooLargeError(Exception):
     """A request body grew past the app's limit while it was being received."""
 
 
+class BodyTimeoutError(BodyTooLargeError):
+    """A request body still arriving past the app's deadline (a slow or stalled client)."""
+
+
 class BodyLimit:
     """ASGI middleware that counts a request's body as it arrives and fails the read past ``max_bytes``, for a
     chunked body (no Content-Length) too: the form parser then stops, closes and deletes its spooled files, so
-    no more than the limit and one chunk ever reaches the disk."""
+    no more than the limit and one chunk ever reaches the disk. A body not complete ``timeout_s`` after the
+    request began fails the same way, so a client that sends slowly, or stops, holds no worker."""
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, timeout_s: float = 120.0):
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     async def __call__(self, scope, receive, send):
+        import asyncio
+
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         received = 0
+        deadline = time.monotonic() + self.timeout_s
 
         async def counted():
             nonlocal received
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise BodyTimeoutError(received) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
@@ -273,10 +366,25 @@ class Job:
     result_token: str | None = None
     error: str | None = None
     status: int = 200
+    #: Who asked, for the queue's fairness: the authenticated user, else the client's address.
+    client: str = ""
+    #: When the job began to run, and the time (epoch seconds) past which it is stopped.
+    started: float | None = None
+    deadline: float | None = None
 
     @property
     def ended(self) -> bool:
         return self.result_token is not None or self.error is not None
+
+    def check_time(self) -> None:
+        """Stop the job (:class:`JobTimeoutError`) once it runs past its deadline."""
+        if self.deadline is not None and time.time() > self.deadline:
+            raise JobTimeoutError(f"the prediction took longer than {self.deadline - (self.started or 0):.0f} s "
+                                  "and was stopped; try again, or ask the administrator to raise the limit")
+
+
+class JobTimeoutError(InputError):
+    """A prediction that ran past the app's per-job time limit."""
 
 
 class QueueFullError(InputError):
@@ -289,6 +397,10 @@ class SessionBusyError(InputError):
     def __init__(self, running: Job):
         super().__init__("a prediction for this browser is still running: wait for its result before the next")
         self.running = running
+
+
+#: Predictions one client (an authenticated user, else a client address) may have running or waiting at once.
+MAX_JOBS_PER_CLIENT = 2
 
 
 class JobQueue:
@@ -309,6 +421,10 @@ class JobQueue:
             mine = next((j for j in waiting if j.owner == job.owner), None)
             if mine is not None:  # checked here, under the lock: two posts at once from one session
                 raise SessionBusyError(mine)
+            theirs = [j for j in waiting if job.client and j.client == job.client]
+            if len(theirs) >= MAX_JOBS_PER_CLIENT:  # one running and one waiting, however many sessions
+                raise QueueFullError(f"this computer (or user) already has {len(theirs)} predictions running or "
+                                     "waiting, the most one may have; wait for one to finish")
             if len(waiting) >= self.settings.max_queued:
                 raise QueueFullError(f"{len(waiting)} predictions are running or waiting, the most this app takes; "
                                      "try again in a few minutes")
@@ -379,8 +495,9 @@ def create_app(settings: AppSettings):
     limit_bytes = int(settings.upload_limit_mb * 2**20)
 
     # Two files and the form's fields: the most a legitimate request carries.
-    app.add_middleware(BodyLimit, max_bytes=limit_bytes * 2 + 2**20)
+    app.add_middleware(BodyLimit, max_bytes=limit_bytes * 2 + 2**20, timeout_s=settings.body_timeout_s)
     keys = SessionKeys()
+    sessions = SessionClock(settings.session_idle_s, settings.session_lifetime_s)
     allowed_hosts = {name.lower() for name in (*LOOPBACK_HOSTS, *settings.allowed_hosts)}
 
     def page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
@@ -393,22 +510,36 @@ def create_app(settings: AppSettings):
     def refusal(status: int, message: str, headers: dict | None = None) -> Response:
         return Response(f"{message}\n", status_code=status, media_type="text/plain", headers=headers)
 
+    secure = settings.tls or settings.behind_proxy
+    logins = LoginThrottle(settings.max_failed_logins, settings.lockout_s)
+
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        """Every request: a trusted Host, the password when one is set, a server-issued session (a new one
-        for an unknown cookie), the origin of a POST, and the security headers on the response."""
+        """Every request: a trusted Host, the password when one is set (failed logins throttled per client
+        address), a server-issued session (a new one for an unknown or expired cookie), the origin of a POST, and
+        the security headers on the response; nothing that carries patient data is cached."""
         host = _host_name(request.headers.get("host", ""))
-        if host not in allowed_hosts:
-            response = refusal(400, f"this app does not answer for the host name {host!r}; allowed: "
-                                    f"{', '.join(sorted(allowed_hosts))} (hccrad serve --allowed-host)")
+        client = request.client.host if request.client else "unknown"
+        locked = logins.locked_for(client) if settings.password is not None else 0.0
+        if host not in allowed_hosts:  # the allowed names are not listed: they would tell a stranger the network
+            response = refusal(400, "this app does not answer for this host name (its administrator lists the "
+                                    "allowed names with hccrad serve --allowed-host)")
+        elif locked > 0:
+            response = refusal(429, f"too many wrong passwords from this address; try again in {locked:.0f} s",
+                               {"Retry-After": str(int(locked) + 1)})
         elif settings.password is not None and not basic_auth_ok(request.headers.get("authorization"),
                                                                  settings.password):
+            if request.headers.get("authorization"):
+                logins.failed(client)
             response = refusal(401, "this app needs its password", {"WWW-Authenticate": 'Basic realm="hccrad"'})
         else:
-            request.state.session = keys.session_of(request.cookies.get(SESSION_COOKIE))
+            if settings.password is not None:
+                logins.succeeded(client)
+            request.state.session = sessions.current(keys.session_of(request.cookies.get(SESSION_COOKIE)))
             new_cookie = None
             if request.state.session is None:
                 request.state.session, new_cookie = keys.new_cookie()
+                sessions.start(request.state.session)
             request.state.new_session = new_cookie is not None
             reason = (cross_origin_reason(request.headers, request.headers.get("host", ""))
                       if request.method not in ("GET", "HEAD", "OPTIONS") else None)
@@ -418,9 +549,18 @@ def create_app(settings: AppSettings):
             else:
                 response = await call_next(request)
                 if new_cookie is not None:
-                    response.set_cookie(SESSION_COOKIE, new_cookie, httponly=True, samesite="strict")
+                    forwarded_https = request.headers.get("x-forwarded-proto", "").lower() == "https"
+                    response.set_cookie(SESSION_COOKIE, new_cookie, httponly=True, samesite="strict",
+                                        secure=settings.tls or (settings.behind_proxy and forwarded_https),
+                                        max_age=int(settings.session_lifetime_s))
         for name, value in SECURITY_HEADERS.items():
             response.headers[name] = value
+        if not request.url.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"  # pages, slices, reports: patient data
+            response.headers["Pragma"] = "no-cache"
+        if secure:
+            response.headers["Strict-Transport-Security"] = "max-age=31536000"
+        log.info("%s %s %s", request.method, request.url.path, response.status_code)  # never the query string
         return response
 
     @app.get("/", response_class=HTMLResponse)
@@ -435,6 +575,9 @@ def create_app(settings: AppSettings):
             return page(request, "form.html", 413, values={}, error=too_large)
         try:
             form_data = await request.form(max_files=2, max_fields=20)
+        except BodyTimeoutError:
+            return page(request, "form.html", 408, values={}, error=f"the upload did not arrive within "
+                                                                      f"{settings.body_timeout_s:.0f} s; try again")
         except BodyTooLargeError:
             return page(request, "form.html", 413, values={}, error=too_large)
         except Exception as exc:  # a malformed multipart body
@@ -445,19 +588,32 @@ def create_app(settings: AppSettings):
                                                                       "page: enter the patient again here")
         values = {name: str(form_data.get(name) or "").strip() for name, _ in CLINICAL_FIELDS}
         patient = {name: str(form_data.get(name) or "").strip()[:64] for name in ("patient_id", "accession")}
+        patient["series"] = str(form_data.get("series") or "").strip()[:64]
+        uploads = {name: form_data.get(name) for name in ("ct", "mask")}
+        uploads = {k: v for k, v in uploads.items() if getattr(v, "filename", "")}
+        if not uploads:  # the clinical model alone takes milliseconds: it never waits behind image jobs
+            try:
+                job = await run_in_threadpool(_accept, models, settings, values, patient, {}, limit_bytes,
+                                              request.state.session)
+            except InputError as exc:
+                return page(request, "form.html", 400, values=values, patient=patient,
+                            error=present.form_words(str(exc)))
+            await run_in_threadpool(_run_job, job, models, settings, store)
+            if job.result_token is None:
+                return page(request, "form.html", job.status, values=values, patient=patient, error=job.error)
+            return RedirectResponse(f"/result/{job.result_token}", status_code=303)
         running = queue.running_for(request.state.session)
         if running is not None:  # before reading the uploads; submit checks again under its lock
             busy = SessionBusyError(running)
             return page(request, "form.html", 409, values=values, patient=patient, running=running.token,
                         error=str(busy))
-        uploads = {name: form_data.get(name) for name in ("ct", "mask")}
-        uploads = {k: v for k, v in uploads.items() if getattr(v, "filename", "")}
         try:
             job = await run_in_threadpool(_accept, models, settings, values, patient, uploads, limit_bytes,
                                           request.state.session)
         except InputError as exc:
             return page(request, "form.html", 400, values=values, patient=patient,
                         error=present.form_words(str(exc)))
+        job.client = request.client.host if request.client else ""
         try:
             queue.submit(job, lambda one: _run_job(one, models, settings, store))
         except SessionBusyError as exc:
@@ -476,6 +632,9 @@ def create_app(settings: AppSettings):
             return page(request, "form.html", 404, values={}, error="no such prediction in this browser session")
         if job.result_token is not None:
             return RedirectResponse(f"/result/{job.result_token}", status_code=303)
+        if job.error is None and job.deadline is not None and time.time() > job.deadline:
+            job.error, job.status = (f"the prediction took longer than {settings.job_time_limit_s:.0f} s and was "
+                                     "stopped; try again, or ask the administrator to raise the limit"), 504
         if job.error is not None:
             queue.forget(token)
             return page(request, "form.html", job.status, values=job.values, patient=job.patient, error=job.error)
@@ -503,8 +662,7 @@ def create_app(settings: AppSettings):
         stored = _owned(request, token)
         if stored is None or stored.stack is None:
             return Response(status_code=404)
-        return Response(render.slice_png(stored.stack, index), media_type="image/png",
-                        headers={"Cache-Control": "private, max-age=600"})
+        return Response(render.slice_png(stored.stack, index), media_type="image/png")
 
     @app.get("/result/{token}/report.html", response_class=HTMLResponse)
     def report(request: Request, token: str):
@@ -619,11 +777,18 @@ def _discard(job: Job) -> None:
 
 def _run_job(job: Job, models: dict, settings: AppSettings, store: ResultStore) -> None:
     """The job's work in a pool thread: predict, keep the result for the session, always delete the uploads."""
+    job.started = time.time()
+    job.deadline = job.started + settings.job_time_limit_s
+
     def stage(name: str) -> None:
+        job.check_time()
         job.stage = name
 
     try:
         stored = _predict(models, settings, job, stage)
+        job.check_time()
+        if job.ended:  # stopped by its deadline while it ran: the late result is not shown
+            return
         job.result_token = store.add(stored)
     except StoreFullError as exc:
         job.error, job.status = str(exc), 503
@@ -647,12 +812,15 @@ def _predict(models: dict, settings: AppSettings, job: Job, stage) -> StoredResu
     uploads = {key: next(folder.glob(f"{key}.*")) for key in job.uploads}
     ct_path, mask_path = uploads.get("ct"), uploads.get("mask")
     orientation = {}
+    series = ""
     try:
         if ct_path is not None and ct_path.suffix == ".zip":
             stage("reading")
             unpacked = folder / "dicom"
             unpacked.mkdir()
-            ct_path = extract_zip(ct_path, unpacked, int(settings.upload_limit_mb * 2**20))
+            chosen = extract_series(ct_path, unpacked, int(settings.upload_limit_mb * 2**20),
+                                    job.patient.get("series") or None)
+            ct_path, series = chosen.folder, chosen.describe()
         result = predict_new_patient(models, clinical, ct_path, mask_path, "patient", settings.segmentation_model,
                                      drawn_mask=folder / "drawn_mask.nii.gz", progress=stage,
                                      out_of_domain=settings.out_of_domain)
@@ -677,7 +845,7 @@ def _predict(models: dict, settings: AppSettings, job: Job, stage) -> StoredResu
         contributions[name] = present.contribution_lines(model, prediction)
         figures[f"contributions_{name}"] = render.contributions_svg(contributions[name], name)
     return StoredResult(job.owner, time.time(), result, parsed_clinical(clinical), stack, figures, job.patient,
-                        contributions, orientation)
+                        contributions, orientation, series)
 
 
 def parsed_clinical(clinical: dict[str, str]) -> dict[str, str]:
@@ -713,20 +881,61 @@ class ServeError(InputError):
     """A way of serving the app that would be unsafe (the message says how to do it safely)."""
 
 
+#: A password shorter than this is refused (a random one of 24 bytes, base64: 32 characters).
+MIN_PASSWORD_LENGTH = 16
+PASSWORD_REMEDY = "make one with `openssl rand -base64 24 > pw && chmod 600 pw`"
+
+
+def check_password_file(path: Path) -> str:
+    """The password in ``path``, refused (:class:`ServeError`, naming the remedy) when the file can be read by its
+    group or by others, or the password is shorter than :data:`MIN_PASSWORD_LENGTH`."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+        password = path.read_text().strip()
+    except OSError as exc:
+        raise ServeError(f"cannot read the password file {path}: {exc.strerror}") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ServeError(f"the password file {path} can be read by other users (mode {stat.filemode(mode)}): "
+                         f"`chmod 600 {path}`")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ServeError(f"the password in {path} has {len(password)} characters; at least {MIN_PASSWORD_LENGTH} "
+                         f"are needed: {PASSWORD_REMEDY}")
+    return password
+
+
 def serve_settings(settings: AppSettings, host: str) -> AppSettings:
     """``settings`` for binding ``host``: the bound name joins the trusted hosts, and an address other computers
-    can reach needs a password (:class:`ServeError` otherwise)."""
+    can reach needs a password and TLS, here (``--tls-cert``) or at a reverse proxy (``--behind-proxy``)
+    (:class:`ServeError` otherwise, saying how)."""
     if not is_loopback(host) and settings.password is None:
-        raise ServeError(f"binding {host} lets other computers reach the app, so it needs a password: put one in a "
-                         "file readable only by you and give --password-file FILE (or set HCCRAD_SERVE_PASSWORD); "
-                         "serve it through a TLS reverse proxy (docs/new-patient.md, 'Deploying on a hospital "
-                         "network')")
+        raise ServeError(f"binding {host} lets other computers reach the app, so it needs a password and TLS: "
+                         f"{PASSWORD_REMEDY}, give --password-file pw, and either --tls-cert CERT --tls-key KEY or "
+                         "--behind-proxy when a TLS reverse proxy serves it (docs/new-patient.md, 'Deploying on a "
+                         "hospital network')")
+    if not is_loopback(host) and not (settings.tls or settings.behind_proxy):
+        raise ServeError(f"binding {host} would send the password and patient data over plain HTTP: give "
+                         "--tls-cert CERT --tls-key KEY, or --behind-proxy when a TLS reverse proxy serves it "
+                         "(docs/new-patient.md, 'Deploying on a hospital network')")
     extra = () if host in ("0.0.0.0", "::") else (host,)
     return AppSettings(**{**settings.__dict__, "allowed_hosts": (*settings.allowed_hosts, *extra)})
 
 
-def serve(settings: AppSettings, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the app with uvicorn (blocking), after :func:`serve_settings`."""
+#: Seconds an idle keep-alive connection stays open.
+KEEP_ALIVE_TIMEOUT_S = 5
+
+
+def serve(settings: AppSettings, host: str = "127.0.0.1", port: int = 8000, tls_cert: Path | None = None,
+          tls_key: Path | None = None, trusted_proxies: tuple[str, ...] = ()) -> None:
+    """Run the app with uvicorn (blocking), after :func:`serve_settings`: TLS from ``tls_cert``/``tls_key``,
+    forwarded headers believed only from ``trusted_proxies``, idle connections closed after
+    :data:`KEEP_ALIVE_TIMEOUT_S`, and uvicorn's access log (which writes query strings) off: the app logs each
+    request's method, path and status itself."""
     import uvicorn
 
-    uvicorn.run(create_app(serve_settings(settings, host)), host=host, port=port, log_level="info")
+    app = create_app(serve_settings(settings, host))
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False,
+                ssl_certfile=str(tls_cert) if tls_cert else None, ssl_keyfile=str(tls_key) if tls_key else None,
+                proxy_headers=bool(trusted_proxies), forwarded_allow_ips=",".join(trusted_proxies) or "",
+                timeout_keep_alive=KEEP_ALIVE_TIMEOUT_S, limit_concurrency=64)

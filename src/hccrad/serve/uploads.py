@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -48,17 +49,53 @@ def _safe_member(name: str) -> PurePosixPath:
     return path
 
 
-def extract_zip(archive: Path, folder: Path, limit_bytes: int) -> Path:
-    """Extract a zipped DICOM series into ``folder`` after checking every entry; returns the folder holding
-    the most files (the series).
+@dataclass(frozen=True)
+class SeriesChoice:
+    """The DICOM series a zip upload was read as: its folder, description, number of slices and instance UID."""
+    folder: Path
+    description: str
+    slices: int
+    uid: str
+
+    def describe(self) -> str:
+        return f"'{self.description or 'no description'}', {self.slices} slices, UID ...{self.uid[-12:]}"
+
+
+def _series_of(files: list[Path]) -> dict[str, tuple[str, list[Path]]]:
+    """The DICOM files among ``files`` grouped by SeriesInstanceUID: uid -> (description, files)."""
+    import pydicom
+
+    groups: dict[str, tuple[str, list[Path]]] = {}
+    for path in files:
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        except Exception:  # not a DICOM file (a readme, an index): not a slice of any series
+            continue
+        uid = str(header.get("SeriesInstanceUID", "") or "")
+        if not uid:  # no series: not an image slice (a DICOMDIR, a report)
+            continue
+        description = str(header.get("SeriesDescription", "") or "")
+        groups.setdefault(uid, (description, []))[1].append(path)
+    return groups
+
+
+def extract_zip(archive: Path, folder: Path, limit_bytes: int, series: str | None = None) -> Path:
+    """Extract a zipped DICOM series into ``folder`` after checking every entry, keeping the zip's folders, and
+    return the folder of its one series (:func:`extract_series` says which it was).
 
     Refused: not a zip; more than :data:`MAX_ZIP_ENTRIES` entries; absolute paths, ``..`` or drive letters;
     symbolic links; a total size over ``MAX_EXPANSION x limit_bytes``; an entry compressed more than
-    :data:`MAX_COMPRESSION_RATIO` times (a zip bomb). Sizes are checked again while extracting, since a
-    zip's declared sizes can lie.
+    :data:`MAX_COMPRESSION_RATIO` times (a zip bomb); several series, listed, unless ``series`` names one (the end
+    of its SeriesInstanceUID). Sizes are checked again while extracting, since a zip's declared sizes can lie.
     """
+    return extract_series(archive, folder, limit_bytes, series).folder
+
+
+def extract_series(archive: Path, folder: Path, limit_bytes: int, series: str | None = None) -> SeriesChoice:
+    """:func:`extract_zip`, with the series chosen: its folder, description, slices and UID."""
     if not zipfile.is_zipfile(archive):
         raise UploadError("the CT upload is neither a NIfTI file nor a zip of a DICOM series")
+    files_dir = folder / "files"
     with zipfile.ZipFile(archive) as bundle:
         entries = [e for e in bundle.infolist() if not e.is_dir()]
         if len(entries) > MAX_ZIP_ENTRIES:
@@ -73,10 +110,12 @@ def extract_zip(archive: Path, folder: Path, limit_bytes: int) -> Path:
             if entry.compress_size and entry.file_size / entry.compress_size > MAX_COMPRESSION_RATIO:
                 raise UploadError(f"{entry.filename!r} is compressed {entry.file_size // entry.compress_size}x: "
                                   "a zip bomb is refused")
-        counts: dict[Path, int] = {}
+        written: list[Path] = []
         total = 0
         for index, entry in enumerate(entries):
-            target = folder / f"{index:05d}_{_safe_member(entry.filename).name}"
+            member = _safe_member(entry.filename)
+            target = files_dir.joinpath(*member.parts[:-1], f"{index:05d}_{member.name}")
+            target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with bundle.open(entry) as source, open(target, "wb") as handle:
                     while chunk := source.read(CHUNK):
@@ -87,10 +126,31 @@ def extract_zip(archive: Path, folder: Path, limit_bytes: int) -> Path:
             except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:  # bad CRC, truncated
                 raise UploadError(f"the zip is damaged: {entry.filename!r} cannot be extracted ({exc}); zip the "
                                   "series again") from exc
-            counts[target.parent] = counts.get(target.parent, 0) + 1
-    if not counts:
+            written.append(target)
+    if not written:
         raise UploadError("the zip is empty")
-    return max(counts, key=counts.get)
+    groups = _series_of(written)
+    if not groups:
+        raise UploadError("the zip holds no DICOM file")
+    if series:
+        chosen = [uid for uid in groups if uid.endswith(series.strip())]
+        if len(chosen) != 1:
+            listing = "; ".join(SeriesChoice(folder, d, len(f), u).describe() for u, (d, f) in groups.items())
+            raise UploadError(f"the series {series!r} does not name exactly one of the zip's series: {listing}")
+        uid = chosen[0]
+    elif len(groups) > 1:
+        listing = "; ".join(SeriesChoice(folder, d, len(f), u).describe()
+                            for u, (d, f) in sorted(groups.items(), key=lambda item: -len(item[1][1])))
+        raise UploadError(f"the zip holds {len(groups)} DICOM series ({listing}); upload the venous-phase series "
+                          "alone, or give the end of its UID in the form's 'series' field")
+    else:
+        uid = next(iter(groups))
+    description, files = groups[uid]
+    series_dir = folder / "series"
+    series_dir.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        path.rename(series_dir / path.name)
+    return SeriesChoice(series_dir, description, len(files), uid)
 
 
 def image_suffix(filename: str) -> str:
