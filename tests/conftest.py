@@ -93,3 +93,20 @@ def chromium_webdriver():
         return webdriver.Chrome(service=Service(driver_path), options=options)
 
     return start
+
+
+def hcc_tace_settings(output_dir: Path | None = None) -> dict:
+    """A clinical-only manifest of the real HCC-TACE-Seg table in ../shared (TTP in weeks, the event column coded
+    1 = progressed), with a seeded random split; skips when the table is absent."""
+    table = shared_path("reference", "clinical", "HCC-TACE-Seg_clinical_data-V2.xlsx")
+    settings = {
+        "name": "HCC-TACE-Seg", "clinical_table": str(table), "sheet": "data table",
+        "columns": {"patient_id": "TCIA_ID", "center": None, "ct": None, "mask": None,
+                    "portal_vein_diameter_mm": None, "afp": "AFP", "child_pugh": "CPS", "bclc": "BCLC",
+                    "treatment": "chemotherapy", "pfs_months": "TTP", "pfs_event": "Censored_0_progressed_1"},
+        "time_unit": "weeks", "default_center": "MDACC", "require_images": False,
+        "split": {"validation_fraction": 0.3, "seed": 1},
+    }
+    if output_dir is not None:
+        settings["output_dir"] = str(output_dir)
+    return settings

@@ -283,3 +283,17 @@ def test_a_failed_print_leaves_no_pdf_of_an_earlier_report(tmp_path, monkeypatch
     note = pdf_module.print_pdf(page, earlier)
     assert note.startswith("not made") and "install" in note
     assert not earlier.exists()
+
+
+def test_feature_descriptions_read_as_words_and_clinical_rows_say_their_coding():
+    import re
+
+    from hccrad.features.names import PAPER_TABLE3, _words, describe_feature
+
+    assert _words("Maximum2DDiameterSlice") == "maximum 2D diameter slice"
+    assert _words("10Percentile") == "10th percentile" and _words("Idmn") == "inverse difference moment normalized"
+    for column in PAPER_TABLE3.values():
+        text = describe_feature(column)
+        assert not re.search(r"\b(DD|iameter)\b|\d [A-Z]{2}\b", text), text  # no word cut ("2 DD iameter")
+        if "Maximum2D" in column:
+            assert "maximum 2D diameter" in text

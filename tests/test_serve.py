@@ -974,3 +974,15 @@ def test_a_nifti_bomb_and_a_mask_of_a_million_labels_are_refused_within_bounded_
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.startswith("REFUSED:") and expected in done.stdout, done.stdout
         assert __import__("time").time() - started < 60
+
+
+def test_the_page_shows_the_afp_as_read_beside_its_category_and_refuses_an_untrained_treatment(app_client):
+    make, clinical = app_client
+    client = make()
+    page = client.post("/predict", data={**clinical, "afp": "1000,5", "csrf": _token(client)}, follow_redirects=True)
+    read = html.unescape(page.text.split('id="clinical-read"', 1)[1].split("</p>", 1)[0])
+    assert "AFP 1000.5 ng/mL" in read and "(>= 400 ng/mL)" in read
+    ambiguous = client.post("/predict", data={**clinical, "afp": "1.000", "csrf": _token(client)})
+    assert ambiguous.status_code == 400 and "ambiguous" in html.unescape(ambiguous.text)
+    other = client.post("/predict", data={**clinical, "treatment": "radioembolization", "csrf": _token(client)})
+    assert other.status_code == 400 and "is not one the models were trained on" in html.unescape(other.text)

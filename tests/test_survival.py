@@ -28,7 +28,7 @@ from hccrad.survival.artifact import (
 from hccrad.survival.coxmath import breslow_baseline, partial_loglik, univariate_cox
 from hccrad.survival.selection import SelectionLog, _coxnet, fit_lifelines, lasso_cox_cv
 
-from .conftest import shared_path
+from .conftest import hcc_tace_settings, shared_path
 
 #: R: coxph(Surv(week, arrest) ~ fin + age + race + wexp + mar + paro + prio, data = Rossi) (Fox & Weisberg).
 R_ROSSI = {"fin": -0.37942, "age": -0.05744, "race": 0.31390, "wexp": -0.14980, "mar": -0.43370,
@@ -277,17 +277,10 @@ def test_validation_patients_leak_into_nothing(fitted_demo):
 
 
 def test_clinical_model_on_the_real_hcc_tace_seg_table(tmp_path):
-    table_path = shared_path("reference", "clinical", "HCC-TACE-Seg_clinical_data-V2.xlsx")
-    manifest = {
-        "name": "HCC-TACE-Seg", "clinical_table": str(table_path), "sheet": "data table",
-        "columns": {"patient_id": "TCIA_ID", "center": None, "ct": None, "mask": None,
-                    "portal_vein_diameter_mm": None, "afp": "AFP", "child_pugh": "CPS", "bclc": "BCLC",
-                    "treatment": "chemotherapy", "pfs_months": "TTP", "pfs_event": "Censored_0_progressed_1"},
-        "value_maps": {"treatment": {"Cisplatin, doxorubicin, Mitomycin-C": "cTACE", "Cisplatin, Mitomycin-C": "cTACE",
-                                     "Cisplastin": "cTACE", "doxorubicin LC beads": "DEB-TACE"}},
-        "time_unit": "weeks", "default_center": "MDACC", "require_images": False,
-        "split": {"validation_fraction": 0.3, "seed": 1},
-    }
+    manifest = hcc_tace_settings()
+    manifest["value_maps"] = {"treatment": {"Cisplatin, doxorubicin, Mitomycin-C": "cTACE",
+                                            "Cisplatin, Mitomycin-C": "cTACE", "Cisplastin": "cTACE",
+                                            "doxorubicin LC beads": "DEB-TACE"}}
     (tmp_path / "ttp.yaml").write_text(yaml.safe_dump(manifest))
     ttp = fit_models(load_study(tmp_path / "ttp.yaml").table(), ModelConfig(models=["C"]))
     hazards = ttp.models["C"].hazard_ratios_.set_index("covariate")

@@ -12,21 +12,14 @@ from typer.testing import CliRunner
 from hccrad.cli.main import app
 from hccrad.evaluate.cohort import plausibility_warnings, rare_category_warnings
 from hccrad.evaluate.horizon import km_median
-from tests.conftest import shared_path
+from tests.conftest import hcc_tace_settings
 
 WEEKS_TO_MONTHS = 7 / 30.4375
 
 
 def _tace_manifest(tmp_path, **changes) -> tuple:
-    table = shared_path("reference", "clinical", "HCC-TACE-Seg_clinical_data-V2.xlsx")
-    manifest = {
-        "name": "HCC-TACE-Seg", "clinical_table": str(table), "sheet": "data table",
-        "columns": {"patient_id": "TCIA_ID", "center": None, "ct": None, "mask": None,
-                    "portal_vein_diameter_mm": None, "afp": "AFP", "child_pugh": "CPS", "bclc": "BCLC",
-                    "treatment": "chemotherapy", "pfs_months": "TTP", "pfs_event": "Censored_0_progressed_1"},
-        "time_unit": "weeks", "default_center": "MDACC", "require_images": False,
-        "split": {"validation_fraction": 0.3, "seed": 1}, "output_dir": str(tmp_path / "out"),
-    }
+    manifest = hcc_tace_settings(tmp_path / "out")
+    table = manifest["clinical_table"]
     for key, value in changes.items():
         if value is None:
             manifest.pop(key, None)

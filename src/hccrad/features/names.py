@@ -115,12 +115,27 @@ def _image_type_words(image_type: str) -> str:
             "logarithm": "log intensities", "exponential": "exponential intensities"}.get(image_type, image_type)
 
 
+#: PyRadiomics' abbreviated feature names, in words.
+_WORD_NAMES = {"Idm": "inverse difference moment", "Idmn": "inverse difference moment normalized",
+               "Id": "inverse difference", "Idn": "inverse difference normalized", "Imc1": "informational measure "
+               "of correlation 1", "Imc2": "informational measure of correlation 2",
+               "MCC": "maximal correlation coefficient"}
+
+
 def _words(camel: str) -> str:
-    """``ClusterShade`` -> ``cluster shade`` (acronyms kept: ``MCC``, ``Idmn``)."""
+    """``ClusterShade`` -> ``cluster shade``, ``Maximum2DDiameterSlice`` -> ``maximum 2D diameter slice``,
+    ``10Percentile`` -> ``10th percentile``; PyRadiomics' abbreviations spelled out (``Idmn``, ``MCC``)."""
     import re
 
-    parts = re.findall(r"[A-Z]{2,}(?=[A-Z][a-z]|\b|\d)|[A-Z]?[a-z]+|\d+|[A-Z]+", camel)
-    return " ".join(part if part.isupper() and len(part) > 1 else part.lower() for part in parts) or camel
+    if camel in _WORD_NAMES:
+        return _WORD_NAMES[camel]
+    parts = re.findall(r"\d+D(?=[A-Z]|$)|\d+|[A-Z]{2,}(?=[A-Z][a-z]|\b|\d)|[A-Z]?[a-z]+|[A-Z]+", camel)
+    words = [part if (part.isupper() and len(part) > 1) or re.fullmatch(r"\d+D", part) else part.lower()
+             for part in parts]
+    for k, word in enumerate(words[:-1]):
+        if word.isdigit() and words[k + 1] == "percentile":
+            words[k] = f"{word}th"
+    return " ".join(words) or camel
 
 
 def factor_group(column: str) -> str:

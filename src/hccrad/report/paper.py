@@ -184,6 +184,15 @@ def figure_codes(selected: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _clinical_description(selected: pd.DataFrame, column: str, fallback: str) -> str:
+    """A clinical factor's coding as its model's hazard-ratio table words it (``Child-Pugh grade, per grade (A=0,
+    B=1, C=2)``)."""
+    rows = selected.loc[selected["covariate"] == column]
+    if "description" in rows and len(rows) and isinstance(rows["description"].iloc[0], str):
+        return rows["description"].iloc[0]
+    return fallback
+
+
 def table_three(study: Study) -> PaperTable | None:
     from hccrad.features.names import describe_feature, factor_group
 
@@ -202,7 +211,8 @@ def table_three(study: Study) -> PaperTable | None:
             "morphological" if code["Column"].startswith(("Tumor_HU", "Tumor_volume", "Tumor_to", "Rliver_HU",
                                                           "Rliver_volume")) else "high-dimensional")
         rows.append({"Classification": groups[group], "Type": kind, "Code": code["Code"], "Factor": code["Factor"],
-                     "Description": describe_feature(code["Column"]) if group != "clinical" else "",
+                     "Description": (describe_feature(code["Column"]) if group != "clinical"
+                                     else _clinical_description(selected, code["Column"], code["Factor"])),
                      **{model: "x" if model in used else "" for model in models}})
     return PaperTable("table3", "Table 3. Factors identified for the models (x: in the model).", pd.DataFrame(rows),
                       ["Selected on the training patients only: univariate Cox screen, correlation filter, "

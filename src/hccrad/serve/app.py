@@ -744,6 +744,10 @@ def _accept(models: dict, settings: AppSettings, values: dict[str, str], patient
     needs_clinical = any(m.clinical_spec_ for m in models.values())
     clinical = _clinical_from_form(values, needs_clinical)
     patient_row("patient", clinical)  # a typed value the models would refuse is refused now, in the form's words
+    trained = model_description(models)["treatments"]
+    if clinical.get("treatment") and trained and clinical["treatment"] not in trained:
+        raise UploadError(f"treatment {clinical['treatment']!r} is not one the models were trained on; choose one of "
+                          f"{', '.join(trained)}")
     suffixes = {key: image_suffix(upload.filename) for key, upload in uploads.items()}  # a wrong type first
     if suffixes.get("mask") == ".zip":
         raise UploadError("the mask must be one image file (NIfTI, NRRD or MHA), not a zip")
@@ -844,19 +848,25 @@ def _predict(models: dict, settings: AppSettings, job: Job, stage) -> StoredResu
                 model.training_risk_percentiles_, prediction.risk_score, prediction.cutoff, name)
         contributions[name] = present.contribution_lines(model, prediction)
         figures[f"contributions_{name}"] = render.contributions_svg(contributions[name], name)
-    return StoredResult(job.owner, time.time(), result, parsed_clinical(clinical), stack, figures, job.patient,
+    spec = next((m.clinical_spec_ for m in models.values() if m.clinical_spec_), None)
+    cutoff = spec.get("afp_cutoff_ng_ml") if spec else None
+    return StoredResult(job.owner, time.time(), result, parsed_clinical(clinical, cutoff), stack, figures,
+                        job.patient,
                         contributions, orientation, series)
 
 
-def parsed_clinical(clinical: dict[str, str]) -> dict[str, str]:
+def parsed_clinical(clinical: dict[str, str], afp_cutoff: float | None = None) -> dict[str, str]:
     """The clinical factors as the models read them, for the page and the printable report: the parsed value
-    (``520`` for ``520,0``; a Child-Pugh score with its grade), never the text typed."""
+    (``520`` for ``520,0``; a Child-Pugh score with its grade), never the text typed; ``afp_category`` says on
+    which side of the models' cut-off the value lies (``>= 400 ng/mL``)."""
     from hccrad.io.manifest import parse_clinical_inputs
 
     clean, _errors, _unreadable = parse_clinical_inputs(clinical)
     shown = {}
     if clean["afp"] is not None:
         shown["afp"] = f"{clean['afp']:g}"
+        if afp_cutoff is not None:
+            shown["afp_category"] = f"{'>=' if clean['afp'] >= afp_cutoff else '<'} {afp_cutoff:g} ng/mL"
     if clean["child_pugh"] is not None:
         score = clean["child_pugh_score"]
         shown["child_pugh"] = clean["child_pugh"] + (f" (score {score})" if score is not None else "")
