@@ -48,9 +48,21 @@ def write_clinical_study(folder, n: int = 90, seed: int = 3):
     return path
 
 
+def _without_times(artifact: dict) -> dict:
+    """A model artifact without the times it records (``created``, its lineage's ``date``; also in its base model)
+    and the checksum that covers them."""
+    kept = {k: v for k, v in artifact.items() if k not in ("created", "checksum")}
+    if isinstance(kept.get("lineage"), dict):
+        kept["lineage"] = {k: v for k, v in kept["lineage"].items() if k != "date"}
+    if isinstance(kept.get("base_model"), dict):
+        kept["base_model"] = _without_times(kept["base_model"])
+    return kept
+
+
 def outputs(out) -> dict[str, object]:
     """Every file of the models and evaluation folders (the stages' results), by relative path: the bytes, or for
-    a model artifact its content without the time it was written (``created``, and the checksum that covers it).
+    a model artifact its content without the times it records (``created``, the lineage's date, and the checksum
+    that covers them).
     Figures are left out: matplotlib writes the time into SVGs; the tables they draw are compared."""
     files: dict[str, object] = {}
     for folder in ("models", "evaluation/tables"):
@@ -59,7 +71,7 @@ def outputs(out) -> dict[str, object]:
                 continue
             content: object = path.read_bytes()
             if path.parent.name == "models" and path.suffix == ".json" and path.name != "summary.json":
-                content = {k: v for k, v in json.loads(content).items() if k not in ("created", "checksum")}
+                content = _without_times(json.loads(content))
             files[path.relative_to(out).as_posix()] = content
     return files
 

@@ -858,7 +858,10 @@ def _library_warnings_to_log() -> None:
     """Keep other libraries' warnings (pandas, numpy, matplotlib, lifelines) off the console: each goes to the run
     log (``hccrad-run.log``, at INFO) with its source. What a user must know is said by hccrad itself, in words
     (QC warnings, notes in the tables, "not estimable (reason)")."""
+    import os
+
     library_log = logging.getLogger("hccrad.run.library")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")  # the feature workers (other processes) print none either
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         library_log.info("library warning not shown on the console: %s (%s:%s): %s", category.__name__, filename,

@@ -368,6 +368,17 @@ def qc_gallery(study: Study, qc_dir: Path, features: pd.DataFrame | None = None)
 
 
 # --- assembly ------------------------------------------------------------------------------------------
+def _center_shift_for_readers(shift: pd.DataFrame) -> pd.DataFrame:
+    """The center-shift table with readers' headers: the share outside the domain as a percentage, |SMD| to two
+    decimals, "not recorded" for models without a domain."""
+    return pd.DataFrame({
+        "Model": shift["model"], "Validation center": shift["center"], "Patients": shift["patients"].astype(int),
+        "Outside the applicability domain": [f"{100 * v:.0f}%" if pd.notna(v) else "not recorded"
+                                             for v in shift["share_outside_domain"]],
+        "Largest |SMD|": [f"{v:.2f}" if pd.notna(v) else "" for v in shift["max_abs_smd"]],
+        "Input with the largest shift": shift["largest_shift_input"].fillna("")})
+
+
 def _figure_block(figures_dir: Path, names: list[tuple[str, str]]) -> str:
     parts = [image_html(figures_dir / f"{name}.png", caption) for name, caption in names
              if (figures_dir / f"{name}.png").is_file()]
@@ -548,7 +559,7 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
                      "(docs/external-validation.md) and the largest standardized mean difference (SMD) of a model "
                      "input against the training centers (|SMD| above 0.1 is a notable shift, above 0.25 a large one)."
                      " Every input's SMD, and before ComBat where the study harmonizes, is in "
-                     "center_shift_inputs.csv.</p>" + table_html(shift))
+                     "center_shift_inputs.csv.</p>" + table_html(_center_shift_for_readers(shift)))
     else:
         body = '<p class="note">models not evaluated.</p>'
     sections.append(("models", "5. Models", body))
