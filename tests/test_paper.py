@@ -223,6 +223,12 @@ def test_the_report_links_the_paper_folder_uses_its_formatting_and_has_a_pdf(pap
     note = (paper / "report_pdf.txt").read_text()
     if shutil.which("chromium") or shutil.which("chromium-browser"):
         assert pdf.read_bytes().startswith(b"%PDF") and "printed by" in note
+        import re
+
+        # A4 (595 x 842 pt), the default `report: {paper_size}`, not Chromium's US Letter (612 x 792)
+        found = re.findall(rb"/MediaBox\s*\[\s*([\d.\s]+)\]", pdf.read_bytes())[:3]
+        boxes = {tuple(round(float(v)) for v in box.decode().split()[2:4]) for box in found}
+        assert boxes == {(595, 842)}, boxes
     else:
         assert "not made" in note
 
@@ -297,3 +303,51 @@ def test_feature_descriptions_read_as_words_and_clinical_rows_say_their_coding()
         assert not re.search(r"\b(DD|iameter)\b|\d [A-Z]{2}\b", text), text  # no word cut ("2 DD iameter")
         if "Maximum2D" in column:
             assert "maximum 2D diameter" in text
+
+
+def test_every_tripod_pointer_to_methods_names_a_section_that_says_it(paper_run):
+    """Each TRIPOD+AI answer that cites "methods.md, 'Section'" cites a heading methods.md has; items 11 (missing
+    data) and 12b (coding of the clinical factors) point at text that states them."""
+    import re
+
+    from hccrad.report.methods import tripod_answers
+
+    _, result, paper = paper_run
+    methods = (paper / "methods.md").read_text()
+    sections = dict(re.findall(r"^## ([^\n]+)\n\n(.*?)(?=\n## |\Z)", methods, flags=re.MULTILINE | re.DOTALL))
+    answers = tripod_answers(result.study)
+    for item, answer in answers.items():
+        for cited in re.findall(r"'([^']+)'", answer) if "methods.md" in answer else []:
+            assert cited in sections, (item, cited, list(sections))
+    assert "Missing data:" in sections["Model development"] and "imput" in sections["Model development"]
+    assert "Coding of the clinical factors: AFP as a binary factor" in sections["Model development"]
+    assert "Child-Pugh grade as one ordinal covariate (A = 0, B = 1, C = 2" in sections["Model development"]
+
+
+def test_captions_follow_the_papers_numbering_and_the_setting_changes_it(paper_run, tmp_path):
+    """tables.docx and every caption use the paper's numbering (Supplementary Table 1-4, Supplementary Figure 1-4),
+    and the items the paper does not number say so; ``report: {item_format}`` renumbers them."""
+    import docx
+    import yaml
+
+    from hccrad.io import load_study
+    from hccrad.report.paper import paper_figures, paper_tables
+
+    manifest, result, paper = paper_run
+    captions = [p.text for p in docx.Document(paper / "tables.docx").paragraphs if p.runs and p.runs[0].bold]
+    numbered = [c.split(".")[0] for c in captions if c.startswith("Supplementary")]
+    assert numbered == [f"Supplementary Table {k}" for k in (1, 2, 3, 4)], captions
+    assert all(c.startswith(("Supplementary Table", "Baseline characteristics (not numbered",
+                             "Summary table (not numbered")) for c in captions), captions
+    readme = (paper / "README.md").read_text()
+    assert all(f"Supplementary Figure {k}." in readme for k in (1, 2, 3, 4)) and "Figure 1." not in readme.replace(
+        "Supplementary Figure 1.", "")
+    settings = yaml.safe_load(manifest.read_text())
+    settings["report"] = {"item_format": "{kind} S{number}"}
+    other = manifest.parent / "renumbered.yaml"
+    other.write_text(yaml.safe_dump(settings))
+    study = load_study(other)
+    assert [t.caption.split(".")[0] for t in paper_tables(study) if t.caption.startswith("Table S")] == [
+        "Table S1", "Table S2", "Table S3", "Table S4"]
+    assert [f.caption.split(".")[0] for f in paper_figures(study)] == ["Figure S1", "Figure S2", "Figure S3",
+                                                                       "Figure S4"]

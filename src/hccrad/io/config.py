@@ -235,6 +235,7 @@ class StudyConfig(_Strict):
     features: dict[str, Any] = {}
     models: dict[str, Any] = {}
     evaluation: dict[str, Any] = {}
+    report: dict[str, Any] = {}
     base_dir: Path = Path(".")
 
     @field_validator("horizons_months")

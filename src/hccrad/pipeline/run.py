@@ -205,11 +205,12 @@ def check_stage_settings(study: Study) -> None:
     from hccrad.evaluate.config import EvaluationConfig
     from hccrad.features.config import FeatureConfig
     from hccrad.io.config import describe_validation_error
+    from hccrad.report.config import ReportConfig
     from hccrad.segment.nnunet import SegmentationConfig
     from hccrad.survival.config import ModelConfig
 
     sections = (("segmentation", SegmentationConfig), ("features", FeatureConfig), ("models", ModelConfig),
-                ("evaluation", EvaluationConfig))
+                ("evaluation", EvaluationConfig), ("report", ReportConfig))
     for section, model in sections:
         try:
             config = model.model_validate(getattr(study.config, section))

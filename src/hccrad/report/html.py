@@ -25,6 +25,7 @@ from hccrad.io.files import write_atomic
 from hccrad.io.ids import case_path
 from hccrad.io.layout import model_slug
 from hccrad.io.manifest import Study
+from hccrad.report.config import report_config
 from hccrad.report.paper import read_stage_table as _read_csv
 from hccrad.survival.config import MODEL_NAMES
 
@@ -597,7 +598,8 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
     nav = "".join(f'<a href="#{key}">{esc(title)}</a>' for key, title, _ in sections)
     content = "".join(f'<section id="{key}"><h2>{esc(title)}</h2>{body}</section>' for key, title, body in sections)
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(study.config.name)}</title>"
-            f"<style>{CSS}</style><script>{SCRIPT}</script></head><body><header><h1>{esc(study.config.name)}</h1>"
+            f"<style>{CSS}@page {{ size: {report_config(study.config.report).paper_size}; margin: 12mm; }}</style>"
+            f"<script>{SCRIPT}</script></head><body><header><h1>{esc(study.config.name)}</h1>"
             f"<div>hccrad study report: 3D synergistic tumor-liver analysis of PFS</div></header><nav>{nav}</nav>"
             f"<main>{content}</main></body></html>")
     path = paths.report_html

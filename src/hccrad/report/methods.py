@@ -153,7 +153,36 @@ def selection_text(study: Study) -> str:
             f"features) chose the model's features, refitted by an unpenalised Cox model with Breslow's baseline; "
             f"C-T&L combined the clinical factors with the image features ({config.c_tl_mode}). "
             "Per model: " + "; ".join(parts) + f". Risk groups were split at the training {config.risk_cutoff} risk "
-            "score.")
+            "score. " + coding_text(_read_json(models_dir / "C.json").get("clinical_coding")
+                                    or _read_json(models_dir / "C-T_L.json").get("clinical_coding"))
+            + " " + MISSING_DATA_TEXT)
+
+
+#: How missing inputs were handled (TRIPOD+AI item 11), as the models do it.
+MISSING_DATA_TEXT = (
+    "Missing data: a missing image feature took the training patients' median and a missing clinical factor the "
+    "training median (or mode) of its coded value, both estimated on the training patients only and stored in the "
+    "model (models/imputation.csv lists every patient and input imputed); no other imputation was made, and a "
+    "patient without a CT or mask was left out of the image models, listed with the reason. For a new patient, a "
+    "missing input is refused unless imputation is asked for explicitly.")
+
+
+def coding_text(spec: dict | None) -> str:
+    """How the clinical factors were coded (TRIPOD+AI item 12b), from a model's recorded coding."""
+    if not spec:
+        return "No clinical factor was used."
+    afp = (f"AFP as a binary factor, at or above {spec.get('afp_cutoff_ng_ml', 400):g} ng/mL against below"
+           if spec.get("afp") == "cutoff" else "AFP as log10(ng/mL), per unit")
+    child_pugh = ("Child-Pugh grade as one ordinal covariate (A = 0, B = 1, C = 2, per grade)"
+                  if spec.get("child_pugh") == "ordinal" else
+                  f"Child-Pugh grade as indicators against A ({', '.join(spec.get('child_pugh_levels') or [])})")
+    bclc = ("BCLC stage as one ordinal covariate (0 = 0, A = 1, B = 2, C = 3, D = 4, per stage)"
+            if spec.get("bclc") == "ordinal" else
+            f"BCLC stage as indicators against the reference ({', '.join(spec.get('bclc_levels') or [])})")
+    levels = ", ".join(spec.get("treatment_levels") or [])
+    treatment = (f"treatment style as indicators of {levels} against {spec.get('treatment_reference')}"
+                 if levels else f"treatment style with the single level {spec.get('treatment_reference')}")
+    return f"Coding of the clinical factors: {afp}; {child_pugh}; {bclc}; {treatment}."
 
 
 def statistics_text(study: Study) -> str:

@@ -2,13 +2,16 @@
 
 ``<output_dir>/report/paper/`` holds, from the run's own files:
 
-* tables (each as CSV, Word and LaTeX, and all of them in ``tables.docx`` with captions and footnotes):
-  Table 1 (baseline characteristics), Supplementary Table 1 (acquisition), Table 2 (candidate morphological
-  factors), Table 3 (identified factors), Table 4 (model comparisons: DeLong as in the paper, the censoring-aware
-  comparison beside it) and the C-index/AUC summary of the abstract;
+* tables (each as CSV, Word and LaTeX, and all of them in ``tables.docx`` with captions and footnotes), captioned
+  in the paper's numbering (``report: {item_format}``, default "Supplementary {kind} {number}"): the baseline
+  characteristics (``table1``; not numbered in the paper's supplement), Supplementary Table 1 (acquisition),
+  Supplementary Table 2 (candidate morphological factors, ``table2``), Supplementary Table 3 (identified factors,
+  ``table3``), Supplementary Table 4 (model comparisons, ``table4``: DeLong as in the paper, the censoring-aware
+  comparison beside it) and the C-index/AUC summary of the abstract (not numbered);
 * figures (each as vector PDF with embedded fonts, SVG and PNG at 300 dpi, sized for a two-column journal page,
-  colour-blind-safe colours, panel letters): Figure 1 (hazard ratios with the paper's coding and a legend),
-  Figure 2 (ROC and calibration, T vs T&L, panels a-h), Figure 3 (risk-score boxes), Figure 4 (subgroups, a-p);
+  colour-blind-safe colours, panel letters): Supplementary Figure 1 (hazard ratios with the paper's coding and a
+  legend), Supplementary Figure 2 (ROC and calibration, T vs T&L, panels a-h), Supplementary Figure 3 (risk-score
+  boxes), Supplementary Figure 4 (subgroups, a-p);
 * ``methods.md`` / ``.docx`` (written from the run) and ``tripod_ai.md`` / ``.docx`` (the TRIPOD+AI checklist with
   where the outputs address each item), see :mod:`hccrad.report.methods`;
 * ``README.md``: what is where.
@@ -108,7 +111,8 @@ def table_one(study: Study) -> PaperTable | None:
     notes = ["Continuous variables: median [interquartile range]; categorical: n (%)."]
     if tests:
         notes.append("p: training versus validation set, by " + ", ".join(tests) + ".")
-    return PaperTable("table1", "Table 1. Baseline characteristics of the patients in the training and validation "
+    return PaperTable("table1", "Baseline characteristics (not numbered in the paper's supplement) of the patients "
+                      "in the training and validation "
                                 "sets.", out, notes)
 
 
@@ -123,7 +127,8 @@ def supplementary_table_one(study: Study) -> PaperTable | None:
         return f"{value:g}" if isinstance(value, (int, float, np.integer, np.floating)) else str(value)
 
     table = frame.map(text).rename(columns=lambda c: ACQUISITION_HEADERS.get(c, c.replace("_", " ")))
-    return PaperTable("supplementary_table1", "Supplementary Table 1. CT acquisition parameters per center.", table,
+    return PaperTable("supplementary_table1", f"{_label(study, 'Table', 1)}. CT acquisition parameters per center.",
+                      table,
                       ["Read from each CT's DICOM or image header; a range where a center's scans differ; - where "
                        "the headers do not say (a NIfTI CT carries no acquisition parameters)."])
 
@@ -155,7 +160,8 @@ def table_two(study: Study) -> PaperTable | None:
             row[label] = (f"{values.median():.2f} [{values.quantile(.25):.2f}-{values.quantile(.75):.2f}]"
                           if len(values) else "no patient")
         rows.append(row)
-    return PaperTable("table2", "Table 2. Candidate morphological factors of the tumor and the liver parenchyma.",
+    return PaperTable("table2", f"{_label(study, 'Table', 2)}. Candidate morphological factors of the tumor and the "
+                      "liver parenchyma.",
                       pd.DataFrame(rows),
                       ["Median [interquartile range]. Volumes in mL, CT attenuation in HU; the attenuation 'at a "
                        "rate of q' is p1 + q (p99 - p1) of the region's HU (hccrad's definition; the paper does not "
@@ -214,9 +220,10 @@ def table_three(study: Study) -> PaperTable | None:
                      "Description": (describe_feature(code["Column"]) if group != "clinical"
                                      else _clinical_description(selected, code["Column"], code["Factor"])),
                      **{model: "x" if model in used else "" for model in models}})
-    return PaperTable("table3", "Table 3. Factors identified for the models (x: in the model).", pd.DataFrame(rows),
+    return PaperTable("table3", f"{_label(study, 'Table', 3)}. Factors identified for the models (x: in the model).",
+                      pd.DataFrame(rows),
                       ["Selected on the training patients only: univariate Cox screen, correlation filter, "
-                       "LASSO-Cox (see the methods). Codes as in Figure 1."])
+                       f"LASSO-Cox (see the methods). Codes as in {_label(study, 'Figure', 1)}."])
 
 
 def table_four(study: Study) -> PaperTable | None:
@@ -239,7 +246,8 @@ def table_four(study: Study) -> PaperTable | None:
             record["p, censoring-aware"] = format_p(row["p_ipcw"])
         rows.append(record)
     notes = [FOOTNOTES["complete_case"], FOOTNOTES["censoring_aware"], FOOTNOTES["apparent"]]
-    return PaperTable("table4", "Table 4. Comparison of the models' time-dependent AUCs.", pd.DataFrame(rows),
+    return PaperTable("table4", f"{_label(study, 'Table', 4)}. Comparison of the models' time-dependent AUCs.",
+                      pd.DataFrame(rows),
                       notes + _horizon_note(delong))
 
 
@@ -268,7 +276,8 @@ def summary_table(study: Study, horizons: list[float]) -> PaperTable | None:
                 record[f"AUC at {format_horizon(horizon)} (95% CI)"] = format_estimate(
                     m["auc_ipcw"], m["auc_ipcw_ci_low"], m["auc_ipcw_ci_high"], 3)
         rows.append(record)
-    return PaperTable("summary_c_index_auc", "Summary table. C-index and time-dependent AUC of each model, as the "
+    return PaperTable("summary_c_index_auc", "Summary table (not numbered in the paper). C-index and time-dependent "
+                                             "AUC of each model, as the "
                                              "abstract reports them.", pd.DataFrame(rows),
                       ["C-index: Harrell's, bootstrap 95% CI. AUC: inverse-probability-of-censoring weighted "
                        "cumulative/dynamic AUC (riskRegression's Score), bootstrap 95% CI.", FOOTNOTES["apparent"]]
@@ -565,6 +574,13 @@ def write_table(table: PaperTable, folder: Path) -> list[Path]:
     return list(files)
 
 
+def _label(study: Study, kind: str, number: int) -> str:
+    """The paper's label of an item it numbers (``Supplementary Table 2``), by the study's ``report: {item_format}``."""
+    from hccrad.report.config import report_config
+
+    return report_config(study.config.report).label(kind, number)
+
+
 def paper_tables(study: Study) -> list[PaperTable]:
     horizons = list(study.config.horizons_months)
     builders = [lambda: table_one(study), lambda: supplementary_table_one(study), lambda: table_two(study),
@@ -583,17 +599,20 @@ def paper_figures(study: Study) -> list[PaperFigure]:
     selected = _read(paths.selected_factors)
     if hazards is not None and not hazards.empty and selected is not None:
         codes = figure_codes(selected)
-        figures.append(PaperFigure("figure1_hazard_ratios", "Figure 1. Hazard ratios (95% CI, log scale) of the "
-                                   "factors of each model; codes as in Table 3.",
+        figures.append(PaperFigure("figure1_hazard_ratios", f"{_label(study, 'Figure', 1)}. Hazard ratios (95% CI, "
+                                   f"log scale) of the factors of each model; codes as in {_label(study, 'Table', 3)}.",
                                    lambda: hazard_ratio_figure(hazards, codes)))
-    figures.append(PaperFigure("figure2_roc_calibration", "Figure 2. ROC curves (a-d, AUC with 95% CI) and "
+    figures.append(PaperFigure("figure2_roc_calibration", f"{_label(study, 'Figure', 2)}. ROC curves (a-d, AUC with "
+                               "95% CI) and "
                                "calibration (e-h, grouped observed Kaplan-Meier risk with 95% CI) of the T and T&L "
                                "models in the training and validation sets.",
                                lambda: roc_calibration_figure(study, horizons, rule)))
-    figures.append(PaperFigure("figure3_risk_scores", f"Figure 3. Risk scores of the patients who progressed by "
+    figures.append(PaperFigure("figure3_risk_scores", f"{_label(study, 'Figure', 3)}. Risk scores of the patients "
+                               "who progressed by "
                                f"{format_horizon(horizons[0])} and of those who did not (Mann-Whitney p).",
                                lambda: risk_box_figure(study, horizons[0], rule)))
-    figures.append(PaperFigure("figure4_subgroups", "Figure 4. AUC (95% CI) of the C-T&L model within the subgroups "
+    figures.append(PaperFigure("figure4_subgroups", f"{_label(study, 'Figure', 4)}. AUC (95% CI) of the C-T&L model "
+                               "within the subgroups "
                                "of AFP, BCLC stage, Child-Pugh grade and treatment (a-p: one per factor, set and "
                                "horizon), with the heterogeneity test.",
                                lambda: subgroup_figure(study, horizons)))
