@@ -351,3 +351,24 @@ def test_captions_follow_the_papers_numbering_and_the_setting_changes_it(paper_r
         "Table S1", "Table S2", "Table S3", "Table S4"]
     assert [f.caption.split(".")[0] for f in paper_figures(study)] == ["Figure S1", "Figure S2", "Figure S3",
                                                                        "Figure S4"]
+
+
+def test_one_colour_per_model_and_per_structure_in_every_output():
+    """The report's figures, the paper folder, the QC gallery and the web app's viewer take their colours from one
+    definition, and the viewer's colour key (CSS) shows the same."""
+    import re
+    from pathlib import Path
+
+    import hccrad.serve
+    from hccrad.evaluate import figures
+    from hccrad.evaluate.style import MODEL_COLORS, STRUCTURE_RGB
+    from hccrad.report import paper
+    from hccrad.serve import render
+
+    assert figures.MODEL_COLORS is MODEL_COLORS and paper.MODEL_COLORS is MODEL_COLORS
+    assert render.CONTOUR_COLORS == {1: STRUCTURE_RGB["liver"], 2: STRUCTURE_RGB["tumor"],
+                                     3: STRUCTURE_RGB["portal_vein"]}
+    css = "".join(path.read_text() for path in (Path(hccrad.serve.__file__).parent / "static").glob("*.css"))
+    for swatch, structure in (("liver", "liver"), ("tumor", "tumor"), ("portal", "portal_vein")):
+        found = re.search(rf"\.swatch\.{swatch} {{ background: rgb\((\d+), (\d+), (\d+)\)", css)
+        assert tuple(int(v) for v in found.groups()) == STRUCTURE_RGB[structure], swatch

@@ -17,9 +17,9 @@ import pandas as pd  # noqa: E402
 
 from hccrad.evaluate.discrimination import binary_outcome_at, roc_curve_points  # noqa: E402
 from hccrad.evaluate.horizon import DEFAULT_RULE, EventAtHorizon  # noqa: E402
+from hccrad.evaluate.style import MODEL_COLORS  # noqa: E402  (one colour per model, in every output)
 from hccrad.io.layout import group_column, risk_column
 
-MODEL_COLORS = {"C": "#4C72B0", "T": "#DD8452", "T&L": "#55A868", "C-T&L": "#C44E52"}
 STYLE = {
     "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "figure.dpi": 110,
     "savefig.dpi": 200, "axes.spines.top": False, "axes.spines.right": False, "svg.fonttype": "none",

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from hccrad.evaluate.horizon import MEDIAN_NOT_REACHED, RULE_CAPTIONS
+from hccrad.evaluate.style import STRUCTURE_COLORS
 from hccrad.io.files import write_atomic
 from hccrad.io.ids import case_path
 from hccrad.io.layout import model_slug
@@ -180,7 +181,8 @@ def robustness_figure(table: pd.DataFrame, form: str, path: Path) -> Path:
 
     order = sorted(table["image_type"].unique(), key=lambda name: (name != "-", name))
     figure, axis = plt.subplots(figsize=(9.0, 3.6))
-    for offset, (region, color) in zip((-0.2, 0.2), (("Tumor", "#d62728"), ("Rliver", "#2ca02c")), strict=True):
+    for offset, (region, color) in zip((-0.2, 0.2), (("Tumor", STRUCTURE_COLORS["tumor"]),
+                                                      ("Rliver", STRUCTURE_COLORS["liver"])), strict=True):
         data = [table.loc[(table["image_type"] == name) & (table["region"] == region), form].dropna().to_numpy()
                 for name in order]
         positions = [k + offset for k, values in enumerate(data) if len(values)]
@@ -281,7 +283,8 @@ def qc_flags(liver_ml: float, tumor_ml: float) -> list[str]:
 
 
 def qc_image(record, rule, out: Path) -> dict[str, Any]:
-    """Overlay of liver (yellow) and tumor (red) contours on the CT at the tumor's largest axial slice."""
+    """Overlay of liver (green) and tumor (red) contours on the CT at the tumor's largest axial slice, in the
+    colours of :data:`hccrad.evaluate.style.STRUCTURE_COLORS` (the web app's viewer uses the same)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -298,9 +301,9 @@ def qc_image(record, rule, out: Path) -> dict[str, Any]:
     spacing = image.GetSpacing()
     axis.imshow(ct[z], cmap="gray", vmin=-160, vmax=240, aspect=spacing[1] / spacing[0])
     if liver[z].any():
-        axis.contour(liver[z], levels=[0.5], colors=["yellow"], linewidths=0.7)
+        axis.contour(liver[z], levels=[0.5], colors=[STRUCTURE_COLORS["liver"]], linewidths=0.7)
     if tumor[z].any():
-        axis.contour(tumor[z], levels=[0.5], colors=["red"], linewidths=0.7)
+        axis.contour(tumor[z], levels=[0.5], colors=[STRUCTURE_COLORS["tumor"]], linewidths=0.7)
     axis.axis("off")
     figure.subplots_adjust(0, 0, 1, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -459,7 +462,7 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
         gallery, qc_table = qc_gallery(study, paths.qc_dir, volumes)
         flagged = int((qc_table["flags"].fillna("") != "").sum()) if len(qc_table) else 0
         write_atomic(paths.report_tables_dir / "qc.csv", qc_table.to_csv(index=False))
-        body = (f"<h3>DSC and HD95</h3>{metrics}<h3>Quality control</h3><p>Liver (yellow) and tumor (red) contours "
+        body = (f"<h3>DSC and HD95</h3>{metrics}<h3>Quality control</h3><p>Liver (green) and tumor (red) contours "
                 f"at the tumor's largest slice; {flagged} case(s) flagged (red frame).</p>{gallery}")
     else:
         body = '<p class="note">clinical-only study: no images.</p>'

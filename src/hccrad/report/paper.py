@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hccrad.evaluate.figures import interval_errors, log_ticks  # noqa: E402
+from hccrad.evaluate.style import MODEL_COLORS, OKABE_ITO  # noqa: E402,F401  (the one definition)
 from hccrad.io.files import write_atomic  # noqa: E402
 from hccrad.io.manifest import Study  # noqa: E402
 from hccrad.report.formatting import (  # noqa: E402
@@ -48,9 +49,6 @@ from hccrad.report.formatting import (  # noqa: E402
     missing_auc_reason,
 )
 
-#: Okabe & Ito's colour-blind-safe palette.
-OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
-MODEL_COLORS = {"C": OKABE_ITO[4], "T": OKABE_ITO[0], "T&L": OKABE_ITO[1], "C-T&L": OKABE_ITO[2]}
 #: Journal figure widths (inches): one column 89 mm, two columns 183 mm.
 ONE_COLUMN_IN, TWO_COLUMN_IN = 3.5, 7.2
 STYLE = {"font.family": "DejaVu Sans", "font.size": 7, "axes.titlesize": 7.5, "axes.labelsize": 7,

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from hccrad.evaluate.style import STRUCTURE_RGB
+
 #: Abdominal soft-tissue window (level 40 HU, width 400 HU).
 WINDOW_HU = (-160.0, 240.0)
 #: Contour colours (RGB) of the liver, tumor and portal-vein labels.
-CONTOUR_COLORS = {1: (0, 200, 80), 2: (230, 40, 40), 3: (60, 120, 255)}
+CONTOUR_COLORS = {1: STRUCTURE_RGB["liver"], 2: STRUCTURE_RGB["tumor"], 3: STRUCTURE_RGB["portal_vein"]}
 MAX_VIEW_PIXELS = 512
 
 
