@@ -372,3 +372,25 @@ def test_one_colour_per_model_and_per_structure_in_every_output():
     for swatch, structure in (("liver", "liver"), ("tumor", "tumor"), ("portal", "portal_vein")):
         found = re.search(rf"\.swatch\.{swatch} {{ background: rgb\((\d+), (\d+), (\d+)\)", css)
         assert tuple(int(v) for v in found.groups()) == STRUCTURE_RGB[structure], swatch
+
+
+def test_the_reports_tables_read_as_a_reader_reads_them(paper_run):
+    """Every table of report.html (pandas.read_html): no header is a snake_case identifier; counts show no
+    decimals; an estimate and its CI share one cell; p-values follow the p rule."""
+    import io
+    import re
+
+    _, result, _ = paper_run
+    tables = pd.read_html(io.StringIO(result.report.read_text()))
+    assert len(tables) > 20
+    for table in tables:
+        for header in map(str, table.columns):
+            assert not re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)+", header), header
+        for header in ("Patients", "Progressions", "Cases", "Controls"):
+            if header in table:
+                assert all(re.fullmatch(r"\d+|-", str(v)) for v in table[header]), (header, table[header].tolist())
+        for header in (h for h in map(str, table.columns) if h.endswith("(95% CI)")):
+            assert all(re.fullmatch(r"-?\d+\.\d+ \(.+\)|-?\d+\.\d+|not estimable|-", str(v)) for v in table[header]), \
+                header
+        for header in (h for h in map(str, table.columns) if h == "p" or h.endswith(" p")):
+            assert all(re.fullmatch(r"< 0\.001|\d\.\d{3}|-", str(v)) for v in table[header]), header

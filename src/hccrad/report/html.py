@@ -80,12 +80,70 @@ def _is_p_column(column: str) -> bool:
     return column in ("p", "pval", "p_value") or column.startswith("p_") or column.endswith("_p")
 
 
+#: Readers' headers of the evaluation's columns (with units); any other snake_case name is put in words.
+HEADERS = {
+    "model": "Model", "dataset": "Set", "horizon": "Horizon", "n": "Patients", "events": "Progressions",
+    "n_cases": "Cases", "n_controls": "Controls", "cases": "Cases", "controls": "Controls",
+    "censored_before": "Censored before the horizon", "auc_binary": "AUC, complete case",
+    "auc_ipcw": "AUC, IPCW", "auc_ipcw_se": "SE of the IPCW AUC", "harrell_c": "Harrell's C", "uno_c": "Uno's C",
+    "uno_tau_months": "Uno's tau, months", "hr": "HR", "coef": "Coefficient", "covariate": "Covariate",
+    "description": "Description", "paper_factor": "Factor in the paper", "p": "p", "ici": "ICI", "e50": "E50",
+    "e90": "E90", "slope": "Calibration slope", "oe_ratio": "O/E", "observed_risk": "Observed risk",
+    "expected_risk": "Mean predicted risk", "n_risk_0_or_1": "Predicted risk 0 or 1", "comparison": "Comparison",
+    "auc_first": "AUC, first model", "auc_second": "AUC, second model", "difference": "Difference",
+    "median_pfs_high": "Median PFS, high risk (months)", "median_pfs_low": "Median PFS, low risk (months)",
+    "n_high": "High risk", "n_low": "Low risk", "logrank_p": "Log-rank p", "cutoff": "Cut-off",
+    "cutoff_method": "Cut-off method", "factor": "Factor", "subgroup": "Subgroup", "note": "Note",
+    "patients": "Patients", "scored": "Scored", "unscored": "Not scored", "nri": "NRI", "idi": "IDI",
+    "nri_events": "NRI, events", "nri_non_events": "NRI, non-events", "integrated_brier": "Integrated Brier",
+}
+#: An empty cell, and what it says (stated once under each table that has one).
+EMPTY = "-"
+EMPTY_MEANS = ("not estimable (too few patients or events) or not applicable to this row; the table's CSV in "
+               "tables/ holds the machine value")
+#: Columns that hold counts, shown as integers.
+COUNT_COLUMNS = {"n", "events", "n_cases", "n_controls", "cases", "controls", "censored_before", "n_high", "n_low",
+                 "patients", "scored", "unscored", "n_risk_0_or_1", "df", "resamples"}
+
+
+def readable_header(column: str) -> str:
+    """A column's header in words: :data:`HEADERS`, else the snake_case name with spaces, capitalised."""
+    name = str(column)
+    if name in HEADERS:
+        return HEADERS[name]
+    if re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)+|[a-z]+", name):
+        words = name.replace("_ci_low", " 95% CI low").replace("_ci_high", " 95% CI high").replace("_", " ")
+        return words[:1].upper() + words[1:]
+    return name
+
+
+def _merge_intervals(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each estimate with its ``_ci_low``/``_ci_high`` columns as one "estimate (low-high)" column headed
+    "<estimate> (95% CI)"; the CI columns themselves go."""
+    from hccrad.report.formatting import format_estimate
+
+    frame = frame.copy()
+    for column in list(frame.columns):
+        name = str(column)
+        for stem in dict.fromkeys((name, name.removesuffix("_c"), name.removesuffix("_ratio"), "")):
+            low, high = (f"{stem}_ci_low", f"{stem}_ci_high") if stem else ("ci_low", "ci_high")
+            if low in frame and high in frame and (stem or name in ("hr", "auc", "difference", "estimate")):
+                merged = [format_estimate(v, lo, hi, 3) if pd.notna(v) else "not estimable"
+                          for v, lo, hi in zip(frame[column], frame[low], frame[high], strict=True)]
+                position = list(frame.columns).index(column)
+                frame = frame.drop(columns=[column, low, high])
+                frame.insert(position, f"{readable_header(name)} (95% CI)", merged)
+                break
+    return frame
+
+
 def table_html(frame: pd.DataFrame, digits: int = 3, index: bool = False, max_rows: int | None = None,
                link_column: str | None = None) -> str:
-    """A DataFrame as an HTML table by the report's formatting rules (:mod:`hccrad.report.formatting`): numbers
-    rounded, p-values as ``< 0.001`` or three decimals, horizons in months, and the notes that repeat on every row
-    (``inference``, ``censoring``) stated once as footnotes under the table; optionally a column linked to QC
-    anchors."""
+    """A DataFrame as an HTML table by the report's formatting rules (:mod:`hccrad.report.formatting`): readers'
+    headers (:func:`readable_header`), each estimate with its 95% CI in one cell, counts as integers, numbers
+    rounded, p-values as ``< 0.001`` or three decimals, horizons in months, and the notes that repeat on rows
+    (``inference``, ``censoring``) stated once as footnotes under the table, their markers on the rows they
+    concern; optionally a column linked to QC anchors. The CSV tables keep the machine names."""
     from hccrad.report.formatting import format_horizon, format_p
 
     if frame is None or frame.empty:
@@ -95,28 +153,45 @@ def table_html(frame: pd.DataFrame, digits: int = 3, index: bool = False, max_ro
         frame = frame.head(max_rows)
     notes = [str(note) for column in NOTE_COLUMNS if column in frame
              for note in dict.fromkeys(frame[column].dropna().astype(str)) if note]
-    frame = frame.drop(columns=[c for c in NOTE_COLUMNS if c in frame])
+    markers = ["".join("*" * (notes.index(str(row[c])) + 1) for c in NOTE_COLUMNS
+                       if c in frame and pd.notna(row[c]) and str(row[c]) in notes) for _, row in frame.iterrows()]
+    frame = frame.drop(columns=[c for c in (*NOTE_COLUMNS, "event_at_horizon") if c in frame])
+    counts = {c for c in frame.columns if str(c) in COUNT_COLUMNS}
+    p_values = {readable_header(c) for c in frame.columns if _is_p_column(str(c)) or "_p_" in f"_{c}_"}
+    link_header = readable_header(link_column) if link_column else None
+    frame = _merge_intervals(frame).rename(columns=lambda c: readable_header(c) if not str(c).endswith("(95% CI)")
+                                           else c)
+    counts = {readable_header(c) for c in counts}
     head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
     rows = []
-    for _, row in frame.iterrows():
+    for number, (_, row) in enumerate(frame.iterrows()):
         cells = []
-        for column, value in row.items():
-            if _is_p_column(str(column)) and isinstance(value, (int, float, np.floating)):
-                text = format_p(value) if np.isfinite(value) else ""
-            elif column == "horizon" and isinstance(value, (int, float, np.floating)) and np.isfinite(value):
+        for position, (column, value) in enumerate(row.items()):
+            if column in counts and isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value):
+                text = str(int(value))
+            elif column in p_values and isinstance(value, (int, float, np.floating)):
+                text = format_p(value) if np.isfinite(value) else EMPTY
+            elif column == "Horizon" and isinstance(value, (int, float, np.floating)) and np.isfinite(value):
                 text = format_horizon(value)
-            elif str(column).startswith("median_pfs") and isinstance(value, (float, np.floating)) \
+            elif str(column).startswith("Median PFS") and isinstance(value, (float, np.floating)) \
                     and not np.isfinite(value):
                 text = MEDIAN_NOT_REACHED
             elif isinstance(value, (float, np.floating)):
-                text = "" if not np.isfinite(value) else (f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}")
+                text = EMPTY if not np.isfinite(value) else (
+                    f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}")
             else:
-                text = "" if value is None or (isinstance(value, float) and np.isnan(value)) else esc(value)
-            if column == link_column and text:
+                text = EMPTY if value is None or (isinstance(value, float) and np.isnan(value)) else esc(value)
+            if column == link_header and text:
                 text = f'<a href="#qc-{esc(value)}">{text}</a>'
+            if position == 0 and markers[number]:
+                text += f"<sup>{markers[number]}</sup>"
             cells.append(f"<td>{text}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    footnotes = "".join(f'<p class="footnote">{"*" * (k + 1)} {esc(note)}</p>' for k, note in enumerate(notes))
+    footnotes = "".join(f'<p class="footnote"><sup>{"*" * (k + 1)}</sup> {esc(note)}</p>'
+                        for k, note in enumerate(notes))
+    if any(f"<td>{EMPTY}" in row for row in rows):
+        footnotes += f'<p class="footnote">{EMPTY}: {EMPTY_MEANS}</p>'
+
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{footnotes}"
 
 
