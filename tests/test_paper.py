@@ -394,3 +394,18 @@ def test_the_reports_tables_read_as_a_reader_reads_them(paper_run):
                 header
         for header in (h for h in map(str, table.columns) if h == "p" or h.endswith(" p")):
             assert all(re.fullmatch(r"< 0\.001|\d\.\d{3}|-", str(v)) for v in table[header]), header
+
+
+def test_nri_and_likelihood_ratio_tables_one_row_per_comparison_with_labelled_estimates(paper_run):
+    import io
+
+    _, result, _ = paper_run
+    text = result.report.read_text()
+    nri = pd.read_html(io.StringIO(text[text.index("NRI and IDI of the second"):]))[0]
+    assert {"NRI (95% CI), censoring-aware", "NRI (95% CI), complete case", "IDI (95% CI), censoring-aware",
+            "IDI (95% CI), complete case"} <= set(nri.columns)
+    keys = nri[["Comparison", "Set", "Horizon"]].astype(str).agg("|".join, axis=1)
+    assert not keys.duplicated().any() and len(nri) == 12  # 3 comparisons x 2 sets x 2 horizons
+    lr = pd.read_html(io.StringIO(text[text.index("Likelihood-ratio tests</h3>"):]))[0]
+    not_nested = lr[lr["Statistic"].astype(str) == "-"]
+    assert len(not_nested) and not_nested["Note"].str.startswith("not nested").all()

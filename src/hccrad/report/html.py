@@ -447,6 +447,44 @@ def qc_gallery(study: Study, qc_dir: Path, features: pd.DataFrame | None = None)
 
 
 # --- assembly ------------------------------------------------------------------------------------------
+def _nri_for_readers(nri: pd.DataFrame | None) -> pd.DataFrame | None:
+    """One row per comparison, set and horizon, with the censoring-aware and the complete-case NRI and IDI (95% CI)
+    as labelled columns (the CSV keeps one row per estimate and its ``censoring``)."""
+    from hccrad.report.formatting import format_estimate
+
+    if nri is None or nri.empty or "censoring" not in nri:
+        return nri
+    keys = ["comparison", "dataset", "horizon"]
+    rows = []
+    for key, group in nri.groupby(keys, sort=False):
+        row = dict(zip(keys, key, strict=True))
+        for prefix, label in (("censoring-aware", "censoring-aware"), ("complete case", "complete case")):
+            match = group[group["censoring"].astype(str).str.startswith(prefix)]
+            for measure in ("nri", "idi"):
+                name = f"{measure.upper()} (95% CI), {label}"
+                if match.empty:
+                    row[name] = "not computed"
+                else:
+                    m = match.iloc[0]
+                    row[name] = (format_estimate(m[measure], m[f"{measure}_ci_low"], m[f"{measure}_ci_high"], 3)
+                                 if pd.notna(m[measure]) else "not estimable (no event or no non-event)")
+        for column in ("event_at_horizon", "inference"):
+            if column in group:
+                row[column] = group[column].iloc[0]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _lr_for_readers(lr: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The likelihood-ratio tests, with the reason in a note where a pair is not nested (no test)."""
+    if lr is None or lr.empty or "nested" not in lr:
+        return lr
+    lr = lr.copy()
+    lr["note"] = ["" if bool(nested) else "not nested: the first model's covariates are not all in the second, so "
+                                          "no likelihood-ratio test applies" for nested in lr["nested"]]
+    return lr.drop(columns=["nested"])
+
+
 def _center_shift_for_readers(shift: pd.DataFrame) -> pd.DataFrame:
     """The center-shift table with readers' headers: the share outside the domain as a percentage, |SMD| to two
     decimals, "not recorded" for models without a domain."""
@@ -608,9 +646,10 @@ def build_report(study: Study, manifest: Path, stages: list | None = None, faile
                  + _horizon_table(_read_csv(paths.evaluation_table("auc_comparison"))))
         body += ("<h3>DeLong tests, complete case at t as in the paper (Supplementary Table 4)</h3>"
                  + _horizon_table(_read_csv(paths.evaluation_table("delong"))))
-        body += "<h3>Likelihood-ratio tests and NRI / IDI</h3>" + table_html(
-            _read_csv(paths.evaluation_table("likelihood_ratio"))) + _horizon_table(
-            _read_csv(paths.evaluation_table("nri_idi")))
+        body += "<h3>Likelihood-ratio tests</h3>" + table_html(
+            _lr_for_readers(_read_csv(paths.evaluation_table("likelihood_ratio"))))
+        body += "<h3>NRI and IDI of the second model over the first</h3>" + _horizon_table(
+            _nri_for_readers(_read_csv(paths.evaluation_table("nri_idi"))))
         per_set = [(h, d) for h in horizons for d in ("training", "validation")]
         body += "<h3>Risk scores by outcome (Supplementary Figure 3)</h3>" + _figure_block(
             figures_dir, [(f"risk_boxes_{d}_{h:g}m", f"{d} {h:g} m") for h, d in per_set])
