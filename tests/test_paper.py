@@ -409,3 +409,21 @@ def test_nri_and_likelihood_ratio_tables_one_row_per_comparison_with_labelled_es
     lr = pd.read_html(io.StringIO(text[text.index("Likelihood-ratio tests</h3>"):]))[0]
     not_nested = lr[lr["Statistic"].astype(str) == "-"]
     assert len(not_nested) and not_nested["Note"].str.startswith("not nested").all()
+
+
+def test_figure1_shows_every_hazard_ratio_and_figure3_both_horizons_with_n(paper_run):
+    """Supplementary Figure 1's SVG holds each factor's HR (95% CI) and p as the tables round them;
+    Supplementary Figure 3's holds PD within 6 and 12 months, the C, T&L and C-T&L models and n under the boxes."""
+    import html as html_module
+
+    from hccrad.report.formatting import format_estimate, format_p
+
+    manifest, result, paper = paper_run
+    svg = html_module.unescape((paper / "figure1_hazard_ratios.svg").read_text())
+    hazards = pd.read_csv(manifest.parent / "output" / "evaluation" / "tables" / "hazard_ratios.csv")
+    for row in hazards.itertuples():
+        assert format_estimate(row.hr, row.ci_low, row.ci_high, 2) in svg, row.covariate
+        assert format_p(row.p) in svg
+    boxes = html_module.unescape((paper / "figure3_risk_scores.svg").read_text())
+    assert "PD within 6 months" in boxes and "PD within 12 months" in boxes and "n = " in boxes
+    assert all(f">{model}, training" in boxes or f"{model}, training" in boxes for model in ("C", "T&L", "C-T&L"))

@@ -294,49 +294,66 @@ def _tick_text(value: float) -> str:
 
 
 def hazard_ratio_figure(hazards: pd.DataFrame, codes: pd.DataFrame) -> plt.Figure:
-    """Figure 1: each model's factors as codes with HR and 95% CI on a log axis, one panel per model, and the
-    codes' legend below."""
+    """Supplementary Figure 1 as the paper draws it: per model (panels a-d, stacked) each factor by its code with
+    its HR and 95% CI on a log axis, and beside it the columns "HR (95% CI)" and "p" in the tables' rounding; a CI
+    that runs off the axis ends in an arrow; the codes' legend below."""
     models = list(dict.fromkeys(hazards["model"]))
     code_of = dict(zip(codes["Column"], codes["Code"], strict=True))
     finite = hazards[["ci_low", "ci_high"]].replace([np.inf, -np.inf], np.nan).stack()
     finite = finite[(finite > 0)]
-    low = max(1e-3, float(finite.min())) if len(finite) else 0.1
-    high = min(1e3, float(finite.max())) if len(finite) else 10.0
+    low = max(0.05, float(finite.min())) if len(finite) else 0.1
+    high = min(20.0, float(finite.max())) if len(finite) else 10.0
     low, high = min(low, 0.5), max(high, 2.0)
-    # a tick label is about 0.3 in wide at 7 pt: at most one per 0.45 in of panel
-    ticks = log_ticks(low, high, int(TWO_COLUMN_IN / len(models) / 0.45))
+    ticks = log_ticks(low, high, 7)
+    counts = [max(1, int((hazards["model"] == m).sum())) for m in models]
+    legend_lines = (len(codes) + 1) // 2  # two columns
     with plt.rc_context(STYLE):
-        rows = max(len(hazards[hazards["model"] == m]) for m in models)
-        legend_lines = (len(codes) + 1) // 2  # two columns
-        figure = plt.figure(figsize=(TWO_COLUMN_IN, 0.22 * rows + 1.3 + 0.12 * legend_lines))
-        grid = figure.add_gridspec(2, len(models), height_ratios=[0.22 * rows + 0.9, 0.12 * legend_lines + 0.3])
+        figure = plt.figure(figsize=(TWO_COLUMN_IN, 0.17 * sum(counts) + 0.55 * len(models)
+                                     + 0.12 * legend_lines + 0.4))
+        grid = figure.add_gridspec(len(models) + 1, 1, height_ratios=[0.17 * c + 0.45 for c in counts]
+                                   + [0.12 * legend_lines + 0.2])
         for k, model in enumerate(models):
-            axis = figure.add_subplot(grid[0, k])
+            axis = figure.add_subplot(grid[k, 0])
             rows_of = hazards[hazards["model"] == model].reset_index(drop=True)
-            y = rows - 1 - np.arange(len(rows_of))  # from the top, whatever the panel's number of rows
+            y = len(rows_of) - 1 - np.arange(len(rows_of))
             hr = rows_of["hr"].to_numpy(float)
-            lo = np.clip(rows_of["ci_low"].to_numpy(float), low, high)
-            hi = np.clip(rows_of["ci_high"].to_numpy(float), low, high)
-            axis.hlines(y, lo, hi, color=MODEL_COLORS.get(model, "k"), linewidth=1)
-            axis.plot(np.clip(hr, low, high), y, "s", color=MODEL_COLORS.get(model, "k"), markersize=3)
+            ci_low, ci_high = rows_of["ci_low"].to_numpy(float), rows_of["ci_high"].to_numpy(float)
+            color = MODEL_COLORS.get(model, "k")
+            axis.hlines(y, np.clip(ci_low, low, high), np.clip(ci_high, low, high), color=color, linewidth=1)
+            axis.plot(np.clip(hr, low, high), y, "s", color=color, markersize=3)
+            off_right, off_left = ci_high > high, ci_low < low
+            axis.plot(np.full(off_right.sum(), high), y[off_right], ">", color=color, markersize=3.5, clip_on=False)
+            axis.plot(np.full(off_left.sum(), low), y[off_left], "<", color=color, markersize=3.5, clip_on=False)
             axis.axvline(1.0, color="grey", linewidth=0.6, linestyle=":")
             axis.set_xscale("log")
             axis.set_xlim(low, high)
             axis.set_xticks(ticks, [_tick_text(t) for t in ticks])
             axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             axis.set_yticks(y, [code_of.get(c, c) for c in rows_of["covariate"]])
-            axis.set_ylim(-0.7, rows - 0.3)
-            axis.set_title(model)
-            axis.set_xlabel("HR (95% CI)")
+            axis.set_ylim(-0.7, len(rows_of) - 0.3)
+            axis.set_title(f"{model} model", loc="left")
+            for yy, row in zip(y, rows_of.itertuples(), strict=True):
+                axis.text(1.04, yy, format_estimate(row.hr, row.ci_low, row.ci_high, 2), va="center", ha="left",
+                          fontsize=6, transform=axis.get_yaxis_transform())
+                axis.text(1.40, yy, format_p(row.p), va="center", ha="left", fontsize=6,
+                          transform=axis.get_yaxis_transform())
+            axis.text(1.04, len(rows_of) - 0.3, "HR (95% CI)", va="bottom", ha="left", fontsize=6, fontweight="bold",
+                      transform=axis.get_yaxis_transform())
+            axis.text(1.40, len(rows_of) - 0.3, "p", va="bottom", ha="left", fontsize=6, fontweight="bold",
+                      transform=axis.get_yaxis_transform())
+            if k == len(models) - 1:
+                axis.set_xlabel("Hazard ratio (log scale)")
             _panel(axis, PANEL_LETTERS[k])
-        legend = figure.add_subplot(grid[1, :])
+        legend = figure.add_subplot(grid[len(models), 0])
         legend.axis("off")
         text = [f"{row.Code}: {row.Factor}" for row in codes.itertuples()]
         half = (len(text) + 1) // 2
         for column, part in enumerate((text[:half], text[half:])):
             legend.text(0.0 + 0.5 * column, 1.0, "\n".join(part), va="top", ha="left", fontsize=6,
                         transform=legend.transAxes, family="DejaVu Sans")
-        figure.subplots_adjust(left=0.06, right=0.98, top=0.95, bottom=0.02, wspace=0.45, hspace=0.35)
+        figure.subplots_adjust(left=0.08, right=0.58, top=0.97, bottom=0.02, hspace=0.6)
+        box = legend.get_position()
+        legend.set_position([box.x0, box.y0, 0.9, box.height])  # the codes' legend spans the page
         return figure
 
 
@@ -400,9 +417,14 @@ def roc_calibration_figure(study: Study, horizons: list[float], rule: str) -> pl
         return figure
 
 
-def risk_box_figure(study: Study, horizon: float, rule: str) -> plt.Figure | None:
-    """Figure 3: risk scores of the patients who progressed by the horizon and of those who did not, per model
-    and set, with the Mann-Whitney p."""
+#: The models of Supplementary Figure 3, as the paper draws it ("Box chart of three prediction models").
+BOX_MODELS = ("C", "T&L", "C-T&L")
+
+
+def risk_box_figure(study: Study, horizons: list[float], rule: str) -> plt.Figure | None:
+    """Supplementary Figure 3: risk scores of the patients who progressed within each horizon and of those who did
+    not ("PD within 6 months" / "no PD within 6 months"), for the models C, T&L and C-T&L, per set (rows) and
+    horizon, with n under each box and the Mann-Whitney p."""
     from hccrad.evaluate.discrimination import binary_outcome_at
     from hccrad.io.layout import risk_column
 
@@ -411,29 +433,31 @@ def risk_box_figure(study: Study, horizon: float, rule: str) -> plt.Figure | Non
     stats = _read(paths.evaluation_table("risk_score_boxes"))
     if predictions is None or stats is None:
         return None
-    models = [m for m in ("C", "T", "T&L", "C-T&L") if risk_column(m) in predictions]
+    models = [m for m in BOX_MODELS if risk_column(m) in predictions]
+    columns = [(horizon, model) for horizon in horizons for model in models]
     with plt.rc_context(STYLE):
-        figure, axes = plt.subplots(2, len(models), figsize=(TWO_COLUMN_IN, 3.8), squeeze=False)
+        figure, axes = plt.subplots(2, len(columns), figsize=(TWO_COLUMN_IN, 4.2), squeeze=False)
         for row_index, dataset in enumerate(("training", "validation")):
             subset = predictions[predictions["dataset"] == dataset]
-            labels = binary_outcome_at(subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int),
-                                       horizon, rule)
-            for k, model in enumerate(models):
+            for k, (horizon, model) in enumerate(columns):
+                labels = binary_outcome_at(subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int),
+                                           horizon, rule)
                 axis = axes[row_index][k]
                 scores = subset[risk_column(model)].to_numpy(float)
                 data = [scores[np.isfinite(scores) & (labels == 1)], scores[np.isfinite(scores) & (labels == 0)]]
                 parts = axis.boxplot(data, widths=0.55, patch_artist=True, showfliers=False,
                                      medianprops={"color": "black", "linewidth": 1.0})
-                for box, color in zip(parts["boxes"], (OKABE_ITO[1], OKABE_ITO[0]), strict=True):
-                    box.set_facecolor(color)
+                for box in parts["boxes"]:
+                    box.set_facecolor(MODEL_COLORS[model])
                     box.set_alpha(0.6)
-                axis.set_xticks([1, 2], ["progressed", "free"])
+                axis.set_xticks([1, 2], [f"PD\nn = {len(data[0])}", f"no PD\nn = {len(data[1])}"], fontsize=5.5)
                 row = stats[(stats["model"] == model) & (stats["dataset"] == dataset) & (stats["horizon"] == horizon)]
                 p = format_p(row.iloc[0]["mann_whitney_p"]) if not row.empty else "-"
-                axis.set_title(f"{model}, {dataset}: p {p}" if p.startswith("<") else f"{model}, {dataset}: p = {p}")
-                axis.set_ylabel("Risk score")
-                _panel(axis, PANEL_LETTERS[row_index * len(models) + k])
-        figure.suptitle(f"Progression by {format_horizon(horizon)}", fontsize=7.5)
+                axis.set_title(f"{model}, {dataset}\nPD within {format_horizon(horizon)}\n"
+                               + (f"p {p}" if p.startswith("<") else f"p = {p}"), fontsize=5.5)
+                if k == 0:
+                    axis.set_ylabel("Risk score")
+                _panel(axis, PANEL_LETTERS[row_index * len(columns) + k])
         figure.tight_layout()
         return figure
 
@@ -605,10 +629,11 @@ def paper_figures(study: Study) -> list[PaperFigure]:
                                "calibration (e-h, grouped observed Kaplan-Meier risk with 95% CI) of the T and T&L "
                                "models in the training and validation sets.",
                                lambda: roc_calibration_figure(study, horizons, rule)))
-    figures.append(PaperFigure("figure3_risk_scores", f"{_label(study, 'Figure', 3)}. Risk scores of the patients "
-                               "who progressed by "
-                               f"{format_horizon(horizons[0])} and of those who did not (Mann-Whitney p).",
-                               lambda: risk_box_figure(study, horizons[0], rule)))
+    figures.append(PaperFigure("figure3_risk_scores", f"{_label(study, 'Figure', 3)}. Risk scores of the C, T&L "
+                               "and C-T&L models in the patients with and without progression (PD) within "
+                               + " and ".join(format_horizon(h) for h in horizons)
+                               + ", training (top) and validation (bottom), with n under each box and the Mann-Whitney "
+                               "p.", lambda: risk_box_figure(study, horizons, rule)))
     figures.append(PaperFigure("figure4_subgroups", f"{_label(study, 'Figure', 4)}. AUC (95% CI) of the C-T&L model "
                                "within the subgroups "
                                "of AFP, BCLC stage, Child-Pugh grade and treatment (a-p: one per factor, set and "
