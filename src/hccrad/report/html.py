@@ -86,7 +86,11 @@ HEADERS = {
     "n_cases": "Cases", "n_controls": "Controls", "cases": "Cases", "controls": "Controls",
     "censored_before": "Censored before the horizon", "auc_binary": "AUC, complete case",
     "auc_ipcw": "AUC, IPCW", "auc_ipcw_se": "SE of the IPCW AUC", "harrell_c": "Harrell's C", "uno_c": "Uno's C",
-    "uno_tau_months": "Uno's tau, months", "hr": "HR", "coef": "Coefficient", "covariate": "Covariate",
+    "uno_tau_months": "Uno's tau, months", "tube_voltage_kv": "Tube voltage (kV)",
+    "tube_current_ma": "Tube current (mA)", "rotation_time_s": "Rotation time (s)", "fov_mm": "FOV (mm)",
+    "slice_thickness_mm": "Slice thickness (mm)", "detector_collimation_mm": "Detector collimation (mm)",
+    "pixel_matrix": "Matrix", "kernel": "Reconstruction kernel", "scanner": "Scanner", "center": "Center",
+    "hr": "HR", "coef": "Coefficient", "covariate": "Covariate",
     "description": "Description", "paper_factor": "Factor in the paper", "p": "p", "ici": "ICI", "e50": "E50",
     "e90": "E90", "slope": "Calibration slope", "oe_ratio": "O/E", "observed_risk": "Observed risk",
     "expected_risk": "Mean predicted risk", "n_risk_0_or_1": "Predicted risk 0 or 1", "comparison": "Comparison",
@@ -101,6 +105,8 @@ HEADERS = {
 EMPTY = "-"
 EMPTY_MEANS = ("not estimable (too few patients or events) or not applicable to this row; the table's CSV in "
                "tables/ holds the machine value")
+#: Columns in these units are shown without decimals when every value is whole (120 kV, 250 mA, 12 months).
+WHOLE_NUMBER_UNITS = ("_kv", "_ma", "_months", "_mm", "_s")
 #: Columns that hold counts, shown as integers.
 COUNT_COLUMNS = {"n", "events", "n_cases", "n_controls", "cases", "controls", "censored_before", "n_high", "n_low",
                  "patients", "scored", "unscored", "n_risk_0_or_1", "df", "resamples"}
@@ -156,7 +162,9 @@ def table_html(frame: pd.DataFrame, digits: int = 3, index: bool = False, max_ro
     markers = ["".join("*" * (notes.index(str(row[c])) + 1) for c in NOTE_COLUMNS
                        if c in frame and pd.notna(row[c]) and str(row[c]) in notes) for _, row in frame.iterrows()]
     frame = frame.drop(columns=[c for c in (*NOTE_COLUMNS, "event_at_horizon") if c in frame])
-    counts = {c for c in frame.columns if str(c) in COUNT_COLUMNS}
+    counts = {c for c in frame.columns if str(c) in COUNT_COLUMNS or (
+        str(c).endswith(WHOLE_NUMBER_UNITS) and pd.api.types.is_numeric_dtype(frame[c])
+        and np.allclose(frame[c].dropna() % 1, 0))}  # 120 kV, 12 months: no pointless decimals
     p_values = {readable_header(c) for c in frame.columns if _is_p_column(str(c)) or "_p_" in f"_{c}_"}
     link_header = readable_header(link_column) if link_column else None
     frame = _merge_intervals(frame).rename(columns=lambda c: readable_header(c) if not str(c).endswith("(95% CI)")
