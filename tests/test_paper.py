@@ -427,3 +427,25 @@ def test_figure1_shows_every_hazard_ratio_and_figure3_both_horizons_with_n(paper
     boxes = html_module.unescape((paper / "figure3_risk_scores.svg").read_text())
     assert "PD within 6 months" in boxes and "PD within 12 months" in boxes and "n = " in boxes
     assert all(f">{model}, training" in boxes or f"{model}, training" in boxes for model in ("C", "T&L", "C-T&L"))
+
+
+def test_no_legend_of_figure2_is_crossed_by_its_data(paper_run):
+    """By rendered extents: every legend of Supplementary Figure 2 lies outside its axes' data area, where the ROC
+    curves, the calibration points and their error bars are drawn."""
+    from hccrad.evaluate.config import EvaluationConfig
+    from hccrad.report.paper import roc_calibration_figure
+
+    _, result, _ = paper_run
+    study = result.study
+    figure = roc_calibration_figure(study, list(study.config.horizons_months),
+                                    EvaluationConfig.model_validate(study.config.evaluation).event_at_horizon)
+    renderer = figure.canvas.get_renderer()
+    legends = 0
+    for axis in figure.axes:
+        legend = axis.get_legend()
+        if legend is None:
+            continue
+        legends += 1
+        box, area = legend.get_window_extent(renderer), axis.get_window_extent(renderer)
+        assert not box.overlaps(area), axis.get_title()
+    assert legends == 8

@@ -359,7 +359,7 @@ def hazard_ratio_figure(hazards: pd.DataFrame, codes: pd.DataFrame) -> plt.Figur
 
 def roc_calibration_figure(study: Study, horizons: list[float], rule: str) -> plt.Figure | None:
     """Figure 2: ROC (top row) and calibration (bottom row) of T and T&L, training and validation at each horizon,
-    panels a-h."""
+    panels a-h; every legend sits below its panel's axis, so no curve, point or error bar crosses it."""
     from hccrad.evaluate.discrimination import binary_outcome_at, roc_curve_points
     from hccrad.io.layout import risk_column
 
@@ -373,7 +373,7 @@ def roc_calibration_figure(study: Study, horizons: list[float], rule: str) -> pl
         return None
     cells = [(h, d) for h in horizons for d in ("training", "validation")]
     with plt.rc_context(STYLE):
-        figure, axes = plt.subplots(2, len(cells), figsize=(TWO_COLUMN_IN, 3.9), squeeze=False)
+        figure, axes = plt.subplots(2, len(cells), figsize=(TWO_COLUMN_IN, 5.0), squeeze=False)
         for k, (horizon, dataset) in enumerate(cells):
             subset = predictions[predictions["dataset"] == dataset]
             labels = binary_outcome_at(subset["pfs_months"].to_numpy(float), subset["pfs_event"].to_numpy(int),
@@ -402,15 +402,17 @@ def roc_calibration_figure(study: Study, horizons: list[float], rule: str) -> pl
             roc.set_title(f"{dataset.capitalize()}, {format_horizon(horizon)}")
             roc.set_xlabel("1 - specificity")
             roc.set_ylabel("Sensitivity")
-            roc.legend(loc="lower right", frameon=False, handlelength=1.0, handletextpad=0.4, borderaxespad=0.1,
-                       title="AUC (95% CI)", title_fontsize=5.5, fontsize=5.5)
+            roc.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False, handlelength=1.0,
+                       handletextpad=0.4, borderaxespad=0.0, title="AUC (95% CI)", title_fontsize=5.5, fontsize=5.5)
             calibration.plot([0, 1], [0, 1], color="grey", linewidth=0.5, linestyle=":")
             calibration.set_xlim(0, 1)
             calibration.set_ylim(0, 1)
             calibration.set_xlabel("Predicted risk of progression")
             calibration.set_ylabel("Observed (Kaplan-Meier)")
-            calibration.legend(loc="upper left", frameon=False, handlelength=1.0, handletextpad=0.4,
-                               borderaxespad=0.1, fontsize=5.5)
+            # below the axis, never over the points and error bars
+            calibration.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False,
+                               handlelength=1.0, handletextpad=0.4, columnspacing=0.8, borderaxespad=0.0,
+                               fontsize=5.5)
             _panel(roc, PANEL_LETTERS[k])
             _panel(calibration, PANEL_LETTERS[len(cells) + k])
         figure.tight_layout()
