@@ -449,3 +449,13 @@ def test_no_legend_of_figure2_is_crossed_by_its_data(paper_run):
         box, area = legend.get_window_extent(renderer), axis.get_window_extent(renderer)
         assert not box.overlaps(area), axis.get_title()
     assert legends == 8
+
+
+def test_report_pdf_prints_figures_at_the_page_width():
+    """The report's print style: no navigation, figures one per line at the full page width (so a 6.5-inch figure
+    with 7-pt text prints at 7 pt or more on A4), tables in 9 px type, folded details printed open."""
+    from hccrad.report.html import CSS
+
+    printed = CSS[CSS.index("@media print"):]
+    assert "nav{display:none}" in printed and ".fig img{max-width:100%;width:100%" in printed
+    assert "main{max-width:none" in printed and ".scroll{max-height:none" in printed

@@ -239,7 +239,9 @@ def subgroup_figure(rows: pd.DataFrame, tests: pd.DataFrame, title: str, folder:
         axis.axvline(0.5, color="grey", linewidth=0.8, linestyle=":")
         axis.set_xlim(0, 1)
         axis.set_xlabel("IPCW AUC (95% CI, influence function)")
-        notes = "; ".join(f"{r['factor']} {p_label(r['p'])}" for _, r in tests.iterrows())
+        notes = "; ".join(f"{r['factor']} " + (p_label(r["p"]) if np.isfinite(r["p"]) else
+                                                "not testable (fewer than two subgroups with an AUC and its SE)")
+                          for _, r in tests.iterrows())
         axis.set_title(f"{title}\nheterogeneity: {notes}", fontsize=8)
         return save(figure, folder, name)
 

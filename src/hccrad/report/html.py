@@ -43,6 +43,10 @@ text-align:right}th{background:#f0f3f7}td:first-child,th:first-child{text-align:
 .note{color:#555;font-style:italic}.caption{color:#444;font-size:90%;margin:2px 0 10px}
 details{margin:6px 0}.scroll{max-height:420px;overflow:auto}
 .ok{color:#2a7}.bad{color:#c33}.footnote{font-size:11px;color:#444;margin:-10px 0 12px}
+@media print{nav{display:none}main{max-width:none;padding:0}header{padding:6px 0}
+.fig{display:block;margin:4px 0;break-inside:avoid}.fig img{max-width:100%;width:100%;border:0}
+table{font-size:9px;max-width:100%}th,td{padding:1px 4px;word-break:break-word}
+.scroll{max-height:none;overflow:visible}details{display:block}}
 """
 
 SCRIPT = """
