@@ -86,3 +86,21 @@ def test_library_warnings_go_to_the_run_log_not_the_console(capsys, caplog):
         warnings.showwarning = saved
     assert "Degrees of freedom" not in capsys.readouterr().err
     assert any("Degrees of freedom" in record.getMessage() for record in caplog.records)
+
+
+def test_the_reports_roc_calibration_and_decision_legends_sit_outside_the_data(tmp_path, monkeypatch):
+    """By rendered extents, as the paper's: the report's own figures put their legends below the axis."""
+    from hccrad.evaluate import figures
+
+    captured = []
+    monkeypatch.setattr(figures, "save", lambda figure, folder, name: captured.append(figure) or [])
+    groups = pd.DataFrame({"predicted": [0.1, 0.5, 0.9], "observed": [0.2, 0.5, 0.8],
+                           "observed_ci_low": [0.0, 0.3, 0.6], "observed_ci_high": [0.4, 0.7, 1.0]})
+    figures.calibration_figure([("T", groups, None, {"ici": 0.05, "slope": 1.0})], "t", tmp_path, "c")
+    curves = pd.DataFrame({"model": ["T", "T", "all", "all"], "threshold": [0.1, 0.5, 0.1, 0.5],
+                           "net_benefit": [0.3, 0.1, 0.25, -0.2]})
+    figures.decision_figure(curves, "t", tmp_path, "d")
+    for figure in captured:
+        axis = figure.axes[0]
+        renderer = figure.canvas.get_renderer()
+        assert not axis.get_legend().get_window_extent(renderer).overlaps(axis.get_window_extent(renderer))

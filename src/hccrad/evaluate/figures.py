@@ -56,6 +56,12 @@ def save(figure: plt.Figure, folder: Path, name: str) -> list[Path]:
     return paths
 
 
+def legend_below(axis, ncol: int = 1) -> None:
+    """The axis's legend under its x-axis label, outside the data area: no curve, point or error bar crosses it
+    (figures are saved with ``bbox_inches="tight"``, so it is kept)."""
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, frameon=False, fontsize=7)
+
+
 def log_ticks(low: float, high: float, max_labels: int = 7) -> list[float]:
     """Ticks of a log axis from ``low`` to ``high`` that never crowd: 1-2-5 steps per decade, then decades only,
     then every second (third, ...) decade keeping 1, until at most ``max_labels`` (at least 2) remain."""
@@ -155,7 +161,7 @@ def roc_figure(predictions: pd.DataFrame, models: list[str], horizon: float, dat
         axis.set_xlabel("1 - specificity")
         axis.set_ylabel("Sensitivity")
         axis.set_title(f"{dataset.capitalize()}, {horizon:g}-month PFS")
-        axis.legend(loc="lower right")
+        legend_below(axis)
         return save(figure, folder, name)
 
 
@@ -185,7 +191,7 @@ def calibration_figure(entries: list[tuple[str, pd.DataFrame, pd.DataFrame, dict
         for model, groups, smooth, summary in entries:
             calibration_axis(axis, groups, smooth, summary, model)
         axis.set_title(title)
-        axis.legend(loc="upper left")
+        legend_below(axis)
         return save(figure, folder, name)
 
 
@@ -289,5 +295,5 @@ def decision_figure(curves: pd.DataFrame, title: str, folder: Path, name: str) -
         axis.set_xlabel("Threshold probability of progression")
         axis.set_ylabel("Net benefit")
         axis.set_title(title)
-        axis.legend()
+        legend_below(axis, ncol=3)
         return save(figure, folder, name)
