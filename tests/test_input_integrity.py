@@ -326,3 +326,33 @@ def test_run_refuses_an_invalid_section_before_any_stage(tmp_path):
     assert not (tmp_path / "out" / "run_summary.json").exists()  # no stage ran
     issues = pd.read_csv(tmp_path / "out" / "manifest_issues.csv")
     assert "evaluation" in set(issues["field"])
+
+
+def test_a_multifocal_tumor_and_an_unmeasured_portal_vein_are_said(tmp_path):
+    """The paper's largest-lesion rule dropping 40% of the tumor is a QC warning naming the lesions and the share;
+    a case without label 3 and without a clinical diameter gets a console note saying why the diameter is
+    missing."""
+    from hccrad.features.extract import multifocal_warnings
+
+    tumor = np.zeros((10, 20, 20), dtype=bool)
+    tumor[1:4, 2:8, 2:8] = True  # 108 voxels
+    tumor[6:9, 12:16, 12:18] = True  # 72 voxels: the largest holds 60%
+    kept = np.zeros_like(tumor)
+    kept[1:4, 2:8, 2:8] = True
+    [warning] = multifocal_warnings(tumor, kept)
+    assert warning.startswith("multifocal: the largest of 2 lesions holds 60% of the tumor volume")
+    small = tumor.copy()
+    small[6:9, 12:16, 12:18] = False
+    small[6, 12, 12] = True  # a one-voxel second lesion: under the 20% rule, no warning
+    assert multifocal_warnings(small, kept) == []
+
+    ct, labels = _phantom(3)
+    labels[((np.indices(labels.shape)[1] - 20) ** 2 + (np.indices(labels.shape)[2] - 27) ** 2 < 5)
+           & (labels == 1) & (np.indices(labels.shape)[0] == 8)] = 2  # a second, small lesion
+    study = _features_study(tmp_path, {"P1": _case(tmp_path, "p1", ct, labels),
+                                       "P2": _case(tmp_path, "p2", *_phantom(4))})
+    result = CliRunner().invoke(app, ["features", str(study)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "portal-vein diameter not measured for 2 case(s) (P1, P2)" in output
+    assert "no label-3 voxel in the mask" in output

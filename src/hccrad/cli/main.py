@@ -260,7 +260,15 @@ def features(
     for _, failure in run.failures.iterrows():
         console.print(f"[red]failed[/] {failure['patient_id']}: {failure['error_type']}: {failure['error']}")
     for _, warning in run.qc_warnings.iterrows():
-        console.print(f"[yellow]QC warning[/] {warning['patient_id']}: {warning['error']}")
+        console.print(f"[yellow]QC warning[/] {warning['patient_id']}: {escape(str(warning['error']))}")
+    if "PV_max_diameter_mm" in run.table:
+        unmeasured = [str(p) for p in run.table.index[run.table["PV_max_diameter_mm"].isna()]]
+        if unmeasured:
+            console.print(f"[yellow]note[/] portal-vein diameter not measured for {len(unmeasured)} case(s) "
+                          f"({', '.join(unmeasured[:5])}{', ...' if len(unmeasured) > 5 else ''}): no "
+                          "portal_vein_diameter_mm in the clinical table and no label-3 voxel in the mask, so "
+                          "PV_max_diameter_mm and the Rliver volume / PV diameter ratio are missing for them",
+                          soft_wrap=True)
     if len(run.failures):
         raise typer.Exit(code=1)
 

@@ -274,6 +274,24 @@ def failed_case(job: CaseJob, exc: BaseException) -> dict[str, Any]:
             "error_type": type(exc).__name__, "error": str(exc), "worker_pid": os.getpid()}
 
 
+#: The share of the tumor volume the paper's largest-lesion rule may leave out before hccrad warns.
+MULTIFOCAL_DROPPED_SHARE = 0.2
+
+
+def multifocal_warnings(all_tumor: np.ndarray, kept: np.ndarray) -> list[str]:
+    """A QC warning when the paper's rule (the tumor is the largest 26-connected label-2 component) leaves out more
+    than :data:`MULTIFOCAL_DROPPED_SHARE` of the tumor volume: "multifocal: the largest of N lesions holds X% of the
+    tumor volume"."""
+    from hccrad.io.masks import connected_components
+
+    total = int(np.count_nonzero(all_tumor))
+    if not total or np.count_nonzero(kept) >= (1 - MULTIFOCAL_DROPPED_SHARE) * total:
+        return []
+    _, sizes = connected_components(all_tumor)
+    return [f"multifocal: the largest of {len(sizes)} lesions holds {100 * np.count_nonzero(kept) / total:.0f}% of "
+            "the tumor volume; the paper's rule keeps only it, so the other lesions are not in the tumor features"]
+
+
 def case_features(job: CaseJob, case: CTCase, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Everything after reading: the checks, the regions, the morphological factors and both regions' radiomics
     of a case in memory (the study's case, or a perturbed copy of it); raises on what the checks refuse."""
@@ -303,6 +321,7 @@ def case_features(job: CaseJob, case: CTCase, progress: Callable[[str], None] | 
             raise RegionError("; ".join(errors))
         qc_warnings += warnings
     qc_warnings += dense_region_warnings(case.hu, tumor, "Tumor", config.rates, config.attenuation_rate)
+    qc_warnings += multifocal_warnings(case.any_tumor, tumor)
     mask_mapping = case.mask_mapping
     diameter, diameter_source = portal_vein_diameter(case.labels, case.spacing, job.portal_vein_diameter_mm)
     features, notes = morphological_factors(case.hu, case.spacing, tumor, rliver, diameter, config.rates,
