@@ -283,3 +283,23 @@ def test_an_out_of_domain_prediction_says_so_and_can_be_withheld(saved_demo_mode
         assert record["outside_domain"] is True
     finally:
         models["C"].domain_ = original
+
+
+def test_withhold_is_honoured_from_a_table_of_features_too(saved_demo_models):
+    """`--out-of-domain withhold` with --patients (features): the row outside the domain has no numbers and says
+    withheld; the others are scored as with warn."""
+    from hccrad.survival.study import predict_patients
+
+    study, table, fitted, models = saved_demo_models
+    model = models["T&L"]
+    patients = table[table["dataset"] == "training"].iloc[:3].copy()
+    feature = next(c for c in model.covariates_ if c in model.feature_inputs_)
+    patients.iloc[0, patients.columns.get_loc(feature)] += 10 * model.scale_[feature]
+    warned = predict_patients(model, patients, allow_extrapolation=True)
+    withheld = predict_patients(model, patients, allow_extrapolation=True, out_of_domain="withhold")
+    first = patients.index[0]
+    assert bool(warned.loc[first, "outside_domain"]) and not warned.loc[first, "withheld"]
+    assert withheld.loc[first, "withheld"] and pd.isna(withheld.loc[first, "risk_score"])
+    assert pd.isna(withheld.loc[first, "pfs_6m"])
+    rest = patients.index[1:]
+    np.testing.assert_allclose(withheld.loc[rest, "risk_score"].astype(float), warned.loc[rest, "risk_score"])

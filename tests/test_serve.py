@@ -986,3 +986,14 @@ def test_the_page_shows_the_afp_as_read_beside_its_category_and_refuses_an_untra
     assert ambiguous.status_code == 400 and "ambiguous" in html.unescape(ambiguous.text)
     other = client.post("/predict", data={**clinical, "treatment": "radioembolization", "csrf": _token(client)})
     assert other.status_code == 400 and "is not one the models were trained on" in html.unescape(other.text)
+
+
+def test_a_series_named_for_a_nifti_ct_is_refused_not_ignored(app_client, fitted_demo):
+    study, table, _fitted = fitted_demo
+    record = _patients(study, "nifti", 1)[0]
+    make, _ = app_client
+    client = make()
+    files = {"ct": ("ct.nii.gz", Path(record.ct).read_bytes()), "mask": ("mask.nii.gz", Path(record.mask).read_bytes())}
+    page = client.post("/predict", data={**_clinical(table, record.patient_id), "series": "1234",
+                                         "csrf": _token(client)}, files=files)
+    assert page.status_code == 400 and "a series was named, but the CT is not a zip" in html.unescape(page.text)

@@ -637,7 +637,8 @@ def predict(
         return
     import pandas as pd
 
-    result = pd.concat([predict_patients(one, table, allow_impute, allow_extrapolation) for one in fitted.values()])
+    result = pd.concat([predict_patients(one, table, allow_impute, allow_extrapolation,
+                                         _out_of_domain(out_of_domain)) for one in fitted.values()])
     if out:
         ensure_writable_dir(Path(out).parent)
         write_atomic(out, result.to_csv())

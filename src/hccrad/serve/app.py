@@ -751,6 +751,9 @@ def _accept(models: dict, settings: AppSettings, values: dict[str, str], patient
     suffixes = {key: image_suffix(upload.filename) for key, upload in uploads.items()}  # a wrong type first
     if suffixes.get("mask") == ".zip":
         raise UploadError("the mask must be one image file (NIfTI, NRRD or MHA), not a zip")
+    if patient.get("series") and suffixes.get("ct") != ".zip":
+        raise UploadError("a series was named, but the CT is not a zip of DICOM series: leave the Series field "
+                          "empty, or upload the zip")
     if "mask" in uploads and "ct" not in uploads:
         raise UploadError("a mask was given without its CT")
     if "ct" in uploads and "mask" not in uploads and settings.segmentation_model is None:

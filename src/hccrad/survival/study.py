@@ -269,12 +269,14 @@ def _scored(model: CoxRiskModel, patients: pd.DataFrame, allow_impute: bool, all
 
 
 def predict_patients(model: CoxRiskModel, patients: pd.DataFrame, allow_impute: bool = False,
-                     allow_extrapolation: bool = False) -> pd.DataFrame:
+                     allow_extrapolation: bool = False, out_of_domain: str = "warn") -> pd.DataFrame:
     """Risk score, risk group and PFS probabilities for new patients, from the artifact alone.
 
-    The patients are scored together (one design matrix, one product), and one patient's bad input is still
-    reported without stopping the others: the ``error`` column holds the reason, the same as when that patient
-    is scored alone, and the other columns are empty for that patient. Rows keep the table's order.
+    A patient outside the model's applicability domain has ``outside_domain`` True; with
+    ``out_of_domain="withhold"`` its numbers are left empty (``withheld`` True). The patients are scored together
+    (one design matrix, one product), and one patient's bad input is still reported without stopping the others:
+    the ``error`` column holds the reason, the same as when that patient is scored alone, and the other columns
+    are empty for that patient. Rows keep the table's order.
     """
     if patients.index.has_duplicates:
         raise PredictionInputError(f"patient ids occur more than once: "
@@ -288,6 +290,13 @@ def predict_patients(model: CoxRiskModel, patients: pd.DataFrame, allow_impute: 
             scored, scoring_errors = _scored(model, part, allow_impute, allow_extrapolation)
             records += scored
             errors |= scoring_errors
+    if out_of_domain not in ("warn", "withhold"):
+        raise ValueError(f"out_of_domain {out_of_domain!r}: expected warn or withhold")
+    for record in records:  # ``withhold``: a prediction outside the domain gives only the reason, no number
+        record["withheld"] = bool(record.get("outside_domain")) and out_of_domain == "withhold"
+        if record["withheld"]:
+            for key in [k for k in record if k in ("risk_score", "risk_group") or k.startswith("pfs_")]:
+                record[key] = None
     by_patient = {record["patient_id"]: record for record in records}
     rows = [by_patient.get(patient_id) or {"patient_id": patient_id, "model": model.name, "error": errors[patient_id]}
             for patient_id in patients.index]
