@@ -3,9 +3,9 @@ pre-cropping, and the Original, LoG, Wavelet and Gradient image types.
 
 The same operations run on the same crop as in PyRadiomics: PyWavelets' own calls, and SimpleITK's LoG,
 gradient and resampling recomputed with ITK's arithmetic (:mod:`hccrad.features.engine.filters`), so the
-filtered values are PyRadiomics' own bit for bit (the resampled image but for a float32 ulp in rare
-voxels). The wavelet sub-bands are produced one at a time (depth first over the axes) rather than all eight at
-once, which bounds memory.
+filtered values are PyRadiomics' own bit for bit, the resampled image and mask included, at every pad.
+The wavelet sub-bands are produced one at a time (depth first over the axes) rather than all eight at once,
+which bounds memory.
 """
 
 from __future__ import annotations
@@ -35,58 +35,84 @@ def _roi_bounding_box(mask: sitk.Image, label: int) -> np.ndarray:
     return np.array(statistics.GetBoundingBox(label))
 
 
-def resample_to_spacing(image: sitk.Image, mask: sitk.Image, settings: dict[str, Any], pad: int,
-                        convert: Callable[[sitk.Image], sitk.Image]) -> tuple[sitk.Image, sitk.Image]:
-    """Resample image (settings' interpolator) and mask (nearest neighbour) to ``resampledPixelSpacing`` (x, y,
-    z mm; 0 keeps a dimension) on a grid aligned with the input, covering the region's bounding box plus ``pad``
-    voxels (PyRadiomics' ``resampleImage``). ``convert`` makes the image's crop the pixel type PyRadiomics is
-    given (float32 by default). The result keeps that pixel type, as in SimpleITK: a float32 image resampled with a
-    B-spline on a grid that keeps the input's axes (always, for PyRadiomics' grids) runs in the engine's compiled
-    resampler; any other pixel type or interpolator in SimpleITK."""
+def pyradiomics_grid(mask: sitk.Image, settings: dict[str, Any], pad: int) -> dict[str, Any] | None:
+    """The output grid of PyRadiomics' ``resampleImage`` for the region (label ``settings['label']``) of
+    ``mask``: ``origin``, ``spacing`` (x y z mm), ``size`` (x y z voxels) and ``direction`` (3 x 3), or ``None``
+    when the target spacing is the mask's own (PyRadiomics then crops instead of resampling).
+
+    The grid is aligned with the input: it covers the region's bounding box plus ``pad`` output voxels, from
+    ``floor((start - 0.5) * ratio - pad)`` to ``ceil((stop + 0.5) * ratio + pad)`` output voxels (``ratio`` the
+    input spacing over the output's), clipped to the image, and its origin is that first voxel's centre, as
+    PyRadiomics computes it (the origin therefore moves with the pad, and so do SimpleITK's roundings)."""
     label = int(settings.get("label", 1))
     mask_spacing = np.array(mask.GetSpacing())
-    image_spacing = np.array(image.GetSpacing())
     dims = len(mask_spacing)
     target = np.array(settings["resampledPixelSpacing"], dtype=float)
     target = np.where(target == 0, mask_spacing, target)
     box = _roi_bounding_box(mask, label)
     target = np.where(box[dims:] != 1, target, mask_spacing)
-    if np.allclose(image_spacing, target):
-        start = box[:dims]
-        stop = box[:dims] + box[dims:] - 1
-        return crop_to_box(image, mask, start, stop, pad)
+    if np.allclose(mask_spacing, target):
+        return None
     ratio = mask_spacing / target
     lower = np.floor((box[:dims] - 0.5) * ratio - pad)
     upper = np.ceil((box[:dims] + box[dims:] - 0.5) * ratio + pad)
     max_upper = np.ceil(np.array(mask.GetSize()) * ratio) - 1
     lower = np.where(lower < 0, 0, lower)
     upper = np.where(upper > max_upper, max_upper, upper)
-    size = np.array(upper - lower + 1, dtype="int").tolist()
     origin_index = np.array(.5 * (target - mask_spacing) / mask_spacing) + lower / ratio
-    origin = mask.TransformContinuousIndexToPhysicalPoint(origin_index)
+    return {"origin": np.array(mask.TransformContinuousIndexToPhysicalPoint(origin_index)), "spacing": target,
+            "size": np.array(upper - lower + 1, dtype="int").tolist(),
+            "direction": np.array(mask.GetDirection()).reshape(3, 3)}
+
+
+def resample_to_spacing(image: sitk.Image, mask: sitk.Image, settings: dict[str, Any], pad: int,
+                        convert: Callable[[sitk.Image], sitk.Image]) -> tuple[sitk.Image, sitk.Image]:
+    """Resample image (settings' interpolator) and mask (nearest neighbour) to ``resampledPixelSpacing`` (x, y,
+    z mm; 0 keeps a dimension) on PyRadiomics' grid (:func:`pyradiomics_grid`), as PyRadiomics'
+    ``resampleImage``. ``convert`` makes the image the pixel type PyRadiomics is given (float32 by default).
+
+    Every output position is the continuous index ITK computes on the *whole* input image, so every tie
+    (a nearest-neighbour position at exactly .5, an upsampled voxel on an input centre) is resolved as
+    SimpleITK resolves it in PyRadiomics' call, at any pad. A float32 image with a B-spline runs in the
+    engine's compiled resampler on the input voxels the grid reads (plus :data:`BSPLINE_MARGIN`), ITK's taps and
+    weights; the mask in its nearest neighbour on the whole mask. Any other pixel type or interpolator is
+    SimpleITK's own call on the whole image, as in PyRadiomics: ties there are truncations to an integer pixel
+    type, or interpolators the engine does not reproduce."""
+    grid = pyradiomics_grid(mask, settings, pad)
+    if grid is None:
+        box = _roi_bounding_box(mask, int(settings.get("label", 1)))
+        return crop_to_box(image, mask, box[:3], box[:3] + box[3:] - 1, pad)
     interpolator = settings.get("interpolator", sitk.sitkBSpline)
     if isinstance(interpolator, str):
         interpolator = getattr(sitk, interpolator)
-    image, mask = _input_support(image, mask, origin, target, size)
+    if interpolator == sitk.sitkBSpline and _converted_type(image, convert) == sitk.sitkFloat32 \
+            and _same_grid(mask, image):
+        positions = filters.axis_aligned_positions(_geometry(image), grid)
+        if positions is not None:
+            shape = sitk.GetArrayViewFromImage(mask).shape
+            lower, upper = filters.cubic_support(positions, shape, BSPLINE_MARGIN)
+            support = convert(sitk.RegionOfInterest(image, (upper - lower + 1).tolist(), lower.tolist()))
+            resampled = filters.resample_cubic(sitk.GetArrayViewFromImage(support), positions,
+                                               tuple(int(v) for v in lower), shape)
+            return (_on_grid(resampled, grid),
+                    _on_grid(filters.resample_nearest(sitk.GetArrayViewFromImage(mask), positions), grid))
     image = convert(image)
-    if interpolator == sitk.sitkBSpline and image.GetPixelID() == sitk.sitkFloat32:
-        output = {"origin": np.array(origin), "spacing": target, "size": size,
-                  "direction": np.array(mask.GetDirection()).reshape(3, 3)}
-        positions = filters.axis_aligned_positions(_geometry(image), output)
-        if positions is not None and _same_grid(mask, image):
-            return (_on_grid(filters.resample_cubic(sitk.GetArrayViewFromImage(image), positions), output),
-                    _on_grid(filters.resample_nearest(sitk.GetArrayViewFromImage(mask), positions), output))
     resampler = sitk.ResampleImageFilter()
-    resampler.SetOutputSpacing(target)
-    resampler.SetOutputDirection(np.array(mask.GetDirection()))
-    resampler.SetSize(size)
-    resampler.SetOutputOrigin(origin)
+    resampler.SetOutputSpacing(grid["spacing"])
+    resampler.SetOutputDirection(grid["direction"].ravel())
+    resampler.SetSize(grid["size"])
+    resampler.SetOutputOrigin(tuple(float(v) for v in grid["origin"]))
     resampler.SetOutputPixelType(image.GetPixelID())
     resampler.SetInterpolator(interpolator)
     resampled_image = resampler.Execute(image)
     resampler.SetOutputPixelType(mask.GetPixelID())
     resampler.SetInterpolator(sitk.sitkNearestNeighbor)
     return resampled_image, resampler.Execute(mask)
+
+
+def _converted_type(image: sitk.Image, convert: Callable[[sitk.Image], sitk.Image]) -> int:
+    """The pixel type ``convert`` gives the image, from one voxel of it."""
+    return convert(sitk.RegionOfInterest(image, [1] * image.GetDimension(), [0] * image.GetDimension())).GetPixelID()
 
 
 def _geometry(image: sitk.Image) -> dict[str, np.ndarray]:
@@ -108,31 +134,10 @@ def _on_grid(array: np.ndarray, grid: dict[str, np.ndarray]) -> sitk.Image:
 
 
 #: Input voxels kept around the output grid's footprint before B-spline resampling. The cubic B-spline's
-#: prefilter is recursive with pole -0.268, so a value this far inside a crop differs from the uncropped one by
-#: about 0.268^24 = 2e-14 relative, far below float32 resolution.
-BSPLINE_MARGIN = 24
-
-
-def _input_support(image: sitk.Image, mask: sitk.Image, origin: tuple[float, ...], spacing: np.ndarray,
-                   size: list[int]) -> tuple[sitk.Image, sitk.Image]:
-    """Image and mask cropped to the input voxels the output grid reads, plus :data:`BSPLINE_MARGIN`.
-
-    SimpleITK's B-spline interpolator prefilters its whole input image on every call; resampling a region's
-    crop of a 512 x 512 x 150 CT otherwise spends most of its time there. The output grid is unchanged.
-    """
-    direction = np.array(mask.GetDirection()).reshape(3, 3)
-    corners = [np.asarray(origin) + direction @ (np.array(corner) * (np.array(size) - 1) * spacing)
-               for corner in np.ndindex(2, 2, 2)]
-    indices = np.array([image.TransformPhysicalPointToContinuousIndex(tuple(float(c) for c in corner))
-                        for corner in corners])
-    full = np.array(image.GetSize())
-    lower = np.clip(np.floor(indices.min(axis=0)).astype(int) - BSPLINE_MARGIN, 0, full)
-    upper = np.clip(np.ceil(indices.max(axis=0)).astype(int) + BSPLINE_MARGIN, 0, full - 1)
-    if np.any(upper < lower):
-        return image, mask
-    extent = (upper - lower + 1).tolist()
-    return (sitk.RegionOfInterest(image, extent, lower.tolist()),
-            sitk.RegionOfInterest(mask, extent, lower.tolist()))
+#: prefilter is recursive with pole -0.268: a crop's edge changes the coefficients this far inside by about
+#: 0.268^48 = 3e-28 of the edge's value, below the last bit of a double coefficient, so the coefficients the
+#: output reads are those of the whole image (ITK's), bit for bit.
+BSPLINE_MARGIN = 48
 
 
 #: Pixel types whose every value a float32 holds exactly: the compiled filters, which read float32, give ITK's
