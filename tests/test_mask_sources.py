@@ -303,6 +303,47 @@ def test_second_tumor_given_label_3_is_refused_and_mappable(dicom_case, tmp_path
     assert portal_vein_problems(labels, spacing, 25.0) == []
 
 
+def _surface_lesion(labels: np.ndarray, spacing_zyx, radius_mm: float, depth_share: float, bulging: bool
+                    ) -> np.ndarray:
+    """A lesion labelled 3 at the liver's surface: a sphere whose centre lies ``depth_share`` of its radius inside
+    the liver, cut by the surface (``bulging``: the part outside the liver is drawn too, as a lesion that bulges)."""
+    from scipy import ndimage
+
+    out = np.where(labels == 3, 1, labels).astype(np.uint8)
+    depth = ndimage.distance_transform_edt(out == 1, sampling=spacing_zyx)
+    candidates = np.argwhere(np.abs(depth - max(depth_share * radius_mm, 0.5)) < 0.6)
+    centre = candidates[len(candidates) // 3]
+    grid = np.indices(out.shape).astype(float)
+    distance = np.sqrt(sum(((grid[a] - centre[a]) * spacing_zyx[a]) ** 2 for a in range(3)))
+    sphere = (distance <= radius_mm) & ((out == 1) | ((out == 0) & bulging))
+    out[sphere] = 3
+    return out
+
+
+@pytest.mark.parametrize("radius_mm, depth_share, bulging", [
+    (12.0, 0.1, False),  # a shallow cap where the liver's edge is thin: 4.9 times its inscribed ball, 2.1 long
+    (12.0, 0.3, False), (20.0, 0.1, False), (12.0, 0.1, True), (10.0, 0.3, True)])
+def test_a_subcapsular_lesion_given_label_3_is_refused(dicom_case, radius_mm, depth_share, bulging):
+    """A lesion at the liver's surface is not enclosed by liver (half its border or more is outside), which the
+    closed-blob rule requires; the surface rule catches it by its shape: compact, and about as long as it is wide."""
+    _, image, labels, _ = dicom_case
+    spacing = image.GetSpacing()[::-1]
+    wrong = _surface_lesion(labels, spacing, radius_mm, depth_share, bulging)
+    problems = portal_vein_problems(wrong, spacing, 25.0)
+    assert len(problems) == 1 and "compact lesion at the liver's surface" in problems[0], problems
+    assert "masks: {labels: {tumor: [2, 3], portal_vein: []}}" in problems[0]
+
+
+def test_real_portal_veins_at_the_liver_surface_pass(dicom_case):
+    """Real portal veins (TotalSegmentator's portal and splenic vein) touch the liver's surface and are not
+    enclosed; they are tubes (6 and 8 times their inscribed ball, 4 and 9 diameters long) and pass."""
+    _, image, labels, _ = dicom_case
+    assert portal_vein_problems(labels, image.GetSpacing()[::-1], 25.0) == []
+    abdomen = shared_path("reference", "ct", "totalseg_abdomen")
+    segmentation = sitk.ReadImage(str(abdomen / "example_seg.nii.gz"))
+    assert portal_vein_problems(totalseg_labels(segmentation), segmentation.GetSpacing()[::-1], 25.0) == []
+
+
 def test_binary_masks_and_unmapped_labels_name_the_fix(dicom_case, tmp_path):
     _, image, labels, _ = dicom_case
     write_like(((labels > 0) * 255).astype(np.uint8), image, tmp_path / "binary.nii.gz")

@@ -91,6 +91,15 @@ BLOB_BALL_RATIO = 3.0
 BLOB_MIN_ML = 2.0
 #: A component is "inside the liver" when at least this share of the voxels around it are liver or tumor.
 ENCLOSED_SHARE = 0.9
+#: A component at the liver's surface (SURFACE_SHARE or more of its border liver or tumor, less than ENCLOSED_SHARE) is
+#: a lesion cut by the surface when its longest extent (Feret diameter) is at most this many times its inscribed
+#: diameter: a sphere is 1, a hemisphere 2, a shallow cap of a sphere about 2.1; a vessel 2.3 diameters long reaches it.
+SURFACE_FERET_RATIO = 2.5
+#: ... and it is at most this many times its inscribed ball (a sphere is 1, a hemisphere 4, a shallow cap up to about
+#: 6 where the liver's edge is thin): a bound on flat shapes, not the test that separates lesions from vessels.
+SURFACE_BALL_RATIO = 8.0
+#: The least share of a surface component's border that is liver or tumor: a vessel outside the liver touches less.
+SURFACE_SHARE = 0.3
 
 
 def _component_shape(component: np.ndarray, spacing_zyx: tuple[float, float, float]) -> tuple[float, float]:
@@ -101,6 +110,22 @@ def _component_shape(component: np.ndarray, spacing_zyx: tuple[float, float, flo
     volume = float(np.count_nonzero(component)) * float(np.prod(spacing_zyx))
     ball = np.pi / 6.0 * diameter ** 3
     return diameter, volume / ball if ball > 0 else np.inf
+
+
+def _feret_diameter_mm(component: np.ndarray, spacing_zyx: tuple[float, float, float]) -> float:
+    """The largest distance (mm) between two voxel centres of a boolean component, over its convex hull."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    points = np.argwhere(component) * np.asarray(spacing_zyx, dtype=float)
+    try:
+        points = points[ConvexHull(points).vertices]
+    except (QhullError, ValueError):  # flat or tiny: every point is a candidate
+        points = points[:: max(1, len(points) // 2000)]
+    largest = 0.0
+    for start in range(0, len(points), 256):  # pairwise in blocks: a hull's few thousand vertices, bounded memory
+        differences = points[start:start + 256, None, :] - points[None, :, :]
+        largest = max(largest, float((differences ** 2).sum(axis=-1).max()))
+    return float(np.sqrt(largest))
 
 
 def _enclosed_share(component: np.ndarray, labels: np.ndarray) -> float:
@@ -118,7 +143,12 @@ def portal_vein_problems(labels: np.ndarray, spacing_zyx: tuple[float, float, fl
     """Errors when label 3 does not look like a portal vein: wider than ``max_diameter_mm`` (largest inscribed
     diameter of any component), or a compact component (volume at most :data:`BLOB_BALL_RATIO` times its inscribed
     ball, of at least :data:`BLOB_MIN_ML`) closed inside the liver (:data:`ENCLOSED_SHARE` of its border liver or
-    tumor), which is what a second tumor given label 3 looks like. Each names the numbers and the fix."""
+    tumor), which is what a second tumor given label 3 looks like; or a compact component at the liver's surface
+    (:data:`SURFACE_SHARE` to :data:`ENCLOSED_SHARE` of its border liver or tumor, at most
+    :data:`SURFACE_FERET_RATIO` inscribed diameters long and :data:`SURFACE_BALL_RATIO` inscribed balls), a
+    subcapsular lesion given label 3: a sphere cut by the liver's surface is at most about 2 diameters long, a
+    vessel is a tube several diameters long (the real portal veins of the tests are 4 and 9). Each names the numbers
+    and the fix."""
     portal = labels == LABEL_PORTAL_VEIN
     box = bounding_box(portal)
     if box is None:
@@ -142,10 +172,19 @@ def portal_vein_problems(labels: np.ndarray, spacing_zyx: tuple[float, float, fl
         if diameter > max_diameter_mm:
             problems.append(f"{where} is {diameter:.1f} mm wide (largest inscribed diameter), above the plausible "
                             f"{max_diameter_mm:g} mm")
-        elif volume_ml >= BLOB_MIN_ML and ball_ratio <= BLOB_BALL_RATIO and \
-                _enclosed_share(component, labels[near]) >= ENCLOSED_SHARE:
+            continue
+        if volume_ml < BLOB_MIN_ML or ball_ratio > SURFACE_BALL_RATIO:
+            continue
+        share = _enclosed_share(component, labels[near])
+        if share >= ENCLOSED_SHARE and ball_ratio <= BLOB_BALL_RATIO:
             problems.append(f"{where} is a closed blob inside the liver ({diameter:.1f} mm wide, {ball_ratio:.1f} "
                             "times its inscribed ball), not a vessel")
+        elif SURFACE_SHARE <= share < ENCLOSED_SHARE:
+            feret = _feret_diameter_mm(component, spacing_zyx)
+            if feret <= SURFACE_FERET_RATIO * diameter:
+                problems.append(f"{where} is a compact lesion at the liver's surface ({diameter:.1f} mm wide, "
+                                f"{feret:.1f} mm long, {ball_ratio:.1f} times its inscribed ball, {share:.0%} of its "
+                                "border liver or tumor), not a vessel")
     if problems:
         return [f"{'; '.join(problems)}; convention {convention}; {fix}"]
     return []
