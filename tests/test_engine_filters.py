@@ -142,6 +142,12 @@ def test_resampling_a_crop_with_the_whole_images_positions_is_simpleitks_on_the_
     crop = array[lower[2]:upper[2] + 1, lower[1]:upper[1] + 1, lower[0]:upper[0] + 1]
     expected = _itk_resample(image, origin, target, size, sitk.sitkBSpline, sitk.sitkFloat32)
     np.testing.assert_array_equal(filters.resample_cubic(crop, positions, tuple(lower), array.shape), expected)
+    # prefiltered in blocks of columns (bounded memory): the same values, from an int16 image read in place too
+    blocked = filters.resample_cubic(crop, positions, tuple(lower), array.shape, block_bytes=crop[..., :7].nbytes * 2)
+    np.testing.assert_array_equal(blocked, expected)
+    as_int16 = filters.resample_cubic(crop.astype(np.int16)[:, :, ::1], positions, tuple(lower), array.shape,
+                                      block_bytes=1)
+    np.testing.assert_array_equal(as_int16, expected)
 
 
 def test_an_oblique_output_grid_is_left_to_simpleitk():

@@ -138,8 +138,9 @@ def region_radiomics(engine: str, params: dict[str, Any], pad_voxels: int, cast_
     ``cast_to_float32``, as stored. The features come in PyRadiomics' order whichever engine computed them."""
     if engine == "pyradiomics":
         extractor = radiomics_extractor(params, pad_voxels)
-        return lambda image, region, prefix: radiomics_features(extractor, image, region, prefix, cast_to_float32)
-    from hccrad.features.engine import check_params, region_features
+        return RegionRadiomics(lambda image, region, prefix: radiomics_features(extractor, image, region, prefix,
+                                                                                 cast_to_float32))
+    from hccrad.features.engine import check_params, prepare_region, prepared_features, region_features
 
     check_params(params, allow_pyradiomics_types=engine == "auto")
     plan = engine_plan(engine, params)
@@ -163,15 +164,50 @@ def region_radiomics(engine: str, params: dict[str, Any], pad_voxels: int, cast_
                                      if not key.startswith("shape")}
         extractors.append(extractor)
 
-    def compute(image: sitk.Image, region: np.ndarray, prefix: str) -> dict[str, float]:
-        ours = region_features(image, region, engine_params, pad_voxels, cast_to_float32)
-        for extractor in extractors:
-            ours.update(radiomics_features(extractor, image, region, "", cast_to_float32))
+    def in_order(ours: dict[str, float], prefix: str) -> dict[str, float]:
         order = {name: k for k, name in enumerate(["shape", *image_types])}
         ordered = sorted(ours.items(), key=lambda item: order[image_type_of(item[0])])  # stable within a type
         return {f"{prefix}_{key}": float(value) for key, value in ordered}
 
-    return compute
+    def compute(image: sitk.Image, region: np.ndarray, prefix: str) -> dict[str, float]:
+        ours = region_features(image, region, engine_params, pad_voxels, cast_to_float32)
+        for extractor in extractors:
+            ours.update(radiomics_features(extractor, image, region, "", cast_to_float32))
+        return in_order(ours, prefix)
+
+    if extractors:
+        return RegionRadiomics(compute)
+    return RegionRadiomics(
+        compute, prepare=lambda image, region: prepare_region(image, region, engine_params, pad_voxels,
+                                                              cast_to_float32),
+        finish=lambda prepared, prefix: in_order(prepared_features(prepared, engine_params), prefix))
+
+
+class RegionRadiomics:
+    """``(image, region, prefix) -> features`` (see :func:`region_radiomics`), in two halves where hccrad's engine
+    computes everything: :meth:`prepare` resamples or crops the region (the result holds no reference to the whole
+    CT, so the caller can release the CT and the full-size masks before the filters run), :meth:`finish` computes
+    the features. Where PyRadiomics computes some, :meth:`prepare` keeps the image and region as they are."""
+
+    def __init__(self, compute: Callable[[sitk.Image, np.ndarray, str], dict[str, float]],
+                 prepare: Callable[[sitk.Image, np.ndarray], Any] | None = None,
+                 finish: Callable[[Any, str], dict[str, float]] | None = None) -> None:
+        self._compute = compute
+        self._prepare = prepare
+        self._finish = finish
+        #: whether a prepared region holds no reference to the whole CT or the full-size region
+        self.releases_ct = prepare is not None
+
+    def __call__(self, image: sitk.Image, region: np.ndarray, prefix: str) -> dict[str, float]:
+        return self._compute(image, region, prefix)
+
+    def prepare(self, image: sitk.Image, region: np.ndarray) -> Any:
+        return self._prepare(image, region) if self._prepare is not None else (image, region)
+
+    def finish(self, prepared: Any, prefix: str) -> dict[str, float]:
+        if self._finish is not None:
+            return self._finish(prepared, prefix)
+        return self._compute(*prepared, prefix)
 
 
 def radiomics_extractor(params: dict[str, Any], pad_voxels: int):
@@ -261,9 +297,10 @@ def compute_case(job: CaseJob, progress: Callable[[str], None] | None = None) ->
         config = FeatureConfig.model_validate(job.config)
         if progress is not None:
             progress("reading")
-        case = CTCase.read(job.ct, job.source(), SeriesRule.model_validate(job.series_rule),
-                           exclude_portal_vein=config.rliver_exclude_portal_vein)
-        return case_features(job, case, progress)
+        # the holder is the only reference to the case, so that its CT and masks can be released early
+        holder = {"case": CTCase.read(job.ct, job.source(), SeriesRule.model_validate(job.series_rule),
+                                      exclude_portal_vein=config.rliver_exclude_portal_vein)}
+        return _held_case_features(job, holder, progress)
     except Exception as exc:  # every failure is recorded per case; the cohort goes on
         return failed_case(job, exc)
 
@@ -295,10 +332,19 @@ def multifocal_warnings(all_tumor: np.ndarray, kept: np.ndarray) -> list[str]:
 def case_features(job: CaseJob, case: CTCase, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Everything after reading: the checks, the regions, the morphological factors and both regions' radiomics
     of a case in memory (the study's case, or a perturbed copy of it); raises on what the checks refuse."""
+    return _held_case_features(job, {"case": case}, progress)
+
+
+def _held_case_features(job: CaseJob, holder: dict[str, CTCase], progress: Callable[[str], None] | None = None
+                        ) -> dict[str, Any]:
+    """:func:`case_features` of ``holder["case"]``; the holder is emptied once both regions are resampled or
+    cropped (with hccrad's engine), so that the whole CT, the labels and the full-size masks are freed before the
+    filters run, if no one else holds the case."""
     def stage(name: str) -> None:
         if progress is not None:
             progress(name)
 
+    case = holder["case"]
     config = FeatureConfig.model_validate(job.config)
     stage("checking")
     errors, qc_warnings = ct_intensity_problems(case.hu, job.ct)
@@ -332,9 +378,17 @@ def case_features(job: CaseJob, case: CTCase, progress: Callable[[str], None] | 
     # the CT keeps its pixel type (int16 for most CTs); with cast_to_float32 each engine casts it to float32 (the
     # fast engine only the region's crop)
     image = case.image
-    del case  # the labels are no longer needed: free them before the radiomics
+    del case  # the labels are no longer needed: free them (if no one else holds the case) before the radiomics
+    holder.clear()
+    prepared = []
     for name, region in (("Tumor", tumor), ("Rliver", rliver)):
-        features.update(compute(image, region, name))
+        prepared.append((name, compute.prepare(image, region)))
+    # the prepared crops are all the radiomics need (hccrad's engine): free the CT and the full-size masks
+    del image, tumor, rliver, region
+    while prepared:
+        name, handle = prepared.pop(0)
+        features.update(compute.finish(handle, name))
+        del handle
     return {
         "status": "ok",
         "patient_id": job.patient_id,

@@ -141,6 +141,28 @@ class _Part:
     def describe(self) -> str:
         return f"{self.number} '{self.name}'" if self.name else str(self.number)
 
+    def voxel_count(self) -> int:
+        return int(np.count_nonzero(self.voxels))
+
+
+class _LabelPart(_Part):
+    """One value of a label map, its voxels made on demand (``array == value``), so that a label map's parts do not
+    each hold a full-size array."""
+
+    def __init__(self, number: int, array: np.ndarray, image: sitk.Image) -> None:
+        self.number, self.name, self.codes = number, "", frozenset()
+        self._array, self._image = array, image  # the image owns the array's memory
+        self._count: int | None = None
+
+    @property
+    def voxels(self) -> np.ndarray:
+        return self._array == self.number
+
+    def voxel_count(self) -> int:
+        if self._count is None:
+            self._count = int(np.count_nonzero(self._array == self.number))
+        return self._count
+
 
 @dataclass
 class _MaskFile:
@@ -155,7 +177,7 @@ class _MaskFile:
         if not self.parts:
             return f"{self.kind} {self.path} holds no structure (every voxel is background)"
         what = "labels" if self.kind == "label map" else "segments" if self.kind == "DICOM SEG" else "ROIs"
-        listing = ", ".join(f"{part.describe()} ({int(part.voxels.sum())} voxels)" for part in self.parts)
+        listing = ", ".join(f"{part.describe()} ({part.voxel_count()} voxels)" for part in self.parts)
         return f"{self.kind} {self.path} holds {what} {listing}"
 
 
@@ -216,8 +238,7 @@ def _read_label_map(path: Path, image: sitk.Image) -> _MaskFile:
         raise MaskSourceError(f"mask {path} holds {len(labels)} distinct labels ({shown}, ...); a label map holds at "
                               f"most {MAX_MASK_LABELS} (hccrad's are 1 liver, 2 tumor, 3 portal vein): is it an image "
                               "rather than a mask?")
-    parts = [_Part(int(value), "", np.asarray(array == value)) for value in labels]
-    return _MaskFile(path, "label map", parts)
+    return _MaskFile(path, "label map", [_LabelPart(int(value), array, mask) for value in labels])
 
 
 def _code_of(item) -> frozenset[tuple[str, str]]:
@@ -408,13 +429,12 @@ def _matches(part: _Part, structure: str, convention: MaskConvention, kind: str)
     return normalized_name(part.name) in {normalized_name(n) for n in convention.names.get(structure, [])}
 
 
-def _structures_of(mask_file: _MaskFile, convention: MaskConvention, wanted: tuple[str, ...],
-                   shape: tuple[int, ...]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """The wanted structures of a mask file by the convention, with how each was found. Label values the convention
-    does not map refuse a label map (a tumor labelled 4 would be lost); unmatched segments and ROIs are ignored, and
-    listed in what the file held."""
-    voxels, found = {}, {}
+def _parts_of(mask_file: _MaskFile, convention: MaskConvention) -> dict[str, list[_Part]]:
+    """Each structure's parts of a mask file by the convention. Label values the convention does not map refuse a
+    label map (a tumor labelled 4 would be lost); unmatched segments and ROIs are ignored, and listed in what the
+    file held."""
     owner: dict[int, str] = {}
+    assigned: dict[str, list[_Part]] = {}
     for structure in STRUCTURES:
         parts = [part for part in mask_file.parts if _matches(part, structure, convention, mask_file.kind)]
         for part in parts:
@@ -423,18 +443,52 @@ def _structures_of(mask_file: _MaskFile, convention: MaskConvention, wanted: tup
                                       f"{owner[part.number].replace('_', ' ')} and {structure.replace('_', ' ')}; "
                                       "say which with masks: {match: number, labels: {...}}")
             owner[part.number] = structure
+        assigned[structure] = parts
+    unmapped = [part for part in mask_file.parts if part.number not in owner]
+    if unmapped and mask_file.kind == "label map":
+        raise MaskSourceError(_unmapped_message(mask_file, unmapped, convention))
+    return assigned
+
+
+def _how_found(mask_file: _MaskFile, parts: list[_Part]) -> str:
+    return (f"{mask_file.kind} {mask_file.path.name}: "
+            + (", ".join(part.describe() for part in parts) if parts else "none"))
+
+
+def _structures_of(mask_file: _MaskFile, convention: MaskConvention, wanted: tuple[str, ...],
+                   shape: tuple[int, ...]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The wanted structures of a mask file by the convention (:func:`_parts_of`), with how each was found."""
+    voxels, found = {}, {}
+    for structure, parts in _parts_of(mask_file, convention).items():
         if structure not in wanted:
             continue
         union = np.zeros(shape, dtype=bool)
         for part in parts:
             union |= part.voxels
         voxels[structure] = union
-        found[structure] = (f"{mask_file.kind} {mask_file.path.name}: "
-                            + (", ".join(part.describe() for part in parts) if parts else "none"))
-    unmapped = [part for part in mask_file.parts if part.number not in owner]
-    if unmapped and mask_file.kind == "label map":
-        raise MaskSourceError(_unmapped_message(mask_file, unmapped, convention))
+        found[structure] = _how_found(mask_file, parts)
     return voxels, found
+
+
+def _label_map_case_mask(mask_file: _MaskFile, convention: MaskConvention, shape: tuple[int, ...]) -> CaseMask:
+    """:func:`read_case_mask` of a single label map: hccrad's labels painted value by value, without a full-size
+    array per structure (a label map has one value per voxel, so its structures cannot overlap)."""
+    assigned = _parts_of(mask_file, convention)
+    labels = np.zeros(shape, dtype=np.uint8)
+    for structure, label in STRUCTURE_LABELS.items():
+        for part in assigned[structure]:
+            labels[part.voxels] = label
+    counts = {s: sum(part.voxel_count() for part in assigned[s]) for s in STRUCTURES}
+    mapping = {
+        "format": mask_file.kind,
+        "convention": convention_text(convention),
+        "structures": {s: _how_found(mask_file, assigned[s]) for s in STRUCTURES},
+        "voxels": counts,
+        "found": [mask_file.found()],
+        "notes": list(mask_file.notes),
+        "warnings": _overlap_warning_lines(counts["tumor"], 0, convention),
+    }
+    return CaseMask(labels, mapping)
 
 
 def convention_text(convention: MaskConvention) -> str:
@@ -478,8 +532,14 @@ def read_case_mask(source: MaskSource, image: sitk.Image, reference: CTReference
     found: dict[str, str] = {}
     described, notes, kinds = [], [], []
     from_mask = tuple(s for s in STRUCTURES if s not in source.structures)
-    if source.mask is not None:
+    if source.mask is not None and not source.structures:
         mask_file = read_mask_file(source.mask, image, reference, convention)
+        if mask_file.kind == "label map":
+            return _label_map_case_mask(mask_file, convention, image.GetSize()[::-1])
+    else:
+        mask_file = None
+    if source.mask is not None:
+        mask_file = mask_file or read_mask_file(source.mask, image, reference, convention)
         structures, how = _structures_of(mask_file, convention, from_mask, image.GetSize()[::-1])
         voxels |= {s: structures[s] for s in from_mask}
         found |= {s: how[s] for s in from_mask}
@@ -528,10 +588,15 @@ def read_case_mask(source: MaskSource, image: sitk.Image, reference: CTReference
 
 def _overlap_warnings(voxels: dict[str, np.ndarray], convention: MaskConvention) -> list[str]:
     """Warnings when the liver does or does not cover the tumor against ``liver_includes_tumor``."""
-    tumor_voxels = int(np.count_nonzero(voxels["tumor"]))
+    return _overlap_warning_lines(int(np.count_nonzero(voxels["tumor"])),
+                                  int(np.count_nonzero(voxels["tumor"] & voxels["liver"])), convention)
+
+
+def _overlap_warning_lines(tumor_voxels: int, inside_voxels: int, convention: MaskConvention) -> list[str]:
+    """:func:`_overlap_warnings` from the tumor's voxel count and how many of them the liver mask covers."""
     if convention.liver_includes_tumor is None or not tumor_voxels:
         return []
-    inside = int(np.count_nonzero(voxels["tumor"] & voxels["liver"])) / tumor_voxels
+    inside = inside_voxels / tumor_voxels
     if convention.liver_includes_tumor and inside < 0.5:
         return [f"liver_includes_tumor is true, but only {inside:.0%} of the tumor lies inside the liver mask: "
                 "a liver with the tumor cut out? Set masks: {liver_includes_tumor: false} if so"]

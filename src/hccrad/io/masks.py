@@ -62,14 +62,20 @@ def intrahepatic_portal_vein(labels: np.ndarray) -> np.ndarray:
     Intrahepatic branches are islands inside the liver's cross-section; the extrahepatic trunk at the hilum
     lies on the liver's border and is not enclosed.
     """
+    enclosed = np.zeros(labels.shape, dtype=bool)
+    box = bounding_box((labels == LABEL_LIVER) | (labels == LABEL_TUMOR))
+    if box is not None:
+        enclosed[box] = _enclosed_portal_vein(labels[box])
+    return enclosed
+
+
+def _enclosed_portal_vein(labels: np.ndarray) -> np.ndarray:
+    """:func:`intrahepatic_portal_vein` of labels already cut to the liver's (and tumor's) bounding box: hole
+    filling on that box gives the same result as on the whole slice, which is outside-connected."""
     liver_or_tumor = (labels == LABEL_LIVER) | (labels == LABEL_TUMOR)
     enclosed = np.zeros_like(liver_or_tumor)
-    box = bounding_box(liver_or_tumor)
-    if box is None:
-        return enclosed
-    # hole filling on the liver's box gives the same result as on the whole slice, which is outside-connected
-    for index in range(box[0].start, box[0].stop):
-        enclosed[index][box[1:]] = ndimage.binary_fill_holes(liver_or_tumor[index][box[1:]])
+    for index in range(labels.shape[0]):
+        enclosed[index] = ndimage.binary_fill_holes(liver_or_tumor[index])
     return enclosed & (labels == LABEL_PORTAL_VEIN)
 
 
@@ -78,11 +84,19 @@ def remnant_liver_mask(labels: np.ndarray, exclude_portal_vein: bool = False) ->
 
     Label 1, plus the intrahepatic portal vein (label 3 enclosed by the liver) unless
     ``exclude_portal_vein``. No label-2 voxel is ever included, whichever tumor component it belongs to.
+    Computed on the bounding box of labels 1 and 2, which holds every voxel of the result, so that a large CT
+    costs one full-size array (the result) rather than several.
     """
-    liver = labels == LABEL_LIVER
+    remnant = np.zeros(labels.shape, dtype=bool)
+    box = bounding_box((labels == LABEL_LIVER) | (labels == LABEL_TUMOR))
+    if box is None:
+        return remnant
+    local = labels[box]
+    liver = local == LABEL_LIVER
     if not exclude_portal_vein:
-        liver = liver | intrahepatic_portal_vein(labels)
-    return liver & (labels != LABEL_TUMOR)
+        liver |= _enclosed_portal_vein(local)
+    remnant[box] = liver  # tumor voxels are neither label 1 nor label 3
+    return remnant
 
 
 #: A portal-vein component this compact (volume at most this many times its largest inscribed ball) is not tubular.

@@ -6,11 +6,14 @@ See ``docs/features.md`` ("The feature engine") for what it matches and how to s
 from hccrad.features.engine.extract import (
     ENGINE_VERSION,
     PYRADIOMICS_IMAGE_TYPES,
+    PreparedRegion,
     UnsupportedSetting,
     check_params,
+    prepare_region,
+    prepared_features,
     pyradiomics_image_types,
     region_features,
 )
 
-__all__ = ["ENGINE_VERSION", "PYRADIOMICS_IMAGE_TYPES", "UnsupportedSetting", "check_params",
-           "pyradiomics_image_types", "region_features"]
+__all__ = ["ENGINE_VERSION", "PYRADIOMICS_IMAGE_TYPES", "PreparedRegion", "UnsupportedSetting", "check_params",
+           "prepare_region", "prepared_features", "pyradiomics_image_types", "region_features"]

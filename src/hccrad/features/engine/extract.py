@@ -9,6 +9,7 @@ class on it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -225,6 +226,31 @@ def _shape2d_features(image: sitk.Image, box_mask: np.ndarray, box: tuple[slice,
     return {name: float(value) for name, value in calculator.execute().items()}
 
 
+@dataclass
+class PreparedRegion:
+    """A region ready for its features: the image PyRadiomics' filters run on (resampled or cropped, converted) and
+    the region on its grid (boolean, z y x). It holds no reference to the whole CT, which can be released."""
+
+    image: sitk.Image
+    mask: np.ndarray
+    settings: dict[str, Any]
+
+
+def prepare_region(image: sitk.Image, region: np.ndarray, params: dict[str, Any], pad: int,
+                   cast_to_float32: bool = True) -> PreparedRegion:
+    """The first half of :func:`region_features`: checks, normalisation and resampling or cropping."""
+    check_params(params)
+    settings = {**(params.get("setting") or {}), "padDistance": int(pad)}
+    convert = images.as_float32 if cast_to_float32 else (lambda crop: crop)
+    if settings.get("normalize", False):  # PyRadiomics normalises the whole image it is given, before resampling
+        from radiomics.imageoperations import normalizeImage
+
+        image = normalizeImage(convert(image), **settings)
+        convert = lambda crop: crop  # noqa: E731  (already converted)
+    cropped, mask = images.prepare(image, region, settings, int(pad), convert)
+    return PreparedRegion(cropped, mask, settings)
+
+
 def region_features(image: sitk.Image, region: np.ndarray, params: dict[str, Any], pad: int,
                     cast_to_float32: bool = True) -> dict[str, float]:
     """PyRadiomics' features of one region, with PyRadiomics' names (``original_shape_Elongation``, ...).
@@ -244,18 +270,15 @@ def region_features(image: sitk.Image, region: np.ndarray, params: dict[str, Any
         stored, as PyRadiomics does when given the image as read (an integer image then stays integer through
         resampling). The engine casts only the region's crop, a cheaper way to the same values.
     """
-    check_params(params)
-    settings = {**(params.get("setting") or {}), "padDistance": int(pad)}
+    return prepared_features(prepare_region(image, region, params, pad, cast_to_float32), params)
+
+
+def prepared_features(prepared: PreparedRegion, params: dict[str, Any]) -> dict[str, float]:
+    """The second half of :func:`region_features`: every feature of a :class:`PreparedRegion`."""
+    cropped, mask, settings = prepared.image, prepared.mask, prepared.settings
     image_types = params.get("imageType") or {"Original": {}}
     # without a featureClass section PyRadiomics enables every class, in the alphabetical order of its modules
     classes = params.get("featureClass") or {name: None for name in sorted(SUPPORTED_CLASSES)}
-    convert = images.as_float32 if cast_to_float32 else (lambda crop: crop)
-    if settings.get("normalize", False):  # PyRadiomics normalises the whole image it is given, before resampling
-        from radiomics.imageoperations import normalizeImage
-
-        image = normalizeImage(convert(image), **settings)
-        convert = lambda crop: crop  # noqa: E731  (already converted)
-    cropped, mask = images.prepare(image, region, settings, int(pad), convert)
     box = bounding_box(mask)
     if box is None:
         raise ValueError("the region is empty after resampling")

@@ -287,23 +287,35 @@ def _spline_lines(block, pole, horizon):
 
 
 @numba.njit(cache=True, nogil=True)
-def _spline_coefficients(image, pole, horizon):
-    """Cubic B-spline coefficients (float64) of a (z, y, x) float32 array, axes in ITK's order x, y, z."""
+def _spline_coefficients(image, pole, horizon, x_first, x_last):
+    """Cubic B-spline coefficients (float64) of a (z, y, x) array read as float32, axes in ITK's order x, y, z, for
+    the columns ``x_first..x_last`` (inclusive) only: every line of x is prefiltered whole, then only those columns
+    go on to the y and z passes (each line is filtered on its own, so the columns' values are those of the whole
+    array). Returns (nz, ny, x_last - x_first + 1)."""
     nz, ny, nx = image.shape
-    coefficients = np.empty((nz, ny, nx))
+    width = x_last - x_first + 1
+    coefficients = np.empty((nz, ny, width))
     lines = np.empty((nx, ny))
     for z in range(nz):
         for y in range(ny):
             for x in range(nx):
-                lines[x, y] = np.float64(image[z, y, x])
+                lines[x, y] = np.float64(np.float32(image[z, y, x]))
         _spline_lines(lines, pole, horizon)
         for y in range(ny):
-            for x in range(nx):
-                coefficients[z, y, x] = lines[x, y]
+            for x in range(width):
+                coefficients[z, y, x] = lines[x_first + x, y]
         _spline_lines(coefficients[z], pole, horizon)
     for y in range(ny):
         _spline_lines(coefficients[:, y, :], pole, horizon)
     return coefficients
+
+
+@numba.njit(cache=True, nogil=True)
+def _largest_magnitude(values):
+    largest = 0.0
+    for value in values.ravel():
+        largest = max(largest, abs(value))
+    return largest
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -458,26 +470,46 @@ def cubic_support(positions: list[np.ndarray], shape_zyx: tuple[int, int, int], 
     return np.clip(lower, 0, size - 1), np.clip(upper, 0, size - 1)
 
 
+#: The most memory (bytes) the B-spline coefficients of one resampling hold at once: a larger input is
+#: prefiltered in blocks of columns (x), each block's x lines prefiltered whole again.
+COEFFICIENT_BLOCK_BYTES = 96 * 2**20
+
+
 def resample_cubic(image: np.ndarray, positions: list[np.ndarray], offset: tuple[int, int, int] = (0, 0, 0),
-                   full_shape: tuple[int, int, int] | None = None) -> np.ndarray:
-    """ITK's cubic B-spline resampling of a (z, y, x) float32 array at axis-aligned continuous indices
-    (``positions`` per axis x, y, z, from :func:`axis_aligned_positions`): (nz', ny', nx') float32, 0 outside
-    the input.
+                   full_shape: tuple[int, int, int] | None = None,
+                   block_bytes: int = COEFFICIENT_BLOCK_BYTES) -> np.ndarray:
+    """ITK's cubic B-spline resampling of a (z, y, x) array (read as float32; any layout, not copied) at
+    axis-aligned continuous indices (``positions`` per axis x, y, z, from :func:`axis_aligned_positions`):
+    (nz', ny', nx') float32, 0 outside the input.
 
     ``image`` may be a crop of the whole image (``full_shape``, z y x) starting at voxel ``offset`` (x y z); the
     positions are then still those on the whole image, as ITK computes them (its taps, weights, mirror boundaries
     and inside test are the whole image's). The crop should hold the :func:`cubic_support` of the positions
     with a margin: the prefilter's recursion sees the crop's edges, an influence decaying as 0.268 per voxel.
+
+    Memory: the double coefficients are made for blocks of output columns of at most ``block_bytes``; each block
+    prefilters the input's x lines whole and keeps its own columns, so the values do not depend on the blocks.
     """
     full_shape = tuple(image.shape) if full_shape is None else tuple(full_shape)
-    coefficients = _spline_coefficients(np.ascontiguousarray(image, dtype=np.float32), SPLINE_POLE,
-                                        SPLINE_HORIZON)
     (taps_x, weights_x, inside_x), (taps_y, weights_y, inside_y), (taps_z, weights_z, inside_z) = (
         cubic_taps(positions[axis], full_shape[2 - axis], int(offset[axis])) for axis in range(3))
-    # the two summation orders differ by at most a few double ulps of the largest coefficient per product
-    tolerance = 64 * 8 * np.finfo(np.float64).eps * float(np.max(np.abs(coefficients))) if coefficients.size else 0.0
-    out, _ = _separable_cubic(coefficients, taps_z, weights_z, taps_y, weights_y, taps_x, weights_x, inside_z,
-                              inside_y, inside_x, tolerance)
+    out = np.zeros((taps_z.shape[0], taps_y.shape[0], taps_x.shape[0]), np.float32)
+    columns = np.flatnonzero(inside_x)
+    if columns.size == 0 or not inside_y.any() or not inside_z.any():
+        return out
+    per_column = image.shape[0] * image.shape[1] * 8
+    n_blocks = max(1, int(np.ceil(per_column * image.shape[2] / block_bytes)))
+    for block in np.array_split(columns, min(n_blocks, columns.size)):
+        first, last = int(taps_x[block].min()), int(taps_x[block].max())
+        coefficients = _spline_coefficients(image, SPLINE_POLE, SPLINE_HORIZON, first, last)
+        # the two summation orders differ by at most a few double ulps of the largest coefficient per product
+        tolerance = 64 * 8 * np.finfo(np.float64).eps * _largest_magnitude(coefficients)
+        values, _ = _separable_cubic(coefficients, taps_z, weights_z, taps_y, weights_y,
+                                     np.ascontiguousarray(taps_x[block] - first),
+                                     np.ascontiguousarray(weights_x[block]), inside_z, inside_y,
+                                     np.ones(block.size, dtype=np.bool_), tolerance)
+        out[:, :, block[0]:block[-1] + 1] = values
+        del coefficients
     return out
 
 

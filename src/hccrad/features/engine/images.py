@@ -27,75 +27,83 @@ def region_image(region: np.ndarray, reference: sitk.Image) -> sitk.Image:
     return mask
 
 
-def _roi_bounding_box(mask: sitk.Image, label: int) -> np.ndarray:
-    statistics = sitk.LabelShapeStatisticsImageFilter()
-    statistics.Execute(mask)
-    if label not in statistics.GetLabels():
-        raise ValueError(f"label {label} not present in the mask")
-    return np.array(statistics.GetBoundingBox(label))
+def _box_xyz(region: np.ndarray) -> np.ndarray:
+    """The region's bounding box as SimpleITK's ``LabelShapeStatisticsImageFilter`` gives it: (x, y, z start,
+    x, y, z size)."""
+    occupied = [np.flatnonzero(np.any(region, axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    if any(axis.size == 0 for axis in occupied):
+        raise ValueError("label 1 not present in the mask")
+    start = [int(axis[0]) for axis in occupied][::-1]
+    size = [int(axis[-1] - axis[0] + 1) for axis in occupied][::-1]
+    return np.array(start + size)
 
 
-def pyradiomics_grid(mask: sitk.Image, settings: dict[str, Any], pad: int) -> dict[str, Any] | None:
-    """The output grid of PyRadiomics' ``resampleImage`` for the region (label ``settings['label']``) of
-    ``mask``: ``origin``, ``spacing`` (x y z mm), ``size`` (x y z voxels) and ``direction`` (3 x 3), or ``None``
-    when the target spacing is the mask's own (PyRadiomics then crops instead of resampling).
+def pyradiomics_grid(image: sitk.Image, region: np.ndarray, settings: dict[str, Any], pad: int
+                     ) -> dict[str, Any] | None:
+    """The output grid of PyRadiomics' ``resampleImage`` for ``region`` (boolean, z y x, on ``image``'s grid):
+    ``origin``, ``spacing`` (x y z mm), ``size`` (x y z voxels) and ``direction`` (3 x 3), or ``None`` when the
+    target spacing is the image's own (PyRadiomics then crops instead of resampling).
 
     The grid is aligned with the input: it covers the region's bounding box plus ``pad`` output voxels, from
     ``floor((start - 0.5) * ratio - pad)`` to ``ceil((stop + 0.5) * ratio + pad)`` output voxels (``ratio`` the
     input spacing over the output's), clipped to the image, and its origin is that first voxel's centre, as
     PyRadiomics computes it (the origin therefore moves with the pad, and so do SimpleITK's roundings)."""
-    label = int(settings.get("label", 1))
-    mask_spacing = np.array(mask.GetSpacing())
+    mask_spacing = np.array(image.GetSpacing())
     dims = len(mask_spacing)
     target = np.array(settings["resampledPixelSpacing"], dtype=float)
     target = np.where(target == 0, mask_spacing, target)
-    box = _roi_bounding_box(mask, label)
+    box = _box_xyz(region)
     target = np.where(box[dims:] != 1, target, mask_spacing)
     if np.allclose(mask_spacing, target):
         return None
     ratio = mask_spacing / target
     lower = np.floor((box[:dims] - 0.5) * ratio - pad)
     upper = np.ceil((box[:dims] + box[dims:] - 0.5) * ratio + pad)
-    max_upper = np.ceil(np.array(mask.GetSize()) * ratio) - 1
+    max_upper = np.ceil(np.array(image.GetSize()) * ratio) - 1
     lower = np.where(lower < 0, 0, lower)
     upper = np.where(upper > max_upper, max_upper, upper)
     origin_index = np.array(.5 * (target - mask_spacing) / mask_spacing) + lower / ratio
-    return {"origin": np.array(mask.TransformContinuousIndexToPhysicalPoint(origin_index)), "spacing": target,
+    return {"origin": np.array(image.TransformContinuousIndexToPhysicalPoint(origin_index)), "spacing": target,
             "size": np.array(upper - lower + 1, dtype="int").tolist(),
-            "direction": np.array(mask.GetDirection()).reshape(3, 3)}
+            "direction": np.array(image.GetDirection()).reshape(3, 3)}
 
 
-def resample_to_spacing(image: sitk.Image, mask: sitk.Image, settings: dict[str, Any], pad: int,
-                        convert: Callable[[sitk.Image], sitk.Image]) -> tuple[sitk.Image, sitk.Image]:
-    """Resample image (settings' interpolator) and mask (nearest neighbour) to ``resampledPixelSpacing`` (x, y,
-    z mm; 0 keeps a dimension) on PyRadiomics' grid (:func:`pyradiomics_grid`), as PyRadiomics'
-    ``resampleImage``. ``convert`` makes the image the pixel type PyRadiomics is given (float32 by default).
+def resample_to_spacing(image: sitk.Image, region: np.ndarray, settings: dict[str, Any], pad: int,
+                        convert: Callable[[sitk.Image], sitk.Image]) -> tuple[sitk.Image, np.ndarray]:
+    """Resample image (settings' interpolator) and region (nearest neighbour; boolean z y x on the image's grid) to
+    ``resampledPixelSpacing`` (x, y, z mm; 0 keeps a dimension) on PyRadiomics' grid (:func:`pyradiomics_grid`),
+    as PyRadiomics' ``resampleImage``. ``convert`` makes the image the pixel type PyRadiomics is given (float32
+    by default). Returns the image and the region on the new grid (boolean, z y x).
 
     Every output position is the continuous index ITK computes on the *whole* input image, so every tie
     (a nearest-neighbour position at exactly .5, an upsampled voxel on an input centre) is resolved as
-    SimpleITK resolves it in PyRadiomics' call, at any pad. A float32 image with a B-spline runs in the
-    engine's compiled resampler on the input voxels the grid reads (plus :data:`BSPLINE_MARGIN`), ITK's taps and
-    weights; the mask in its nearest neighbour on the whole mask. Any other pixel type or interpolator is
-    SimpleITK's own call on the whole image, as in PyRadiomics: ties there are truncations to an integer pixel
-    type, or interpolators the engine does not reproduce."""
-    grid = pyradiomics_grid(mask, settings, pad)
+    SimpleITK resolves it in PyRadiomics' call, at any pad. A B-spline of an image whose values float32 holds
+    exactly runs in the engine's compiled resampler on the input voxels the grid reads (plus
+    :data:`BSPLINE_MARGIN`), read in place, with ITK's taps and weights; the region in its nearest neighbour on
+    the whole region. Any other pixel type or interpolator is SimpleITK's own call on the whole image, as in
+    PyRadiomics: ties there are truncations to an integer pixel type, or interpolators the engine does not
+    reproduce."""
+    grid = pyradiomics_grid(image, region, settings, pad)
     if grid is None:
-        box = _roi_bounding_box(mask, int(settings.get("label", 1)))
-        return crop_to_box(image, mask, box[:3], box[:3] + box[3:] - 1, pad)
+        box = _box_xyz(region)
+        return crop_to_box(image, region, box[:3], box[:3] + box[3:] - 1, pad)
     interpolator = settings.get("interpolator", sitk.sitkBSpline)
     if isinstance(interpolator, str):
         interpolator = getattr(sitk, interpolator)
-    if interpolator == sitk.sitkBSpline and _converted_type(image, convert) == sitk.sitkFloat32 \
-            and _same_grid(mask, image):
+    converted = _converted_type(image, convert)
+    if interpolator == sitk.sitkBSpline and converted == sitk.sitkFloat32:
         positions = filters.axis_aligned_positions(_geometry(image), grid)
         if positions is not None:
-            shape = sitk.GetArrayViewFromImage(mask).shape
+            shape = region.shape
             lower, upper = filters.cubic_support(positions, shape, BSPLINE_MARGIN)
-            support = convert(sitk.RegionOfInterest(image, (upper - lower + 1).tolist(), lower.tolist()))
-            resampled = filters.resample_cubic(sitk.GetArrayViewFromImage(support), positions,
-                                               tuple(int(v) for v in lower), shape)
-            return (_on_grid(resampled, grid),
-                    _on_grid(filters.resample_nearest(sitk.GetArrayViewFromImage(mask), positions), grid))
+            if _exact_in_float32(image):  # the stored values are the float32 ones: read them in place
+                support = sitk.GetArrayViewFromImage(image)[lower[2]:upper[2] + 1, lower[1]:upper[1] + 1,
+                                                            lower[0]:upper[0] + 1]
+            else:
+                support = sitk.GetArrayFromImage(
+                    convert(sitk.RegionOfInterest(image, (upper - lower + 1).tolist(), lower.tolist())))
+            resampled = filters.resample_cubic(support, positions, tuple(int(v) for v in lower), shape)
+            return _on_grid(resampled, grid), filters.resample_nearest(region, positions)
     image = convert(image)
     resampler = sitk.ResampleImageFilter()
     resampler.SetOutputSpacing(grid["spacing"])
@@ -105,9 +113,10 @@ def resample_to_spacing(image: sitk.Image, mask: sitk.Image, settings: dict[str,
     resampler.SetOutputPixelType(image.GetPixelID())
     resampler.SetInterpolator(interpolator)
     resampled_image = resampler.Execute(image)
-    resampler.SetOutputPixelType(mask.GetPixelID())
+    resampler.SetOutputPixelType(sitk.sitkUInt8)
     resampler.SetInterpolator(sitk.sitkNearestNeighbor)
-    return resampled_image, resampler.Execute(mask)
+    resampled_mask = resampler.Execute(region_image(region, image))
+    return resampled_image, sitk.GetArrayViewFromImage(resampled_mask) == 1
 
 
 def _converted_type(image: sitk.Image, convert: Callable[[sitk.Image], sitk.Image]) -> int:
@@ -118,11 +127,6 @@ def _converted_type(image: sitk.Image, convert: Callable[[sitk.Image], sitk.Imag
 def _geometry(image: sitk.Image) -> dict[str, np.ndarray]:
     return {"origin": np.array(image.GetOrigin()), "spacing": np.array(image.GetSpacing()),
             "direction": np.array(image.GetDirection()).reshape(3, 3)}
-
-
-def _same_grid(first: sitk.Image, second: sitk.Image) -> bool:
-    return first.GetSize() == second.GetSize() and all(
-        np.array_equal(a, b) for a, b in zip(_geometry(first).values(), _geometry(second).values(), strict=True))
 
 
 def _on_grid(array: np.ndarray, grid: dict[str, np.ndarray]) -> sitk.Image:
@@ -157,16 +161,15 @@ def as_float32(image: sitk.Image) -> sitk.Image:
     return sitk.Cast(image, sitk.sitkFloat32)
 
 
-def crop_to_box(image: sitk.Image, mask: sitk.Image, start_xyz: np.ndarray, stop_xyz: np.ndarray, pad: int
-                ) -> tuple[sitk.Image, sitk.Image]:
-    """Crop image and mask to the inclusive index box ``start..stop`` (x, y, z) grown by ``pad`` voxels."""
-    size = np.array(mask.GetSize())
+def crop_to_box(image: sitk.Image, region: np.ndarray, start_xyz: np.ndarray, stop_xyz: np.ndarray, pad: int
+                ) -> tuple[sitk.Image, np.ndarray]:
+    """Crop image and region (boolean, z y x) to the inclusive index box ``start..stop`` (x, y, z) grown by
+    ``pad`` voxels."""
+    size = np.array(image.GetSize())
     lower = np.maximum(np.asarray(start_xyz) - pad, 0)
-    upper = np.maximum(size - np.asarray(stop_xyz) - pad - 1, 0)
-    cropper = sitk.CropImageFilter()
-    cropper.SetLowerBoundaryCropSize(lower.tolist())
-    cropper.SetUpperBoundaryCropSize(upper.tolist())
-    return cropper.Execute(image), cropper.Execute(mask)
+    upper = np.minimum(np.asarray(stop_xyz) + pad, size - 1)
+    cropped = sitk.RegionOfInterest(image, (upper - lower + 1).tolist(), lower.tolist())
+    return cropped, region[lower[2]:upper[2] + 1, lower[1]:upper[1] + 1, lower[0]:upper[0] + 1]
 
 
 def prepare(image: sitk.Image, region: np.ndarray, settings: dict[str, Any], pad: int,
@@ -174,15 +177,14 @@ def prepare(image: sitk.Image, region: np.ndarray, settings: dict[str, Any], pad
     """The image PyRadiomics' filters run on (resampled and cropped to the region's box plus ``pad``, cropped, or
     whole, as PyRadiomics' ``loadImage``), converted by ``convert`` (float32 by default), and the region on its grid
     (boolean, z y x)."""
-    mask = region_image(region, image)
     # PyRadiomics' default interpolator is sitkBSpline: an absent key resamples, an explicit null does not.
     interpolator = settings.get("interpolator", "sitkBSpline")
     if interpolator is not None and settings.get("resampledPixelSpacing") is not None:
-        image, mask = resample_to_spacing(image, mask, settings, pad, convert)
+        image, region = resample_to_spacing(image, region, settings, pad, convert)
     elif settings.get("preCrop", False):
-        box = _roi_bounding_box(mask, 1)
-        image, mask = crop_to_box(image, mask, box[:3], box[:3] + box[3:] - 1, pad)
-    return convert(image), sitk.GetArrayFromImage(mask) == int(settings.get("label", 1))
+        box = _box_xyz(region)
+        image, region = crop_to_box(image, region, box[:3], box[:3] + box[3:] - 1, pad)
+    return convert(image), np.ascontiguousarray(region, dtype=bool)
 
 
 def log_images(image: sitk.Image, sigmas: list[float], box: tuple[slice, slice, slice] | None = None

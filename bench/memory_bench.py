@@ -1,0 +1,181 @@
+"""Peak memory of the command a user runs, `hccrad features`, beside PyRadiomics, parameter file by parameter file.
+
+For each parameter file, `hccrad features study.yaml` runs in a fresh process tree twice on the same case: with
+``engine: auto`` (the default: hccrad's engine) and with ``engine: pyradiomics``. Printed for each: the largest
+peak resident memory of any process of the tree (MB; the command runs one case in its own process), the CPU
+seconds of the tree, and whether hccrad's peak is at or below PyRadiomics'.
+
+The parameter files: PyRadiomics' own example files (``Params.yaml``, ``exampleCT.yaml``, ``exampleMR_3mm.yaml``,
+``exampleMR_5mm.yaml``, ``exampleMR_NoResampling.yaml``, as in PyRadiomics' ``examples/exampleSettings``), the
+paper's and the demo's, and the variants the features issue tried (binCount, force2D, resegmentation, Square /
+Logarithm / Exponential, haar level 2, distances, weighting).
+
+Cases (``--case``):
+
+* ``dicom`` (default): the real DICOM series of ``../shared/reference/ct/totalseg_dicom`` (512 x 512 x 20 at 0.98 x
+  0.98 x 2 mm, int16) with its liver and portal vein and a 12 mm lesion drawn in;
+* ``lits``: a LiTS-sized synthetic CT (512 x 512 x 400 at 0.74 x 0.74 x 0.8 mm; liver 175 x 204 x 259 voxels) with
+  the paper's parameter file only (PyRadiomics takes minutes and several GB there; ``--no-reference`` skips it).
+
+    python bench/memory_bench.py
+    python bench/memory_bench.py --files paper exampleCT
+    python bench/memory_bench.py --case lits --files paper
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from study_bench import measure  # noqa: E402
+
+ALL_CLASSES = {"shape": None, "firstorder": None, "glcm": None, "glrlm": None, "glszm": None, "gldm": None,
+               "ngtdm": None}
+LOG_SIGMAS = [1.0, 2.0, 3.0, 4.0, 5.0]
+#: PyRadiomics' example parameter files (examples/exampleSettings), with their settings.
+PYRADIOMICS_FILES = {
+    "Params": {"setting": {"binWidth": 25, "label": 1, "interpolator": "sitkBSpline", "resampledPixelSpacing": None,
+                           "weightingNorm": None},
+               "imageType": {"Original": {}}, "featureClass": ALL_CLASSES},
+    "exampleCT": {"setting": {"binWidth": 25, "label": 1, "interpolator": "sitkBSpline",
+                              "resampledPixelSpacing": [1, 1, 1], "voxelArrayShift": 1000},
+                  "imageType": {"Original": {}, "LoG": {"sigma": LOG_SIGMAS}, "Wavelet": {}},
+                  "featureClass": {"shape": None, "firstorder": None, "glcm": None, "glrlm": None, "glszm": None,
+                                   "gldm": None}},
+    "exampleMR_3mm": {"setting": {"normalize": True, "normalizeScale": 100, "binWidth": 5, "label": 1,
+                                  "interpolator": "sitkBSpline", "resampledPixelSpacing": [3, 3, 3],
+                                  "voxelArrayShift": 300},
+                      "imageType": {"Original": {}, "LoG": {"sigma": LOG_SIGMAS}, "Wavelet": {}},
+                      "featureClass": ALL_CLASSES},
+    "exampleMR_5mm": {"setting": {"normalize": True, "normalizeScale": 100, "binWidth": 5, "label": 1,
+                                  "interpolator": "sitkBSpline", "resampledPixelSpacing": [5, 5, 5],
+                                  "voxelArrayShift": 300},
+                      "imageType": {"Original": {}, "LoG": {"sigma": LOG_SIGMAS}, "Wavelet": {}},
+                      "featureClass": ALL_CLASSES},
+    "exampleMR_NoResampling": {"setting": {"normalize": True, "normalizeScale": 100, "binWidth": 5, "label": 1,
+                                           "voxelArrayShift": 300},
+                               "imageType": {"Original": {}, "LoG": {"sigma": LOG_SIGMAS}, "Wavelet": {}},
+                               "featureClass": ALL_CLASSES},
+}
+#: The variants the features issue tried beside PyRadiomics' files.
+VARIANTS = {
+    "binCount32-resampled2mm-LoG3": {"setting": {"binCount": 32, "label": 1, "resampledPixelSpacing": [2, 2, 2],
+                                                 "interpolator": "sitkBSpline"},
+                                     "imageType": {"Original": {}, "LoG": {"sigma": [3.0]}, "Wavelet": {}},
+                                     "featureClass": ALL_CLASSES},
+    "force2D": {"setting": {"binWidth": 25, "label": 1, "force2D": True, "force2Ddimension": 0},
+                "imageType": {"Original": {}, "Wavelet": {}}, "featureClass": ALL_CLASSES},
+    "resegment": {"setting": {"binWidth": 25, "label": 1, "resegmentRange": [-50, 300], "resegmentMode": "absolute"},
+                  "imageType": {"Original": {}, "LoG": {"sigma": [1.0]}}, "featureClass": ALL_CLASSES},
+    "square-log-exp": {"setting": {"binWidth": 25, "label": 1, "preCrop": True},
+                       "imageType": {"Original": {}, "Square": {}, "SquareRoot": {}, "Logarithm": {},
+                                     "Exponential": {}}, "featureClass": ALL_CLASSES},
+    "haar-level2": {"setting": {"binWidth": 25, "label": 1, "resampledPixelSpacing": [1, 1, 1],
+                                "interpolator": "sitkBSpline"},
+                    "imageType": {"Original": {}, "Wavelet": {"wavelet": "haar", "level": 2}},
+                    "featureClass": ALL_CLASSES},
+    "distances-weighting": {"setting": {"binWidth": 25, "label": 1, "distances": [1, 2],
+                                        "weightingNorm": "euclidean"},
+                            "imageType": {"Original": {}, "Gradient": {}}, "featureClass": ALL_CLASSES},
+}
+
+
+def dicom_case(folder: Path) -> tuple[str, str]:
+    """The real DICOM series with its TotalSegmentator liver (1) and portal vein (3) and a 12 mm lesion (2)."""
+    from tests.conftest import shared_path
+    from tests.test_features_cohort import draw_lesion, totalseg_labels, write_like
+
+    from hccrad.io.images import read_image, read_mask
+
+    dicom = shared_path("reference", "ct", "totalseg_dicom")
+    series = read_image(dicom / "series")
+    labels = draw_lesion(totalseg_labels(read_mask(dicom / "example_seg_dicom.nii.gz", series, allowed_labels=None)),
+                         series.GetSpacing()[::-1], 12.0)
+    write_like(labels.astype(np.uint8), series, folder / "mask.nii.gz")
+    return str(dicom / "series"), str(folder / "mask.nii.gz")
+
+
+def lits_case(folder: Path) -> tuple[str, str]:
+    """A LiTS-sized synthetic CT: 512 x 512 x 400 at 0.74 x 0.74 x 0.8 mm, int16, with its labels."""
+    import SimpleITK as sitk
+
+    from features_bench import paper_sized_seeds
+    from hccrad.synth.anatomy import Grid, acquire, render_case
+    from hccrad.synth.patients import draw_patient
+    from hccrad.synth.writers import to_sitk
+
+    seed = paper_sized_seeds(1)[0]
+    grid = Grid(shape=(400, 512, 512), spacing=(0.8, 380 / 512, 380 / 512), origin=(-175.0, -190.0, -170.0))
+    rendered = render_case(draw_patient("BENCH", "D", seed, 0.0).anatomy, grid)
+    sitk.WriteImage(to_sitk(acquire(rendered, 1.0, 14.0, 0.8, seed), grid), str(folder / "ct.nii.gz"))
+    sitk.WriteImage(to_sitk(rendered.labels, grid), str(folder / "mask.nii.gz"))
+    return str(folder / "ct.nii.gz"), str(folder / "mask.nii.gz")
+
+
+def write_study(folder: Path, ct: str, mask: str, name: str, params: dict | str, engine: str) -> Path:
+    (folder / "clinical.csv").write_text(
+        "patient_id,center,ct,mask,afp,child_pugh,bclc,treatment,pfs_months,pfs_event\n"
+        f"BENCH,A,{ct},{mask},120,A,B,TACE,7.5,1\n")
+    if isinstance(params, dict):
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(params))
+        params = f"{name}.yaml"
+    manifest = folder / f"study-{name}-{engine}.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "name": "memory bench", "clinical_table": "clinical.csv", "split": {"validation_fraction": 0.5},
+        "horizons_months": [6, 12], "treatment_categories": ["TACE", "TACE+systemic"],
+        "output_dir": f"output-{name}-{engine}", "features": {"params": params, "engine": engine}}))
+    return manifest
+
+
+def main() -> None:
+    files = {"paper": "paper", "demo": "demo", **PYRADIOMICS_FILES, **VARIANTS}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=("dicom", "lits"), default="dicom")
+    parser.add_argument("--files", nargs="*", default=None, help=f"parameter files (default all: {', '.join(files)})")
+    parser.add_argument("--no-reference", action="store_true", help="hccrad's engine only")
+    args = parser.parse_args()
+    chosen = args.files or (list(files) if args.case == "dicom" else ["paper"])
+    hccrad = shutil.which("hccrad") or str(Path(sys.executable).with_name("hccrad"))
+    engines = ["auto"] + ([] if args.no_reference else ["pyradiomics"])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        ct, mask = dicom_case(folder) if args.case == "dicom" else lits_case(folder)
+        print(f"case {args.case}: {ct}", flush=True)
+        for name in chosen:
+            row = {"file": name}
+            for engine in engines:
+                manifest = write_study(folder, ct, mask, name, files[name], engine)
+                result = measure([hccrad, "features", str(manifest)], folder)
+                if result["status"] != 0:
+                    raise RuntimeError(f"{name} with {engine}: {result['stderr']}")
+                row[engine] = {"peak_mb": round(result["peak_mb"]), "cpu_s": round(result["cpu_s"], 1)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print(f"\n{'parameter file':<32} {'hccrad peak MB':>15} {'PyRadiomics peak MB':>20} {'ratio':>6} "
+          f"{'hccrad CPU s':>13} {'PyRadiomics CPU s':>18}")
+    for row in rows:
+        ours, reference = row["auto"], row.get("pyradiomics")
+        if reference:
+            print(f"{row['file']:<32} {ours['peak_mb']:>15} {reference['peak_mb']:>20} "
+                  f"{ours['peak_mb'] / reference['peak_mb']:>6.2f} {ours['cpu_s']:>13.1f} {reference['cpu_s']:>18.1f}")
+        else:
+            print(f"{row['file']:<32} {ours['peak_mb']:>15} {'':>20} {'':>6} {ours['cpu_s']:>13.1f}")
+    if all("pyradiomics" in row for row in rows):
+        above = [row["file"] for row in rows if row["auto"]["peak_mb"] > row["pyradiomics"]["peak_mb"]]
+        print("hccrad's peak at or below PyRadiomics' on every file" if not above
+              else f"hccrad's peak above PyRadiomics' on: {', '.join(above)}")
+
+
+if __name__ == "__main__":
+    main()
