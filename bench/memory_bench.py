@@ -108,8 +108,8 @@ def dicom_case(folder: Path) -> tuple[str, str]:
 def lits_case(folder: Path) -> tuple[str, str]:
     """A LiTS-sized synthetic CT: 512 x 512 x 400 at 0.74 x 0.74 x 0.8 mm, int16, with its labels."""
     import SimpleITK as sitk
-
     from features_bench import paper_sized_seeds
+
     from hccrad.synth.anatomy import Grid, acquire, render_case
     from hccrad.synth.patients import draw_patient
     from hccrad.synth.writers import to_sitk
