@@ -206,3 +206,18 @@ def test_gradient_magnitude_is_simpleitks_bit_for_bit(shape, use_spacing):
     np.testing.assert_array_equal(filters.gradient_magnitude(array, spacing_zyx, use_spacing), expected)
     box = tuple(slice(n // 3, n - n // 4) for n in shape)
     np.testing.assert_array_equal(filters.gradient_magnitude(array, spacing_zyx, use_spacing, box), expected[box])
+
+
+@pytest.mark.parametrize("bin_setting", [{"binWidth": 25}, {"binWidth": 1}, {"binCount": 16}])
+def test_percentiles_found_within_gray_levels_are_numpys(bin_setting):
+    """The first-order percentiles come from the gray level that holds each order statistic (only that level's
+    values are partitioned): exactly ``numpy.percentile`` of the values, ties and flat stretches included."""
+    from hccrad.features.engine import texture
+
+    rng = np.random.default_rng(7)
+    for values in (rng.normal(size=50_000) * 300 + 40, np.round(rng.normal(size=50_000) * 30) * 7,
+                   np.full(10_000, 5.0), rng.normal(size=9)):
+        values = values.astype(np.float32)
+        levels = texture.discretise(values, bin_setting)
+        q = [10, 25, 50, 75, 90]
+        assert texture.percentiles(values, q, levels) == list(np.percentile(values.astype(np.float64), q))

@@ -105,6 +105,30 @@ def test_sphere_shape_against_analytic_volume_and_diameter():
     assert diameters["Maximum2DDiameterSlice"] <= diameters["Maximum3DDiameter"]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_maximum_diameters_equal_the_brute_force_over_all_vertex_pairs(seed):
+    """The diameters come from the row ends' convex hulls per plane (monotone chain on the integer vertex grid);
+    they equal the maxima over every pair of mesh vertices, with PyRadiomics' arithmetic, bit for bit."""
+    from hccrad.features.engine.shape import mesh_vertices
+
+    rng = np.random.default_rng(seed)
+    spacing = (1.5, 0.7, 0.65)
+    region = ndimage.gaussian_filter(rng.normal(size=(10, 26, 28)), 1.5 + seed % 3) > 0.05 * seed
+    if seed == 5:  # one slice, then one row: degenerate planes
+        region = np.zeros((1, 1, 9), bool)
+        region[0, 0, 2:7] = True
+    padded = np.pad(region, 1)
+    points = mesh_vertices(padded).astype(np.float64) * (np.array(spacing) / 2)
+    squared = np.zeros((len(points), len(points)))
+    for axis in range(3):  # PyRadiomics' order of the sum: z, y, x
+        squared = squared + (points[:, None, axis] - points[None, :, axis]) ** 2
+    diameters = maximum_diameters(padded, spacing)
+    assert diameters["Maximum3DDiameter"] == np.sqrt(squared.max())
+    for axis, name in enumerate(("Maximum2DDiameterSlice", "Maximum2DDiameterColumn", "Maximum2DDiameterRow")):
+        same_plane = points[:, None, axis] == points[None, :, axis]
+        assert diameters[name] == np.sqrt(np.where(same_plane, squared, 0.0).max())
+
+
 def test_flat_region_has_pyradiomics_conventions():
     """A region of one gray level: the class conventions for flat regions (0, 1, 1e6) must match."""
     volume = np.full((12, 20, 20), 50.0, dtype=np.float32)

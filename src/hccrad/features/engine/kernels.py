@@ -93,6 +93,20 @@ def neighbour_counts(binned, voxels, steps, n_gray, max_length, alpha):
 
 
 @numba.njit(cache=True, nogil=True)
+def gather_levels(values, levels, wanted, offsets):
+    """The values whose gray level is ``wanted``, grouped by level: level L's values (in input order) at
+    ``offsets[L]:offsets[L + 1]`` of the result."""
+    out = np.empty(offsets[-1], values.dtype)
+    filled = offsets[:-1].copy()
+    for i in range(values.shape[0]):
+        level = levels[i]
+        if wanted[level]:
+            out[filled[level]] = values[i]
+            filled[level] += 1
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
 def zone_sizes(binned, voxels, steps):
     """The connected zones (neighbours ``steps``) of equal gray level: (level, size) per zone, shape (n, 2).
 
@@ -225,6 +239,96 @@ def max_squared_distance(points, half_spacing):
             if distance > best:
                 best = distance
     return best
+
+
+@numba.njit(cache=True, nogil=True)
+def plane_row_extremes(points, plane_axis):
+    """The points a plane's convex hull can need: in each plane perpendicular to ``plane_axis`` and each row of it
+    (the first in-plane coordinate), the points with the smallest and the largest second in-plane coordinate.
+    ``points`` (n, 3) are non-negative int64 coordinates; the result (m, 3) is sorted by plane, row and second
+    coordinate, as :func:`plane_hulls` needs, without a sort."""
+    u_axis = 1 if plane_axis == 0 else 0
+    v_axis = 1 if plane_axis == 2 else 2
+    n_plane = points[:, plane_axis].max() + 1 if points.shape[0] else 0
+    n_u = points[:, u_axis].max() + 1 if points.shape[0] else 0
+    big = np.iinfo(np.int64).max
+    low = np.full((n_plane, n_u), big, np.int64)
+    high = np.full((n_plane, n_u), -1, np.int64)
+    for k in range(points.shape[0]):
+        p, u, v = points[k, plane_axis], points[k, u_axis], points[k, v_axis]
+        if v < low[p, u]:
+            low[p, u] = v
+        if v > high[p, u]:
+            high[p, u] = v
+    count = 0
+    for p in range(n_plane):
+        for u in range(n_u):
+            if high[p, u] >= 0:
+                count += 1 if high[p, u] == low[p, u] else 2
+    out = np.empty((count, 3), np.int64)
+    k = 0
+    for p in range(n_plane):
+        for u in range(n_u):
+            if high[p, u] >= 0:
+                for v in (low[p, u], high[p, u]):
+                    out[k, plane_axis] = p
+                    out[k, u_axis] = u
+                    out[k, v_axis] = v
+                    k += 1
+                    if high[p, u] == low[p, u]:
+                        break
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def plane_hulls(points, plane_axis):
+    """Convex hull vertices of the points of each plane (same ``points[:, plane_axis]``), in the plane's other two
+    coordinates: Andrew's monotone chain on integer coordinates, exact. ``points`` (n, 3) int64 must be sorted by
+    plane, then by the first and second in-plane coordinates. Returns the row indices of every plane's hull
+    vertices (collinear and repeated points left out; every point of a plane of fewer than 3), and the start of
+    each plane's run in that list, plus the end (``len(starts) - 1`` planes)."""
+    n = points.shape[0]
+    u_axis = 1 if plane_axis == 0 else 0
+    v_axis = 1 if plane_axis == 2 else 2
+    keep = np.empty(n, np.int64)
+    stack = np.empty(2 * n + 1, np.int64)
+    starts = np.empty(n + 1, np.int64)
+    n_keep = 0
+    n_planes = 0
+    first = 0
+    while first < n:
+        last = first
+        while last + 1 < n and points[last + 1, plane_axis] == points[first, plane_axis]:
+            last += 1
+        starts[n_planes] = n_keep
+        n_planes += 1
+        if last - first < 2:
+            for k in range(first, last + 1):
+                keep[n_keep] = k
+                n_keep += 1
+        else:
+            top = 0
+            for sweep in range(2):  # lower hull left to right, then upper hull right to left
+                base = top
+                for step in range(last - first + 1):
+                    k = first + step if sweep == 0 else last - step
+                    while top - base >= 2:
+                        o, a = stack[top - 2], stack[top - 1]
+                        cross = ((points[a, u_axis] - points[o, u_axis]) * (points[k, v_axis] - points[o, v_axis])
+                                 - (points[a, v_axis] - points[o, v_axis]) * (points[k, u_axis] - points[o, u_axis]))
+                        if cross <= 0:
+                            top -= 1
+                        else:
+                            break
+                    stack[top] = k
+                    top += 1
+                top -= 1  # each chain's last point is the other chain's first
+            for k in range(top):
+                keep[n_keep] = stack[k]
+                n_keep += 1
+        first = last + 1
+    starts[n_planes] = n_keep
+    return keep[:n_keep].copy(), starts[:n_planes + 1].copy()
 
 
 @numba.njit(cache=True, nogil=True)

@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
-from hccrad.features.engine.kernels import max_squared_distance
+from hccrad.features.engine.kernels import max_squared_distance, plane_hulls, plane_row_extremes
 
 #: The 8 corners of a marching cube, (dz, dy, dx); bit k of a configuration is corner k.
 CUBE_CORNERS = ((0, 0, 0), (0, 0, 1), (0, 1, 1), (0, 1, 0), (1, 0, 0), (1, 0, 1), (1, 1, 1), (1, 1, 0))
@@ -114,19 +114,24 @@ def mesh_vertices(padded: np.ndarray) -> np.ndarray:
     return np.concatenate(vertices)
 
 
-def _plane_maximum(points: np.ndarray, axis: int, spacing: np.ndarray) -> float:
-    """Largest squared distance (mm^2) between two vertices lying in the same plane perpendicular to ``axis``."""
+def _plane_hull_vertices(points: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each plane's candidates (the ends of its rows, sorted by plane, then by the in-plane coordinates), the
+    indices (into them) of each plane's convex hull vertices, and where each plane's run of indices starts
+    (:func:`~hccrad.features.engine.kernels.plane_hulls`). A point between the two ends of its row is never a hull
+    vertex, so only row ends are kept, which also orders them without a sort."""
+    ordered = plane_row_extremes(np.ascontiguousarray(points, dtype=np.int64), axis)
+    keep, starts = plane_hulls(ordered, axis)
+    return ordered, keep, starts
+
+
+def _plane_maximum(hulls: tuple[np.ndarray, np.ndarray, np.ndarray], spacing: np.ndarray) -> float:
+    """Largest squared distance (mm^2) between two vertices lying in the same plane, from the planes' hull vertices
+    (:func:`_plane_hull_vertices`)."""
+    ordered, keep, starts = hulls
     best = 0.0
-    order = np.argsort(points[:, axis], kind="stable")
-    points = points[order]
-    starts = np.unique(points[:, axis], return_index=True)[1].tolist() + [len(points)]
-    in_plane = [k for k in range(3) if k != axis]
     for start, stop in zip(starts[:-1], starts[1:], strict=True):
-        if stop - start < 2:
-            continue
-        plane = points[start:stop]
-        keep = np.ascontiguousarray(plane[_hull_index(plane[:, in_plane])])
-        best = max(best, max_squared_distance(keep, spacing))
+        if stop - start >= 2:
+            best = max(best, max_squared_distance(np.ascontiguousarray(ordered[keep[start:stop]]), spacing))
     return best
 
 
@@ -151,15 +156,11 @@ def maximum_diameters(padded: np.ndarray, spacing_zyx: tuple[float, float, float
     """
     spacing = np.asarray(spacing_zyx, dtype=np.float64) / 2.0  # per half-voxel unit
     vertices = mesh_vertices(padded)
-    maxima = [_plane_maximum(vertices, axis, spacing) for axis in range(3)]
-    per_slice = []
-    order = np.argsort(vertices[:, 0], kind="stable")
-    by_slice = vertices[order]
-    starts = np.unique(by_slice[:, 0], return_index=True)[1].tolist() + [len(by_slice)]
-    for start, stop in zip(starts[:-1], starts[1:], strict=True):
-        plane = by_slice[start:stop]
-        per_slice.append(plane[_hull_index(plane[:, 1:])])
-    candidates = np.concatenate(per_slice) if per_slice else vertices
+    hulls = [_plane_hull_vertices(vertices, axis) for axis in range(3)]
+    maxima = [_plane_maximum(plane_hulls_of_axis, spacing) for plane_hulls_of_axis in hulls]
+    # the 3D maximum is attained by two vertices of the 3D hull, which are vertices of their slices' hulls
+    ordered, keep, _ = hulls[0]
+    candidates = ordered[keep] if keep.size else vertices
     candidates = np.ascontiguousarray(candidates[_hull_index(candidates)])
     total = max_squared_distance(candidates, spacing)
     return {"Maximum2DDiameterSlice": float(np.sqrt(maxima[0])),

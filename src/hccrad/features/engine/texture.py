@@ -20,6 +20,7 @@ from hccrad.features.engine.kernels import (
     cooccurrence_counts,
     digitize,
     flat_offsets,
+    gather_levels,
     has_two_on_a_line,
     moment_sums,
     neighbour_counts,
@@ -182,21 +183,48 @@ def discretise(values: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
     return digitize(values, edges)
 
 
-def percentiles(values: np.ndarray, q: list[float]) -> list[float]:
-    """``numpy.percentile(values, q)`` (linear interpolation) in float64, from a partition of the float32 values
-    rather than of a float64 copy."""
+def percentiles(values: np.ndarray, q: list[float], levels: np.ndarray | None = None) -> list[float]:
+    """``numpy.percentile(values, q)`` (linear interpolation) in float64, from order statistics of the float32 values
+    rather than a partition of a float64 copy.
+
+    With ``levels`` (the values' gray levels, which increase with the value), each order statistic is found in its
+    gray level: the cumulative counts of the levels say which level holds the k-th smallest value, and only that
+    level's values are partitioned. The values are the same floats, so the result is ``numpy.percentile``'s exactly.
+    """
     n = values.size
     positions = [(n - 1) * quantile / 100.0 for quantile in q]
     below = [int(np.floor(position)) for position in positions]
     kth = sorted({k for b in below for k in (b, min(b + 1, n - 1))})
-    ordered = np.partition(values, kth)
+    statistic = _order_statistics(values, kth, levels)
     result = []
     for position, b in zip(positions, below, strict=True):
-        a, c = float(ordered[b]), float(ordered[min(b + 1, n - 1)])
+        a, c = float(statistic[b]), float(statistic[min(b + 1, n - 1)])
         fraction = position - b
         # numpy's lerp: from the nearer end, so that the end points are exact
         result.append(a + (c - a) * fraction if fraction < 0.5 else c - (c - a) * (1 - fraction))
     return result
+
+
+def _order_statistics(values: np.ndarray, kth: list[int], levels: np.ndarray | None) -> dict[int, float]:
+    """The k-th smallest of ``values`` (0-based) for each k of ``kth``."""
+    if levels is None or values.size < 4096:
+        ordered = np.partition(values, kth)
+        return {k: ordered[k] for k in kth}
+    counts = np.bincount(levels)
+    first = np.concatenate([[0], np.cumsum(counts)])  # values below level L: first[L]
+    holder = {k: int(np.searchsorted(first, k, side="right") - 1) for k in kth}
+    wanted = np.zeros(counts.size, dtype=np.bool_)
+    wanted[list(set(holder.values()))] = True
+    offsets = np.zeros(counts.size + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(np.where(wanted, counts, 0))
+    gathered = gather_levels(values, levels, wanted, offsets)
+    out = {}
+    for level in sorted(set(holder.values())):
+        segment = gathered[offsets[level]:offsets[level + 1]]
+        local = sorted({k - int(first[level]) for k, h in holder.items() if h == level})
+        segment.partition(local)
+        out |= {k: segment[k - int(first[level])] for k, h in holder.items() if h == level}
+    return out
 
 
 def firstorder_features(values: np.ndarray, levels: np.ndarray, voxel_volume_mm3: float,
@@ -209,7 +237,7 @@ def firstorder_features(values: np.ndarray, levels: np.ndarray, voxel_volume_mm3
     counts = np.bincount(levels)
     counts = counts[counts > 0]
     p = counts / float(counts.sum())
-    p10, p25, median, p75, p90 = percentiles(values, [10, 25, 50, 75, 90])
+    p10, p25, median, p75, p90 = percentiles(values, [10, 25, 50, 75, 90], levels)
     mean, m2, m3, m4, absolute, energy, minimum, maximum, robust = moment_sums(
         np.ascontiguousarray(values), float(shift), p10, p90)
     features = {
