@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from importlib import resources
 from pathlib import Path
@@ -17,6 +18,10 @@ PARAMS_DIR = resources.files("hccrad.features") / "params"
 
 class ParameterFileError(InputError, ValueError):
     """A PyRadiomics parameter file that PyRadiomics would refuse, or that hccrad cannot honour as written."""
+
+
+#: Parameter sets (as canonical JSON) that PyRadiomics' schema accepted in this process.
+_SCHEMA_VALID: set[str] = set()
 
 
 def check_radiomics_params(params: Any, source: str) -> dict[str, Any]:
@@ -38,18 +43,21 @@ def check_radiomics_params(params: Any, source: str) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ParameterFileError(f"PyRadiomics parameter file {source}: expected a mapping of imageType, "
                                  f"featureClass and setting, found {type(params).__name__}")
-    schema, functions = getParameterValidationFiles()
-    pykwalify_log = logging.getLogger("pykwalify")
-    level = pykwalify_log.level
-    pykwalify_log.setLevel(logging.CRITICAL)  # its message is raised below, not logged twice
-    try:
-        pykwalify.core.Core(source_data=params, schema_files=[schema], extensions=[functions]).validate()
-    except Exception as exc:  # pykwalify's SchemaError and CoreError
-        message = " ".join(str(exc).split()).removeprefix("<SchemaError: ").removesuffix(": Path: '/'>")
-        raise ParameterFileError(f"PyRadiomics parameter file {source} is not valid for PyRadiomics: "
-                                 f"{message}") from exc
-    finally:
-        pykwalify_log.setLevel(level)
+    canonical = json.dumps(params, sort_keys=True, default=str)
+    if canonical not in _SCHEMA_VALID:  # a parameter set validated once per process (each run reads it thrice)
+        schema, functions = getParameterValidationFiles()
+        pykwalify_log = logging.getLogger("pykwalify")
+        level = pykwalify_log.level
+        pykwalify_log.setLevel(logging.CRITICAL)  # its message is raised below, not logged twice
+        try:
+            pykwalify.core.Core(source_data=params, schema_files=[schema], extensions=[functions]).validate()
+        except Exception as exc:  # pykwalify's SchemaError and CoreError
+            message = " ".join(str(exc).split()).removeprefix("<SchemaError: ").removesuffix(": Path: '/'>")
+            raise ParameterFileError(f"PyRadiomics parameter file {source} is not valid for PyRadiomics: "
+                                     f"{message}") from exc
+        finally:
+            pykwalify_log.setLevel(level)
+        _SCHEMA_VALID.add(canonical)
     if "LBP3D" in (params.get("imageType") or {}):
         problem = lbp3d_unavailable()
         if problem:
