@@ -210,14 +210,38 @@ def test_gradient_magnitude_is_simpleitks_bit_for_bit(shape, use_spacing):
 
 @pytest.mark.parametrize("bin_setting", [{"binWidth": 25}, {"binWidth": 1}, {"binCount": 16}])
 def test_percentiles_found_within_gray_levels_are_numpys(bin_setting):
-    """The first-order percentiles come from the gray level that holds each order statistic (only that level's
-    values are partitioned): exactly ``numpy.percentile`` of the values, ties and flat stretches included."""
+    """The first-order percentiles come from order statistics found by a histogram and a sort of only the bins that
+    hold them: exactly ``numpy.percentile`` of the values (its virtual index and interpolation too), ties, flat
+    stretches and one crowded bin included."""
     from hccrad.features.engine import texture
 
     rng = np.random.default_rng(7)
+    heavy = rng.normal(size=60_000) * 0.01  # a LoG image: nearly every value in one gray level, a few far out
+    heavy[:50] = 500.0
     for values in (rng.normal(size=50_000) * 300 + 40, np.round(rng.normal(size=50_000) * 30) * 7,
-                   np.full(10_000, 5.0), rng.normal(size=9)):
+                   np.full(10_000, 5.0), rng.normal(size=9), heavy):
         values = values.astype(np.float32)
         levels = texture.discretise(values, bin_setting)
         q = [10, 25, 50, 75, 90]
         assert texture.percentiles(values, q, levels) == list(np.percentile(values.astype(np.float64), q))
+
+
+@pytest.mark.parametrize("wavelet", ["coif1", "haar", "db2", "sym3", "bior1.3"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stationary_wavelet_level_is_pywavelets_bit_for_bit(wavelet, dtype):
+    """One SWT level along each axis, in compiled code: PyWavelets' float filter table (read back from PyWavelets),
+    its summation order (the wrap-around terms of the last outputs first, in descending filter order) and its
+    precision, so every value equals ``pywt.swt``'s; only the outputs kept are computed."""
+    import pywt
+
+    rng = np.random.default_rng(len(wavelet))
+    data = (rng.normal(size=(10, 12, 16)) * 300).astype(dtype)
+    for axis in range(3):
+        (approximation, detail), = pywt.swt(data, wavelet, level=1, start_level=0, axis=axis)
+        for keep in (None, slice(3, 9)):
+            ours = filters.swt_level(data, wavelet, axis, keep)
+            cut = tuple(keep if k == axis and keep is not None else slice(None) for k in range(3))
+            assert ours[0].dtype == approximation.dtype
+            np.testing.assert_array_equal(ours[0], approximation[cut])
+            np.testing.assert_array_equal(ours[1], detail[cut])
+    assert filters.swt_level(data[:, :, :1], wavelet, 2) is None  # shorter than the filter: left to PyWavelets

@@ -50,11 +50,11 @@ def attenuation_statistics(
     ``min + q (max - min)`` (``range``).
     """
     values = np.asarray(values, dtype=np.float64)
-    p25, median, p75 = np.percentile(values, [25, 50, 75])
+    p1, p25, median, p75, p99 = np.percentile(values, [1, 25, 50, 75, 99])  # one partition for all five
     if rate_definition == "range":
         low, high = float(values.min()), float(values.max())
     else:
-        low, high = (float(v) for v in np.percentile(values, [1, 99]))
+        low, high = float(p1), float(p99)
     stats = {
         f"{prefix}_HU_mean": float(values.mean()),
         f"{prefix}_HU_median": float(median),

@@ -167,11 +167,17 @@ def _filtered_images(image: sitk.Image, image_types: dict[str, Any], settings: d
 
 
 def _class_features(values: np.ndarray, box_mask: np.ndarray, classes: dict[str, Any], options: dict[str, Any],
-                    voxel_volume: float, spacing: tuple[float, float, float]) -> dict[str, dict[str, float]]:
-    """Every texture class's features of one filtered image's region ``values`` (in ``box_mask`` order)."""
+                    voxel_volume: float, spacing: tuple[float, float, float],
+                    voxels: dict[int, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
+    """Every texture class's features of one filtered image's region ``values`` (in ``box_mask`` order).
+    ``voxels`` carries the region's flat voxel indices per padding from one image of the region to the next."""
     levels = texture.discretise(values, options)
     gray_levels = np.flatnonzero(np.bincount(levels)).astype(np.int64)
-    grid = texture.RegionGrid(levels, box_mask, texture.TextureSettings.from_options(options, spacing))
+    settings = texture.TextureSettings.from_options(options, spacing)
+    pad = max(settings.distances)
+    voxels = {} if voxels is None else voxels
+    grid = texture.RegionGrid(levels, box_mask, settings, voxels.get(pad))
+    voxels[pad] = grid.voxels
     out: dict[str, dict[str, float]] = {}
     neighbourhood = None
     for feature_class in classes:
@@ -305,10 +311,12 @@ def prepared_features(prepared: PreparedRegion, params: dict[str, Any]) -> dict[
     texture_classes = {name: wanted for name, wanted in classes.items() if not name.startswith("shape")}
     voxel_volume = float(np.multiply.reduce(cropped.GetSpacing()))
     per_image: dict[str, dict[str, float]] = {}
+    region_voxels: dict[int, np.ndarray] = {}
     for image_name, array, options in _filtered_images(cropped, image_types, settings, box):
         values = array[box_mask]
         del array
-        computed = _class_features(values, box_mask, texture_classes, options, voxel_volume, spacing)
+        computed = _class_features(values, box_mask, texture_classes, options, voxel_volume, spacing,
+                                   region_voxels)
         per_image[image_name] = {f"{image_name}_{feature_class}_{name}": value
                                  for feature_class, wanted in texture_classes.items()
                                  for name, value in _selected(computed[feature_class], wanted).items()}

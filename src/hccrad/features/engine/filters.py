@@ -17,6 +17,7 @@ and Westin's edge-extension boundary coefficients), ``LaplacianRecursiveGaussian
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -559,3 +560,136 @@ def gradient_magnitude(image: np.ndarray, spacing_zyx: tuple[float, float, float
     scales = [1.0 / s if use_spacing else 1.0 for s in spacing_zyx]
     return _gradient_magnitude(np.ascontiguousarray(image, dtype=np.float32), *scales,
                                *(bound for pair in bounds for bound in pair))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The stationary wavelet transform, one level along one axis, as PyWavelets computes it
+
+
+@functools.lru_cache(maxsize=16)
+def swt_filters(wavelet: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """PyWavelets' own decomposition filters (low, high) in the precision it filters ``dtype`` data with. PyWavelets
+    keeps a float table beside the double one, whose values can differ from the rounded doubles in the last bit
+    (coif1's fourth low-pass tap does), so they are read back from PyWavelets itself: the transform of a unit
+    impulse is the filter, exactly."""
+    import pywt
+
+    length = pywt.Wavelet(wavelet).dec_len
+    size = 2 * length + 2 * (length % 2)
+    impulse = np.zeros(size, dtype=dtype)
+    impulse[length] = 1
+    (low, high), = pywt.swt(impulse, wavelet, level=1, start_level=0)
+    half = length // 2
+    # output[o] = sum_j filter[j] * input[(o + half - j) mod N], so filter[j] = output[length - half + j]
+    taps = [(length - half + j) % size for j in range(length)]
+    return np.ascontiguousarray(low[taps]), np.ascontiguousarray(high[taps])
+
+
+def _swt_order(length: int, taps: int, first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each output ``first..stop-1`` of a line of ``length``: the input index and filter index of each term, in
+    the order PyWavelets' ``downsampling_convolution_periodization`` adds them (filter index ascending, except that
+    the last ``taps / 2`` outputs first add, in descending filter order, the terms that wrap to the line's start)."""
+    half = taps // 2
+    outputs = stop - first
+    inputs = np.empty((outputs, taps), np.int64)
+    filter_index = np.empty((outputs, taps), np.int64)
+    for row, o in enumerate(range(first, stop)):
+        i = o + half
+        order = list(range(taps)) if i < length else (list(range(i - length, -1, -1))
+                                                       + list(range(i - length + 1, taps)))
+        filter_index[row] = order
+        inputs[row] = [(i - j) % length for j in order]
+    return inputs, filter_index
+
+
+@numba.njit(cache=True, nogil=True)
+def _swt_along(data, low, high, inputs, filter_index, axis):
+    """Both sub-bands of one SWT level along ``axis`` of a (z, y, x) array, for the outputs whose terms are
+    ``inputs`` and ``filter_index`` (rows), each sum in the data's own precision, term by term in row order."""
+    nz, ny, nx = data.shape
+    outputs, taps = inputs.shape
+    zero = data.dtype.type(0)
+    if axis == 2:
+        approximation = np.empty((nz, ny, outputs), data.dtype)
+        detail = np.empty((nz, ny, outputs), data.dtype)
+        # rows whose terms read inputs[o, 0] - t in plain filter order (no wrap): summed tap by tap over all of them
+        plain = np.zeros(outputs, np.bool_)
+        for o in range(outputs):
+            plain[o] = True
+            for t in range(taps):
+                if filter_index[o, t] != t or inputs[o, t] != inputs[o, 0] - t:
+                    plain[o] = False
+        for z in range(nz):
+            for y in range(ny):
+                line = data[z, y]
+                a_row = approximation[z, y]
+                d_row = detail[z, y]
+                a_row[:] = zero
+                d_row[:] = zero
+                for t in range(taps):
+                    lf = low[t]
+                    hf = high[t]
+                    for o in range(outputs):
+                        if plain[o]:
+                            value = line[inputs[o, 0] - t]
+                            a_row[o] = a_row[o] + lf * value
+                            d_row[o] = d_row[o] + hf * value
+                for o in range(outputs):
+                    if not plain[o]:
+                        a = zero
+                        d = zero
+                        for t in range(taps):
+                            value = line[inputs[o, t]]
+                            a = a + low[filter_index[o, t]] * value
+                            d = d + high[filter_index[o, t]] * value
+                        a_row[o] = a
+                        d_row[o] = d
+    elif axis == 1:
+        approximation = np.empty((nz, outputs, nx), data.dtype)
+        detail = np.empty((nz, outputs, nx), data.dtype)
+        for z in range(nz):
+            for o in range(outputs):
+                a_row = approximation[z, o]
+                d_row = detail[z, o]
+                a_row[:] = zero
+                d_row[:] = zero
+                for t in range(taps):
+                    line = inputs[o, t]
+                    lf = low[filter_index[o, t]]
+                    hf = high[filter_index[o, t]]
+                    for x in range(nx):
+                        value = data[z, line, x]
+                        a_row[x] = a_row[x] + lf * value
+                        d_row[x] = d_row[x] + hf * value
+    else:
+        approximation = np.empty((outputs, ny, nx), data.dtype)
+        detail = np.empty((outputs, ny, nx), data.dtype)
+        for o in range(outputs):
+            a_plane = approximation[o]
+            d_plane = detail[o]
+            a_plane[:, :] = zero
+            d_plane[:, :] = zero
+            for t in range(taps):
+                plane = inputs[o, t]
+                lf = low[filter_index[o, t]]
+                hf = high[filter_index[o, t]]
+                for y in range(ny):
+                    for x in range(nx):
+                        value = data[plane, y, x]
+                        a_plane[y, x] = a_plane[y, x] + lf * value
+                        d_plane[y, x] = d_plane[y, x] + hf * value
+    return approximation, detail
+
+
+def swt_level(data: np.ndarray, wavelet: str, axis: int, keep: slice | None = None
+              ) -> tuple[np.ndarray, np.ndarray] | None:
+    """PyWavelets' ``swt(data, wavelet, level=1, start_level=0, axis=axis)`` of a (z, y, x) float32 or float64
+    array, bit for bit, as (approximation, detail), with only the outputs ``keep`` along ``axis`` (default all).
+    ``None`` where PyWavelets' wrap-around differs (a line shorter than the filter): the caller asks PyWavelets."""
+    length = data.shape[axis]
+    low, high = swt_filters(wavelet, data.dtype.str)
+    if data.dtype not in (np.float32, np.float64) or length < low.size or length % 2:
+        return None
+    first, stop, _ = (keep or slice(None)).indices(length)
+    inputs, filter_index = _swt_order(length, low.size, first, stop)
+    return _swt_along(data, low, high, inputs, filter_index, axis)

@@ -227,10 +227,17 @@ def wavelet_images(image: sitk.Image, wavelet: str = "coif1", level: int = 1, st
     box = box if box is not None else tuple(slice(0, n) for n in original_shape)
     padding = tuple((0, 1 if dim % 2 != 0 else 0) for dim in original_shape)
     data = np.pad(data, padding, "wrap")
-    filters = pywt.Wavelet(wavelet)
+    bank = pywt.Wavelet(wavelet)
 
     def one_axis(array: np.ndarray, axis: int, crop: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        (approximation, detail), = pywt.swt(array, filters, level=1, start_level=0, axis=axis)
+        # PyWavelets' own arithmetic in compiled code (:func:`filters.swt_level`), only the box's outputs when cut;
+        # PyWavelets filters integer data as float64
+        if array.dtype.kind in "biu":
+            array = array.astype(np.float64)
+        computed = filters.swt_level(array, bank.name, axis, box[axis] if crop else None)
+        if computed is not None:
+            return computed
+        (approximation, detail), = pywt.swt(array, bank, level=1, start_level=0, axis=axis)
         if crop:
             cut = tuple(box[axis] if k == axis else slice(None) for k in range(3))
             approximation, detail = approximation[cut].copy(), detail[cut].copy()

@@ -99,16 +99,55 @@ def neighbour_counts(binned, voxels, steps, n_gray, max_length, alpha):
 
 
 @numba.njit(cache=True, nogil=True)
-def gather_levels(values, levels, wanted, offsets):
-    """The values whose gray level is ``wanted``, grouped by level: level L's values (in input order) at
-    ``offsets[L]:offsets[L + 1]`` of the result."""
-    out = np.empty(offsets[-1], values.dtype)
-    filled = offsets[:-1].copy()
-    for i in range(values.shape[0]):
-        level = levels[i]
-        if wanted[level]:
-            out[filled[level]] = values[i]
-            filled[level] += 1
+def order_statistics(values, kth):
+    """The ``kth`` smallest (0-based, sorted ascending) of ``values`` (finite), exactly, in two passes: a histogram
+    of the values over equal-width bins between their minimum and maximum (a bin index that never decreases with the
+    value, so every value of a lower bin is at most every value of a higher one), then a sort of only the bins
+    that hold a wanted rank. Returns float64."""
+    n = values.shape[0]
+    low = np.float64(values[0])
+    high = low
+    for i in range(n):
+        value = np.float64(values[i])
+        if value < low:
+            low = value
+        if value > high:
+            high = value
+    out = np.empty(kth.shape[0])
+    if high == low:
+        out[:] = low
+        return out
+    n_bins = max(1, min(1 << 16, n // 32))
+    scale = n_bins / (high - low)
+    counts = np.zeros(n_bins + 1, np.int64)
+    for i in range(n):
+        b = min(int((np.float64(values[i]) - low) * scale), n_bins - 1)
+        counts[b + 1] += 1
+    for b in range(n_bins):
+        counts[b + 1] += counts[b]  # counts[b]: values in bins below b
+    wanted = np.zeros(n_bins, np.bool_)
+    bins = np.empty(kth.shape[0], np.int64)
+    for q in range(kth.shape[0]):
+        b = np.searchsorted(counts, kth[q], side="right") - 1
+        bins[q] = b
+        wanted[b] = True
+    offsets = np.zeros(n_bins + 1, np.int64)
+    for b in range(n_bins):
+        offsets[b + 1] = offsets[b] + (counts[b + 1] - counts[b] if wanted[b] else 0)
+    gathered = np.empty(offsets[n_bins], np.float64)
+    filled = offsets[:n_bins].copy()
+    for i in range(n):
+        value = np.float64(values[i])
+        b = min(int((value - low) * scale), n_bins - 1)
+        if wanted[b]:
+            gathered[filled[b]] = value
+            filled[b] += 1
+    for b in range(n_bins):
+        if wanted[b]:
+            gathered[offsets[b]:offsets[b + 1]].sort()
+    for q in range(kth.shape[0]):
+        b = bins[q]
+        out[q] = gathered[offsets[b] + kth[q] - counts[b]]
     return out
 
 

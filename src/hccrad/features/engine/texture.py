@@ -20,11 +20,11 @@ from hccrad.features.engine.kernels import (
     cooccurrence_counts,
     digitize,
     flat_offsets,
-    gather_levels,
     has_two_on_a_line,
     moment_sums,
     neighbour_counts,
     neighbourhood_counts,
+    order_statistics,
     zone_sizes,
 )
 
@@ -89,9 +89,13 @@ class RegionGrid:
         The region (bool, z y x) on its bounding box.
     settings
         The texture settings; the box is padded by the largest distance, so the kernels need no bounds checks.
+    voxels
+        The flat indices of the region's voxels in the padded box, from another image of the same region with the
+        same padding (they depend only on the region), else computed here.
     """
 
-    def __init__(self, levels: np.ndarray, box_mask: np.ndarray, settings: TextureSettings | None = None):
+    def __init__(self, levels: np.ndarray, box_mask: np.ndarray, settings: TextureSettings | None = None,
+                 voxels: np.ndarray | None = None):
         settings = settings or TextureSettings()
         # 16-bit levels and 32-bit indices halve the kernels' memory and cache traffic
         if levels.size and int(levels.max()) > MAX_GRAY_LEVELS:
@@ -106,7 +110,11 @@ class RegionGrid:
         self.shape = padded.shape
         self.box_shape = box_mask.shape
         self.binned = padded.ravel()
-        self.voxels = np.flatnonzero(self.binned).astype(np.int32)
+        # the region's voxels are the same in every filtered image: the caller may pass them from the last image
+        expected = int(np.count_nonzero(box_mask))
+        if voxels is None or voxels.shape[0] != expected:
+            voxels = np.flatnonzero(self.binned).astype(np.int32)
+        self.voxels = voxels
         self.directions = flat_offsets(DIRECTIONS_13, self.shape)
         self.n_gray = int(self.binned.max())
         self._counts: tuple[np.ndarray, ...] | None = None
@@ -187,12 +195,12 @@ def percentiles(values: np.ndarray, q: list[float], levels: np.ndarray | None = 
     """``numpy.percentile(values, q)`` (linear interpolation) in float64, from order statistics of the float32 values
     rather than a partition of a float64 copy.
 
-    With ``levels`` (the values' gray levels, which increase with the value), each order statistic is found in its
-    gray level: the cumulative counts of the levels say which level holds the k-th smallest value, and only that
-    level's values are partitioned. The values are the same floats, so the result is ``numpy.percentile``'s exactly.
+    The order statistics are found by a histogram of the values and a sort of only the bins that hold them; they
+    are the same floats, so the result is ``numpy.percentile``'s exactly. ``levels`` is accepted for the callers'
+    convenience and not needed.
     """
     n = values.size
-    positions = [(n - 1) * quantile / 100.0 for quantile in q]
+    positions = [(n - 1) * (quantile / 100.0) for quantile in q]  # numpy's virtual index, in its order
     below = [int(np.floor(position)) for position in positions]
     kth = sorted({k for b in below for k in (b, min(b + 1, n - 1))})
     statistic = _order_statistics(values, kth, levels)
@@ -205,26 +213,15 @@ def percentiles(values: np.ndarray, q: list[float], levels: np.ndarray | None = 
     return result
 
 
-def _order_statistics(values: np.ndarray, kth: list[int], levels: np.ndarray | None) -> dict[int, float]:
-    """The k-th smallest of ``values`` (0-based) for each k of ``kth``."""
-    if levels is None or values.size < 4096:
+def _order_statistics(values: np.ndarray, kth: list[int], levels: np.ndarray | None = None) -> dict[int, float]:
+    """The k-th smallest of ``values`` (0-based) for each k of ``kth``: by a histogram and a sort of the bins that
+    hold them (:func:`~hccrad.features.engine.kernels.order_statistics`), the same floats ``numpy.partition``
+    gives; small or non-finite arrays go to ``numpy.partition`` itself."""
+    if values.size < 4096 or not np.isfinite(values).all():
         ordered = np.partition(values, kth)
         return {k: ordered[k] for k in kth}
-    counts = np.bincount(levels)
-    first = np.concatenate([[0], np.cumsum(counts)])  # values below level L: first[L]
-    holder = {k: int(np.searchsorted(first, k, side="right") - 1) for k in kth}
-    wanted = np.zeros(counts.size, dtype=np.bool_)
-    wanted[list(set(holder.values()))] = True
-    offsets = np.zeros(counts.size + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum(np.where(wanted, counts, 0))
-    gathered = gather_levels(values, levels, wanted, offsets)
-    out = {}
-    for level in sorted(set(holder.values())):
-        segment = gathered[offsets[level]:offsets[level + 1]]
-        local = sorted({k - int(first[level]) for k, h in holder.items() if h == level})
-        segment.partition(local)
-        out |= {k: segment[k - int(first[level])] for k, h in holder.items() if h == level}
-    return out
+    found = order_statistics(np.ascontiguousarray(values), np.array(kth, dtype=np.int64))
+    return {k: found[q] for q, k in enumerate(kth)}
 
 
 def firstorder_features(values: np.ndarray, levels: np.ndarray, voxel_volume_mm3: float,
