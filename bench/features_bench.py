@@ -8,6 +8,11 @@ time and peak resident memory (CT included) are that case's own.
 
     python bench/features_bench.py                 # 1 case with both engines, then 9 more with hccrad's
     python bench/features_bench.py --cases 3 --reference-cases 1
+    python bench/features_bench.py --cases 1 --reference-cases 0 --dask-malloc   # glibc's malloc vs Dask's
+
+``--dask-malloc`` runs case 1 four times in one process, as a Dask worker runs case after case, once with glibc's
+own malloc thresholds and once started with ``MALLOC_TRIM_THRESHOLD_=65536``, the setting Dask gives its workers (and
+hccrad's local cluster leaves out), and prints the mean CPU of the last three runs of each, from the same run.
 """
 
 from __future__ import annotations
@@ -94,6 +99,22 @@ def _worker(ct: str, mask: str, engine: str, profile: bool, out) -> None:
                                               "Rliver_gradient"))}})
 
 
+def _repeat_worker(ct: str, mask: str, repeats: int, out) -> None:
+    """Case ``ct`` through ``compute_case`` ``repeats`` + 1 times in this process (a worker running case after
+    case); the mean CPU seconds of the last ``repeats``."""
+    from hccrad.features.config import FeatureConfig
+    from hccrad.features.extract import CaseJob, compute_case
+
+    config = FeatureConfig(engine="hccrad")
+    job = CaseJob("BENCH", ct, mask, None, config.radiomics_params(), config.model_dump(mode="json"), {}, "")
+    compute_case(job)
+    start = time.process_time()
+    for _ in range(repeats):
+        compute_case(job)
+    out.put({"cpu_s": (time.process_time() - start) / repeats,
+             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+
+
 def in_fresh_process(target, *args):
     """Run ``target(*args, queue)`` in a new process and return what it puts on the queue. Rendering happens
     in such a process too, so that this parent stays small: Linux carries a parent's peak resident memory over
@@ -132,6 +153,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=10, help="paper-sized cases for hccrad's engine")
     parser.add_argument("--reference-cases", type=int, default=1, help="of which also with PyRadiomics")
+    parser.add_argument("--dask-malloc", action="store_true",
+                        help="case 1 also in a worker with Dask's MALLOC_TRIM_THRESHOLD_=65536, CPU beside glibc's")
     parser.add_argument("--profile", action="store_true",
                         help="print where hccrad's engine spends its time on the first case (cProfile, so slower)")
     args = parser.parse_args()
@@ -146,6 +169,16 @@ def main() -> None:
             ct, mask = in_fresh_process(_make_case_worker, folder, patient_seed)
             made = time.perf_counter() - start
             ours = measure(ct, mask, "hccrad")
+            if args.dask_malloc and seed == 1:
+                glibc = in_fresh_process(_repeat_worker, str(ct), str(mask), 3)
+                os.environ["MALLOC_TRIM_THRESHOLD_"] = "65536"  # read by glibc when the worker process starts
+                try:
+                    trimmed = in_fresh_process(_repeat_worker, str(ct), str(mask), 3)
+                finally:
+                    del os.environ["MALLOC_TRIM_THRESHOLD_"]
+                print(f"case 1 run after run in one process, hccrad engine: {glibc['cpu_s']:.2f} s CPU per case with "
+                      f"glibc's malloc thresholds, {trimmed['cpu_s']:.2f} s with Dask's MALLOC_TRIM_THRESHOLD_=65536 "
+                      f"(peak {glibc['peak_mb']:.0f} against {trimmed['peak_mb']:.0f} MB)", flush=True)
             if args.profile and seed == 1:
                 profiled = measure(ct, mask, "hccrad", profile=True)
                 print("hccrad engine, case 1, seconds spent in each function itself (cProfile):")

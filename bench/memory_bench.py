@@ -14,6 +14,8 @@ Cases (``--case``):
 
 * ``dicom`` (default): the real DICOM series of ``../shared/reference/ct/totalseg_dicom`` (512 x 512 x 20 at 0.98 x
   0.98 x 2 mm, int16) with its liver and portal vein and a 12 mm lesion drawn in;
+* ``toy``: the three real GE slices of ``../shared/reference/ct/dcmqi_3slice`` with their liver and a 10 mm lesion
+  drawn in, a case so small that the command's imports decide its peak and start;
 * ``lits``: a LiTS-sized synthetic CT (512 x 512 x 400 at 0.74 x 0.74 x 0.8 mm; liver 175 x 204 x 259 voxels) with
   the paper's parameter file only (PyRadiomics takes minutes and several GB there; ``--no-reference`` skips it).
 
@@ -105,6 +107,21 @@ def dicom_case(folder: Path) -> tuple[str, str]:
     return str(dicom / "series"), str(folder / "mask.nii.gz")
 
 
+def toy_case(folder: Path) -> tuple[str, str]:
+    """Three real GE slices (DICOM) with their NRRD liver (1) and a 10 mm lesion (2)."""
+    import SimpleITK as sitk
+    from tests.conftest import shared_path
+    from tests.test_features_cohort import draw_lesion, write_like
+
+    from hccrad.io.images import read_image, read_mask
+
+    slices = shared_path("reference", "ct", "dcmqi_3slice")
+    image = read_image(slices)
+    labels = sitk.GetArrayFromImage(read_mask(slices / "liver_seg.nrrd", image)).astype(np.uint8)
+    write_like(draw_lesion(labels, image.GetSpacing()[::-1], 10.0), image, folder / "mask.nii.gz")
+    return str(slices), str(folder / "mask.nii.gz")
+
+
 def lits_case(folder: Path) -> tuple[str, str]:
     """A LiTS-sized synthetic CT: 512 x 512 x 400 at 0.74 x 0.74 x 0.8 mm, int16, with its labels."""
     import SimpleITK as sitk
@@ -140,17 +157,17 @@ def write_study(folder: Path, ct: str, mask: str, name: str, params: dict | str,
 def main() -> None:
     files = {"paper": "paper", "demo": "demo", **PYRADIOMICS_FILES, **VARIANTS}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=("dicom", "lits"), default="dicom")
+    parser.add_argument("--case", choices=("dicom", "toy", "lits"), default="dicom")
     parser.add_argument("--files", nargs="*", default=None, help=f"parameter files (default all: {', '.join(files)})")
     parser.add_argument("--no-reference", action="store_true", help="hccrad's engine only")
     args = parser.parse_args()
-    chosen = args.files or (list(files) if args.case == "dicom" else ["paper"])
+    chosen = args.files or (["paper"] if args.case == "lits" else list(files))
     hccrad = shutil.which("hccrad") or str(Path(sys.executable).with_name("hccrad"))
     engines = ["auto"] + ([] if args.no_reference else ["pyradiomics"])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        ct, mask = dicom_case(folder) if args.case == "dicom" else lits_case(folder)
+        ct, mask = {"dicom": dicom_case, "toy": toy_case, "lits": lits_case}[args.case](folder)
         print(f"case {args.case}: {ct}", flush=True)
         for name in chosen:
             row = {"file": name}

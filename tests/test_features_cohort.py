@@ -370,8 +370,8 @@ def test_a_scheduler_killed_mid_run_is_one_line_and_the_rerun_resumes(small_coho
 
 def test_local_cluster_workers_keep_glibcs_malloc_thresholds(monkeypatch, tmp_path):
     """Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536 (every freed block back to the system, so each filtered
-    image's arrays fault in again, about 10% more CPU per case); hccrad's local cluster leaves it out and keeps
-    Dask's other settings (one BLAS/OpenMP thread per worker)."""
+    image's arrays fault in again: bench/features_bench.py --dask-malloc); hccrad's local cluster leaves it out and
+    keeps Dask's other settings (one BLAS/OpenMP thread per worker)."""
     import dask
     import distributed
 

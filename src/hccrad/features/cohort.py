@@ -257,7 +257,7 @@ def _run_on_cluster(jobs, cases_dir, scheduler, config, on_result, worker) -> li
 
         # Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536, which returns every freed block to the system
         # and so makes each filtered image's arrays fault in again: about 10% more CPU per case
-        # (bench/features_bench.py's case, 8.75 against 7.9 s). glibc's own adaptive thresholds are kept instead.
+        # (bench/features_bench.py --dask-malloc: 8.78 against 7.95 s). glibc's own adaptive thresholds are kept.
         environ = {key: value for key, value in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
                    if key != "MALLOC_TRIM_THRESHOLD_"}
         # The dashboard on a free loopback port: never "port 8787 is already in use", never on the network.

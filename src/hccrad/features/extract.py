@@ -195,8 +195,6 @@ class RegionRadiomics:
         self._compute = compute
         self._prepare = prepare
         self._finish = finish
-        #: whether a prepared region holds no reference to the whole CT or the full-size region
-        self.releases_ct = prepare is not None
 
     def __call__(self, image: sitk.Image, region: np.ndarray, prefix: str) -> dict[str, float]:
         return self._compute(image, region, prefix)

@@ -532,14 +532,10 @@ def read_case_mask(source: MaskSource, image: sitk.Image, reference: CTReference
     found: dict[str, str] = {}
     described, notes, kinds = [], [], []
     from_mask = tuple(s for s in STRUCTURES if s not in source.structures)
-    if source.mask is not None and not source.structures:
-        mask_file = read_mask_file(source.mask, image, reference, convention)
-        if mask_file.kind == "label map":
-            return _label_map_case_mask(mask_file, convention, image.GetSize()[::-1])
-    else:
-        mask_file = None
-    if source.mask is not None:
-        mask_file = mask_file or read_mask_file(source.mask, image, reference, convention)
+    mask_file = read_mask_file(source.mask, image, reference, convention) if source.mask is not None else None
+    if mask_file is not None and mask_file.kind == "label map" and not source.structures:
+        return _label_map_case_mask(mask_file, convention, image.GetSize()[::-1])
+    if mask_file is not None:
         structures, how = _structures_of(mask_file, convention, from_mask, image.GetSize()[::-1])
         voxels |= {s: structures[s] for s in from_mask}
         found |= {s: how[s] for s in from_mask}

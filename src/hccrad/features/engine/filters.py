@@ -345,12 +345,11 @@ def _separable_cubic(coefficients, taps_z, weights_z, taps_y, weights_y, taps_x,
     sum, because the double lies within ``tolerance`` (the largest difference the two summation orders can make)
     of a float32 rounding boundary, ITK's sum itself is taken. That happens near float32 ties and near 0, where
     float32 keeps the double's last bits: an upsampled voxel on an input voxel of exactly 0 HU, a bin edge,
-    comes out as ITK's +-1e-14 and lands in ITK's bin. Returns the image and the number of voxels recomputed."""
+    comes out as ITK's +-1e-14 and lands in ITK's bin."""
     out = np.zeros((taps_z.shape[0], taps_y.shape[0], taps_x.shape[0]), np.float32)
     _, ny_in, nx_in = coefficients.shape
     plane = np.empty((ny_in, nx_in))
     row = np.empty(nx_in)
-    recomputed = 0
     for z in range(taps_z.shape[0]):
         if not inside_z[z]:
             continue
@@ -373,9 +372,8 @@ def _separable_cubic(coefficients, taps_z, weights_z, taps_y, weights_y, taps_x,
                     if np.float32(value - tolerance) != np.float32(value + tolerance):
                         value = _itk_cubic_sum(coefficients, taps_z, weights_z, taps_y, weights_y, taps_x,
                                                weights_x, z, y, x)
-                        recomputed += 1
                     out[z, y, x] = np.float32(value)
-    return out, recomputed
+    return out
 
 
 def cubic_taps(positions: np.ndarray, length: int, offset: int = 0
@@ -505,7 +503,7 @@ def resample_cubic(image: np.ndarray, positions: list[np.ndarray], offset: tuple
         coefficients = _spline_coefficients(image, SPLINE_POLE, SPLINE_HORIZON, first, last)
         # the two summation orders differ by at most a few double ulps of the largest coefficient per product
         tolerance = 64 * 8 * np.finfo(np.float64).eps * _largest_magnitude(coefficients)
-        values, _ = _separable_cubic(coefficients, taps_z, weights_z, taps_y, weights_y,
+        values = _separable_cubic(coefficients, taps_z, weights_z, taps_y, weights_y,
                                      np.ascontiguousarray(taps_x[block] - first),
                                      np.ascontiguousarray(weights_x[block]), inside_z, inside_y,
                                      np.ones(block.size, dtype=np.bool_), tolerance)
@@ -687,8 +685,10 @@ def swt_level(data: np.ndarray, wavelet: str, axis: int, keep: slice | None = No
     array, bit for bit, as (approximation, detail), with only the outputs ``keep`` along ``axis`` (default all).
     ``None`` where PyWavelets' wrap-around differs (a line shorter than the filter): the caller asks PyWavelets."""
     length = data.shape[axis]
+    if data.dtype not in (np.float32, np.float64):
+        return None
     low, high = swt_filters(wavelet, data.dtype.str)
-    if data.dtype not in (np.float32, np.float64) or length < low.size or length % 2:
+    if length < low.size or length % 2:
         return None
     first, stop, _ = (keep or slice(None)).indices(length)
     inputs, filter_index = _swt_order(length, low.size, first, stop)

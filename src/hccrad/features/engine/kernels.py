@@ -119,6 +119,8 @@ def order_statistics(values, kth):
         return out
     n_bins = max(1, min(1 << 16, n // 32))
     scale = n_bins / (high - low)
+    if not np.isfinite(scale):  # a range too narrow to divide: one bin, sorted whole (still exact)
+        n_bins, scale = 1, 0.0
     counts = np.zeros(n_bins + 1, np.int64)
     for i in range(n):
         b = min(int((np.float64(values[i]) - low) * scale), n_bins - 1)

@@ -191,19 +191,18 @@ def discretise(values: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
     return digitize(values, edges)
 
 
-def percentiles(values: np.ndarray, q: list[float], levels: np.ndarray | None = None) -> list[float]:
+def percentiles(values: np.ndarray, q: list[float]) -> list[float]:
     """``numpy.percentile(values, q)`` (linear interpolation) in float64, from order statistics of the float32 values
     rather than a partition of a float64 copy.
 
     The order statistics are found by a histogram of the values and a sort of only the bins that hold them; they
-    are the same floats, so the result is ``numpy.percentile``'s exactly. ``levels`` is accepted for the callers'
-    convenience and not needed.
+    are the same floats, so the result is ``numpy.percentile``'s exactly.
     """
     n = values.size
     positions = [(n - 1) * (quantile / 100.0) for quantile in q]  # numpy's virtual index, in its order
     below = [int(np.floor(position)) for position in positions]
     kth = sorted({k for b in below for k in (b, min(b + 1, n - 1))})
-    statistic = _order_statistics(values, kth, levels)
+    statistic = _order_statistics(values, kth)
     result = []
     for position, b in zip(positions, below, strict=True):
         a, c = float(statistic[b]), float(statistic[min(b + 1, n - 1)])
@@ -213,7 +212,7 @@ def percentiles(values: np.ndarray, q: list[float], levels: np.ndarray | None = 
     return result
 
 
-def _order_statistics(values: np.ndarray, kth: list[int], levels: np.ndarray | None = None) -> dict[int, float]:
+def _order_statistics(values: np.ndarray, kth: list[int]) -> dict[int, float]:
     """The k-th smallest of ``values`` (0-based) for each k of ``kth``: by a histogram and a sort of the bins that
     hold them (:func:`~hccrad.features.engine.kernels.order_statistics`), the same floats ``numpy.partition``
     gives; small or non-finite arrays go to ``numpy.partition`` itself."""
@@ -234,7 +233,7 @@ def firstorder_features(values: np.ndarray, levels: np.ndarray, voxel_volume_mm3
     counts = np.bincount(levels)
     counts = counts[counts > 0]
     p = counts / float(counts.sum())
-    p10, p25, median, p75, p90 = percentiles(values, [10, 25, 50, 75, 90], levels)
+    p10, p25, median, p75, p90 = percentiles(values, [10, 25, 50, 75, 90])
     mean, m2, m3, m4, absolute, energy, minimum, maximum, robust = moment_sums(
         np.ascontiguousarray(values), float(shift), p10, p90)
     features = {
