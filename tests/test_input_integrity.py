@@ -199,6 +199,60 @@ def test_bad_images_fail_per_case_with_clear_errors_and_leave_the_others_unchang
     pd.testing.assert_series_equal(table.loc["GOOD", columns], reference.loc["GOOD", columns])
 
 
+def _write_nifti_gz(path: Path, array: np.ndarray, slope: float | None = None) -> Path:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.7, 0.8, 2.5))
+    if slope is not None:  # a header rescale, which SimpleITK applies as it reads
+        sitk.WriteImage(image, str(path.with_suffix("")))
+        raw = bytearray(path.with_suffix("").read_bytes())
+        raw[112:116] = np.float32(slope).tobytes()
+        path.write_bytes(gzip.compress(bytes(raw)))
+    else:
+        sitk.WriteImage(image, str(path), useCompression=True)
+    return path
+
+
+def test_a_gzip_nifti_is_decompressed_once_and_still_verified(tmp_path, monkeypatch):
+    """read_image checks a .nii.gz against its gzip trailer (CRC-32 and length of the header and the voxels
+    SimpleITK read); the full stream check runs only where that cannot prove the file whole, and then names the
+    fault."""
+    import hccrad.io.images as images
+
+    full_checks = []
+    real_check = images.check_image_file
+    monkeypatch.setattr(images, "check_image_file", lambda path: (full_checks.append(path.name), real_check(path)))
+    ct = np.random.default_rng(3).integers(-1000, 1500, (12, 20, 24)).astype(np.int16)
+    whole = _write_nifti_gz(tmp_path / "whole.nii.gz", ct)
+    assert np.array_equal(sitk.GetArrayFromImage(read_image(whole)), ct) and full_checks == []
+
+    # the same stream with a wrong CRC in its trailer: the voxels cannot be proved, the full check refuses it
+    data = bytearray(whole.read_bytes())
+    data[-8] ^= 0xFF
+    (tmp_path / "bad_crc.nii.gz").write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match="bad_crc.nii.gz is truncated or corrupt"):
+        read_image(tmp_path / "bad_crc.nii.gz")
+    assert full_checks == ["bad_crc.nii.gz"]
+
+    # one voxel's bytes changed inside a valid-looking stream (recompressed, CRC of the old data kept)
+    raw = bytearray(gzip.decompress(whole.read_bytes()))
+    raw[-2:] = (int.from_bytes(raw[-2:], "little") ^ 0x55).to_bytes(2, "little")
+    (tmp_path / "changed.nii.gz").write_bytes(gzip.compress(bytes(raw))[:-8] + whole.read_bytes()[-8:])
+    with pytest.raises(ImageReadError, match="changed.nii.gz is truncated or corrupt"):
+        read_image(tmp_path / "changed.nii.gz")
+
+    # an infinite float voxel: SimpleITK keeps it, the bytes match, the finiteness check refuses it
+    floats = ct.astype(np.float32)
+    floats[3, 4, 5] = np.inf
+    with pytest.raises(ImageReadError, match="holds 1 NaN or infinite voxels"):
+        read_image(_write_nifti_gz(tmp_path / "inf.nii.gz", floats))
+
+    # a scale slope: SimpleITK's voxels are not the file's bytes, so the full check runs and passes
+    full_checks.clear()
+    scaled = read_image(_write_nifti_gz(tmp_path / "scaled.nii.gz", ct, slope=2.0))
+    assert full_checks == ["scaled.nii.gz"]
+    assert np.array_equal(sitk.GetArrayFromImage(scaled), 2.0 * ct)
+
+
 def _series(folder: Path, description: str, n_slices: int, offset_hu: int, series_number: int,
             spacing_z: float = 2.0) -> np.ndarray:
     grid = Grid(shape=(n_slices, 16, 16), spacing=(spacing_z, 1.5, 1.5), origin=(-12.0, -12.0, 0.0))

@@ -398,12 +398,58 @@ def read_image(path: Path | str, rule: SeriesRule | None = None) -> sitk.Image:
     if path.is_dir():
         return read_dicom_series(path, rule)
     check_declared_size(path)
-    check_image_file(path)
+    verify_after = path.name.lower().endswith(".nii.gz")
+    if not verify_after:
+        check_image_file(path)
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
+        if verify_after:
+            check_image_file(path)  # names what is wrong with the file, where it can
         first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
         raise ImageReadError(f"cannot read image {path}: {first_line}") from exc
+    if verify_after and not gzip_nifti_read_intact(path, image):
+        check_image_file(path)
+    return image
+
+
+def gzip_nifti_read_intact(path: Path, image: sitk.Image) -> bool:
+    """Whether ``image``, as SimpleITK read it from the gzip-compressed NIfTI-1 file ``path``, holds exactly the
+    file's bytes: the CRC-32 and length in the gzip stream's trailer equal those of the file's header bytes followed
+    by the image's voxel buffer, and a floating-point image is finite.
+
+    This proves the same as :func:`check_image_file` (the stream is whole, the voxels are those the file holds)
+    without decompressing the file a second time. False where it cannot prove it: a truncated or corrupt file, but
+    also data that SimpleITK converted (a scale slope, another voxel type or byte order), bytes after the voxels or
+    several gzip members; the caller then runs :func:`check_image_file`, which names the problem if there is one.
+    """
+    import gzip
+    import zlib
+
+    with open(path, "rb") as raw:
+        raw.seek(0, 2)
+        if raw.tell() < 18:
+            return False
+        raw.seek(-8, 2)
+        trailer = raw.read(8)
+    expected_crc = int.from_bytes(trailer[:4], "little")
+    expected_size = int.from_bytes(trailer[4:], "little")
+    try:
+        with gzip.open(path, "rb") as stream:
+            header = stream.read(348)
+            layout = _nifti1_layout(header)
+            if layout is None or layout.data_start < 348:
+                return False
+            header += stream.read(layout.data_start - 348)
+    except (EOFError, OSError, zlib.error):
+        return False
+    voxels = sitk.GetArrayViewFromImage(image)
+    if (len(header) != layout.data_start or layout.data_end % (1 << 32) != expected_size
+            or layout.data_start + voxels.nbytes != layout.data_end or not voxels.flags.c_contiguous):
+        return False
+    if zlib.crc32(memoryview(voxels).cast("B"), zlib.crc32(header)) != expected_crc:
+        return False
+    return voxels.dtype.kind != "f" or bool(np.isfinite(voxels).all())
 
 
 def _numbers(values: np.ndarray, decimals: int) -> str:

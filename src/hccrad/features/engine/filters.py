@@ -610,38 +610,50 @@ def _swt_along(data, low, high, inputs, filter_index, axis):
     if axis == 2:
         approximation = np.empty((nz, ny, outputs), data.dtype)
         detail = np.empty((nz, ny, outputs), data.dtype)
-        # rows whose terms read inputs[o, 0] - t in plain filter order (no wrap): summed tap by tap over all of them
+        # rows whose terms read inputs[o, 0] - t in plain filter order (no wrap) form one block [plain_start,
+        # plain_stop): summed tap by tap over the block, on contiguous ranges that the compiler vectorises
         plain = np.zeros(outputs, np.bool_)
         for o in range(outputs):
             plain[o] = True
             for t in range(taps):
                 if filter_index[o, t] != t or inputs[o, t] != inputs[o, 0] - t:
                     plain[o] = False
+        plain_start = 0
+        while plain_start < outputs and not plain[plain_start]:
+            plain_start += 1
+        plain_stop = plain_start
+        while plain_stop < outputs and plain[plain_stop]:
+            plain_stop += 1
+        for o in range(plain_stop, outputs):
+            plain[o] = False  # a second block, if any, takes the general path
+        shift = inputs[plain_start, 0] - plain_start if plain_stop > plain_start else 0
+        width = plain_stop - plain_start
+        a_sum = np.empty(width, data.dtype)
+        d_sum = np.empty(width, data.dtype)
         for z in range(nz):
             for y in range(ny):
-                line = data[z, y]
-                a_row = approximation[z, y]
-                d_row = detail[z, y]
-                a_row[:] = zero
-                d_row[:] = zero
+                a_sum[:] = zero
+                d_sum[:] = zero
                 for t in range(taps):
                     lf = low[t]
                     hf = high[t]
-                    for o in range(outputs):
-                        if plain[o]:
-                            value = line[inputs[o, 0] - t]
-                            a_row[o] = a_row[o] + lf * value
-                            d_row[o] = d_row[o] + hf * value
+                    first_input = plain_start + shift - t
+                    values = data[z, y, first_input:first_input + width]
+                    for o in range(width):
+                        a_sum[o] = a_sum[o] + lf * values[o]
+                        d_sum[o] = d_sum[o] + hf * values[o]
+                approximation[z, y, plain_start:plain_stop] = a_sum
+                detail[z, y, plain_start:plain_stop] = d_sum
                 for o in range(outputs):
                     if not plain[o]:
                         a = zero
                         d = zero
                         for t in range(taps):
-                            value = line[inputs[o, t]]
+                            value = data[z, y, inputs[o, t]]
                             a = a + low[filter_index[o, t]] * value
                             d = d + high[filter_index[o, t]] * value
-                        a_row[o] = a
-                        d_row[o] = d
+                        approximation[z, y, o] = a
+                        detail[z, y, o] = d
     elif axis == 1:
         approximation = np.empty((nz, outputs, nx), data.dtype)
         detail = np.empty((nz, outputs, nx), data.dtype)
