@@ -8,11 +8,13 @@ time and peak resident memory (CT included) are that case's own.
 
     python bench/features_bench.py                 # 1 case with both engines, then 9 more with hccrad's
     python bench/features_bench.py --cases 3 --reference-cases 1
-    python bench/features_bench.py --cases 1 --reference-cases 0 --dask-malloc   # glibc's malloc vs Dask's
+    python bench/features_bench.py --cases 1 --reference-cases 0 --malloc   # malloc settings side by side
 
-``--dask-malloc`` runs case 1 four times in one process, as a Dask worker runs case after case, once with glibc's
-own malloc thresholds and once started with ``MALLOC_TRIM_THRESHOLD_=65536``, the setting Dask gives its workers (and
-hccrad's local cluster leaves out), and prints the mean CPU of the last three runs of each, from the same run.
+Each case runs with the malloc settings that the features stage gives the processes computing cases
+(``hccrad.features.cohort.MALLOC_SETTINGS``). ``--malloc`` runs case 1 four times in one process, as a Dask worker
+runs case after case, under three settings: glibc's own thresholds, ``MALLOC_TRIM_THRESHOLD_=65536`` (the setting
+Dask gives its workers, which hccrad's local cluster leaves out) and hccrad's, and prints the mean CPU (user and
+system) of the last three runs of each and the process's peak, from the same run.
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ def _worker(ct: str, mask: str, engine: str, profile: bool, out) -> None:
     import cProfile
     import pstats
 
+    from hccrad.features.cohort import keep_freed_memory_for_reuse
+
+    keep_freed_memory_for_reuse()  # as the features stage does in the processes that compute cases
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
@@ -101,17 +106,19 @@ def _worker(ct: str, mask: str, engine: str, profile: bool, out) -> None:
 
 def _repeat_worker(ct: str, mask: str, repeats: int, out) -> None:
     """Case ``ct`` through ``compute_case`` ``repeats`` + 1 times in this process (a worker running case after
-    case); the mean CPU seconds of the last ``repeats``."""
+    case, with the malloc settings of its environment); the mean CPU seconds (user, system) of the last
+    ``repeats``."""
     from hccrad.features.config import FeatureConfig
     from hccrad.features.extract import CaseJob, compute_case
 
     config = FeatureConfig(engine="hccrad")
     job = CaseJob("BENCH", ct, mask, None, config.radiomics_params(), config.model_dump(mode="json"), {}, "")
     compute_case(job)
-    start = time.process_time()
+    before = os.times()
     for _ in range(repeats):
         compute_case(job)
-    out.put({"cpu_s": (time.process_time() - start) / repeats,
+    after = os.times()
+    out.put({"user_s": (after.user - before.user) / repeats, "system_s": (after.system - before.system) / repeats,
              "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
@@ -153,8 +160,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=10, help="paper-sized cases for hccrad's engine")
     parser.add_argument("--reference-cases", type=int, default=1, help="of which also with PyRadiomics")
-    parser.add_argument("--dask-malloc", action="store_true",
-                        help="case 1 also in a worker with Dask's MALLOC_TRIM_THRESHOLD_=65536, CPU beside glibc's")
+    parser.add_argument("--malloc", action="store_true",
+                        help="case 1 also run after run in one process under glibc's, Dask's and hccrad's malloc "
+                             "settings")
     parser.add_argument("--profile", action="store_true",
                         help="print where hccrad's engine spends its time on the first case (cProfile, so slower)")
     args = parser.parse_args()
@@ -169,16 +177,24 @@ def main() -> None:
             ct, mask = in_fresh_process(_make_case_worker, folder, patient_seed)
             made = time.perf_counter() - start
             ours = measure(ct, mask, "hccrad")
-            if args.dask_malloc and seed == 1:
-                glibc = in_fresh_process(_repeat_worker, str(ct), str(mask), 3)
-                os.environ["MALLOC_TRIM_THRESHOLD_"] = "65536"  # read by glibc when the worker process starts
-                try:
-                    trimmed = in_fresh_process(_repeat_worker, str(ct), str(mask), 3)
-                finally:
-                    del os.environ["MALLOC_TRIM_THRESHOLD_"]
-                print(f"case 1 run after run in one process, hccrad engine: {glibc['cpu_s']:.2f} s CPU per case with "
-                      f"glibc's malloc thresholds, {trimmed['cpu_s']:.2f} s with Dask's MALLOC_TRIM_THRESHOLD_=65536 "
-                      f"(peak {glibc['peak_mb']:.0f} against {trimmed['peak_mb']:.0f} MB)", flush=True)
+            if args.malloc and seed == 1:
+                from hccrad.features.cohort import MALLOC_SETTINGS
+
+                settings = {"glibc's own thresholds": {}, "Dask's MALLOC_TRIM_THRESHOLD_=65536":
+                            {"MALLOC_TRIM_THRESHOLD_": "65536"},
+                            "hccrad's " + ", ".join(f"{key}={value}" for key, value in MALLOC_SETTINGS.items()):
+                            {key: str(value) for key, value in MALLOC_SETTINGS.items()}}
+                print("case 1 run after run in one process, hccrad engine, mean of the last 3 runs:")
+                for label, environment in settings.items():
+                    os.environ.update(environment)  # read by glibc when the worker process starts
+                    try:
+                        repeated = in_fresh_process(_repeat_worker, str(ct), str(mask), 3)
+                    finally:
+                        for key in environment:
+                            del os.environ[key]
+                    print(f"  {repeated['user_s'] + repeated['system_s']:5.2f} s CPU ({repeated['user_s']:.2f} user, "
+                          f"{repeated['system_s']:.2f} system), peak {repeated['peak_mb']:.0f} MB: {label}",
+                          flush=True)
             if args.profile and seed == 1:
                 profiled = measure(ct, mask, "hccrad", profile=True)
                 print("hccrad engine, case 1, seconds spent in each function itself (cProfile):")

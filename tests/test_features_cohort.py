@@ -368,14 +368,48 @@ def test_a_scheduler_killed_mid_run_is_one_line_and_the_rerun_resumes(small_coho
     assert len(again.reused) == 1 and len(again.computed) == 11 and again.failures.empty
 
 
-def test_local_cluster_workers_keep_glibcs_malloc_thresholds(monkeypatch, tmp_path):
+_FAULTS_SCRIPT = """
+import resource, sys
+import numpy as np
+if sys.argv[1] == "mallopt":
+    from hccrad.features.cohort import keep_freed_memory_for_reuse
+    assert keep_freed_memory_for_reuse()
+np.ones(5 << 20)  # 40 MiB, once, so that the heap holds such a block
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(8):
+    block = np.ones(5 << 20)
+    del block
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
+def test_malloc_settings_reuse_freed_arrays_instead_of_faulting_them_in_again():
+    """Under glibc's own thresholds a freed 40 MiB array is unmapped and the next one faults in again (hundreds of
+    minor page faults each, more where transparent huge pages are off); with MALLOC_SETTINGS, applied by mallopt in
+    this process or read from the environment by a new worker, the freed block is reused."""
+    from hccrad.features.cohort import MALLOC_SETTINGS
+
+    def faults(how: str, environment: dict[str, str]) -> int:
+        env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
+        done = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, how], capture_output=True, text=True,
+                              env={**env, **environment}, check=True)
+        return int(done.stdout.split()[-1])
+
+    default = faults("none", {})
+    assert default >= 8 * 20  # each of the 8 arrays faulted in again (at least one fault per 2 MiB huge page)
+    assert faults("mallopt", {}) * 10 < default
+    assert faults("none", {key: str(value) for key, value in MALLOC_SETTINGS.items()}) * 10 < default
+
+
+def test_local_cluster_workers_start_with_hccrads_malloc_settings(monkeypatch, tmp_path):
     """Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536 (every freed block back to the system, so each filtered
-    image's arrays fault in again: bench/features_bench.py --dask-malloc); hccrad's local cluster leaves it out and
-    keeps Dask's other settings (one BLAS/OpenMP thread per worker)."""
+    image's arrays fault in again: bench/features_bench.py --malloc); hccrad's local cluster gives them
+    MALLOC_SETTINGS instead and keeps Dask's other settings (one BLAS/OpenMP thread per worker)."""
     import dask
     import distributed
 
-    from hccrad.features.cohort import _run_on_cluster
+    from hccrad.features.cohort import MALLOC_SETTINGS, _run_on_cluster
     from hccrad.features.config import FeatureConfig
 
     seen = {}
@@ -390,5 +424,6 @@ def test_local_cluster_workers_keep_glibcs_malloc_thresholds(monkeypatch, tmp_pa
     monkeypatch.setattr(distributed, "LocalCluster", fake_cluster)
     with pytest.raises(Stop):
         _run_on_cluster([object()], tmp_path, None, FeatureConfig(n_workers=1), None, None)
-    assert "MALLOC_TRIM_THRESHOLD_" not in seen and seen["OPENBLAS_NUM_THREADS"] == 1
+    assert {key: seen[key] for key in MALLOC_SETTINGS} == {key: str(value) for key, value in MALLOC_SETTINGS.items()}
+    assert seen["OPENBLAS_NUM_THREADS"] == 1
     assert dask.config.get("distributed.nanny.pre-spawn-environ")["MALLOC_TRIM_THRESHOLD_"] == 65536  # restored

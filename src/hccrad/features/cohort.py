@@ -206,9 +206,34 @@ def run_jobs(jobs: list, cases_dir: Path, scheduler: str | None, config: Feature
         return _run_on_cluster(jobs, cases_dir, scheduler, config, on_result, worker)
 
 
+#: glibc's malloc settings for the processes that compute cases (bytes): a block up to MMAP_THRESHOLD (64 MiB)
+#: comes from the heap, and freed memory stays there for the next filtered image unless TRIM_THRESHOLD (128 MiB) is
+#: free at its top. glibc's own thresholds map each array above 32 MiB on its own and unmap it when freed, so every
+#: filtered image's arrays fault in again, page by page (about 0.5 s of system CPU per paper-sized case). A larger
+#: threshold keeps the CT's freed blocks in the heap: the LiTS-sized case's peak rose from 838 MB to 1068 MB at
+#: 128 MiB (bench/memory_bench.py --case lits).
+MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": 1 << 26, "MALLOC_TRIM_THRESHOLD_": 1 << 27}
+
+
+def keep_freed_memory_for_reuse() -> bool:
+    """Apply :data:`MALLOC_SETTINGS` to this process (``mallopt``; glibc only: False elsewhere, where nothing
+    changes)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    codes = {"MALLOC_MMAP_THRESHOLD_": -3, "MALLOC_TRIM_THRESHOLD_": -1}  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    return all(mallopt(ctypes.c_int(codes[name]), ctypes.c_int(value)) == 1 for name, value in MALLOC_SETTINGS.items())
+
+
 def _run_here(jobs: list, cases_dir: Path, on_result, worker) -> list[str]:
     """The cases one after the other in this process; each result written as it comes (an interrupted run keeps
     the finished ones)."""
+    keep_freed_memory_for_reuse()
     done: list[str] = []
     for job in jobs:
         result = worker(job)
@@ -257,9 +282,9 @@ def _run_on_cluster(jobs, cases_dir, scheduler, config, on_result, worker) -> li
 
         # Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536, which returns every freed block to the system
         # and so makes each filtered image's arrays fault in again: about 10% more CPU per case
-        # (bench/features_bench.py --dask-malloc: 8.78 against 7.95 s). glibc's own adaptive thresholds are kept.
-        environ = {key: value for key, value in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
-                   if key != "MALLOC_TRIM_THRESHOLD_"}
+        # (bench/features_bench.py --malloc). The workers start with :data:`MALLOC_SETTINGS` instead.
+        environ = {**{key: value for key, value in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
+                      if key != "MALLOC_TRIM_THRESHOLD_"}, **{key: str(value) for key, value in MALLOC_SETTINGS.items()}}
         # The dashboard on a free loopback port: never "port 8787 is already in use", never on the network.
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
             cluster = LocalCluster(n_workers=local_worker_count(config, len(jobs)), threads_per_worker=1,
