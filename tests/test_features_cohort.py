@@ -426,4 +426,8 @@ def test_local_cluster_workers_start_with_hccrads_malloc_settings(monkeypatch, t
         _run_on_cluster([object()], tmp_path, None, FeatureConfig(n_workers=1), None, None)
     assert {key: seen[key] for key in MALLOC_SETTINGS} == {key: str(value) for key, value in MALLOC_SETTINGS.items()}
     assert seen["OPENBLAS_NUM_THREADS"] == 1
+    seen.clear()  # PyRadiomics' workers keep glibc's thresholds (the settings raise its peak)
+    with pytest.raises(Stop):
+        _run_on_cluster([object()], tmp_path, None, FeatureConfig(n_workers=1, engine="pyradiomics"), None, None)
+    assert not set(MALLOC_SETTINGS) & set(seen) and "MALLOC_TRIM_THRESHOLD_" not in seen
     assert dask.config.get("distributed.nanny.pre-spawn-environ")["MALLOC_TRIM_THRESHOLD_"] == 65536  # restored

@@ -199,6 +199,8 @@ def run_jobs(jobs: list, cases_dir: Path, scheduler: str | None, config: Feature
     if not jobs:
         return []
     if not scheduler and local_worker_count(config, len(jobs)) == 1:
+        if config.engine != "pyradiomics":
+            keep_freed_memory_for_reuse()
         return _run_here(jobs, cases_dir, on_result, worker)
     if not scheduler:
         warm_engine(getattr(jobs[0], "case", jobs[0]))  # a perturbed case carries its case's job
@@ -211,7 +213,7 @@ def run_jobs(jobs: list, cases_dir: Path, scheduler: str | None, config: Feature
 #: free at its top. glibc's own thresholds map each array above 32 MiB on its own and unmap it when freed, so every
 #: filtered image's arrays fault in again, page by page (about 0.5 s of system CPU per paper-sized case). A larger
 #: threshold keeps the CT's freed blocks in the heap: the LiTS-sized case's peak rose from 838 MB to 1068 MB at
-#: 128 MiB (bench/memory_bench.py --case lits).
+#: 128 MiB (bench/memory_bench.py --case lits). Not for ``engine: pyradiomics``, whose peak they raise.
 MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": 1 << 26, "MALLOC_TRIM_THRESHOLD_": 1 << 27}
 
 
@@ -233,7 +235,6 @@ def keep_freed_memory_for_reuse() -> bool:
 def _run_here(jobs: list, cases_dir: Path, on_result, worker) -> list[str]:
     """The cases one after the other in this process; each result written as it comes (an interrupted run keeps
     the finished ones)."""
-    keep_freed_memory_for_reuse()
     done: list[str] = []
     for job in jobs:
         result = worker(job)
@@ -282,9 +283,11 @@ def _run_on_cluster(jobs, cases_dir, scheduler, config, on_result, worker) -> li
 
         # Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536, which returns every freed block to the system
         # and so makes each filtered image's arrays fault in again: about 10% more CPU per case
-        # (bench/features_bench.py --malloc). The workers start with :data:`MALLOC_SETTINGS` instead.
+        # (bench/features_bench.py --malloc). The workers start with :data:`MALLOC_SETTINGS` instead, except for
+        # PyRadiomics, whose peak they raise (bench/features_command_bench.py).
+        ours = {key: str(value) for key, value in MALLOC_SETTINGS.items()} if config.engine != "pyradiomics" else {}
         environ = {**{key: value for key, value in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
-                      if key != "MALLOC_TRIM_THRESHOLD_"}, **{key: str(value) for key, value in MALLOC_SETTINGS.items()}}
+                      if key != "MALLOC_TRIM_THRESHOLD_"}, **ours}
         # The dashboard on a free loopback port: never "port 8787 is already in use", never on the network.
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
             cluster = LocalCluster(n_workers=local_worker_count(config, len(jobs)), threads_per_worker=1,
