@@ -208,13 +208,14 @@ def run_jobs(jobs: list, cases_dir: Path, scheduler: str | None, config: Feature
         return _run_on_cluster(jobs, cases_dir, scheduler, config, on_result, worker)
 
 
-#: glibc's malloc settings for the processes that compute cases (bytes): a block up to MMAP_THRESHOLD (64 MiB)
-#: comes from the heap, and freed memory stays there for the next filtered image unless TRIM_THRESHOLD (128 MiB) is
-#: free at its top. glibc's own thresholds map each array above 32 MiB on its own and unmap it when freed, so every
-#: filtered image's arrays fault in again, page by page (about 0.5 s of system CPU per paper-sized case). A larger
-#: threshold keeps the CT's freed blocks in the heap: the LiTS-sized case's peak rose from 838 MB to 1068 MB at
-#: 128 MiB (bench/memory_bench.py --case lits). Not for ``engine: pyradiomics``, whose peak they raise.
-MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": 1 << 26, "MALLOC_TRIM_THRESHOLD_": 1 << 27}
+#: glibc's malloc settings for the processes that compute cases with hccrad's engine (bytes): a block up to
+#: MMAP_THRESHOLD (64 MiB) comes from the heap, and freed memory stays there for the next filtered image unless
+#: TRIM_THRESHOLD (64 MiB) is free at its top. glibc's own thresholds map each array above 32 MiB on its own and
+#: unmap it when freed, so every filtered image's arrays fault in again, page by page (about 0.5 s of system CPU
+#: per paper-sized case). Larger thresholds keep more freed memory: at 128 MiB the LiTS-sized case's peak rose from
+#: 838 to 1068 MB (mmap) and PyRadiomics' exampleMR_3mm file's on the DICOM case from 460 to 524 MB (trim)
+#: (bench/memory_bench.py). Not for ``engine: pyradiomics``, whose peak they raise.
+MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": 1 << 26, "MALLOC_TRIM_THRESHOLD_": 1 << 26}
 
 
 def keep_freed_memory_for_reuse() -> bool:
