@@ -10,8 +10,8 @@ time and peak resident memory (CT included) are that case's own.
     python bench/features_bench.py --cases 3 --reference-cases 1
     python bench/features_bench.py --cases 1 --reference-cases 0 --malloc   # malloc settings side by side
 
-Each case runs with the malloc settings that the features stage gives the processes computing cases
-(``hccrad.features.cohort.MALLOC_SETTINGS``). ``--malloc`` runs case 1 four times in one process, as a Dask worker
+Each case runs with the malloc settings that the features stage gives the processes computing cases with hccrad's
+engine (``hccrad.features.cohort.MALLOC_SETTINGS``; PyRadiomics with glibc's own). ``--malloc`` runs case 1 four times in one process, as a Dask worker
 runs case after case, under three settings: glibc's own thresholds, ``MALLOC_TRIM_THRESHOLD_=65536`` (the setting
 Dask gives its workers, which hccrad's local cluster leaves out) and hccrad's, and prints the mean CPU (user and
 system) of the last three runs of each and the process's peak, from the same run.
@@ -75,7 +75,8 @@ def _worker(ct: str, mask: str, engine: str, profile: bool, out) -> None:
 
     from hccrad.features.cohort import keep_freed_memory_for_reuse
 
-    keep_freed_memory_for_reuse()  # as the features stage does in the processes that compute cases
+    if engine != "pyradiomics":
+        keep_freed_memory_for_reuse()  # as the features stage does in the processes that compute with the engine
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()

@@ -402,6 +402,27 @@ def test_malloc_settings_reuse_freed_arrays_instead_of_faulting_them_in_again():
     assert faults("none", {key: str(value) for key, value in MALLOC_SETTINGS.items()}) * 10 < default
 
 
+@pytest.mark.parametrize("engine", ["auto", "hccrad", "pyradiomics"])
+def test_cases_run_here_take_the_malloc_settings_with_hccrads_engine_only(monkeypatch, tmp_path, engine):
+    """One case, no cluster: the command's own process takes MALLOC_SETTINGS (mallopt) before it computes, unless
+    PyRadiomics computes."""
+    import hccrad.features.cohort as cohort
+    from hccrad.features.config import FeatureConfig
+
+    calls = []
+    monkeypatch.setattr(cohort, "keep_freed_memory_for_reuse", lambda: calls.append("mallopt") or True)
+
+    class Job:
+        case_id = "P1"
+
+    def worker(job):
+        calls.append("case")
+        return {"status": "ok"}
+
+    cohort.run_jobs([Job()], tmp_path, None, FeatureConfig(engine=engine, n_workers=1), worker=worker)
+    assert calls == (["case"] if engine == "pyradiomics" else ["mallopt", "case"])
+
+
 def test_local_cluster_workers_start_with_hccrads_malloc_settings(monkeypatch, tmp_path):
     """Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536 (every freed block back to the system, so each filtered
     image's arrays fault in again: bench/features_bench.py --malloc); hccrad's local cluster gives them
