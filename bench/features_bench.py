@@ -10,11 +10,12 @@ time and peak resident memory (CT included) are that case's own.
     python bench/features_bench.py --cases 3 --reference-cases 1
     python bench/features_bench.py --cases 1 --reference-cases 0 --malloc   # malloc settings side by side
 
-Each case runs with the malloc settings that the features stage gives the processes computing cases with hccrad's
-engine (``hccrad.features.cohort.MALLOC_SETTINGS``; PyRadiomics with glibc's own). ``--malloc`` runs case 1 four times in one process, as a Dask worker
-runs case after case, under three settings: glibc's own thresholds, ``MALLOC_TRIM_THRESHOLD_=65536`` (the setting
-Dask gives its workers, which hccrad's local cluster leaves out) and hccrad's, and prints the mean CPU (user and
-system) of the last three runs of each and the process's peak, from the same run.
+``compute_case`` sets hccrad's malloc settings for a large case with hccrad's engine
+(``hccrad.features.memory.MALLOC_SETTINGS``; PyRadiomics keeps glibc's own). ``--malloc`` runs case 1 four times
+in one process, as a Dask worker runs case after case, under three settings: glibc's own thresholds,
+``MALLOC_TRIM_THRESHOLD_=65536`` (the setting Dask gives its workers, which hccrad's local cluster leaves out), both
+with hccrad's own switched off, and hccrad's, and prints the mean CPU (user and system) of the last three runs of
+each and the process's peak, from the same run.
 """
 
 from __future__ import annotations
@@ -73,10 +74,6 @@ def _worker(ct: str, mask: str, engine: str, profile: bool, out) -> None:
     import cProfile
     import pstats
 
-    from hccrad.features.cohort import keep_freed_memory_for_reuse
-
-    if engine != "pyradiomics":
-        keep_freed_memory_for_reuse()  # as the features stage does in the processes that compute with the engine
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
@@ -105,12 +102,16 @@ def _worker(ct: str, mask: str, engine: str, profile: bool, out) -> None:
                                               "Rliver_gradient"))}})
 
 
-def _repeat_worker(ct: str, mask: str, repeats: int, out) -> None:
+def _repeat_worker(ct: str, mask: str, repeats: int, hccrad_malloc: bool, out) -> None:
     """Case ``ct`` through ``compute_case`` ``repeats`` + 1 times in this process (a worker running case after
     case, with the malloc settings of its environment); the mean CPU seconds (user, system) of the last
-    ``repeats``."""
+    ``repeats``. Without ``hccrad_malloc`` the case does not set hccrad's malloc settings."""
+    import hccrad.features.extract as extract
     from hccrad.features.config import FeatureConfig
     from hccrad.features.extract import CaseJob, compute_case
+
+    if not hccrad_malloc:
+        extract.keep_freed_memory_for_reuse = lambda: False
 
     config = FeatureConfig(engine="hccrad")
     job = CaseJob("BENCH", ct, mask, None, config.radiomics_params(), config.model_dump(mode="json"), {}, "")
@@ -179,17 +180,17 @@ def main() -> None:
             made = time.perf_counter() - start
             ours = measure(ct, mask, "hccrad")
             if args.malloc and seed == 1:
-                from hccrad.features.cohort import MALLOC_SETTINGS
+                from hccrad.features.memory import MALLOC_SETTINGS
 
-                settings = {"glibc's own thresholds": {}, "Dask's MALLOC_TRIM_THRESHOLD_=65536":
-                            {"MALLOC_TRIM_THRESHOLD_": "65536"},
+                settings = {"glibc's own thresholds": ({}, False), "Dask's MALLOC_TRIM_THRESHOLD_=65536":
+                            ({"MALLOC_TRIM_THRESHOLD_": "65536"}, False),
                             "hccrad's " + ", ".join(f"{key}={value}" for key, value in MALLOC_SETTINGS.items()):
-                            {key: str(value) for key, value in MALLOC_SETTINGS.items()}}
+                            ({}, True)}
                 print("case 1 run after run in one process, hccrad engine, mean of the last 3 runs:")
-                for label, environment in settings.items():
+                for label, (environment, hccrad_malloc) in settings.items():
                     os.environ.update(environment)  # read by glibc when the worker process starts
                     try:
-                        repeated = in_fresh_process(_repeat_worker, str(ct), str(mask), 3)
+                        repeated = in_fresh_process(_repeat_worker, str(ct), str(mask), 3, hccrad_malloc)
                     finally:
                         for key in environment:
                             del os.environ[key]

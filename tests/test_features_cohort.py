@@ -372,7 +372,7 @@ _FAULTS_SCRIPT = """
 import resource, sys
 import numpy as np
 if sys.argv[1] == "mallopt":
-    from hccrad.features.cohort import keep_freed_memory_for_reuse
+    from hccrad.features.memory import keep_freed_memory_for_reuse
     assert keep_freed_memory_for_reuse()
 np.ones(5 << 20)  # 40 MiB, once, so that the heap holds such a block
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -386,9 +386,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
 def test_malloc_settings_reuse_freed_arrays_instead_of_faulting_them_in_again():
     """Under glibc's own thresholds a freed 40 MiB array is unmapped and the next one faults in again (hundreds of
-    minor page faults each, more where transparent huge pages are off); with MALLOC_SETTINGS, applied by mallopt in
-    this process or read from the environment by a new worker, the freed block is reused."""
-    from hccrad.features.cohort import MALLOC_SETTINGS
+    minor page faults each, more where transparent huge pages are off); with MALLOC_SETTINGS, applied by mallopt or
+    read from the environment by a new process, the freed block is reused."""
+    from hccrad.features.memory import MALLOC_SETTINGS
 
     def faults(how: str, environment: dict[str, str]) -> int:
         env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
@@ -402,35 +402,53 @@ def test_malloc_settings_reuse_freed_arrays_instead_of_faulting_them_in_again():
     assert faults("none", {key: str(value) for key, value in MALLOC_SETTINGS.items()}) * 10 < default
 
 
-@pytest.mark.parametrize("engine", ["auto", "hccrad", "pyradiomics"])
-def test_cases_run_here_take_the_malloc_settings_with_hccrads_engine_only(monkeypatch, tmp_path, engine):
-    """One case, no cluster: the command's own process takes MALLOC_SETTINGS (mallopt) before it computes, unless
-    PyRadiomics computes."""
-    import hccrad.features.cohort as cohort
-    from hccrad.features.config import FeatureConfig
+def test_only_a_large_case_with_hccrads_engine_takes_the_malloc_settings():
+    from hccrad.features.memory import LARGE_CASE_VOXELS, wants_malloc_settings
 
+    paper_sized, dicom_case = 512 * 512 * 150, 512 * 512 * 20
+    assert dicom_case <= LARGE_CASE_VOXELS < paper_sized
+    assert wants_malloc_settings("auto", paper_sized) and wants_malloc_settings("hccrad", paper_sized)
+    assert not wants_malloc_settings("pyradiomics", paper_sized) and not wants_malloc_settings("auto", dicom_case)
+
+
+@pytest.mark.parametrize("engine", ["auto", "pyradiomics"])
+def test_compute_case_sets_the_malloc_settings_once_it_knows_the_cases_size(monkeypatch, tmp_path, engine):
+    """compute_case reads the case, then, for hccrad's engine on a CT above LARGE_CASE_VOXELS, takes MALLOC_SETTINGS
+    (mallopt) before any feature is computed."""
+    import hccrad.features.extract as extract
+    import hccrad.features.memory as memory
+    from hccrad.features.extract import CaseJob, compute_case
+    from hccrad.io.config import SeriesRule
+
+    ct = np.full((10, 24, 24), 40, np.int16)
+    ct[:, :2] = -1000
+    labels = np.zeros(ct.shape, np.uint8)
+    labels[2:8, 4:20, 4:20] = 1
+    labels[4:7, 8:13, 8:13] = 2
+    for name, array in (("ct", ct), ("mask", labels)):
+        sitk.WriteImage(sitk.GetImageFromArray(array), str(tmp_path / f"{name}.nii.gz"))
     calls = []
-    monkeypatch.setattr(cohort, "keep_freed_memory_for_reuse", lambda: calls.append("mallopt") or True)
+    monkeypatch.setattr(extract, "keep_freed_memory_for_reuse", lambda: calls.append("mallopt") or True)
+    monkeypatch.setattr(extract, "region_radiomics", lambda *args, **kwargs: calls.append("features") or 1 / 0)
+    config = FeatureConfig(engine=engine)
+    job = CaseJob("P1", str(tmp_path / "ct.nii.gz"), str(tmp_path / "mask.nii.gz"), None, config.radiomics_params(),
+                  config.model_dump(mode="json"), SeriesRule().model_dump(), "fingerprint")
+    for threshold, expected in ((ct.size, []), (ct.size - 1, ["mallopt"] if engine == "auto" else [])):
+        calls.clear()
+        monkeypatch.setattr(memory, "LARGE_CASE_VOXELS", threshold)
+        compute_case(job)
+        assert calls[: len(expected)] == expected and "features" in calls, calls
 
-    class Job:
-        case_id = "P1"
 
-    def worker(job):
-        calls.append("case")
-        return {"status": "ok"}
-
-    cohort.run_jobs([Job()], tmp_path, None, FeatureConfig(engine=engine, n_workers=1), worker=worker)
-    assert calls == (["case"] if engine == "pyradiomics" else ["mallopt", "case"])
-
-
-def test_local_cluster_workers_start_with_hccrads_malloc_settings(monkeypatch, tmp_path):
+def test_local_cluster_workers_drop_dasks_malloc_trim_threshold(monkeypatch, tmp_path):
     """Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536 (every freed block back to the system, so each filtered
-    image's arrays fault in again: bench/features_bench.py --malloc); hccrad's local cluster gives them
-    MALLOC_SETTINGS instead and keeps Dask's other settings (one BLAS/OpenMP thread per worker)."""
+    image's arrays fault in again: bench/features_bench.py --malloc); hccrad's local cluster leaves it out (a large
+    case sets hccrad's own settings in its worker) and keeps Dask's other settings (one BLAS/OpenMP thread per
+    worker)."""
     import dask
     import distributed
 
-    from hccrad.features.cohort import MALLOC_SETTINGS, _run_on_cluster
+    from hccrad.features.cohort import _run_on_cluster
     from hccrad.features.config import FeatureConfig
 
     seen = {}
@@ -445,10 +463,5 @@ def test_local_cluster_workers_start_with_hccrads_malloc_settings(monkeypatch, t
     monkeypatch.setattr(distributed, "LocalCluster", fake_cluster)
     with pytest.raises(Stop):
         _run_on_cluster([object()], tmp_path, None, FeatureConfig(n_workers=1), None, None)
-    assert {key: seen[key] for key in MALLOC_SETTINGS} == {key: str(value) for key, value in MALLOC_SETTINGS.items()}
-    assert seen["OPENBLAS_NUM_THREADS"] == 1
-    seen.clear()  # PyRadiomics' workers keep glibc's thresholds (the settings raise its peak)
-    with pytest.raises(Stop):
-        _run_on_cluster([object()], tmp_path, None, FeatureConfig(n_workers=1, engine="pyradiomics"), None, None)
-    assert not set(MALLOC_SETTINGS) & set(seen) and "MALLOC_TRIM_THRESHOLD_" not in seen
+    assert "MALLOC_TRIM_THRESHOLD_" not in seen and seen["OPENBLAS_NUM_THREADS"] == 1
     assert dask.config.get("distributed.nanny.pre-spawn-environ")["MALLOC_TRIM_THRESHOLD_"] == 65536  # restored

@@ -199,38 +199,11 @@ def run_jobs(jobs: list, cases_dir: Path, scheduler: str | None, config: Feature
     if not jobs:
         return []
     if not scheduler and local_worker_count(config, len(jobs)) == 1:
-        if config.engine != "pyradiomics":
-            keep_freed_memory_for_reuse()
         return _run_here(jobs, cases_dir, on_result, worker)
     if not scheduler:
         warm_engine(getattr(jobs[0], "case", jobs[0]))  # a perturbed case carries its case's job
     with _quiet_distributed_client():
         return _run_on_cluster(jobs, cases_dir, scheduler, config, on_result, worker)
-
-
-#: glibc's malloc settings for the processes that compute cases with hccrad's engine (bytes): a block up to
-#: MMAP_THRESHOLD (64 MiB) comes from the heap, and freed memory stays there for the next filtered image unless
-#: TRIM_THRESHOLD (64 MiB) is free at its top. glibc's own thresholds map each array above 32 MiB on its own and
-#: unmap it when freed, so every filtered image's arrays fault in again, page by page (about 0.5 s of system CPU
-#: per paper-sized case). Larger thresholds keep more freed memory: at 128 MiB the LiTS-sized case's peak rose from
-#: 838 to 1068 MB (mmap) and PyRadiomics' exampleMR_3mm file's on the DICOM case from 460 to 524 MB (trim)
-#: (bench/memory_bench.py). Not for ``engine: pyradiomics``, whose peak they raise.
-MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": 1 << 26, "MALLOC_TRIM_THRESHOLD_": 1 << 26}
-
-
-def keep_freed_memory_for_reuse() -> bool:
-    """Apply :data:`MALLOC_SETTINGS` to this process (``mallopt``; glibc only: False elsewhere, where nothing
-    changes)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    codes = {"MALLOC_MMAP_THRESHOLD_": -3, "MALLOC_TRIM_THRESHOLD_": -1}  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
-    return all(mallopt(ctypes.c_int(codes[name]), ctypes.c_int(value)) == 1 for name, value in MALLOC_SETTINGS.items())
 
 
 def _run_here(jobs: list, cases_dir: Path, on_result, worker) -> list[str]:
@@ -284,11 +257,9 @@ def _run_on_cluster(jobs, cases_dir, scheduler, config, on_result, worker) -> li
 
         # Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536, which returns every freed block to the system
         # and so makes each filtered image's arrays fault in again: about 10% more CPU per case
-        # (bench/features_bench.py --malloc). The workers start with :data:`MALLOC_SETTINGS` instead, except for
-        # PyRadiomics, whose peak they raise (bench/features_command_bench.py).
-        ours = {key: str(value) for key, value in MALLOC_SETTINGS.items()} if config.engine != "pyradiomics" else {}
-        environ = {**{key: value for key, value in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
-                      if key != "MALLOC_TRIM_THRESHOLD_"}, **ours}
+        # (bench/features_bench.py --malloc). A large case sets hccrad's own (hccrad.features.memory).
+        environ = {key: value for key, value in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
+                   if key != "MALLOC_TRIM_THRESHOLD_"}
         # The dashboard on a free loopback port: never "port 8787 is already in use", never on the network.
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
             cluster = LocalCluster(n_workers=local_worker_count(config, len(jobs)), threads_per_worker=1,
