@@ -438,6 +438,31 @@ def test_compute_case_sets_the_malloc_settings_once_it_knows_the_cases_size(monk
         monkeypatch.setattr(memory, "LARGE_CASE_VOXELS", threshold)
         compute_case(job)
         assert calls[: len(expected)] == expected and "features" in calls, calls
+    calls.clear()  # a long-running process (the web app) keeps glibc's own thresholds
+    compute_case(job, reuse_freed_memory=False)
+    assert calls == ["features"]
+
+
+def test_a_new_patients_features_leave_the_processs_malloc_settings_alone(monkeypatch):
+    """hccrad predict and the web app compute a patient with reuse_freed_memory=False."""
+    import hccrad.features.extract as extract
+    from hccrad.features.config import FeatureConfig
+    from hccrad.io.config import SeriesRule
+    from hccrad.pipeline.predict import compute_patient_features
+
+    seen = {}
+
+    def fake_compute_case(job, progress=None, reuse_freed_memory=True):
+        seen["reuse_freed_memory"] = reuse_freed_memory
+        return {"status": "ok", "features": {}, "qc_warnings": []}
+
+    monkeypatch.setattr(extract, "compute_case", fake_compute_case)
+    config = FeatureConfig()
+    settings = {"settings": config.model_dump(mode="json"), "radiomics_params": config.radiomics_params(),
+                "series_rule": SeriesRule().model_dump(), "engine": "auto"}
+    monkeypatch.setattr("hccrad.pipeline.predict.check_engine", lambda settings: None)
+    compute_patient_features(Path("ct.nii.gz"), Path("mask.nii.gz"), settings)
+    assert seen == {"reuse_freed_memory": False}
 
 
 def test_local_cluster_workers_drop_dasks_malloc_trim_threshold(monkeypatch, tmp_path):

@@ -287,10 +287,14 @@ def dense_region_warnings(ct: np.ndarray, region: np.ndarray, name: str, rates: 
             + "; check the mask and the history"]
 
 
-def compute_case(job: CaseJob, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def compute_case(job: CaseJob, progress: Callable[[str], None] | None = None, reuse_freed_memory: bool = True
+                 ) -> dict[str, Any]:
     """Compute one case; never raises: a failure comes back as ``{"status": "failed", "error": ...}``.
 
     ``progress`` (optional) is called with each stage as it starts: ``reading``, ``checking``, ``features``.
+    ``reuse_freed_memory``: a large case takes :data:`hccrad.features.memory.MALLOC_SETTINGS` for the rest of the
+    process (the features stage's processes); False in a long-running process such as the web app, whose freed
+    memory should go back to the system.
     """
     try:
         config = FeatureConfig.model_validate(job.config)
@@ -299,7 +303,7 @@ def compute_case(job: CaseJob, progress: Callable[[str], None] | None = None) ->
         # the holder is the only reference to the case, so that its CT and masks can be released early
         holder = {"case": CTCase.read(job.ct, job.source(), SeriesRule.model_validate(job.series_rule),
                                       exclude_portal_vein=config.rliver_exclude_portal_vein)}
-        if wants_malloc_settings(config.engine, holder["case"].labels.size):
+        if reuse_freed_memory and wants_malloc_settings(config.engine, holder["case"].labels.size):
             keep_freed_memory_for_reuse()
         return _held_case_features(job, holder, progress)
     except Exception as exc:  # every failure is recorded per case; the cohort goes on

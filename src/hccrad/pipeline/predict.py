@@ -181,7 +181,8 @@ def compute_patient_features(ct: Path, mask: Path, settings: dict[str, Any], pat
     config = FeatureConfig(**settings["settings"]).model_dump(mode="json")
     job = CaseJob(patient_id, str(ct), str(mask), portal_vein_diameter_mm, settings["radiomics_params"], config,
                   settings["series_rule"], fingerprint="new-patient")
-    result = compute_case(job, progress)
+    # the web app calls this in its long-running process: its freed memory goes back to the system
+    result = compute_case(job, progress, reuse_freed_memory=False)
     if result["status"] != "ok":
         raise InputError(f"{patient_id}: features could not be computed from {ct} and {mask}: "
                          f"{result.get('error_type', 'error')}: {result['error']}")
