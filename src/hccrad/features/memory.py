@@ -19,7 +19,7 @@ LARGE_CASE_VOXELS = 1 << 23
 def wants_malloc_settings(engine: str, n_voxels: int) -> bool:
     """Whether a case of ``n_voxels`` CT voxels computed with ``engine`` takes :data:`MALLOC_SETTINGS`: hccrad's
     engine (``auto``, ``hccrad``) on a CT above :data:`LARGE_CASE_VOXELS`. Never PyRadiomics, whose peak the settings
-    raise (2.8 to 3.3 GB on the paper-sized case) without saving it CPU."""
+    raise (bench/features_bench.py: 3344 MB with them on the paper-sized case, 2688 MB without)."""
     return engine != "pyradiomics" and n_voxels > LARGE_CASE_VOXELS
 
 
