@@ -22,6 +22,11 @@ Cases (``--case``):
     python bench/memory_bench.py
     python bench/memory_bench.py --files paper exampleCT
     python bench/memory_bench.py --case lits --files paper
+    python bench/memory_bench.py --files Params resegment --phases
+
+``--phases`` also runs each command once more with a probe in its process and prints where its peak falls: the peak
+while the cases are read and computed (imports included), the resident memory when they are done, and the peak of
+the whole command, which includes assembling and writing the feature table (CSV, Parquet, JSON).
 """
 
 from __future__ import annotations
@@ -92,6 +97,39 @@ VARIANTS = {
 }
 
 
+#: Runs `hccrad features <manifest>` in this process and writes its memory by phase to ``phases.json``: the peak
+#: (VmHWM) and the resident memory (VmRSS) when the cases are done (the table not yet assembled), and the peak at exit.
+PHASES = ("import json, sys\n"
+          "import hccrad.features.cohort as cohort\n"
+          "from hccrad.cli.main import main\n"
+          "def status():\n"
+          "    fields = dict(line.split(':', 1) for line in open('/proc/self/status') if ':' in line)\n"
+          "    return {key: int(fields[key].split()[0]) / 1024 for key in ('VmHWM', 'VmRSS')}\n"
+          "marks = {}\n"
+          "assemble = cohort.assemble\n"
+          "def marked(*args, **kwargs):\n"
+          "    marks['cases_done'] = status()\n"
+          "    return assemble(*args, **kwargs)\n"
+          "cohort.assemble = marked\n"
+          "sys.argv = ['hccrad', 'features', sys.argv[1]]\n"
+          "try:\n"
+          "    main()\n"
+          "except SystemExit as exit:\n"
+          "    code = exit.code\n"
+          "marks['exit'] = status()\n"
+          "open('phases.json', 'w').write(json.dumps(marks))\n"
+          "sys.exit(code)\n")
+
+
+def phases(folder: Path, manifest: Path) -> dict[str, int]:
+    """The command's memory by phase (MB): peak while the cases are computed, resident when they are done, peak of
+    the whole command (the feature table written)."""
+    measure([sys.executable, "-c", PHASES, str(manifest)], folder)
+    marks = json.loads((folder / "phases.json").read_text())
+    return {"cases_peak_mb": round(marks["cases_done"]["VmHWM"]), "cases_done_mb": round(marks["cases_done"]["VmRSS"]),
+            "command_peak_mb": round(marks["exit"]["VmHWM"])}
+
+
 def dicom_case(folder: Path) -> tuple[str, str]:
     """The real DICOM series with its TotalSegmentator liver (1) and portal vein (3) and a 12 mm lesion (2)."""
     from tests.conftest import shared_path
@@ -160,6 +198,7 @@ def main() -> None:
     parser.add_argument("--case", choices=("dicom", "toy", "lits"), default="dicom")
     parser.add_argument("--files", nargs="*", default=None, help=f"parameter files (default all: {', '.join(files)})")
     parser.add_argument("--no-reference", action="store_true", help="hccrad's engine only")
+    parser.add_argument("--phases", action="store_true", help="also where each command's peak falls")
     args = parser.parse_args()
     chosen = args.files or (["paper"] if args.case == "lits" else list(files))
     hccrad = shutil.which("hccrad") or str(Path(sys.executable).with_name("hccrad"))
@@ -177,6 +216,9 @@ def main() -> None:
                 if result["status"] != 0:
                     raise RuntimeError(f"{name} with {engine}: {result['stderr']}")
                 row[engine] = {"peak_mb": round(result["peak_mb"]), "cpu_s": round(result["cpu_s"], 1)}
+                if args.phases:
+                    shutil.rmtree(folder / yaml.safe_load(manifest.read_text())["output_dir"], ignore_errors=True)
+                    row[engine]["phases"] = phases(folder, manifest)
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\n{'parameter file':<32} {'hccrad peak MB':>15} {'PyRadiomics peak MB':>20} {'ratio':>6} "
@@ -188,6 +230,14 @@ def main() -> None:
                   f"{ours['peak_mb'] / reference['peak_mb']:>6.2f} {ours['cpu_s']:>13.1f} {reference['cpu_s']:>18.1f}")
         else:
             print(f"{row['file']:<32} {ours['peak_mb']:>15} {'':>20} {'':>6} {ours['cpu_s']:>13.1f}")
+    if args.phases:
+        print(f"\n{'parameter file':<32} {'engine':<12} {'cases peak MB':>14} {'cases done MB':>14} "
+              f"{'command peak MB':>16}")
+        for row in rows:
+            for engine in engines:
+                marks = row[engine]["phases"]
+                print(f"{row['file']:<32} {engine:<12} {marks['cases_peak_mb']:>14} {marks['cases_done_mb']:>14} "
+                      f"{marks['command_peak_mb']:>16}")
     if all("pyradiomics" in row for row in rows):
         above = [row["file"] for row in rows if row["auto"]["peak_mb"] > row["pyradiomics"]["peak_mb"]]
         print("hccrad's peak at or below PyRadiomics' on every file" if not above

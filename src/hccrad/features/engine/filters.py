@@ -102,10 +102,11 @@ def gaussian_coefficients(sigma_mm: float, spacing_mm: float, order: int, normal
 
 
 @numba.njit(cache=True, nogil=True)
-def _recursive_lines(data, out, causal, anti, c):
+def _recursive_lines(data, out, causal, anti, c, start):
     """Filter the columns of ``data`` (length L, W lines side by side; float32) into ``out`` (float32), as ITK's
     ``RecursiveSeparableImageFilter::FilterDataArray`` filters one line, with the lines in the inner loop.
-    ``causal`` and ``anti`` are (L, W) float64 scratch."""
+    ``causal`` and ``anti`` are (L, W) float64 scratch. Only the positions ``start`` to ``start + len(out)`` of
+    each filtered line are kept (the whole line is still filtered)."""
     n0, n1, n2, n3, d1, d2, d3, d4 = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
     m1, m2, m3, m4 = c[8], c[9], c[10], c[11]
     bn1, bn2, bn3, bn4, bm1, bm2, bm3, bm4 = c[12], c[13], c[14], c[15], c[16], c[17], c[18], c[19]
@@ -156,33 +157,36 @@ def _recursive_lines(data, out, causal, anti, c):
                  + np.float64(data[i + 2, w]) * m3 + np.float64(data[i + 3, w]) * m4)
             a -= anti[i, w] * d1 + anti[i + 1, w] * d2 + anti[i + 2, w] * d3 + anti[i + 3, w] * d4
             anti[i - 1, w] = a
-    for i in range(length):
+    for i in range(out.shape[0]):
         for w in range(width):
-            out[i, w] = np.float32(causal[i, w] + anti[i, w])
+            out[i, w] = np.float32(causal[start + i, w] + anti[start + i, w])
 
 
 @numba.njit(cache=True, nogil=True)
-def _recursive_axis(source, target, axis, c):
-    """One recursive pass along ``axis`` (0 z, 1 y, 2 x) of a (z, y, x) float32 array into ``target``."""
+def _recursive_axis(source, target, axis, c, start):
+    """One recursive pass along ``axis`` (0 z, 1 y, 2 x) of a (z, y, x) float32 array into ``target``, which has
+    ``source``'s shape except along ``axis``: there it keeps positions ``start`` to ``start + target.shape[axis]``
+    of the filtered lines."""
     nz, ny, nx = source.shape
     if axis == 0:
         causal = np.empty((nz, nx))
         anti = np.empty((nz, nx))
         for y in range(ny):
-            _recursive_lines(source[:, y, :], target[:, y, :], causal, anti, c)
+            _recursive_lines(source[:, y, :], target[:, y, :], causal, anti, c, start)
     elif axis == 1:
         causal = np.empty((ny, nx))
         anti = np.empty((ny, nx))
         for z in range(nz):
-            _recursive_lines(source[z], target[z], causal, anti, c)
+            _recursive_lines(source[z], target[z], causal, anti, c, start)
     else:  # x lines are contiguous: filter them transposed, many at once
+        kept = target.shape[2]
         causal = np.empty((nx, ny))
         anti = np.empty((nx, ny))
         lines = np.empty((nx, ny), np.float32)
-        filtered = np.empty((nx, ny), np.float32)
+        filtered = np.empty((kept, ny), np.float32)
         for z in range(nz):
             lines[:, :] = source[z].T
-            _recursive_lines(lines, filtered, causal, anti, c)
+            _recursive_lines(lines, filtered, causal, anti, c, start)
             target[z] = filtered.T
 
 
@@ -196,10 +200,6 @@ def _accumulate(total, term, factor):
                 total[z, y, x] = np.float32(np.float64(total[z, y, x]) + np.float64(term[z, y, x]) * factor)
 
 
-def _restricted(box: tuple[slice, slice, slice], axes: list[int]) -> tuple[slice, ...]:
-    return tuple(box[axis] if axis in axes else slice(None) for axis in range(3))
-
-
 def laplacian_of_gaussian(image: np.ndarray, spacing_zyx: tuple[float, float, float], sigma_mm: float,
                           box: tuple[slice, slice, slice] | None = None, normalize_across_scale: bool = True
                           ) -> np.ndarray:
@@ -211,7 +211,8 @@ def laplacian_of_gaussian(image: np.ndarray, spacing_zyx: tuple[float, float, fl
     spacing_zyx : voxel spacing in mm.
     sigma_mm : the Gaussian's standard deviation in mm.
     box : index slices (step 1) of the part wanted (default: all). The filter still runs on the whole image,
-        but each pass only on the lines that the later passes read.
+        but each pass only on the lines that the later passes read, and keeps only the box along its own axis: the
+        intermediate arrays are the box's extent along the axes already filtered, the image's along the others.
 
     Returns
     -------
@@ -221,23 +222,25 @@ def laplacian_of_gaussian(image: np.ndarray, spacing_zyx: tuple[float, float, fl
     source = np.ascontiguousarray(image, dtype=np.float32)
     if min(source.shape) < 4:
         raise ValueError("every extent must be at least 4 voxels")
-    box = box if box is not None else (slice(None),) * 3
-    total = np.zeros(source[box].shape, np.float32)
-    first = np.empty(source.shape, np.float32)
-    second = np.empty(source.shape, np.float32)
+    box = tuple(range(n)[cut] for n, cut in zip(source.shape, box if box is not None else (slice(None),) * 3))
+    if any(len(extent) == 0 or extent.step != 1 for extent in box):
+        raise ValueError(f"box {box} must be non-empty index ranges of step 1")
+    total = np.zeros(tuple(len(extent) for extent in box), np.float32)
     for derivative_axis in (2, 1, 0):  # ITK's x, y, z
         smoothing_axes = [axis for axis in (2, 1, 0) if axis != derivative_axis]
         spacing = spacing_zyx[derivative_axis]
-        _recursive_axis(source, first, derivative_axis,
-                        gaussian_coefficients(sigma_mm, spacing, 2, normalize_across_scale))
-        # a pass needs whole lines along its own axis; along axes that later passes do not filter, the box suffices
-        cut = _restricted(box, [derivative_axis])
-        _recursive_axis(first[cut], second[cut], smoothing_axes[0],
-                        gaussian_coefficients(sigma_mm, spacing_zyx[smoothing_axes[0]], 0, False))
-        cut = _restricted(box, [derivative_axis, smoothing_axes[0]])
-        _recursive_axis(second[cut], first[cut], smoothing_axes[1],
-                        gaussian_coefficients(sigma_mm, spacing_zyx[smoothing_axes[1]], 0, False))
-        _accumulate(total, first[box], 1.0 / (spacing * spacing))
+        # each pass filters whole lines along its axis but keeps only the box there: the later passes read nothing
+        # else, so the intermediate arrays shrink pass by pass (the first is the box's extent along its axis)
+        passes = [(derivative_axis, gaussian_coefficients(sigma_mm, spacing, 2, normalize_across_scale))]
+        passes += [(axis, gaussian_coefficients(sigma_mm, spacing_zyx[axis], 0, False)) for axis in smoothing_axes]
+        data = source
+        for axis, coefficients in passes:
+            shape = list(data.shape)
+            shape[axis] = len(box[axis])
+            kept = np.empty(tuple(shape), np.float32)
+            _recursive_axis(data, kept, axis, coefficients, box[axis].start)
+            data = kept
+        _accumulate(total, data, 1.0 / (spacing * spacing))
     return total
 
 
