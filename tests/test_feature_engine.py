@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from hccrad.features.config import FeatureConfig
-from hccrad.features.engine import UnsupportedSetting, region_features
+from hccrad.features.engine import UnsupportedSetting, prepare_regions, prepared_features, region_features
 from hccrad.features.engine.kernels import has_two_on_a_line
 from hccrad.features.engine.shape import maximum_diameters, mesh_area_volume
 from hccrad.features.extract import radiomics_extractor, radiomics_features
@@ -91,6 +91,27 @@ def test_textured_tumor_and_liver_phantom_all_1130_features(params):
     assert len(tumor_features) == 1130
     liver = sphere(volume.shape, (15, 32, 32), 20.0, spacing) & ~tumor
     compare(image, liver, params, pad=12)
+
+
+@pytest.mark.parametrize("setting", [{}, {"normalize": True, "normalizeScale": 100}, {"preCrop": True},
+                                     {"resampledPixelSpacing": [1.0, 1.0, 1.0]}],
+                         ids=["whole", "whole-normalised", "precrop", "resampled"])
+def test_regions_prepared_together_share_the_whole_image_and_equal_pyradiomics(setting):
+    """Where the filters run on the whole image, the two regions share one float32 copy of it (PyRadiomics makes one
+    per region): each region's features are still PyRadiomics', and where each region has its own crop, they do not
+    share it."""
+    spacing = (1.5, 0.7, 0.7)
+    volume = textured_volume(shape=(20, 40, 40))
+    tumor = sphere(volume.shape, (10, 20, 18), 5.0, spacing)
+    liver = sphere(volume.shape, (10, 20, 22), 11.0, spacing) & ~tumor
+    image = sitk.Cast(image_from(volume, spacing), sitk.sitkInt16)
+    params = {"setting": {"binWidth": 25, **setting}, "imageType": {"Original": {}, "LoG": {"sigma": [1.0]}},
+              "featureClass": {"firstorder": None, "glcm": None, "glszm": None}}
+    prepared = prepare_regions(image, [tumor, liver], params, 5)
+    whole = "resampledPixelSpacing" not in setting and "preCrop" not in setting
+    assert (prepared[0].image is prepared[1].image) == whole
+    for region, handle in zip((tumor, liver), prepared, strict=True):
+        assert_same_features(prepared_features(handle, params), pyradiomics(image, region, params, 5))
 
 
 def test_sphere_shape_against_analytic_volume_and_diameter():

@@ -8,7 +8,15 @@ from scipy import ndimage
 
 from hccrad.features.morphology import largest_inscribed_diameter_mm
 from hccrad.features.regions import intrahepatic_portal_vein
-from hccrad.io.masks import FULL_CONNECTIVITY, bounding_box, largest_component
+from hccrad.io import masks
+from hccrad.io.masks import (
+    FULL_CONNECTIVITY,
+    bounding_box,
+    label_box,
+    largest_component,
+    remnant_liver_mask,
+    tumor_mask,
+)
 
 
 def _blobs(seed: int, shape=(20, 40, 44), count: int = 6) -> np.ndarray:
@@ -55,3 +63,35 @@ def test_intrahepatic_portal_vein_equals_whole_slice_filling():
     result = intrahepatic_portal_vein(labels)
     np.testing.assert_array_equal(result, expected)
     assert result[2, 20, 24] and not result[2, 20, 38]
+
+
+@pytest.mark.parametrize("chunk_voxels", [1, 40 * 44 * 3, 1 << 22])
+def test_label_box_slab_by_slab_equals_the_whole_comparison(monkeypatch, chunk_voxels):
+    """One plane at a time, three (the last slab shorter) or all at once: the box of the whole comparison."""
+    monkeypatch.setattr(masks, "LABEL_BOX_CHUNK_VOXELS", chunk_voxels)
+    labels = np.zeros((20, 40, 44), dtype=np.uint8)
+    labels[_blobs(0)] = 1
+    labels[_blobs(1) & (labels == 0)] = 2
+    labels[3, 5, 40] = 3
+    for values in [(1,), (2,), (1, 2), (3,), (1, 2, 3)]:
+        assert label_box(labels, values) == bounding_box(np.isin(labels, values)), values
+    assert label_box(labels, (4,)) is None
+    assert label_box(labels[:, :, :0], (1,)) is None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_tumor_and_remnant_liver_equal_the_whole_image_definitions(seed):
+    """Label 2's largest 26-connected component, and label 1 plus the enclosed portal vein, computed on the
+    labels' boxes: as computed on the whole image."""
+    labels = np.zeros((20, 40, 44), dtype=np.uint8)
+    labels[_blobs(seed, count=6)] = 1
+    labels[_blobs(seed + 10) & (labels == 1)] = 2
+    labels[2:5, 18:21, 20:23][labels[2:5, 18:21, 20:23] == 1] = 3
+    components, _ = ndimage.label(labels == 2, structure=FULL_CONNECTIVITY)
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    np.testing.assert_array_equal(tumor_mask(labels), components == np.argmax(sizes))
+    liver_or_tumor = np.isin(labels, (1, 2))
+    enclosed = np.stack([ndimage.binary_fill_holes(s) for s in liver_or_tumor]) & (labels == 3)
+    np.testing.assert_array_equal(remnant_liver_mask(labels), (labels == 1) | enclosed)
+    np.testing.assert_array_equal(remnant_liver_mask(labels, exclude_portal_vein=True), labels == 1)

@@ -141,7 +141,7 @@ def region_radiomics(engine: str, params: dict[str, Any], pad_voxels: int, cast_
         extractor = radiomics_extractor(params, pad_voxels)
         return RegionRadiomics(lambda image, region, prefix: radiomics_features(extractor, image, region, prefix,
                                                                                  cast_to_float32))
-    from hccrad.features.engine import check_params, prepare_region, prepared_features, region_features
+    from hccrad.features.engine import check_params, prepare_regions, prepared_features, region_features
 
     check_params(params, allow_pyradiomics_types=engine == "auto")
     plan = engine_plan(engine, params)
@@ -179,19 +179,20 @@ def region_radiomics(engine: str, params: dict[str, Any], pad_voxels: int, cast_
     if extractors:
         return RegionRadiomics(compute)
     return RegionRadiomics(
-        compute, prepare=lambda image, region: prepare_region(image, region, engine_params, pad_voxels,
-                                                              cast_to_float32),
+        compute, prepare=lambda image, regions: prepare_regions(image, regions, engine_params, pad_voxels,
+                                                                cast_to_float32),
         finish=lambda prepared, prefix: in_order(prepared_features(prepared, engine_params), prefix))
 
 
 class RegionRadiomics:
     """``(image, region, prefix) -> features`` (see :func:`region_radiomics`), in two halves where hccrad's engine
-    computes everything: :meth:`prepare` resamples or crops the region (the result holds no reference to the whole
-    CT, so the caller can release the CT and the full-size masks before the filters run), :meth:`finish` computes
-    the features. Where PyRadiomics computes some, :meth:`prepare` keeps the image and region as they are."""
+    computes everything: :meth:`prepare` resamples or crops each region (the results hold no reference to the whole
+    CT, so the caller can release the CT and the full-size masks before the filters run; where the filters run on
+    the whole image, the regions share one float32 copy of it), :meth:`finish` computes one region's features.
+    Where PyRadiomics computes some, :meth:`prepare` keeps the image and regions as they are."""
 
     def __init__(self, compute: Callable[[sitk.Image, np.ndarray, str], dict[str, float]],
-                 prepare: Callable[[sitk.Image, np.ndarray], Any] | None = None,
+                 prepare: Callable[[sitk.Image, list[np.ndarray]], list[Any]] | None = None,
                  finish: Callable[[Any, str], dict[str, float]] | None = None) -> None:
         self._compute = compute
         self._prepare = prepare
@@ -200,8 +201,10 @@ class RegionRadiomics:
     def __call__(self, image: sitk.Image, region: np.ndarray, prefix: str) -> dict[str, float]:
         return self._compute(image, region, prefix)
 
-    def prepare(self, image: sitk.Image, region: np.ndarray) -> Any:
-        return self._prepare(image, region) if self._prepare is not None else (image, region)
+    def prepare(self, image: sitk.Image, regions: list[np.ndarray]) -> list[Any]:
+        if self._prepare is not None:
+            return self._prepare(image, regions)
+        return [(image, region) for region in regions]
 
     def finish(self, prepared: Any, prefix: str) -> dict[str, float]:
         if self._finish is not None:
@@ -385,11 +388,9 @@ def _held_case_features(job: CaseJob, holder: dict[str, CTCase], progress: Calla
     image = case.image
     del case  # the labels are no longer needed: free them (if no one else holds the case) before the radiomics
     holder.clear()
-    prepared = []
-    for name, region in (("Tumor", tumor), ("Rliver", rliver)):
-        prepared.append((name, compute.prepare(image, region)))
+    prepared = list(zip(("Tumor", "Rliver"), compute.prepare(image, [tumor, rliver]), strict=True))
     # the prepared crops are all the radiomics need (hccrad's engine): free the CT and the full-size masks
-    del image, tumor, rliver, region
+    del image, tumor, rliver
     while prepared:
         name, handle = prepared.pop(0)
         features.update(compute.finish(handle, name))

@@ -51,9 +51,40 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     return tuple(extent)
 
 
+#: Voxels of a label map compared at a time by :func:`label_box` (a few MB of booleans, whatever the CT's size).
+LABEL_BOX_CHUNK_VOXELS = 1 << 22
+
+
+def label_box(labels: np.ndarray, values: tuple[int, ...]) -> tuple[slice, ...] | None:
+    """:func:`bounding_box` of the voxels whose label is one of ``values``, found slab by slab along the first axis so
+    that no full-size boolean array is made (on a 512 x 512 x 400 CT each would be 105 MB)."""
+    plane = int(np.prod(labels.shape[1:])) or 1
+    step = max(1, LABEL_BOX_CHUNK_VOXELS // plane)
+    occupied = [np.zeros(n, dtype=bool) for n in labels.shape]
+    for start in range(0, labels.shape[0], step):
+        slab = np.isin(labels[start:start + step], values)
+        for axis in range(labels.ndim):
+            along = np.any(slab, axis=tuple(a for a in range(labels.ndim) if a != axis))
+            if axis == 0:
+                occupied[0][start:start + step] = along
+            else:
+                occupied[axis] |= along
+    extent = []
+    for along in occupied:
+        indices = np.flatnonzero(along)
+        if indices.size == 0:
+            return None
+        extent.append(slice(int(indices[0]), int(indices[-1]) + 1))
+    return tuple(extent)
+
+
 def tumor_mask(labels: np.ndarray) -> np.ndarray:
-    """``Tumor``: the largest 26-connected component of label 2."""
-    return largest_component(labels == LABEL_TUMOR)
+    """``Tumor``: the largest 26-connected component of label 2 (labelled on label 2's bounding box)."""
+    tumor = np.zeros(labels.shape, dtype=bool)
+    box = label_box(labels, (LABEL_TUMOR,))
+    if box is not None:
+        tumor[box] = largest_component(labels[box] == LABEL_TUMOR)
+    return tumor
 
 
 def intrahepatic_portal_vein(labels: np.ndarray) -> np.ndarray:
@@ -63,7 +94,7 @@ def intrahepatic_portal_vein(labels: np.ndarray) -> np.ndarray:
     lies on the liver's border and is not enclosed.
     """
     enclosed = np.zeros(labels.shape, dtype=bool)
-    box = bounding_box((labels == LABEL_LIVER) | (labels == LABEL_TUMOR))
+    box = label_box(labels, (LABEL_LIVER, LABEL_TUMOR))
     if box is not None:
         enclosed[box] = _enclosed_portal_vein(labels[box])
     return enclosed
@@ -88,7 +119,7 @@ def remnant_liver_mask(labels: np.ndarray, exclude_portal_vein: bool = False) ->
     costs one full-size array (the result) rather than several.
     """
     remnant = np.zeros(labels.shape, dtype=bool)
-    box = bounding_box((labels == LABEL_LIVER) | (labels == LABEL_TUMOR))
+    box = label_box(labels, (LABEL_LIVER, LABEL_TUMOR))
     if box is None:
         return remnant
     local = labels[box]

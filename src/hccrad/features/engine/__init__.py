@@ -10,10 +10,11 @@ from hccrad.features.engine.extract import (
     UnsupportedSetting,
     check_params,
     prepare_region,
+    prepare_regions,
     prepared_features,
     pyradiomics_image_types,
     region_features,
 )
 
 __all__ = ["ENGINE_VERSION", "PYRADIOMICS_IMAGE_TYPES", "PreparedRegion", "UnsupportedSetting", "check_params",
-           "prepare_region", "prepared_features", "pyradiomics_image_types", "region_features"]
+           "prepare_region", "prepare_regions", "prepared_features", "pyradiomics_image_types", "region_features"]

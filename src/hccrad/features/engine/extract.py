@@ -242,9 +242,12 @@ class PreparedRegion:
     settings: dict[str, Any]
 
 
-def prepare_region(image: sitk.Image, region: np.ndarray, params: dict[str, Any], pad: int,
-                   cast_to_float32: bool = True) -> PreparedRegion:
-    """The first half of :func:`region_features`: checks, normalisation and resampling or cropping."""
+def prepare_regions(image: sitk.Image, regions: list[np.ndarray], params: dict[str, Any], pad: int,
+                    cast_to_float32: bool = True) -> list[PreparedRegion]:
+    """The first half of :func:`region_features` for each of ``regions`` (boolean, z y x, on ``image``'s grid):
+    checks, normalisation and resampling or cropping. What does not depend on the region is made once for all of
+    them: the normalised image, and the whole image converted to float32 where the filters run on it whole (no
+    resampling, no ``preCrop``; PyRadiomics converts it per region, to the same values)."""
     check_params(params)
     settings = {**(params.get("setting") or {}), "padDistance": int(pad)}
     convert = images.as_float32 if cast_to_float32 else (lambda crop: crop)
@@ -253,8 +256,20 @@ def prepare_region(image: sitk.Image, region: np.ndarray, params: dict[str, Any]
 
         image = normalizeImage(convert(image), **settings)
         convert = lambda crop: crop  # noqa: E731  (already converted)
-    cropped, mask = images.prepare(image, region, settings, int(pad), convert)
-    return PreparedRegion(cropped, mask, settings)
+    if images.filters_whole_image(settings):
+        image = convert(image)
+        convert = lambda crop: crop  # noqa: E731  (already converted)
+    prepared = []
+    for region in regions:
+        cropped, mask = images.prepare(image, region, settings, int(pad), convert)
+        prepared.append(PreparedRegion(cropped, mask, settings))
+    return prepared
+
+
+def prepare_region(image: sitk.Image, region: np.ndarray, params: dict[str, Any], pad: int,
+                   cast_to_float32: bool = True) -> PreparedRegion:
+    """The first half of :func:`region_features` (:func:`prepare_regions` of one region)."""
+    return prepare_regions(image, [region], params, pad, cast_to_float32)[0]
 
 
 def region_features(image: sitk.Image, region: np.ndarray, params: dict[str, Any], pad: int,

@@ -200,6 +200,10 @@ def _accumulate(total, term, factor):
                 total[z, y, x] = np.float32(np.float64(total[z, y, x]) + np.float64(term[z, y, x]) * factor)
 
 
+#: Bytes of the LoG's first pass alive at a time (one slab across the last smoothing axis).
+LOG_SLAB_BYTES = 32 * 2**20
+
+
 def laplacian_of_gaussian(image: np.ndarray, spacing_zyx: tuple[float, float, float], sigma_mm: float,
                           box: tuple[slice, slice, slice] | None = None, normalize_across_scale: bool = True
                           ) -> np.ndarray:
@@ -211,8 +215,9 @@ def laplacian_of_gaussian(image: np.ndarray, spacing_zyx: tuple[float, float, fl
     spacing_zyx : voxel spacing in mm.
     sigma_mm : the Gaussian's standard deviation in mm.
     box : index slices (step 1) of the part wanted (default: all). The filter still runs on the whole image,
-        but each pass only on the lines that the later passes read, and keeps only the box along its own axis: the
-        intermediate arrays are the box's extent along the axes already filtered, the image's along the others.
+        but each pass only on the lines that the later passes read, and keeps only the box along its own axis. The
+        first two passes of each axis run slab by slab across the third: at most ``LOG_SLAB_BYTES`` of the first
+        pass's output, and the second's (the box's extent along two axes, the image's along the third), are alive.
 
     Returns
     -------
@@ -222,25 +227,39 @@ def laplacian_of_gaussian(image: np.ndarray, spacing_zyx: tuple[float, float, fl
     source = np.ascontiguousarray(image, dtype=np.float32)
     if min(source.shape) < 4:
         raise ValueError("every extent must be at least 4 voxels")
-    box = tuple(range(n)[cut] for n, cut in zip(source.shape, box if box is not None else (slice(None),) * 3))
+    cuts = box if box is not None else (slice(None),) * 3
+    box = tuple(range(n)[cut] for n, cut in zip(source.shape, cuts, strict=True))
     if any(len(extent) == 0 or extent.step != 1 for extent in box):
         raise ValueError(f"box {box} must be non-empty index ranges of step 1")
     total = np.zeros(tuple(len(extent) for extent in box), np.float32)
     for derivative_axis in (2, 1, 0):  # ITK's x, y, z
-        smoothing_axes = [axis for axis in (2, 1, 0) if axis != derivative_axis]
+        first_axis, last_axis = [axis for axis in (2, 1, 0) if axis != derivative_axis]  # ITK's smoothing order
+        derivative = gaussian_coefficients(sigma_mm, spacing_zyx[derivative_axis], 2, normalize_across_scale)
+        smoothing = [gaussian_coefficients(sigma_mm, spacing_zyx[axis], 0, False) for axis in (first_axis, last_axis)]
+        # Each pass filters whole lines along its axis but keeps only the box there (the later passes read nothing
+        # else). The first two passes run slab by slab across the last axis, whose lines they do not mix, so only
+        # one slab of the first pass's output is alive at a time; the second's is the box's along two axes.
+        shape = list(source.shape)
+        shape[derivative_axis] = len(box[derivative_axis])
+        shape[first_axis] = len(box[first_axis])
+        smoothed = np.empty(tuple(shape), np.float32)
+        plane = len(box[derivative_axis]) * source.shape[first_axis] * 4
+        slab_size = max(1, LOG_SLAB_BYTES // plane)
+        for slab_start in range(0, source.shape[last_axis], slab_size):
+            slab = [slice(None)] * 3
+            slab[last_axis] = slice(slab_start, min(slab_start + slab_size, source.shape[last_axis]))
+            part = source[tuple(slab)]
+            kept_shape = list(part.shape)
+            kept_shape[derivative_axis] = len(box[derivative_axis])
+            differentiated = np.empty(tuple(kept_shape), np.float32)
+            _recursive_axis(part, differentiated, derivative_axis, derivative, box[derivative_axis].start)
+            _recursive_axis(differentiated, smoothed[tuple(slab)], first_axis, smoothing[0], box[first_axis].start)
+        shape[last_axis] = len(box[last_axis])
+        term = np.empty(tuple(shape), np.float32)
+        _recursive_axis(smoothed, term, last_axis, smoothing[1], box[last_axis].start)
+        del smoothed
         spacing = spacing_zyx[derivative_axis]
-        # each pass filters whole lines along its axis but keeps only the box there: the later passes read nothing
-        # else, so the intermediate arrays shrink pass by pass (the first is the box's extent along its axis)
-        passes = [(derivative_axis, gaussian_coefficients(sigma_mm, spacing, 2, normalize_across_scale))]
-        passes += [(axis, gaussian_coefficients(sigma_mm, spacing_zyx[axis], 0, False)) for axis in smoothing_axes]
-        data = source
-        for axis, coefficients in passes:
-            shape = list(data.shape)
-            shape[axis] = len(box[axis])
-            kept = np.empty(tuple(shape), np.float32)
-            _recursive_axis(data, kept, axis, coefficients, box[axis].start)
-            data = kept
-        _accumulate(total, data, 1.0 / (spacing * spacing))
+        _accumulate(total, term, 1.0 / (spacing * spacing))
     return total
 
 

@@ -172,14 +172,23 @@ def crop_to_box(image: sitk.Image, region: np.ndarray, start_xyz: np.ndarray, st
     return cropped, region[lower[2]:upper[2] + 1, lower[1]:upper[1] + 1, lower[0]:upper[0] + 1]
 
 
+def resamples(settings: dict[str, Any]) -> bool:
+    """Whether PyRadiomics resamples with these settings: a ``resampledPixelSpacing`` and an interpolator (its
+    default is sitkBSpline: an absent key resamples, an explicit null does not)."""
+    return settings.get("interpolator", "sitkBSpline") is not None and settings.get("resampledPixelSpacing") is not None
+
+
+def filters_whole_image(settings: dict[str, Any]) -> bool:
+    """Whether PyRadiomics' filters run on the whole image (neither resampled nor ``preCrop``-ped to the region)."""
+    return not resamples(settings) and not settings.get("preCrop", False)
+
+
 def prepare(image: sitk.Image, region: np.ndarray, settings: dict[str, Any], pad: int,
             convert: Callable[[sitk.Image], sitk.Image] = as_float32) -> tuple[sitk.Image, np.ndarray]:
     """The image PyRadiomics' filters run on (resampled and cropped to the region's box plus ``pad``, cropped, or
     whole, as PyRadiomics' ``loadImage``), converted by ``convert`` (float32 by default), and the region on its grid
     (boolean, z y x)."""
-    # PyRadiomics' default interpolator is sitkBSpline: an absent key resamples, an explicit null does not.
-    interpolator = settings.get("interpolator", "sitkBSpline")
-    if interpolator is not None and settings.get("resampledPixelSpacing") is not None:
+    if resamples(settings):
         image, region = resample_to_spacing(image, region, settings, pad, convert)
     elif settings.get("preCrop", False):
         box = _box_xyz(region)
