@@ -62,7 +62,10 @@ def label_box(labels: np.ndarray, values: tuple[int, ...]) -> tuple[slice, ...] 
     step = max(1, LABEL_BOX_CHUNK_VOXELS // plane)
     occupied = [np.zeros(n, dtype=bool) for n in labels.shape]
     for start in range(0, labels.shape[0], step):
-        slab = np.isin(labels[start:start + step], values)
+        part = labels[start:start + step]
+        slab = part == values[0]
+        for value in values[1:]:
+            slab |= part == value
         for axis in range(labels.ndim):
             along = np.any(slab, axis=tuple(a for a in range(labels.ndim) if a != axis))
             if axis == 0:
