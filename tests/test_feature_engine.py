@@ -126,6 +126,67 @@ def test_sphere_shape_against_analytic_volume_and_diameter():
     assert diameters["Maximum2DDiameterSlice"] <= diameters["Maximum3DDiameter"]
 
 
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("force2d", [False, True])
+def test_zone_sizes_equal_scipy_labels_level_by_level(seed, force2d):
+    """The union-find zones equal scipy.ndimage.label's connected components of each gray level (26-connected, or
+    8-connected in each slice under force2D): the same multiset of (level, size), on regions from smooth (large
+    winding zones) to noisy (single voxels)."""
+    from hccrad.features.engine.kernels import zone_sizes
+    from hccrad.features.engine.texture import RegionGrid, TextureSettings
+
+    rng = np.random.default_rng(seed)
+    shape = (9, 21, 17)
+    smooth = ndimage.gaussian_filter(rng.normal(size=shape), sigma=seed * 0.6)
+    n_levels = 2 + seed * 3
+    levels_image = np.digitize(smooth, np.quantile(smooth, np.linspace(0, 1, n_levels + 1)[1:-1])) + 1
+    box_mask = rng.random(shape) < 0.85
+    settings = TextureSettings(force2d_dimension=0 if force2d else None)
+    grid = RegionGrid(levels_image[box_mask].astype(np.int32), box_mask, settings)
+    zones = zone_sizes(grid.binned, grid.voxels, *grid.zone_neighbours())
+    structure = np.ones((3, 3, 3), bool)
+    if force2d:
+        structure[0] = structure[2] = False
+    expected = []
+    for level in np.unique(levels_image[box_mask]):
+        labelled, count = ndimage.label((levels_image == level) & box_mask, structure=structure)
+        expected += [(int(level), int(size)) for size in np.bincount(labelled.ravel())[1:]]
+    assert sorted(map(tuple, zones.tolist())) == sorted(expected)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_coordinate_covariance_equals_pyradiomics_float_product(seed):
+    """The axis lengths' covariance from exact integer moments equals PyRadiomics' centred float product (its own
+    lines: coordinates times spacing, centred, divided by sqrt(n), ``np.dot``) to rounding, on random regions
+    with anisotropic spacing; an empty region has no voxels and a zero matrix."""
+    from hccrad.features.engine.shape import coordinate_covariance
+
+    rng = np.random.default_rng(seed)
+    region = ndimage.binary_opening(rng.random((23, 31, 37)) < 0.55)
+    spacing = np.array([2.5, 0.7, 0.7]) * rng.uniform(0.5, 1.5, 3)
+    physical = np.array(np.nonzero(region), dtype=int).transpose((1, 0)) * spacing[None, :]
+    physical -= np.mean(physical, axis=0)
+    physical /= np.sqrt(len(physical))
+    expected = np.dot(physical.T.copy(), physical)
+    n_voxels, covariance = coordinate_covariance(region, spacing)
+    assert n_voxels == int(region.sum())
+    np.testing.assert_allclose(covariance, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+    assert coordinate_covariance(np.zeros((3, 3, 3), bool), spacing) == (0, pytest.approx(np.zeros((3, 3))))
+
+
+def test_coordinate_covariance_of_a_box_is_the_discrete_uniform_variance():
+    """Analytic truth: a box of m voxels along an axis has index variance (m^2 - 1) / 12 and no covariance."""
+    from hccrad.features.engine.shape import coordinate_covariance
+
+    region = np.zeros((9, 14, 20), bool)
+    region[1:8, 2:13, 3:19] = True  # 7 x 11 x 16 voxels
+    spacing = np.array([3.0, 0.5, 0.8])
+    n_voxels, covariance = coordinate_covariance(region, spacing)
+    assert n_voxels == 7 * 11 * 16
+    expected = np.diag([(m * m - 1) / 12 * s * s for m, s in zip((7, 11, 16), spacing, strict=True)])
+    np.testing.assert_allclose(covariance, expected, rtol=1e-15, atol=1e-15)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_maximum_diameters_equal_the_brute_force_over_all_vertex_pairs(seed):
     """The diameters come from the row ends' convex hulls per plane (monotone chain on the integer vertex grid);

@@ -245,9 +245,12 @@ def features(
     out: Path | None = typer.Option(None, help="Output folder (default: <output_dir>/features)."),
 ) -> None:
     """Compute Tumor and Rliver features of every case not yet done, into one cohort table."""
-    from hccrad.features import extract_features
+    from hccrad.features.memory import imports_uncollected
 
-    study = _load_study_or_exit(manifest)
+    with imports_uncollected():
+        from hccrad.features import extract_features
+
+        study = _load_study_or_exit(manifest)
     with progress_bar() as bar:
         task = bar.add_task("extracting features", total=None)
         run = extract_features(study, out_dir=out, scheduler=scheduler,
@@ -771,7 +774,10 @@ def serve(
 
 
 def _run(manifest: Path, scheduler: str | None, bootstrap: int | None) -> None:
-    from hccrad.pipeline import run_study
+    from hccrad.features.memory import imports_uncollected
+
+    with imports_uncollected():
+        from hccrad.pipeline import run_study
 
     bars = {}
     with progress_bar() as bar:
@@ -879,6 +885,21 @@ def _library_warnings_to_log() -> None:
     warnings.showwarning = show
 
 
+#: The environment variables OpenBLAS reads for its thread count, in its order of precedence.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def _single_threaded_blas_by_default() -> None:
+    """One OpenBLAS thread unless the user chose a count (any of :data:`BLAS_THREAD_VARIABLES`), set before numpy
+    is imported. hccrad's matrices are small (Cox fits, 3 x 3 and Ng x Ng eigenvalues) and the features stage runs
+    one process per core: OpenBLAS's extra threads only spin, from numpy's import on (about 0.2 s of CPU per
+    process, bench/features_command_bench.py). The feature workers inherit the setting."""
+    import os
+
+    if not any(os.environ.get(name) for name in BLAS_THREAD_VARIABLES):
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+
 def main() -> None:
     """Console entry point (guarded for worker processes that use the spawn start method).
 
@@ -887,6 +908,7 @@ def main() -> None:
     resume`` and the status stays 130.
     """
     _library_warnings_to_log()
+    _single_threaded_blas_by_default()
     try:
         app()
     except KeyboardInterrupt:

@@ -15,7 +15,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from hccrad.features.config import FeatureConfig, crop_pad_voxels
-from hccrad.features.memory import keep_freed_memory_for_reuse, wants_malloc_settings
+from hccrad.features.memory import (
+    freeze_imported_objects,
+    keep_freed_memory_for_reuse,
+    single_threaded_blas,
+    wants_malloc_settings,
+)
 from hccrad.features.morphology import (
     attenuation_statistics,
     largest_inscribed_diameter_mm,
@@ -296,10 +301,15 @@ def compute_case(job: CaseJob, progress: Callable[[str], None] | None = None, re
 
     ``progress`` (optional) is called with each stage as it starts: ``reading``, ``checking``, ``features``.
     ``reuse_freed_memory``: a large case takes :data:`hccrad.features.memory.MALLOC_SETTINGS` for the rest of the
-    process (the features stage's processes); False in a long-running process such as the web app, whose freed
-    memory should go back to the system.
+    process (the features stage's processes), the objects imported so far leave the garbage collector's reach
+    (:func:`~hccrad.features.memory.freeze_imported_objects`) and BLAS runs on one thread
+    (:func:`~hccrad.features.memory.single_threaded_blas`); False in a long-running process such as the web app,
+    whose freed memory should go back to the system.
     """
     try:
+        if reuse_freed_memory:
+            freeze_imported_objects()
+            single_threaded_blas()
         config = FeatureConfig.model_validate(job.config)
         if progress is not None:
             progress("reading")

@@ -1,6 +1,10 @@
-"""glibc's malloc settings for computing a large case with hccrad's feature engine."""
+"""Process settings for computing cases with hccrad's feature engine: malloc thresholds, the garbage collector."""
 
 from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator
 
 #: glibc's malloc settings for a large case computed with hccrad's engine (bytes): a block up to MMAP_THRESHOLD
 #: (64 MiB) comes from the heap, and freed memory stays there for the next filtered image unless TRIM_THRESHOLD
@@ -36,3 +40,57 @@ def keep_freed_memory_for_reuse() -> bool:
         return False
     codes = {"MALLOC_MMAP_THRESHOLD_": -3, "MALLOC_TRIM_THRESHOLD_": -1}  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
     return all(mallopt(ctypes.c_int(codes[name]), ctypes.c_int(value)) == 1 for name, value in MALLOC_SETTINGS.items())
+
+
+_IMPORTS_FROZEN: list[bool] = []
+
+
+def freeze_imported_objects() -> bool:
+    """Move every object alive now (the modules the features stage imported: numpy, SciPy, pandas, SimpleITK,
+    numba, and their caches) out of the garbage collector's reach, once per process (``gc.freeze``). They live
+    as long as the process, yet each full collection walked them all: about 0.45 s of CPU per paper-sized case
+    (bench/features_command_bench.py). Objects made later are collected as before. Returns whether this call
+    froze them (False when an earlier call did)."""
+    import gc
+
+    if _IMPORTS_FROZEN:
+        return False
+    gc.freeze()
+    _IMPORTS_FROZEN.append(True)
+    return True
+
+
+_BLAS_LIMITED: list[bool] = []
+
+
+def single_threaded_blas() -> bool:
+    """Limit the BLAS libraries loaded in this process (numpy's and SciPy's OpenBLAS) to one thread, once per
+    process (threadpoolctl). The engine's only BLAS work is small: the eigenvalues of the GLCM's per-angle
+    matrices (at most Ng x Ng) for MCC and the 3 x 3 shape covariance. OpenBLAS's worker threads otherwise wake
+    for them and spin after each call, about 0.4 s of CPU per paper-sized case on 2 cores
+    (bench/features_command_bench.py), and a cohort already runs one process per core. Returns whether this call
+    set the limit."""
+    if _BLAS_LIMITED:
+        return False
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+    _BLAS_LIMITED.append(True)
+    return True
+
+
+@contextlib.contextmanager
+def imports_uncollected() -> Iterator[None]:
+    """Run the block (a command's imports of its stages' modules) with the garbage collector paused, then freeze
+    the objects alive at its end (``gc.freeze``) and resume collecting. Importing numpy, SciPy, pandas, numba and
+    SimpleITK makes hundreds of thousands of long-lived objects; the collections they trigger walk them all
+    again and again (about 0.2 s of CPU at the start of ``hccrad features``)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+

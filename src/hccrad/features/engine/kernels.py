@@ -154,37 +154,59 @@ def order_statistics(values, kth):
 
 
 @numba.njit(cache=True, nogil=True)
-def zone_sizes(binned, voxels, steps):
-    """The connected zones (neighbours ``steps``) of equal gray level: (level, size) per zone, shape (n, 2).
+def zone_sizes(binned, voxels, earlier, adjacent):
+    """The connected zones of equal gray level: (level, size) per zone, shape (n, 2), in no particular order.
 
-    ``binned`` as for :func:`neighbour_counts`; it is left unchanged.
+    One raster pass of union-find (each set's root is its first voxel in raster order) joins each voxel to the
+    neighbours of its level that come before it, then one pass counts each root's voxels.
+
+    Parameters
+    ----------
+    binned, voxels : as for :func:`neighbour_counts`; ``binned`` is left unchanged.
+    earlier : (k,) int64, the flat steps ``s > 0`` of the half of the connectivity before a voxel (``v - s``),
+        in the order tried.
+    adjacent : (k,) int64 bitmasks: bit j of ``adjacent[i]`` is set when the neighbours ``v - earlier[i]`` and
+        ``v - earlier[j]`` are themselves neighbours. Two earlier neighbours that touch and share the voxel's level
+        are already in one set, so once the voxel joins one, those it touches are skipped: a voxel whose neighbour
+        through the first step (the slice below, which touches all 12 others in 3D) shares its level needs one
+        join.
     """
-    unvisited = binned.copy()  # a voxel's level until its zone is found, then 0
-    # int32 halves the scratch memory; flat indices of a box that fits in memory stay below 2**31
-    stack = np.empty(voxels.shape[0], dtype=np.int32)
+    parent = np.empty(binned.shape[0], np.int32)
+    for v in voxels:
+        level = binned[v]
+        root = v
+        parent[v] = v
+        covered = 0
+        for k in range(earlier.shape[0]):
+            if (covered >> k) & 1:
+                continue
+            u = v - earlier[k]
+            if binned[u] == level:
+                other = u
+                while parent[other] != other:  # find, halving the path
+                    parent[other] = parent[parent[other]]
+                    other = parent[other]
+                if other < root:
+                    parent[root] = other
+                    root = other
+                elif other > root:
+                    parent[other] = root
+                covered |= adjacent[k]
     zones = np.empty((voxels.shape[0], 2), dtype=np.int32)
     n_zones = 0
-    for start in voxels:
-        level = unvisited[start]
-        if level == 0:
-            continue
-        unvisited[start] = 0
-        top = 0
-        stack[0] = start
-        size = 0
-        while top >= 0:
-            current = stack[top]
-            top -= 1
-            size += 1
-            for a in range(steps.shape[0]):
-                j = current + steps[a]
-                if unvisited[j] == level:
-                    unvisited[j] = 0
-                    top += 1
-                    stack[top] = j
-        zones[n_zones, 0] = level
-        zones[n_zones, 1] = size
-        n_zones += 1
+    # a root comes before the rest of its zone: it is numbered first, as -(zone + 1) in place of its parent
+    for v in voxels:
+        up = parent[v]
+        if up == v:
+            zones[n_zones, 0] = binned[v]
+            zones[n_zones, 1] = 1
+            n_zones += 1
+            parent[v] = -n_zones
+        else:
+            while parent[up] >= 0:
+                up = parent[up]
+            parent[v] = up
+            zones[-parent[up] - 1, 1] += 1
     return zones[:n_zones].copy()
 
 
@@ -266,6 +288,47 @@ def has_two_on_a_line(coordinates: np.ndarray, direction: np.ndarray) -> bool:
     first = int(np.flatnonzero(direction)[0])
     keys = coordinates - (coordinates[:, first] * direction[first])[:, None] * direction[None, :]
     return len(np.unique(keys, axis=0)) < len(keys)
+
+
+@numba.njit(cache=True, nogil=True)
+def coordinate_moments(region):
+    """The voxel count and the integer sums of a boolean region's (z, y, x) indices and their pairwise products.
+
+    Returns
+    -------
+    n : int, the number of voxels in the region.
+    sums : (3,) int64, the sum of each index over the region's voxels.
+    products : (3, 3) int64, the sum of the products of two indices over the region's voxels (exact while
+        ``n * max_index ** 2 < 2**63``).
+    """
+    sums = np.zeros(3, np.int64)
+    products = np.zeros((3, 3), np.int64)
+    n = 0
+    for z in range(region.shape[0]):
+        for y in range(region.shape[1]):
+            row_count = 0
+            x_sum = 0
+            x_squares = 0
+            for x in range(region.shape[2]):
+                if region[z, y, x]:
+                    row_count += 1
+                    x_sum += x
+                    x_squares += x * x
+            if row_count:
+                n += row_count
+                sums[0] += z * row_count
+                sums[1] += y * row_count
+                sums[2] += x_sum
+                products[0, 0] += z * z * row_count
+                products[0, 1] += z * y * row_count
+                products[0, 2] += z * x_sum
+                products[1, 1] += y * y * row_count
+                products[1, 2] += y * x_sum
+                products[2, 2] += x_squares
+    products[1, 0] = products[0, 1]
+    products[2, 0] = products[0, 2]
+    products[2, 1] = products[1, 2]
+    return n, sums, products
 
 
 @numba.njit(cache=True, nogil=True)

@@ -19,7 +19,12 @@ from functools import lru_cache
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
-from hccrad.features.engine.kernels import max_squared_distance, plane_hulls, plane_row_extremes
+from hccrad.features.engine.kernels import (
+    coordinate_moments,
+    max_squared_distance,
+    plane_hulls,
+    plane_row_extremes,
+)
 
 #: The 8 corners of a marching cube, (dz, dy, dx); bit k of a configuration is corner k.
 CUBE_CORNERS = ((0, 0, 0), (0, 0, 1), (0, 1, 1), (0, 1, 0), (1, 0, 0), (1, 0, 1), (1, 1, 1), (1, 1, 0))
@@ -169,6 +174,27 @@ def maximum_diameters(padded: np.ndarray, spacing_zyx: tuple[float, float, float
             "Maximum3DDiameter": float(np.sqrt(total))}
 
 
+def coordinate_covariance(region: np.ndarray, spacing: np.ndarray) -> tuple[int, np.ndarray]:
+    """The voxel count and the (population) covariance matrix (mm^2, shape (3, 3)) of a boolean region's voxel
+    positions, the matrix whose eigenvalues give PyRadiomics' axis lengths.
+
+    PyRadiomics centres the physical coordinates in floating point and multiplies them (a BLAS product over
+    n x 3 arrays). Here the index sums are integers and ``n * sum(a b) - sum(a) sum(b)`` is formed exactly, so
+    each entry is ``s_a s_b (n sum(a b) - sum(a) sum(b)) / n^2`` rounded twice: the same matrix to within
+    floating-point rounding, without the n x 3 arrays or the BLAS threads.
+    """
+    n_voxels, sums, products = coordinate_moments(region)
+    covariance = np.zeros((3, 3))
+    if n_voxels == 0:
+        return 0, covariance
+    n = int(n_voxels)
+    for a in range(3):
+        for b in range(3):
+            centred = n * int(products[a, b]) - int(sums[a]) * int(sums[b])  # exact (Python integers)
+            covariance[a, b] = centred / (n * n) * float(spacing[a]) * float(spacing[b])
+    return n, covariance
+
+
 def shape_features(region: np.ndarray, spacing_zyx: tuple[float, float, float]) -> dict[str, float]:
     """The 14 (non-deprecated) shape features of PyRadiomics for a region cropped to its bounding box.
 
@@ -182,12 +208,7 @@ def shape_features(region: np.ndarray, spacing_zyx: tuple[float, float, float]) 
     padded = np.pad(region, 1)
     spacing = np.asarray(spacing_zyx, dtype=np.float64)
     area, volume = mesh_area_volume(padded, spacing_zyx)
-    coordinates = np.nonzero(padded)
-    n_voxels = len(coordinates[0])
-    physical = np.array(coordinates, dtype=int).transpose((1, 0)) * spacing[None, :]
-    physical -= np.mean(physical, axis=0)
-    physical /= np.sqrt(n_voxels)
-    covariance = np.dot(physical.T.copy(), physical)
+    n_voxels, covariance = coordinate_covariance(padded, spacing)
     eigen = np.linalg.eigvals(covariance)
     eigen[(eigen < 0) & (eigen > -1e-10)] = 0
     eigen.sort()

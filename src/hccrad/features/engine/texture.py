@@ -161,11 +161,30 @@ class RegionGrid:
         return neighbourhood_counts(self.binned, self.voxels, flat_steps(angles, self.shape), self.n_gray,
                                     self.settings.gldm_alpha)
 
-    def zone_neighbours(self) -> np.ndarray:
-        """Flat steps of the zones' connectivity: 26 neighbours (8 in the plane under force2D)."""
+    def zone_neighbours(self) -> tuple[np.ndarray, np.ndarray]:
+        """The zones' connectivity (26 neighbours; 8 in the plane under force2D) for
+        :func:`~hccrad.features.engine.kernels.zone_sizes`: the flat steps to the neighbours before a voxel in raster
+        order, those that touch the most others first, and which of them touch each other (bitmasks)."""
         if self.settings.force2d_dimension is None:
-            return flat_offsets(OFFSETS_26, self.shape)
-        return flat_steps(self._angles((1,), bidirectional=True), self.shape)
+            offsets = OFFSETS_26
+        else:
+            offsets = self._angles((1,), bidirectional=True)
+        return zone_connectivity(np.asarray(offsets), self.shape)
+
+
+def zone_connectivity(offsets: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(flat steps, adjacency bitmasks) of the neighbours ``offsets`` (k, 3) (dz, dy, dx) that come before a voxel
+    in a C-ordered array of ``shape``, as :func:`~hccrad.features.engine.kernels.zone_sizes` takes them: ordered by
+    how many of the others each touches (most first, then by step), bit j of mask i set when neighbours i and j
+    touch (no component differs by more than 1)."""
+    steps = flat_steps(offsets, shape)
+    before = offsets[steps > 0]
+    touching = np.abs(before[:, None, :] - before[None, :, :]).max(axis=2) <= 1
+    np.fill_diagonal(touching, False)
+    order = sorted(range(len(before)), key=lambda k: (-int(touching[k].sum()), int(steps[steps > 0][k])))
+    before, touching = before[order], touching[np.ix_(order, order)]
+    masks = np.array([sum(1 << j for j in np.flatnonzero(row)) for row in touching], dtype=np.int64)
+    return flat_steps(before, shape), masks
 
 
 def bin_edges(values: np.ndarray, bin_width: float | None = 25, bin_count: int | None = None) -> np.ndarray:
@@ -443,7 +462,7 @@ def _compact(levels: np.ndarray, sizes: np.ndarray, gray_levels: np.ndarray) -> 
 
 def glszm_features(grid: RegionGrid, gray_levels: np.ndarray) -> dict[str, float]:
     """The 16 GLSZM features: 26-connected zones of equal gray level."""
-    zones = zone_sizes(grid.binned, grid.voxels, grid.zone_neighbours())
+    zones = zone_sizes(grid.binned, grid.voxels, *grid.zone_neighbours())
     P, jvector = _compact(zones[:, 0], zones[:, 1], gray_levels)
     n_zones = float(len(zones))
     n_voxels = float(np.sum(P.sum(0) * jvector))
