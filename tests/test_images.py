@@ -167,3 +167,22 @@ def test_center_summary_reports_ranges_and_common_values():
     assert summary.loc["X", "tube_current_ma"] == "200-300"
     assert summary.loc["X", "scanner"] == "Philips Brilliance" and summary.loc["X", "patients"] == 2
     assert summary.loc["Y", "slice_thickness_mm"] == "2"
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32])
+def test_value_counts_equal_numpy_unique(dtype, monkeypatch):
+    """The chunked bincount gives numpy.unique's values and counts for every mask type (negative values, chunk
+    boundaries, an empty array); other types fall through to numpy.unique itself."""
+    from hccrad.io import images
+
+    monkeypatch.setattr(images, "VALUE_COUNT_CHUNK_VOXELS", 1000)  # several chunks, one ragged
+    rng = np.random.default_rng(3)
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    low, high = (max(info.min, -300), min(info.max, 300)) if info is not None else (-5, 5)
+    array = rng.integers(low, high + 1, size=(7, 13, 37)).astype(dtype)
+    for case in (array, array[:0]):
+        values, counts = images.value_counts(case)
+        expected_values, expected_counts = np.unique(case, return_counts=True)
+        assert values.dtype == case.dtype
+        np.testing.assert_array_equal(values, expected_values)
+        np.testing.assert_array_equal(counts, expected_counts)

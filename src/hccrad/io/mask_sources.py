@@ -18,7 +18,15 @@ import numpy as np
 import SimpleITK as sitk
 
 from hccrad.io.config import STRUCTURES, MaskConvention, SeriesRule
-from hccrad.io.images import ImageReadError, align_mask, choose_series, instance_uid, list_dicom_series, read_image
+from hccrad.io.images import (
+    ImageReadError,
+    align_mask,
+    choose_series,
+    instance_uid,
+    list_dicom_series,
+    read_image,
+    value_counts,
+)
 from hccrad.io.masks import LABEL_LIVER, LABEL_PORTAL_VEIN, LABEL_TUMOR
 
 #: hccrad's label of each structure, painted in this order (the tumor last, over the liver and the portal vein).
@@ -229,7 +237,7 @@ def _read_label_map(path: Path, image: sitk.Image) -> _MaskFile:
     array = sitk.GetArrayViewFromImage(mask)
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.equal(np.mod(array, 1), 0)):
         raise MaskSourceError(f"mask {path} holds non-integer values; a mask holds whole-number labels")
-    values = np.unique(array)
+    values = value_counts(array)[0]
     if values.min() < 0:
         raise MaskSourceError(f"mask {path} holds negative values (down to {values.min():g}); a mask holds labels >= 0")
     labels = values[values != 0]
