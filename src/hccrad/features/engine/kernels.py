@@ -26,7 +26,12 @@ def flat_offsets(directions: np.ndarray, shape: tuple[int, int, int]) -> np.ndar
     return (directions[:, 0] * shape[1] * shape[2] + directions[:, 1] * shape[2] + directions[:, 2]).astype(np.int64)
 
 
-@numba.njit(cache=True, nogil=True)
+#: The number of unique directions of the 26-neighbourhood; :func:`neighbour_counts` loops over exactly this many,
+#: a constant the compiler unrolls (about a fifth faster than a loop over ``steps.shape[0]``).
+N_DIRECTIONS = len(DIRECTIONS_13)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def neighbour_counts(binned, voxels, steps, n_gray, max_length, alpha):
     """GLCM, run-length, GLDM and NGTDM counts in one pass over the region's voxels and their 26 neighbours.
 
@@ -50,32 +55,34 @@ def neighbour_counts(binned, voxels, steps, n_gray, max_length, alpha):
     """
     # Branch-free: level 0 (outside) has its own row and column in the count arrays, dropped at the end. A run's
     # length so far is kept per direction in a ring buffer of the last ``size`` flat positions, which reaches back
-    # past the largest step; a run is counted at its last voxel.
-    n_dir = steps.shape[0]
-    glcm = np.zeros((n_gray + 1, n_gray + 1, n_dir), np.int64)
-    runs = np.zeros((n_gray + 1, max_length + 1, n_dir), np.int64)
-    dependence = np.zeros((n_gray + 1, 2 * n_dir + 1), np.int64)
+    # past the largest step. Every voxel counts the length of its run so far: ``at_least[i, k]`` is the number of
+    # runs of level i at least k long, and the runs exactly k long are ``at_least[i, k] - at_least[i, k + 1]``.
+    if steps.shape[0] != N_DIRECTIONS:
+        raise ValueError("neighbour_counts takes the 13 unique directions")
+    glcm = np.zeros((n_gray + 1, n_gray + 1, N_DIRECTIONS), np.int64)
+    at_least = np.zeros((n_gray + 1, max_length + 2, N_DIRECTIONS), np.int64)
+    dependence = np.zeros((n_gray + 1, 2 * N_DIRECTIONS + 1), np.int64)
     ngtdm = np.zeros((n_gray + 1, 2))
     size = 1
     while size <= np.max(steps):
         size *= 2
     wrap = size - 1
-    lengths = np.zeros((size, n_dir), np.int32)
-    forward = np.empty(n_dir, np.int64)
-    backward = np.empty(n_dir, np.int64)
+    lengths = np.zeros((size, N_DIRECTIONS), np.int32)
+    forward = np.empty(N_DIRECTIONS, np.int64)
+    backward = np.empty(N_DIRECTIONS, np.int64)
     # the 26 neighbours are read first, then each class's counts run in its own short loop (faster than one loop)
     for v in voxels:
         level = binned[v]
-        for a in range(n_dir):
+        for a in range(N_DIRECTIONS):
             forward[a] = binned[v + steps[a]]
             backward[a] = binned[v - steps[a]]
         glcm_row = glcm[level]
-        for a in range(n_dir):
+        for a in range(N_DIRECTIONS):
             glcm_row[forward[a], a] += 1
         dependent = 0
         count = 0
         total = 0
-        for a in range(n_dir):
+        for a in range(N_DIRECTIONS):
             ahead, behind = forward[a], backward[a]
             count += (ahead > 0) + (behind > 0)
             total += ahead + behind
@@ -85,17 +92,20 @@ def neighbour_counts(binned, voxels, steps, n_gray, max_length, alpha):
         ngtdm[level, 0] += 1.0
         if count > 0:
             ngtdm[level, 1] += abs(level - total / count)
-        runs_row = runs[level]
+        runs_row = at_least[level]
         run_here = lengths[v & wrap]
-        for a in range(n_dir):
+        for a in range(N_DIRECTIONS):
             length = lengths[(v - steps[a]) & wrap, a] * (backward[a] == level) + 1
             run_here[a] = length
-            runs_row[length, a] += forward[a] != level
-    multi = np.zeros(n_dir, dtype=np.bool_)
-    for a in range(n_dir):
-        multi[a] = runs[:, 2:, a].sum() > 0
-    return (glcm[1:, 1:].astype(np.float64), runs[1:, 1:].astype(np.float64), multi,
-            dependence[1:].astype(np.float64), ngtdm[1:].copy())
+            runs_row[length, a] += 1
+    runs = np.empty((n_gray, max_length, N_DIRECTIONS))
+    multi = np.zeros(N_DIRECTIONS, dtype=np.bool_)
+    for i in range(n_gray):
+        for k in range(max_length):
+            for a in range(N_DIRECTIONS):
+                runs[i, k, a] = at_least[i + 1, k + 1, a] - at_least[i + 1, k + 2, a]
+                multi[a] |= (k > 0) & (runs[i, k, a] > 0)
+    return (glcm[1:, 1:].astype(np.float64), runs, multi, dependence[1:].astype(np.float64), ngtdm[1:].copy())
 
 
 @numba.njit(cache=True, nogil=True)
