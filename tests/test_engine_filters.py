@@ -258,3 +258,16 @@ def test_stationary_wavelet_level_is_pywavelets_bit_for_bit(wavelet, dtype):
             np.testing.assert_array_equal(ours[0], approximation[cut])
             np.testing.assert_array_equal(ours[1], detail[cut])
     assert filters.swt_level(data[:, :, :1], wavelet, 2) is None  # shorter than the filter: left to PyWavelets
+
+
+@pytest.mark.parametrize("shape", [(5, 7, 9), (4, 7, 8), (5, 6, 8), (4, 6, 8), (1, 1, 1), (3, 1, 2)])
+def test_wrap_to_even_is_numpys_wrap_pad(shape):
+    """The wavelet's padding (each odd extent one wrapped voxel longer, axis after axis) equals np.pad's wrap mode,
+    corners included."""
+    from hccrad.features.engine.images import wrap_to_even
+
+    array = np.random.default_rng(sum(shape)).random(shape).astype(np.float32)
+    expected = np.pad(array, [(0, n % 2) for n in shape], "wrap")
+    padded = wrap_to_even(array)
+    assert padded.dtype == array.dtype
+    np.testing.assert_array_equal(padded, expected)

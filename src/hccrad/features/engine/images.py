@@ -216,6 +216,23 @@ def log_images(image: sitk.Image, sigmas: list[float], box: tuple[slice, slice, 
                 yield name, sitk.GetArrayFromImage(filtered)[box if box is not None else (slice(None),) * 3]
 
 
+def wrap_to_even(array: np.ndarray) -> np.ndarray:
+    """A copy of ``array`` with each odd extent made even by one wrapped voxel at its end, axis after axis: the
+    values of ``np.pad(array, [(0, n % 2) for n in shape], "wrap")`` (PyRadiomics' padding before the wavelet),
+    in one allocation and plain copies (np.pad's wrap mode took 0.06 s per paper-sized liver crop)."""
+    padded = np.empty(tuple(n + n % 2 for n in array.shape), dtype=array.dtype)
+    padded[tuple(slice(0, n) for n in array.shape)] = array
+    for axis, n in enumerate(array.shape):
+        if n % 2:
+            last = [slice(None)] * array.ndim
+            first = [slice(None)] * array.ndim
+            for earlier in range(axis + 1, array.ndim):  # axes not yet padded hold only the original extent
+                last[earlier] = first[earlier] = slice(0, array.shape[earlier])
+            last[axis], first[axis] = n, 0
+            padded[tuple(last)] = padded[tuple(first)]
+    return padded
+
+
 def wavelet_images(image: sitk.Image, wavelet: str = "coif1", level: int = 1, start_level: int = 0,
                    box: tuple[slice, slice, slice] | None = None, axes: tuple[int, ...] = (2, 1, 0)
                    ) -> Iterator[tuple[str, np.ndarray]]:
@@ -231,11 +248,10 @@ def wavelet_images(image: sitk.Image, wavelet: str = "coif1", level: int = 1, st
     axis is cut to ``box`` as soon as it is filtered. The stationary transform filters every line of an axis
     on its own, so later axes give the same values inside the box; only the box's lines are kept.
     """
-    data = sitk.GetArrayFromImage(image)
-    original_shape = data.shape
-    box = box if box is not None else tuple(slice(0, n) for n in original_shape)
-    padding = tuple((0, 1 if dim % 2 != 0 else 0) for dim in original_shape)
-    data = np.pad(data, padding, "wrap")
+    view = sitk.GetArrayViewFromImage(image)
+    box = box if box is not None else tuple(slice(0, n) for n in view.shape)
+    data = wrap_to_even(view)
+    del view
     bank = pywt.Wavelet(wavelet)
 
     def one_axis(array: np.ndarray, axis: int, crop: bool = False) -> tuple[np.ndarray, np.ndarray]:
