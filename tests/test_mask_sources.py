@@ -462,3 +462,27 @@ def test_clipped_ct_and_dense_tumor_warnings():
     dense = dense_region_warnings(tumor, region, "Tumor", (0.25, 0.75), "robust_range")
     assert len(dense) == 1 and "6.0% of the tumor lies above 200 HU" in dense[0] and "Tumor_HU_rate75" in dense[0]
     assert dense_region_warnings(tumor[:9400], region[:9400], "Tumor", (0.25, 0.75), "robust_range") == []
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.float32])
+def test_label_map_relabelled_by_table_equals_painting_value_by_value(dtype, tmp_path, monkeypatch):
+    """A label map's structures relabelled through a table (a chunk at a time) equal hccrad's painting, value by
+    value, liver then portal vein then tumor, for 8- and 16-bit masks and a float mask (painted), with a convention
+    that maps several values to one structure; the voxel counts reported are the file's own."""
+    from hccrad.io import mask_sources
+
+    monkeypatch.setattr(mask_sources, "RELABEL_CHUNK_VOXELS", 97)  # several chunks, one ragged
+    rng = np.random.default_rng(5)
+    values = np.array([0, 5, 6, 9, 200, 7])
+    array = values[rng.integers(0, len(values), size=(6, 11, 13))].astype(dtype)
+    image = sitk.Image(13, 11, 6, sitk.sitkInt16)
+    write_like(array, image, tmp_path / "mask.nii.gz")
+    convention = MaskConvention(labels={"liver": [5, 200], "tumor": [6, 9], "portal_vein": [7]})
+    case_mask = read_case_mask(MaskSource(mask=tmp_path / "mask.nii.gz", convention=convention), image)
+    expected = np.zeros(array.shape, np.uint8)
+    for values_of, label in (([5, 200], 1), ([7], 3), ([6, 9], 2)):
+        expected[np.isin(array, values_of)] = label
+    np.testing.assert_array_equal(case_mask.labels, expected)
+    assert case_mask.mapping["voxels"] == {"liver": int(np.isin(array, [5, 200]).sum()),
+                                           "tumor": int(np.isin(array, [6, 9]).sum()),
+                                           "portal_vein": int((array == 7).sum())}

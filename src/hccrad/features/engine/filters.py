@@ -342,8 +342,11 @@ def _spline_coefficients(image, pole, horizon, x_first, x_last):
             for x in range(width):
                 coefficients[z, y, x] = lines[x_first + x, y]
         _spline_lines(coefficients[z], pole, horizon)
+    column = np.empty((nz, width))  # a contiguous copy: the strided view's loops are not vectorised
     for y in range(ny):
-        _spline_lines(coefficients[:, y, :], pole, horizon)
+        column[:, :] = coefficients[:, y, :]
+        _spline_lines(column, pole, horizon)
+        coefficients[:, y, :] = column
     return coefficients
 
 
