@@ -172,7 +172,8 @@ def _class_features(values: np.ndarray, box_mask: np.ndarray, classes: dict[str,
     """Every texture class's features of one filtered image's region ``values`` (in ``box_mask`` order).
     ``voxels`` carries the region's flat voxel indices per padding from one image of the region to the next."""
     levels = texture.discretise(values, options)
-    gray_levels = np.flatnonzero(np.bincount(levels)).astype(np.int64)
+    level_counts = np.bincount(levels)
+    gray_levels = np.flatnonzero(level_counts).astype(np.int64)
     settings = texture.TextureSettings.from_options(options, spacing)
     pad = max(settings.distances)
     voxels = {} if voxels is None else voxels
@@ -183,7 +184,7 @@ def _class_features(values: np.ndarray, box_mask: np.ndarray, classes: dict[str,
     for feature_class in classes:
         if feature_class == "firstorder":
             out[feature_class] = texture.firstorder_features(values, levels, voxel_volume,
-                                                             options.get("voxelArrayShift", 0))
+                                                             options.get("voxelArrayShift", 0), level_counts)
         elif feature_class == "glcm":
             out[feature_class] = texture.glcm_features(grid, gray_levels)
         elif feature_class == "glrlm":

@@ -98,8 +98,9 @@ class RegionGrid:
                  voxels: np.ndarray | None = None):
         settings = settings or TextureSettings()
         # 16-bit levels and 32-bit indices halve the kernels' memory and cache traffic
-        if levels.size and int(levels.max()) > MAX_GRAY_LEVELS:
-            raise ValueError(f"{int(levels.max())} gray levels: more than the engine's {MAX_GRAY_LEVELS} (increase "
+        top_level = int(levels.max()) if levels.size else 0
+        if top_level > MAX_GRAY_LEVELS:
+            raise ValueError(f"{top_level} gray levels: more than the engine's {MAX_GRAY_LEVELS} (increase "
                              "binWidth)")
         pad = max(settings.distances)
         padded = np.zeros(tuple(n + 2 * pad for n in box_mask.shape), dtype=np.int16)
@@ -116,7 +117,7 @@ class RegionGrid:
             voxels = np.flatnonzero(self.binned).astype(np.int32)
         self.voxels = voxels
         self.directions = flat_offsets(DIRECTIONS_13, self.shape)
-        self.n_gray = int(self.binned.max())
+        self.n_gray = top_level  # the padding is 0
         self._counts: tuple[np.ndarray, ...] | None = None
 
     def counts(self) -> tuple[np.ndarray, ...]:
@@ -235,7 +236,7 @@ def _order_statistics(values: np.ndarray, kth: list[int]) -> dict[int, float]:
     """The k-th smallest of ``values`` (0-based) for each k of ``kth``: by a histogram and a sort of the bins that
     hold them (:func:`~hccrad.features.engine.kernels.order_statistics`), the same floats ``numpy.partition``
     gives; small or non-finite arrays go to ``numpy.partition`` itself."""
-    if values.size < 4096 or not np.isfinite(values).all():
+    if values.size < 4096 or not (np.isfinite(values.min()) and np.isfinite(values.max())):
         ordered = np.partition(values, kth)
         return {k: ordered[k] for k in kth}
     found = order_statistics(np.ascontiguousarray(values), np.array(kth, dtype=np.int64))
@@ -243,13 +244,14 @@ def _order_statistics(values: np.ndarray, kth: list[int]) -> dict[int, float]:
 
 
 def firstorder_features(values: np.ndarray, levels: np.ndarray, voxel_volume_mm3: float,
-                        shift: float = 0.0) -> dict[str, float]:
-    """The 18 first-order features of the region values (HU after filtering, shape (m,)) and their gray levels.
+                        shift: float = 0.0, level_counts: np.ndarray | None = None) -> dict[str, float]:
+    """The 18 first-order features of the region values (HU after filtering, shape (m,)) and their gray levels
+    (``level_counts``: ``np.bincount(levels)`` when the caller has it).
 
     Sums run in float64 over the values, as PyRadiomics' on its float64 copy; percentiles interpolate linearly.
     """
     n = values.size
-    counts = np.bincount(levels)
+    counts = np.bincount(levels) if level_counts is None else level_counts
     counts = counts[counts > 0]
     p = counts / float(counts.sum())
     p10, p25, median, p75, p90 = percentiles(values, [10, 25, 50, 75, 90])
