@@ -65,6 +65,19 @@ def test_intrahepatic_portal_vein_equals_whole_slice_filling():
     assert result[2, 20, 24] and not result[2, 20, 38]
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_intrahepatic_portal_vein_equals_binary_fill_holes_on_random_labels(seed):
+    """Holes found by labelling each slice's background equal scipy's binary_fill_holes slice by slice, on random
+    label maps with holes touching the box's edges, nested rings and slices without label 3."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, size=(7, 23, 29)).astype(np.uint8)
+    labels = np.where(ndimage.uniform_filter(labels.astype(float), 3) > 1.3 + 0.05 * seed, 1, labels).astype(np.uint8)
+    labels[seed % 7][labels[seed % 7] == 3] = 0  # a slice without portal vein
+    liver_or_tumor = np.isin(labels, (1, 2))
+    expected = np.stack([ndimage.binary_fill_holes(s) for s in liver_or_tumor]) & (labels == 3)
+    np.testing.assert_array_equal(intrahepatic_portal_vein(labels), expected)
+
+
 @pytest.mark.parametrize("chunk_voxels", [1, 40 * 44 * 3, 1 << 22])
 def test_label_box_slab_by_slab_equals_the_whole_comparison(monkeypatch, chunk_voxels):
     """One plane at a time, three (the last slab shorter) or all at once: the box of the whole comparison."""
