@@ -50,6 +50,32 @@ def test_inscribed_diameter_equals_whole_image_transform(seed):
     assert largest_inscribed_diameter_mm(mask, spacing) == pytest.approx(expected, rel=1e-12)
 
 
+def test_inscribed_diameters_kept_are_each_masks_own(monkeypatch):
+    """The kept diameters are keyed by the mask's voxels and spacing: a mask changed by one voxel, or the same mask
+    on another spacing, is measured again; the same content in another place of the image is found again; the
+    store holds at most INSCRIBED_DIAMETERS_KEPT results."""
+    monkeypatch.setattr(masks, "_INSCRIBED_DIAMETERS", masks.OrderedDict())
+    calls = []
+    original = ndimage.distance_transform_edt
+    monkeypatch.setattr(masks.ndimage, "distance_transform_edt",
+                        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    mask = np.zeros((12, 30, 30), dtype=bool)
+    mask[2:10, 5:25, 8:20] = True
+    spacing = (1.5, 0.7, 0.8)
+    first = largest_inscribed_diameter_mm(mask, spacing)
+    moved = np.roll(mask, 3, axis=2)
+    assert largest_inscribed_diameter_mm(moved, spacing) == first and len(calls) == 1
+    changed = mask.copy()
+    changed[5, 14, 14] = False  # a hole in the middle: a smaller ball
+    assert largest_inscribed_diameter_mm(changed, spacing) < first and len(calls) == 2
+    assert largest_inscribed_diameter_mm(mask, (1.0, 1.0, 1.0)) != first and len(calls) == 3
+    for size in range(4, 4 + masks.INSCRIBED_DIAMETERS_KEPT + 2):
+        largest_inscribed_diameter_mm(mask[:, :size], spacing)
+    assert len(masks._INSCRIBED_DIAMETERS) == masks.INSCRIBED_DIAMETERS_KEPT
+    expected = 2.0 * original(np.pad(changed, 1), sampling=spacing).max()
+    assert largest_inscribed_diameter_mm(changed, spacing) == expected
+
+
 def test_intrahepatic_portal_vein_equals_whole_slice_filling():
     labels = np.zeros((6, 40, 40), dtype=np.uint8)
     yy, xx = np.mgrid[:40, :40]

@@ -10,9 +10,8 @@ import math
 from typing import Literal
 
 import numpy as np
-from scipy import ndimage
 
-from hccrad.io.masks import bounding_box
+from hccrad.io.masks import inscribed_diameter_mm
 
 #: Paper factor (Supplementary Table 2) -> hccrad column.
 PAPER_MORPHOLOGY_NAMES: dict[str, str] = {
@@ -73,13 +72,7 @@ def largest_inscribed_diameter_mm(mask: np.ndarray, spacing_zyx: tuple[float, fl
     The distance runs from a voxel centre to the nearest voxel centre outside the mask, so for a digitised
     cylinder of radius R it lies between R and R + one voxel.
     """
-    box = bounding_box(mask)
-    if box is None:
-        return math.nan
-    # On the mask's box plus one empty voxel: the nearest outside voxel of a voxel in the box is never farther than
-    # its projection on that empty border, so the distances are those of the whole image at a fraction of the cost.
-    distance = ndimage.distance_transform_edt(np.pad(mask[box], 1), sampling=spacing_zyx)
-    return 2.0 * float(distance.max())
+    return inscribed_diameter_mm(mask, spacing_zyx)
 
 
 def morphological_factors(

@@ -7,6 +7,9 @@ features.
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+
 import numpy as np
 from scipy import ndimage
 
@@ -172,11 +175,41 @@ SURFACE_BALL_RATIO = 8.0
 SURFACE_SHARE = 0.3
 
 
+#: The most recent inscribed diameters kept by :func:`inscribed_diameter_mm` (a case's portal vein is measured twice:
+#: by the label-3 checks and by the morphological factor).
+INSCRIBED_DIAMETERS_KEPT = 4
+_INSCRIBED_DIAMETERS: OrderedDict[tuple, float] = OrderedDict()
+
+
+def inscribed_diameter_mm(mask: np.ndarray, spacing_zyx: tuple[float, float, float]) -> float:
+    """Twice the maximum Euclidean distance transform of a boolean mask (mm), computed on the mask's bounding box
+    plus one empty voxel (NaN for an empty mask). The nearest outside voxel of a voxel in the box is never farther
+    than its projection on that empty border, so the distances are those of the whole image.
+
+    The same mask content on the same spacing is measured once: the last :data:`INSCRIBED_DIAMETERS_KEPT` results
+    are kept, keyed by the box's shape, the spacing and a BLAKE2 digest of its voxels (a single portal-vein component
+    is the whole label 3, measured again for the morphological factor; the distance transform is the stage's
+    largest cost after the radiomics)."""
+    box = bounding_box(mask)
+    if box is None:
+        return float("nan")
+    local = np.ascontiguousarray(mask[box], dtype=bool)
+    key = (local.shape, tuple(float(s) for s in spacing_zyx),
+           hashlib.blake2b(np.packbits(local).tobytes(), digest_size=20).hexdigest())
+    if key in _INSCRIBED_DIAMETERS:
+        _INSCRIBED_DIAMETERS.move_to_end(key)
+        return _INSCRIBED_DIAMETERS[key]
+    distance = ndimage.distance_transform_edt(np.pad(local, 1), sampling=spacing_zyx)
+    diameter = 2.0 * float(distance.max())
+    _INSCRIBED_DIAMETERS[key] = diameter
+    while len(_INSCRIBED_DIAMETERS) > INSCRIBED_DIAMETERS_KEPT:
+        _INSCRIBED_DIAMETERS.popitem(last=False)
+    return diameter
+
+
 def _component_shape(component: np.ndarray, spacing_zyx: tuple[float, float, float]) -> tuple[float, float]:
     """(largest inscribed diameter in mm, volume / volume of that inscribed ball) of one boolean component."""
-    box = bounding_box(component)
-    distance = ndimage.distance_transform_edt(np.pad(component[box], 1), sampling=spacing_zyx)
-    diameter = 2.0 * float(distance.max())
+    diameter = inscribed_diameter_mm(component, spacing_zyx)
     volume = float(np.count_nonzero(component)) * float(np.prod(spacing_zyx))
     ball = np.pi / 6.0 * diameter ** 3
     return diameter, volume / ball if ball > 0 else np.inf
