@@ -252,13 +252,13 @@ def portal_vein_problems(labels: np.ndarray, spacing_zyx: tuple[float, float, fl
     subcapsular lesion given label 3: a sphere cut by the liver's surface is at most about 2 diameters long, a
     vessel is a tube several diameters long (the real portal veins of the tests are 4 and 9). Each names the numbers
     and the fix."""
-    portal = labels == LABEL_PORTAL_VEIN
-    box = bounding_box(portal)
+    box = label_box(labels, (LABEL_PORTAL_VEIN,))  # slab by slab: no full-size comparison array
     if box is None:
         return []
     # everything below needs only label 3's box, grown by the one voxel of a component's border
     grown = tuple(slice(max(0, part.start - 1), part.stop + 1) for part in box)
-    labels, portal = labels[grown], portal[grown]
+    labels = labels[grown]
+    portal = labels == LABEL_PORTAL_VEIN
     components, count = ndimage.label(portal, structure=FULL_CONNECTIVITY)
     voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
     fix = ("if label 3 is a second tumor, map it as one: masks: {labels: {tumor: [2, 3], portal_vein: []}}; if it is "
