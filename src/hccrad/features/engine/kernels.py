@@ -181,7 +181,7 @@ def zone_sizes(binned, voxels, earlier, adjacent):
         through the first step (the slice below, which touches all 12 others in 3D) shares its level needs one
         join.
     """
-    parent = np.empty(binned.shape[0], np.int32)
+    parent = np.empty(binned.shape[0], np.int32)  # only the region's voxels are read, each after it is written
     for v in voxels:
         level = binned[v]
         root = v
@@ -202,22 +202,26 @@ def zone_sizes(binned, voxels, earlier, adjacent):
                 elif other > root:
                     parent[other] = root
                 covered |= adjacent[k]
-    zones = np.empty((voxels.shape[0], 2), dtype=np.int32)
+    # a root comes before the rest of its zone: it holds minus its zone's size in place of its parent
     n_zones = 0
-    # a root comes before the rest of its zone: it is numbered first, as -(zone + 1) in place of its parent
     for v in voxels:
         up = parent[v]
         if up == v:
-            zones[n_zones, 0] = binned[v]
-            zones[n_zones, 1] = 1
+            parent[v] = -1
             n_zones += 1
-            parent[v] = -n_zones
         else:
             while parent[up] >= 0:
                 up = parent[up]
             parent[v] = up
-            zones[-parent[up] - 1, 1] += 1
-    return zones[:n_zones].copy()
+            parent[up] -= 1
+    zones = np.empty((n_zones, 2), dtype=np.int32)
+    n_zones = 0
+    for v in voxels:
+        if parent[v] < 0:
+            zones[n_zones, 0] = binned[v]
+            zones[n_zones, 1] = -parent[v]
+            n_zones += 1
+    return zones
 
 
 @numba.njit(cache=True, nogil=True)
