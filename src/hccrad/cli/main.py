@@ -889,15 +889,23 @@ def _library_warnings_to_log() -> None:
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
 
 
-def _single_threaded_blas_by_default() -> None:
-    """One OpenBLAS thread unless the user chose a count (any of :data:`BLAS_THREAD_VARIABLES`), set before numpy
-    is imported. hccrad's matrices are small (Cox fits, 3 x 3 and Ng x Ng eigenvalues) and the features stage runs
-    one process per core: OpenBLAS's extra threads only spin, from numpy's import on (about 0.2 s of CPU per
-    process, bench/features_command_bench.py). The feature workers inherit the setting."""
+def _process_defaults() -> None:
+    """Defaults for numpy's libraries, set before numpy is imported; the feature workers inherit them.
+
+    * One OpenBLAS thread unless the user chose a count (any of :data:`BLAS_THREAD_VARIABLES`). hccrad's matrices
+      are small (Cox fits, 3 x 3 and Ng x Ng eigenvalues) and the features stage runs one process per core:
+      OpenBLAS's extra threads only spin, from numpy's import on (about 0.2 s of CPU per process,
+      bench/features_command_bench.py).
+    * ``NUMPY_MADVISE_HUGEPAGE=0`` unless set: numpy asks the kernel for transparent huge pages for every array of
+      4 MB or more, and where the kernel then compacts memory at the page fault (``defrag`` ``madvise``, the common
+      default) a large array's first touch became several times slower (98 against 20 ms for 56 MB inside a paper-
+      sized case); the features command spent about 0.2 s less system CPU without it (6 alternating runs each).
+    """
     import os
 
     if not any(os.environ.get(name) for name in BLAS_THREAD_VARIABLES):
         os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 
 def main() -> None:
@@ -908,7 +916,7 @@ def main() -> None:
     resume`` and the status stays 130.
     """
     _library_warnings_to_log()
-    _single_threaded_blas_by_default()
+    _process_defaults()
     try:
         app()
     except KeyboardInterrupt:
