@@ -19,6 +19,11 @@ process of the tree, and the ratio of PyRadiomics' CPU to the engine's.
 
     python bench/features_command_bench.py
     python bench/features_command_bench.py --keep-cache      # leave numba's cache alone (no run 1)
+    python bench/features_command_bench.py --compare-env NUMPY_MADVISE_HUGEPAGE=1 --repeats 6
+
+``--compare-env NAME=VALUE`` runs only ``engine: auto`` (the cache warm), alternately with the command's own
+environment and with ``NAME=VALUE`` added, ``--repeats`` times each, and prints the median CPU and system CPU of
+each (the machine's speed drifts within minutes, so the two are compared in alternation, not one after the other).
 """
 
 from __future__ import annotations
@@ -71,9 +76,45 @@ def numba_caches() -> list[Path]:
     return sorted(folder.glob("*.nb[ic]"))
 
 
+def compare_environment(hccrad: str, folder: Path, ct: str, mask: str, setting: str, repeats: int) -> None:
+    """``engine: auto`` alternately without and with ``setting`` (NAME=VALUE), ``repeats`` times each (one run
+    first to warm the cache, not counted); prints each run and the medians."""
+    import os
+    import statistics
+
+    name, _, value = setting.partition("=")
+    manifest = write_study(folder, ct, mask, "auto")
+    shutil.rmtree(folder / "output-auto", ignore_errors=True)
+    measure([hccrad, "features", str(manifest)], folder)
+    results: dict[str, list[dict]] = {"as is": [], setting: []}
+    for k in range(repeats):
+        for label in results:
+            shutil.rmtree(folder / "output-auto", ignore_errors=True)
+            saved = os.environ.get(name)
+            if label == setting:
+                os.environ[name] = value
+            try:
+                result = measure([hccrad, "features", str(manifest)], folder)
+            finally:
+                if saved is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = saved
+            results[label].append(result)
+            print(json.dumps({"repeat": k + 1, "environment": label, "cpu_s": round(result["cpu_s"], 2),
+                              "system_s": round(result["system_s"], 2)}), flush=True)
+    print(f"\n{'environment':<40} {'median CPU s':>12} {'median system s':>16} {'peak MB':>8}")
+    for label, runs in results.items():
+        print(f"{label:<40} {statistics.median(r['cpu_s'] for r in runs):>12.2f} "
+              f"{statistics.median(r['system_s'] for r in runs):>16.2f} {max(r['peak_mb'] for r in runs):>8.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep-cache", action="store_true", help="do not empty numba's cache (skip the first run)")
+    parser.add_argument("--compare-env", metavar="NAME=VALUE",
+                        help="compare engine: auto with and without this environment variable, alternately")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each side with --compare-env")
     args = parser.parse_args()
     hccrad = shutil.which("hccrad") or str(Path(sys.executable).with_name("hccrad"))  # the venv not activated
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,6 +123,9 @@ def main() -> None:
         ct, mask = in_fresh_process(_make_case_worker, str(folder), paper_sized_seeds(1)[0])
         print(f"paper-sized case written in {time.perf_counter() - start:.0f} s", flush=True)
         print(f"hccrad's modules compiled to bytecode in {compile_hccrad()}", flush=True)
+        if args.compare_env:
+            compare_environment(hccrad, folder, ct, mask, args.compare_env, args.repeats)
+            return
         runs = []
         if not args.keep_cache:
             removed = numba_caches()

@@ -42,7 +42,7 @@ PROBE = ("import resource, subprocess, sys, time, json\n"
          "status = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)\n"
          "wall = time.perf_counter() - start\n"
          "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-         "print(json.dumps({'cpu_s': usage.ru_utime + usage.ru_stime, 'wall_s': wall,\n"
+         "print(json.dumps({'cpu_s': usage.ru_utime + usage.ru_stime, 'system_s': usage.ru_stime, 'wall_s': wall,\n"
          "                  'peak_mb': usage.ru_maxrss / 1024, 'status': status.returncode,\n"
          "                  'stderr': status.stderr[-1500:]}))\n")
 

@@ -898,8 +898,8 @@ def _process_defaults() -> None:
       bench/features_command_bench.py).
     * ``NUMPY_MADVISE_HUGEPAGE=0`` unless set: numpy asks the kernel for transparent huge pages for every array of
       4 MB or more, and where the kernel then compacts memory at the page fault (``defrag`` ``madvise``, the common
-      default) a large array's first touch became several times slower (98 against 20 ms for 56 MB inside a paper-
-      sized case); the features command spent about 0.2 s less system CPU without it (6 alternating runs each).
+      default) a large array's first touch is slower: the features command's median CPU was 7.42 s without the
+      advice and 7.86 s with it (``bench/features_command_bench.py --compare-env NUMPY_MADVISE_HUGEPAGE=1``).
     """
     import os
 
