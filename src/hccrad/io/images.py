@@ -585,7 +585,7 @@ def clipped_intensity_warnings(values: np.ndarray, path: Path | str) -> list[str
 
 
 #: Voxels counted at a time by :func:`value_counts` (its temporary index array is 8 bytes per voxel).
-VALUE_COUNT_CHUNK_VOXELS = 1 << 21
+VALUE_COUNT_CHUNK_VOXELS = 1 << 19
 
 
 def value_counts(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -593,7 +593,10 @@ def value_counts(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     A boolean or an 8- or 16-bit integer array (a mask) is counted with ``np.bincount`` a chunk of
     :data:`VALUE_COUNT_CHUNK_VOXELS` at a time, several times faster than sorting or hashing it (0.19 s for a
-    512 x 512 x 150 uint8 label map), with at most 16 MB of temporary memory; other types go to ``np.unique``.
+    512 x 512 x 150 uint8 label map), with at most 4 MB of temporary memory; other types go to ``np.unique``.
+    The chunks stay small because glibc raises its mmap threshold to the size of a freed mapped block and keeps
+    that much more freed memory afterwards (16 MB chunks left 23 MB more resident once a small DICOM case's
+    features were done, bench/memory_bench.py --phases).
     """
     if not (array.dtype == np.bool_ or (array.dtype.kind in "iu" and array.dtype.itemsize <= 2)):
         return np.unique(array, return_counts=True)

@@ -479,8 +479,9 @@ def _structures_of(mask_file: _MaskFile, convention: MaskConvention, wanted: tup
     return voxels, found
 
 
-#: Voxels relabelled at a time by :func:`_painted_by_table` (its temporary index array is 8 bytes per voxel).
-RELABEL_CHUNK_VOXELS = 1 << 21
+#: Voxels relabelled at a time by :func:`_painted_by_table` (its temporary index array is 8 bytes per voxel: 4 MB, below
+#: what glibc's adaptive mmap threshold has already reached, so that it keeps no more freed memory afterwards).
+RELABEL_CHUNK_VOXELS = 1 << 19
 
 
 def _painted_by_table(mask_file: _MaskFile, assigned: dict[str, list[_Part]], shape: tuple[int, ...]
