@@ -894,8 +894,8 @@ def _process_defaults() -> None:
 
     * One OpenBLAS thread unless the user chose a count (any of :data:`BLAS_THREAD_VARIABLES`). hccrad's matrices
       are small (Cox fits, 3 x 3 and Ng x Ng eigenvalues) and the features stage runs one process per core:
-      OpenBLAS's extra threads only spin, from numpy's import on (about 0.2 s of CPU per process,
-      bench/features_command_bench.py).
+      OpenBLAS's extra threads only spin, from numpy's import on (under perf, in the features command's first
+      second).
     * ``NUMPY_MADVISE_HUGEPAGE=0`` unless set: numpy asks the kernel for transparent huge pages for every array of
       4 MB or more, and where the kernel then compacts memory at the page fault (``defrag`` ``madvise``, the common
       default) a large array's first touch is slower: the features command's median CPU was 7.42 s without the

@@ -48,8 +48,8 @@ _IMPORTS_FROZEN: list[bool] = []
 def freeze_imported_objects() -> bool:
     """Move every object alive now (the modules the features stage imported: numpy, SciPy, pandas, SimpleITK,
     numba, and their caches) out of the garbage collector's reach, once per process (``gc.freeze``). They live
-    as long as the process, yet each full collection walked them all: about 0.45 s of CPU per paper-sized case
-    (bench/features_command_bench.py). Objects made later are collected as before. Returns whether this call
+    as long as the process, yet each full collection walked them all (gc_collect_main took about 5% of the
+    features command's samples under perf on the paper-sized case). Objects made later are collected as before. Returns whether this call
     froze them (False when an earlier call did)."""
     import gc
 
@@ -67,8 +67,8 @@ def single_threaded_blas() -> bool:
     """Limit the BLAS libraries loaded in this process (numpy's and SciPy's OpenBLAS) to one thread, once per
     process (threadpoolctl). The engine's only BLAS work is small: the eigenvalues of the GLCM's per-angle
     matrices (at most Ng x Ng) for MCC and the 3 x 3 shape covariance. OpenBLAS's worker threads otherwise wake
-    for them and spin after each call, about 0.4 s of CPU per paper-sized case on 2 cores
-    (bench/features_command_bench.py), and a cohort already runs one process per core. Returns whether this call
+    for them and spin after each call (blas_thread_server took about 4% of the features command's samples under
+    perf on the paper-sized case), and a cohort already runs one process per core. Returns whether this call
     set the limit."""
     if _BLAS_LIMITED:
         return False
@@ -84,7 +84,7 @@ def imports_uncollected() -> Iterator[None]:
     """Run the block (a command's imports of its stages' modules) with the garbage collector paused, then freeze
     the objects alive at its end (``gc.freeze``) and resume collecting. Importing numpy, SciPy, pandas, numba and
     SimpleITK makes hundreds of thousands of long-lived objects; the collections they trigger walk them all
-    again and again (about 0.2 s of CPU at the start of ``hccrad features``)."""
+    again and again (most of the collector's samples under perf came from the command's first second)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
