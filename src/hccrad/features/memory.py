@@ -49,8 +49,8 @@ def freeze_imported_objects() -> bool:
     """Move every object alive now (the modules the features stage imported: numpy, SciPy, pandas, SimpleITK,
     numba, and their caches) out of the garbage collector's reach, once per process (``gc.freeze``). They live
     as long as the process, yet each full collection walked them all (gc_collect_main took about 5% of the
-    features command's samples under perf on the paper-sized case). Objects made later are collected as before. Returns whether this call
-    froze them (False when an earlier call did)."""
+    features command's samples under perf on the paper-sized case). Objects made later are collected as before.
+    Returns whether this call froze them (False when an earlier call did)."""
     import gc
 
     if _IMPORTS_FROZEN:
