@@ -6,16 +6,17 @@ A one-patient study (the paper-sized synthetic case of ``features_bench.py``: 51
 
 1. ``engine: auto`` right after an install: numba's on-disk cache of the engine's kernels emptied first, so the
    run compiles them (once; every later process loads them);
-2. ``engine: auto`` again, in a new output folder (the cache warm: every later run);
-3. ``engine: pyradiomics`` (the reference).
+2. ``engine: auto`` again, in a new output folder (the cache warm: every later run), ``--repeats`` times (default
+   3), half of them before and half after the reference, since the machine's speed drifts within minutes;
+3. ``engine: pyradiomics`` (the reference), between those runs.
 
 hccrad's own modules are compiled to bytecode first (``compileall``), as ``pip install`` does for an installed
 package: an editable install under ``PYTHONDONTWRITEBYTECODE`` (this project's machines set it) would otherwise
-compile them from source at every start, about 0.08 s that a user's installed copy does not spend.
+compile them from source at every start (some 50 modules), which a user's installed copy does not do.
 
-For each it prints the CPU seconds of the whole process tree (user + system of the command and every process it
+For each run it prints the CPU seconds of the whole process tree (user + system of the command and every process it
 started, as the kernel accounts them on exit), the wall seconds and the largest peak resident memory of any one
-process of the tree, and the ratio of PyRadiomics' CPU to the engine's.
+process of the tree, and the ratio of PyRadiomics' CPU to the engine's (to the median of the later runs).
 
     python bench/features_command_bench.py
     python bench/features_command_bench.py --keep-cache      # leave numba's cache alone (no run 1)
@@ -114,7 +115,9 @@ def main() -> None:
     parser.add_argument("--keep-cache", action="store_true", help="do not empty numba's cache (skip the first run)")
     parser.add_argument("--compare-env", metavar="NAME=VALUE",
                         help="compare engine: auto with and without this environment variable, alternately")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each side with --compare-env")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each side with --compare-env; else later runs of engine: auto, half before "
+                             "PyRadiomics' run and half after it, whose median is compared")
     args = parser.parse_args()
     hccrad = shutil.which("hccrad") or str(Path(sys.executable).with_name("hccrad"))  # the venv not activated
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +136,11 @@ def main() -> None:
                 path.unlink()
             runs.append(("auto, first run after an install (numba cache emptied: "
                          f"{len(removed)} files)", "auto"))
-        runs += [("auto, every later run", "auto"), ("pyradiomics", "pyradiomics")]
+        later = max(1, args.repeats)
+        before = (later + 1) // 2
+        runs += [(f"auto, later run {k + 1}", "auto") for k in range(before)]
+        runs.append(("pyradiomics", "pyradiomics"))
+        runs += [(f"auto, later run {k + 1}", "auto") for k in range(before, later)]
         rows = []
         for k, (label, engine) in enumerate(runs):
             manifest = write_study(folder, ct, mask, engine)
@@ -142,12 +149,21 @@ def main() -> None:
             rows.append((label, result))
             print(json.dumps({"run": k + 1, "label": label, **{key: round(value, 2) for key, value in result.items()
                                                                 if isinstance(value, float)}}), flush=True)
+    import statistics
+
     print(f"\n{'run':<62} {'tree CPU s':>10} {'wall s':>7} {'peak MB':>8}")
     for label, result in rows:
         print(f"{label:<62} {result['cpu_s']:>10.1f} {result['wall_s']:>7.1f} {result['peak_mb']:>8.0f}")
-    reference = rows[-1][1]["cpu_s"]
-    for label, result in rows[:-1]:
-        print(f"PyRadiomics / {label}: {reference / result['cpu_s']:.1f}x CPU")
+    reference = next(result for label, result in rows if label == "pyradiomics")["cpu_s"]
+    later_cpu = [result["cpu_s"] for label, result in rows if label.startswith("auto, later run")]
+    median = statistics.median(later_cpu)
+    for label, result in rows:
+        if label.startswith("auto, first run"):
+            print(f"PyRadiomics / {label}: {reference / result['cpu_s']:.1f}x CPU")
+    print(f"auto, every later run: median {median:.2f} s of {len(later_cpu)} runs "
+          f"({min(later_cpu):.2f}-{max(later_cpu):.2f} s)")
+    print(f"PyRadiomics / auto, every later run (median): {reference / median:.1f}x CPU "
+          f"({reference / max(later_cpu):.1f}x-{reference / min(later_cpu):.1f}x over the runs)")
 
 
 if __name__ == "__main__":
