@@ -101,6 +101,7 @@ def test_intrahepatic_portal_vein_equals_binary_fill_holes_on_random_labels(seed
     labels[seed % 7][labels[seed % 7] == 3] = 0  # a slice without portal vein
     liver_or_tumor = np.isin(labels, (1, 2))
     expected = np.stack([ndimage.binary_fill_holes(s) for s in liver_or_tumor]) & (labels == 3)
+    assert expected.any() and ((labels == 3) & ~expected).any()  # enclosed and open label 3 both present
     np.testing.assert_array_equal(intrahepatic_portal_vein(labels), expected)
 
 

@@ -1,4 +1,4 @@
-"""Process settings for computing cases with hccrad's feature engine: malloc thresholds, the garbage collector."""
+"""Process settings for computing cases with hccrad's feature engine: malloc, the garbage collector, BLAS."""
 
 from __future__ import annotations
 
@@ -51,8 +51,6 @@ def freeze_imported_objects() -> bool:
     as long as the process, yet each full collection walked them all (gc_collect_main took about 5% of the
     features command's samples under perf on the paper-sized case). Objects made later are collected as before.
     Returns whether this call froze them (False when an earlier call did)."""
-    import gc
-
     if _IMPORTS_FROZEN:
         return False
     gc.freeze()

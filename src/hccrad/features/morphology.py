@@ -66,13 +66,9 @@ def attenuation_statistics(
     return stats
 
 
-def largest_inscribed_diameter_mm(mask: np.ndarray, spacing_zyx: tuple[float, float, float]) -> float:
-    """Twice the maximum Euclidean distance transform of ``mask`` (mm, real spacing).
-
-    The distance runs from a voxel centre to the nearest voxel centre outside the mask, so for a digitised
-    cylinder of radius R it lies between R and R + one voxel.
-    """
-    return inscribed_diameter_mm(mask, spacing_zyx)
+#: The portal vein's largest inscribed diameter (mm): :func:`hccrad.io.masks.inscribed_diameter_mm`, which the
+#: label-3 checks share.
+largest_inscribed_diameter_mm = inscribed_diameter_mm
 
 
 def morphological_factors(

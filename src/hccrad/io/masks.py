@@ -184,7 +184,9 @@ _INSCRIBED_DIAMETERS: OrderedDict[tuple, float] = OrderedDict()
 def inscribed_diameter_mm(mask: np.ndarray, spacing_zyx: tuple[float, float, float]) -> float:
     """Twice the maximum Euclidean distance transform of a boolean mask (mm), computed on the mask's bounding box
     plus one empty voxel (NaN for an empty mask). The nearest outside voxel of a voxel in the box is never farther
-    than its projection on that empty border, so the distances are those of the whole image.
+    than its projection on that empty border, so the distances are those of the whole image. The distance runs from
+    a voxel centre to the nearest voxel centre outside the mask, so for a digitised cylinder of radius R it lies
+    between R and R + one voxel.
 
     The same mask content on the same spacing is measured once: the last :data:`INSCRIBED_DIAMETERS_KEPT` results
     are kept, keyed by the box's shape, the spacing and a BLAKE2 digest of its voxels (a single portal-vein component
