@@ -7,8 +7,8 @@ A one-patient study (the paper-sized synthetic case of ``features_bench.py``: 51
 1. ``engine: auto`` right after an install: numba's on-disk cache of the engine's kernels emptied first, so the
    run compiles them (once; every later process loads them);
 2. ``engine: auto`` again, in a new output folder (the cache warm: every later run), ``--repeats`` times (default
-   3), half of them before and half after the reference, since the machine's speed drifts within minutes;
-3. ``engine: pyradiomics`` (the reference), between those runs.
+   3), in groups before, between and after the reference runs, since the machine's speed drifts within minutes;
+3. ``engine: pyradiomics`` (the reference), ``--reference-repeats`` times (default 1), between those groups.
 
 hccrad's own modules are compiled to bytecode first (``compileall``), as ``pip install`` does for an installed
 package: an editable install under ``PYTHONDONTWRITEBYTECODE`` (this project's machines set it) would otherwise
@@ -16,10 +16,12 @@ compile them from source at every start (some 50 modules), which a user's instal
 
 For each run it prints the CPU seconds of the whole process tree (user + system of the command and every process it
 started, as the kernel accounts them on exit), the wall seconds and the largest peak resident memory of any one
-process of the tree, and the ratio of PyRadiomics' CPU to the engine's (to the median of the later runs).
+process of the tree, and the ratio of PyRadiomics' CPU to the engine's: of the medians of all runs, and of each
+reference run to the median of the engine's runs on either side of it (the pairs least affected by the drift).
 
     python bench/features_command_bench.py
     python bench/features_command_bench.py --keep-cache      # leave numba's cache alone (no run 1)
+    python bench/features_command_bench.py --keep-cache --repeats 6 --reference-repeats 2
     python bench/features_command_bench.py --compare-env NUMPY_MADVISE_HUGEPAGE=1 --repeats 6
 
 ``--compare-env NAME=VALUE`` runs only ``engine: auto`` (the cache warm), alternately with the command's own
@@ -116,8 +118,10 @@ def main() -> None:
     parser.add_argument("--compare-env", metavar="NAME=VALUE",
                         help="compare engine: auto with and without this environment variable, alternately")
     parser.add_argument("--repeats", type=int, default=3,
-                        help="runs of each side with --compare-env; else later runs of engine: auto, half before "
-                             "PyRadiomics' run and half after it, whose median is compared")
+                        help="runs of each side with --compare-env; else later runs of engine: auto, in groups "
+                             "around PyRadiomics' runs, whose median is compared")
+    parser.add_argument("--reference-repeats", type=int, default=1,
+                        help="runs of engine: pyradiomics, each between two groups of engine: auto runs")
     args = parser.parse_args()
     hccrad = shutil.which("hccrad") or str(Path(sys.executable).with_name("hccrad"))  # the venv not activated
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,11 +140,8 @@ def main() -> None:
                 path.unlink()
             runs.append(("auto, first run after an install (numba cache emptied: "
                          f"{len(removed)} files)", "auto"))
-        later = max(1, args.repeats)
-        before = (later + 1) // 2
-        runs += [(f"auto, later run {k + 1}", "auto") for k in range(before)]
-        runs.append(("pyradiomics", "pyradiomics"))
-        runs += [(f"auto, later run {k + 1}", "auto") for k in range(before, later)]
+        runs += [(label, "pyradiomics" if label.startswith("pyradiomics") else "auto")
+                 for label in interleaved(max(1, args.repeats), max(1, args.reference_repeats))]
         rows = []
         for k, (label, engine) in enumerate(runs):
             manifest = write_study(folder, ct, mask, engine)
@@ -154,16 +155,53 @@ def main() -> None:
     print(f"\n{'run':<62} {'tree CPU s':>10} {'wall s':>7} {'peak MB':>8}")
     for label, result in rows:
         print(f"{label:<62} {result['cpu_s']:>10.1f} {result['wall_s']:>7.1f} {result['peak_mb']:>8.0f}")
-    reference = next(result for label, result in rows if label == "pyradiomics")["cpu_s"]
+    references = [result["cpu_s"] for label, result in rows if label.startswith("pyradiomics")]
+    reference = statistics.median(references)
     later_cpu = [result["cpu_s"] for label, result in rows if label.startswith("auto, later run")]
     median = statistics.median(later_cpu)
     for label, result in rows:
         if label.startswith("auto, first run"):
-            print(f"PyRadiomics / {label}: {reference / result['cpu_s']:.1f}x CPU")
+            print(f"PyRadiomics (median) / {label}: {reference / result['cpu_s']:.1f}x CPU")
     print(f"auto, every later run: median {median:.2f} s of {len(later_cpu)} runs "
           f"({min(later_cpu):.2f}-{max(later_cpu):.2f} s)")
-    print(f"PyRadiomics / auto, every later run (median): {reference / median:.1f}x CPU "
-          f"({reference / max(later_cpu):.1f}x-{reference / min(later_cpu):.1f}x over the runs)")
+    if len(references) > 1:
+        print(f"pyradiomics: median {reference:.1f} s of {len(references)} runs "
+              f"({min(references):.1f}-{max(references):.1f} s)")
+    print(f"PyRadiomics / auto, every later run (medians): {reference / median:.1f}x CPU "
+          f"({min(references) / max(later_cpu):.1f}x-{max(references) / min(later_cpu):.1f}x over the runs)")
+    paired = paired_ratios([(label, result["cpu_s"]) for label, result in rows if "first run" not in label])
+    print("each PyRadiomics run / the median of the engine's runs just before and after it: "
+          + ", ".join(f"{ratio:.1f}x" for ratio in paired) + f" (median {statistics.median(paired):.1f}x)")
+
+
+def interleaved(later: int, references: int) -> list[str]:
+    """The labels of ``later`` runs of ``engine: auto`` and ``references`` runs of PyRadiomics, in the order they
+    run: the engine's runs in ``references + 1`` groups as equal as possible, one PyRadiomics run between each two
+    groups (the machine's speed drifts within minutes, so each reference run has engine runs on both sides)."""
+    groups = [later // (references + 1) + (1 if k < later % (references + 1) else 0) for k in range(references + 1)]
+    labels, done = [], 0
+    for k, size in enumerate(groups):
+        labels += [f"auto, later run {done + j + 1}" for j in range(size)]
+        done += size
+        if k < references:
+            labels.append("pyradiomics" if references == 1 else f"pyradiomics run {k + 1}")
+    return labels
+
+
+def paired_ratios(runs: list[tuple[str, float]]) -> list[float]:
+    """For each PyRadiomics run of ``runs`` ((label, CPU s) in the order they ran), its CPU over the median CPU of
+    the engine's runs between the PyRadiomics run before it and the one after it."""
+    import statistics
+
+    ratios = []
+    positions = [k for k, (label, _) in enumerate(runs) if label.startswith("pyradiomics")]
+    for j, position in enumerate(positions):
+        start = positions[j - 1] + 1 if j > 0 else 0
+        stop = positions[j + 1] if j + 1 < len(positions) else len(runs)
+        neighbours = [cpu for label, cpu in runs[start:stop] if label.startswith("auto")]
+        if neighbours:
+            ratios.append(runs[position][1] / statistics.median(neighbours))
+    return ratios
 
 
 if __name__ == "__main__":

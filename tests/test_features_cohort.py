@@ -402,6 +402,50 @@ def test_malloc_settings_reuse_freed_arrays_instead_of_faulting_them_in_again():
     assert faults("none", {key: str(value) for key, value in MALLOC_SETTINGS.items()}) * 10 < default
 
 
+_RELEASE_SCRIPT = """
+import numpy as np
+from hccrad.features.memory import keep_freed_memory_for_reuse, release_freed_memory
+def anonymous_mb():
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+    return int(fields["RssAnon"].split()[0]) / 1024
+assert keep_freed_memory_for_reuse()
+before = anonymous_mb()
+block = np.ones(96 << 20, dtype=np.uint8)  # 96 MiB: below MALLOC_SETTINGS' mmap threshold, so from the heap
+del block
+kept = anonymous_mb()
+assert release_freed_memory()
+print(before, kept, anonymous_mb())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_release_freed_memory_hands_back_what_the_malloc_settings_kept():
+    """Under MALLOC_SETTINGS a freed 96 MiB array stays in the process (resident); release_freed_memory
+    (malloc_trim) hands it back to the system."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
+    done = subprocess.run([sys.executable, "-c", _RELEASE_SCRIPT], capture_output=True, text=True, env=env,
+                          check=True)
+    before, kept, released = map(float, done.stdout.split())
+    assert kept - before > 80  # kept for reuse
+    assert kept - released > 80 and released - before < 16  # handed back
+
+
+def test_the_features_stage_releases_freed_memory_between_its_cases_and_its_table(small_cohort, tmp_path,
+                                                                                  monkeypatch):
+    """The cases' freed memory goes back before the table is assembled and written, whose memory comes on top."""
+    import hccrad.features.cohort as cohort
+
+    manifest = copy_cohort(small_cohort, tmp_path / "study", {"params": "paper"})
+    calls = []
+    monkeypatch.setattr(cohort, "run_jobs", lambda *args, **kwargs: calls.append("cases") or [])
+    monkeypatch.setattr(cohort, "release_freed_memory", lambda: calls.append("release") or True)
+    assemble = cohort.assemble
+    monkeypatch.setattr(cohort, "assemble", lambda *args, **kwargs: calls.append("table") or assemble(*args,
+                                                                                                    **kwargs))
+    extract_features(load_study(manifest))
+    assert calls == ["cases", "release", "table"]
+
+
 def test_only_a_large_case_with_hccrads_engine_takes_the_malloc_settings():
     from hccrad.features.memory import LARGE_CASE_VOXELS, wants_malloc_settings
 

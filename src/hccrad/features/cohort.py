@@ -25,6 +25,7 @@ import pandas as pd
 
 from hccrad.features.config import VALUE_SETTINGS, FeatureConfig
 from hccrad.features.extract import CaseJob, case_fingerprint, compute_case, describe_plan, engine_plan, engine_version
+from hccrad.features.memory import release_freed_memory
 from hccrad.io import layout
 from hccrad.io.errors import InputError
 from hccrad.io.files import ensure_writable_dir, write_atomic, write_atomic_group
@@ -378,6 +379,7 @@ def extract_features(study: Study, out_dir: Path | None = None, scheduler: str |
             on_result(result)
 
     computed = run_jobs(pending, cases_dir, scheduler, config, report)
+    release_freed_memory()  # what the cases freed, before the table's own memory comes on top
     table, failures = assemble(study, jobs, missing, cases_dir)
     errors = failures[failures["severity"] == "error"]
     write_atomic_group({  # one result in four files: all replaced, or none

@@ -7,13 +7,11 @@ import gc
 from collections.abc import Iterator
 
 #: glibc's malloc settings for a large case computed with hccrad's engine (bytes): a block up to MMAP_THRESHOLD
-#: (64 MiB) comes from the heap, and freed memory stays there for the next filtered image unless TRIM_THRESHOLD
-#: (64 MiB) is free at its top. glibc's own thresholds map each array above 32 MiB on its own and unmap it when
-#: freed, so every filtered image's arrays fault in again, page by page (about 0.5 s of system CPU per paper-sized
-#: case). Larger thresholds keep more freed memory: at 128 MiB the LiTS-sized case's peak rose from 838 to 1068 MB
-#: (mmap) and PyRadiomics' exampleMR_3mm file's on the DICOM case from 460 to 524 MB (trim)
-#: (bench/memory_bench.py).
-MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": 1 << 26, "MALLOC_TRIM_THRESHOLD_": 1 << 26}
+#: (128 MiB) comes from the heap, and freed memory stays there for the next filtered image unless TRIM_THRESHOLD
+#: (256 MiB) is free at its top. glibc's own thresholds map each array above 32 MiB on its own and unmap it when
+#: freed, so every filtered image's arrays fault in again, page by page; at 64 MiB each the heap still shrank and
+#: grew again by hundreds of MB per paper-sized case (docs/features.md, "Memory reuse", has the benches).
+MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": 1 << 27, "MALLOC_TRIM_THRESHOLD_": 1 << 28}
 #: A case whose CT holds more voxels than this (its float32 copy is above glibc's largest adaptive mmap threshold,
 #: 32 MiB) takes :data:`MALLOC_SETTINGS`. A smaller case has no array that glibc maps on its own, and the settings
 #: would only keep freed memory: 26-29 MB more peak on the 512 x 512 x 20 DICOM case.
@@ -27,19 +25,47 @@ def wants_malloc_settings(engine: str, n_voxels: int) -> bool:
     return engine != "pyradiomics" and n_voxels > LARGE_CASE_VOXELS
 
 
+def _glibc_function(name: str):  # noqa: ANN202  (a ctypes function, or None)
+    """glibc's function ``name`` through ctypes, or None where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    for library in ("libc.so.6", ctypes.util.find_library("c")):
+        if library is None:
+            continue
+        try:
+            return getattr(ctypes.CDLL(library), name)
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
 def keep_freed_memory_for_reuse() -> bool:
     """Apply :data:`MALLOC_SETTINGS` to this process (``mallopt``; glibc only: False elsewhere, where nothing
     changes). They stay for the rest of the process."""
     import ctypes
-    import ctypes.util
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = _glibc_function("mallopt")
+    if mallopt is None:
         return False
     codes = {"MALLOC_MMAP_THRESHOLD_": -3, "MALLOC_TRIM_THRESHOLD_": -1}  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
     return all(mallopt(ctypes.c_int(codes[name]), ctypes.c_int(value)) == 1 for name, value in MALLOC_SETTINGS.items())
+
+
+def release_freed_memory() -> bool:
+    """Hand the free memory that malloc keeps back to the system (glibc's ``malloc_trim(0)``: the heap's top and
+    every whole free page inside it); False where the C library is not glibc. The features command calls it once
+    its cases are computed, before the feature table is assembled and written: the heap kept what the cases freed
+    (glibc keeps up to its trim threshold, more under :data:`MALLOC_SETTINGS`), and the table's arrays and its
+    Parquet and CSV buffers would otherwise come on top of it."""
+    trim = _glibc_function("malloc_trim")
+    if trim is None:
+        return False
+    import ctypes
+
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+    return True
 
 
 _IMPORTS_FROZEN: list[bool] = []
