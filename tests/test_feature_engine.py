@@ -155,6 +155,30 @@ def test_zone_sizes_equal_scipy_labels_level_by_level(seed, force2d):
 
 
 @pytest.mark.parametrize("seed", range(4))
+def test_region_grid_from_values_is_numpys_digitize_and_bincount(seed):
+    """RegionGrid.from_values (bins written straight into the grid, counted in the same pass) gives the grid that
+    numpy.digitize's levels give, and numpy.bincount's counts: with the region's voxels computed or passed on from
+    another image, NaN values in the last bin, a distance-2 padding."""
+    from hccrad.features.engine.texture import RegionGrid, TextureSettings, bin_edges
+
+    rng = np.random.default_rng(seed)
+    shape = (7, 13, 11)
+    box_mask = rng.random(shape) < 0.7
+    values = (rng.normal(size=int(box_mask.sum())) * 60).astype(np.float32)
+    values[:: 17 + seed] = np.nan if seed % 2 else values[:: 17 + seed]
+    edges = bin_edges(values[np.isfinite(values)], bin_width=25)
+    levels = np.digitize(values, edges)
+    for settings in (TextureSettings(), TextureSettings(distances=(1, 2))):
+        expected = RegionGrid(levels.astype(np.int32), box_mask, settings)
+        for voxels in (None, expected.voxels):
+            grid = RegionGrid.from_values(values, edges, box_mask, settings, voxels)
+            assert grid.binned.dtype == np.int16 and np.array_equal(grid.binned, expected.binned)
+            assert np.array_equal(grid.voxels, expected.voxels) and grid.shape == expected.shape
+            assert grid.n_gray == expected.n_gray == levels.max()
+            assert np.array_equal(np.trim_zeros(grid.level_counts, "b"), np.bincount(levels))
+
+
+@pytest.mark.parametrize("seed", range(4))
 def test_coordinate_covariance_equals_pyradiomics_float_product(seed):
     """The axis lengths' covariance from exact integer moments equals PyRadiomics' centred float product (its own
     lines: coordinates times spacing, centred, divided by sqrt(n), ``np.dot``) to rounding, on random regions

@@ -171,19 +171,19 @@ def _class_features(values: np.ndarray, box_mask: np.ndarray, classes: dict[str,
                     voxels: dict[int, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
     """Every texture class's features of one filtered image's region ``values`` (in ``box_mask`` order).
     ``voxels`` carries the region's flat voxel indices per padding from one image of the region to the next."""
-    levels = texture.discretise(values, options)
-    level_counts = np.bincount(levels)
-    gray_levels = np.flatnonzero(level_counts).astype(np.int64)
     settings = texture.TextureSettings.from_options(options, spacing)
     pad = max(settings.distances)
     voxels = {} if voxels is None else voxels
-    grid = texture.RegionGrid(levels, box_mask, settings, voxels.get(pad))
+    grid = texture.RegionGrid.from_values(values, texture.discretisation_edges(values, options), box_mask, settings,
+                                          voxels.get(pad))
     voxels[pad] = grid.voxels
+    level_counts = grid.level_counts
+    gray_levels = np.flatnonzero(level_counts).astype(np.int64)
     out: dict[str, dict[str, float]] = {}
     neighbourhood = None
     for feature_class in classes:
         if feature_class == "firstorder":
-            out[feature_class] = texture.firstorder_features(values, levels, voxel_volume,
+            out[feature_class] = texture.firstorder_features(values, None, voxel_volume,
                                                              options.get("voxelArrayShift", 0), level_counts)
         elif feature_class == "glcm":
             out[feature_class] = texture.glcm_features(grid, gray_levels)

@@ -271,6 +271,22 @@ def moment_sums(values, shift, low, high):
             robust_absolute / max(robust_count, 1))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bin_index(x, edges, low, width):
+    """The bin of one value (``numpy.digitize``'s index): guessed from the mean edge spacing ``width`` above the
+    first edge ``low``, then settled by exact comparisons with its edges; NaN past the last edge."""
+    n_edges = edges.shape[0]
+    if x != x:
+        return n_edges
+    guess = (np.float64(x) - low) / width + 1.0 if width > 0 else 0.0
+    index = int(min(max(guess, 0.0), np.float64(n_edges)))
+    while index > 0 and x < edges[index - 1]:
+        index -= 1
+    while index < n_edges and x >= edges[index]:
+        index += 1
+    return index
+
+
 @numba.njit(cache=True, nogil=True)
 def digitize(values, edges):
     """``numpy.digitize(values, edges)`` (increasing edges; ``i`` with ``edges[i-1] <= x < edges[i]``, NaN past
@@ -281,18 +297,25 @@ def digitize(values, edges):
     low = np.float64(edges[0])
     width = (np.float64(edges[n_edges - 1]) - low) / max(n_edges - 1, 1)
     for k in range(values.shape[0]):
-        x = values[k]
-        if x != x:
-            out[k] = n_edges
-            continue
-        guess = (np.float64(x) - low) / width + 1.0 if width > 0 else 0.0
-        index = int(min(max(guess, 0.0), np.float64(n_edges)))
-        while index > 0 and x < edges[index - 1]:
-            index -= 1
-        while index < n_edges and x >= edges[index]:
-            index += 1
-        out[k] = index
+        out[k] = _bin_index(values[k], edges, low, width)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def digitize_into(values, edges, voxels, binned):
+    """:func:`digitize` of ``values`` written into a region's flat grid: value ``k``'s bin goes to
+    ``binned[voxels[k]]`` (int16; the caller makes sure that ``len(edges)``, the largest bin, fits). Returns the
+    count of each bin, (len(edges) + 1,) int64: ``numpy.bincount`` of the bins with that length. One pass, with
+    neither the bins' array nor a pass to count them."""
+    n_edges = edges.shape[0]
+    counts = np.zeros(n_edges + 1, np.int64)
+    low = np.float64(edges[0])
+    width = (np.float64(edges[n_edges - 1]) - low) / max(n_edges - 1, 1)
+    for k in range(values.shape[0]):
+        index = _bin_index(values[k], edges, low, width)
+        binned[voxels[k]] = index
+        counts[index] += 1
+    return counts
 
 
 def has_two_on_a_line(coordinates: np.ndarray, direction: np.ndarray) -> bool:

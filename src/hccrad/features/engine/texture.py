@@ -19,6 +19,7 @@ from hccrad.features.engine.kernels import (
     OFFSETS_26,
     cooccurrence_counts,
     digitize,
+    digitize_into,
     flat_offsets,
     has_two_on_a_line,
     moment_sums,
@@ -99,25 +100,53 @@ class RegionGrid:
         settings = settings or TextureSettings()
         # 16-bit levels and 32-bit indices halve the kernels' memory and cache traffic
         top_level = int(levels.max()) if levels.size else 0
-        if top_level > MAX_GRAY_LEVELS:
-            raise ValueError(f"{top_level} gray levels: more than the engine's {MAX_GRAY_LEVELS} (increase "
-                             "binWidth)")
+        _check_levels(top_level)
+        padded = _padded_grid(box_mask.shape, max(settings.distances))
         pad = max(settings.distances)
-        padded = np.zeros(tuple(n + 2 * pad for n in box_mask.shape), dtype=np.int16)
-        if padded.size >= 2**31:
-            raise ValueError(f"the region's box {box_mask.shape} is too large for the engine's 32-bit indices")
         padded[tuple(slice(pad, -pad) for _ in range(3))][box_mask] = levels
-        self.settings = settings
-        self.shape = padded.shape
-        self.box_shape = box_mask.shape
-        self.binned = padded.ravel()
+        binned = padded.ravel()
         # the region's voxels are the same in every filtered image: the caller may pass them from the last image
         expected = int(np.count_nonzero(box_mask))
         if voxels is None or voxels.shape[0] != expected:
-            voxels = np.flatnonzero(self.binned).astype(np.int32)
+            voxels = np.flatnonzero(binned).astype(np.int32)
+        self._hold(settings, padded.shape, box_mask.shape, binned, voxels, top_level)
+        self.level_counts = None
+
+    @classmethod
+    def from_values(cls, values: np.ndarray, edges: np.ndarray, box_mask: np.ndarray,
+                    settings: TextureSettings | None = None, voxels: np.ndarray | None = None) -> RegionGrid:
+        """The grid of a region's ``values`` (``box_mask`` order, shape (m,)) discretised with ``edges``
+        (:func:`bin_edges`), the gray levels written straight into the grid at the region's voxels
+        (:func:`~hccrad.features.engine.kernels.digitize_into`); ``level_counts`` holds their counts
+        (``numpy.bincount`` of the levels). The same grid as ``RegionGrid(digitize(values, edges), box_mask, ...)``
+        without the levels' array and the pass that counts them."""
+        settings = settings or TextureSettings()
+        if len(edges) > MAX_GRAY_LEVELS:  # levels may not fit 16 bits: the general path says so if they do not
+            levels = digitize(values, edges)
+            grid = cls(levels, box_mask, settings, voxels)
+            grid.level_counts = np.bincount(levels)
+            return grid
+        pad = max(settings.distances)
+        padded = _padded_grid(box_mask.shape, pad)
+        if voxels is None or voxels.shape[0] != values.shape[0]:
+            voxels = np.flatnonzero(np.pad(box_mask, pad)).astype(np.int32)
+        binned = padded.ravel()
+        counts = digitize_into(values, edges, voxels, binned)
+        present = np.flatnonzero(counts)
+        grid = cls.__new__(cls)
+        grid._hold(settings, padded.shape, box_mask.shape, binned, voxels, int(present[-1]) if present.size else 0)
+        grid.level_counts = counts
+        return grid
+
+    def _hold(self, settings: TextureSettings, shape: tuple[int, ...], box_shape: tuple[int, ...],
+              binned: np.ndarray, voxels: np.ndarray, n_gray: int) -> None:
+        self.settings = settings
+        self.shape = shape
+        self.box_shape = box_shape
+        self.binned = binned
         self.voxels = voxels
         self.directions = flat_offsets(DIRECTIONS_13, self.shape)
-        self.n_gray = top_level  # the padding is 0
+        self.n_gray = n_gray  # the padding is 0
         self._counts: tuple[np.ndarray, ...] | None = None
 
     def counts(self) -> tuple[np.ndarray, ...]:
@@ -173,6 +202,19 @@ class RegionGrid:
         return zone_connectivity(np.asarray(offsets), self.shape)
 
 
+def _check_levels(top_level: int) -> None:
+    if top_level > MAX_GRAY_LEVELS:
+        raise ValueError(f"{top_level} gray levels: more than the engine's {MAX_GRAY_LEVELS} (increase binWidth)")
+
+
+def _padded_grid(box_shape: tuple[int, ...], pad: int) -> np.ndarray:
+    """A zeroed int16 grid of the box padded by ``pad`` on every side, within the kernels' 32-bit indices."""
+    padded = np.zeros(tuple(n + 2 * pad for n in box_shape), dtype=np.int16)
+    if padded.size >= 2**31:
+        raise ValueError(f"the region's box {box_shape} is too large for the engine's 32-bit indices")
+    return padded
+
+
 def zone_connectivity(offsets: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(flat steps, adjacency bitmasks) of the neighbours ``offsets`` (k, 3) (dz, dy, dx) that come before a voxel
     in a C-ordered array of ``shape``, as :func:`~hccrad.features.engine.kernels.zone_sizes` takes them: ordered by
@@ -205,10 +247,14 @@ def bin_edges(values: np.ndarray, bin_width: float | None = 25, bin_count: int |
     return edges
 
 
+def discretisation_edges(values: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
+    """The bin edges of the region values with PyRadiomics' ``binWidth``/``binCount`` settings."""
+    return bin_edges(values, settings.get("binWidth", 25), settings.get("binCount"))
+
+
 def discretise(values: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
     """Gray levels (1-based int32) of the region values, with PyRadiomics' ``binWidth``/``binCount`` rule."""
-    edges = bin_edges(values, settings.get("binWidth", 25), settings.get("binCount"))
-    return digitize(values, edges)
+    return digitize(values, discretisation_edges(values, settings))
 
 
 def percentiles(values: np.ndarray, q: list[float]) -> list[float]:
@@ -243,14 +289,17 @@ def _order_statistics(values: np.ndarray, kth: list[int]) -> dict[int, float]:
     return {k: found[q] for q, k in enumerate(kth)}
 
 
-def firstorder_features(values: np.ndarray, levels: np.ndarray, voxel_volume_mm3: float,
+def firstorder_features(values: np.ndarray, levels: np.ndarray | None, voxel_volume_mm3: float,
                         shift: float = 0.0, level_counts: np.ndarray | None = None) -> dict[str, float]:
     """The 18 first-order features of the region values (HU after filtering, shape (m,)) and their gray levels
-    (``level_counts``: ``np.bincount(levels)`` when the caller has it).
+    (``levels``, or their counts ``level_counts``, ``np.bincount(levels)``, when the caller has them; one of the
+    two is needed).
 
     Sums run in float64 over the values, as PyRadiomics' on its float64 copy; percentiles interpolate linearly.
     """
     n = values.size
+    if level_counts is None and levels is None:
+        raise ValueError("firstorder_features needs the gray levels or their counts")
     counts = np.bincount(levels) if level_counts is None else level_counts
     counts = counts[counts > 0]
     p = counts / float(counts.sum())
