@@ -272,13 +272,14 @@ def moment_sums(values, shift, low, high):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _bin_index(x, edges, low, width):
-    """The bin of one value (``numpy.digitize``'s index): guessed from the mean edge spacing ``width`` above the
-    first edge ``low``, then settled by exact comparisons with its edges; NaN past the last edge."""
+def _bin_index(x, edges, low, scale):
+    """The bin of one value (``numpy.digitize``'s index): guessed from its distance to the first edge ``low``
+    times ``scale`` (edges per unit, from the mean edge spacing; 0 for a single edge), then settled by exact
+    comparisons with its edges; NaN past the last edge."""
     n_edges = edges.shape[0]
     if x != x:
         return n_edges
-    guess = (np.float64(x) - low) / width + 1.0 if width > 0 else 0.0
+    guess = (np.float64(x) - low) * scale + 1.0 if scale > 0 else 0.0
     index = int(min(max(guess, 0.0), np.float64(n_edges)))
     while index > 0 and x < edges[index - 1]:
         index -= 1
@@ -287,17 +288,24 @@ def _bin_index(x, edges, low, width):
     return index
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _edge_scale(edges):
+    """(first edge, edges per unit of value): a value's bin is guessed by a multiplication, cheaper than a
+    division per value."""
+    low = np.float64(edges[0])
+    span = np.float64(edges[edges.shape[0] - 1]) - low
+    return low, (edges.shape[0] - 1) / span if span > 0 else 0.0
+
+
 @numba.njit(cache=True, nogil=True)
 def digitize(values, edges):
     """``numpy.digitize(values, edges)`` (increasing edges; ``i`` with ``edges[i-1] <= x < edges[i]``, NaN past
     the last edge) as int32, in one pass: each value's bin is guessed from the mean edge spacing and then
     settled by exact comparisons with its edges."""
-    n_edges = edges.shape[0]
     out = np.empty(values.shape[0], np.int32)
-    low = np.float64(edges[0])
-    width = (np.float64(edges[n_edges - 1]) - low) / max(n_edges - 1, 1)
+    low, scale = _edge_scale(edges)
     for k in range(values.shape[0]):
-        out[k] = _bin_index(values[k], edges, low, width)
+        out[k] = _bin_index(values[k], edges, low, scale)
     return out
 
 
@@ -309,10 +317,9 @@ def digitize_into(values, edges, voxels, binned):
     neither the bins' array nor a pass to count them."""
     n_edges = edges.shape[0]
     counts = np.zeros(n_edges + 1, np.int64)
-    low = np.float64(edges[0])
-    width = (np.float64(edges[n_edges - 1]) - low) / max(n_edges - 1, 1)
+    low, scale = _edge_scale(edges)
     for k in range(values.shape[0]):
-        index = _bin_index(values[k], edges, low, width)
+        index = _bin_index(values[k], edges, low, scale)
         binned[voxels[k]] = index
         counts[index] += 1
     return counts
