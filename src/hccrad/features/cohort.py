@@ -31,6 +31,7 @@ from hccrad.io.errors import InputError
 from hccrad.io.files import ensure_writable_dir, write_atomic, write_atomic_group
 from hccrad.io.ids import case_path
 from hccrad.io.manifest import Study, use_predicted_masks
+from hccrad.io.tables import parquet_bytes
 
 CLINICAL_TABLE_COLUMNS = ["center", "dataset", "afp", "child_pugh", "child_pugh_score", "bclc", "treatment",
                           "pfs_months", "pfs_event"]
@@ -384,7 +385,7 @@ def extract_features(study: Study, out_dir: Path | None = None, scheduler: str |
     errors = failures[failures["severity"] == "error"]
     write_atomic_group({  # one result in four files: all replaced, or none
         out_dir / layout.FEATURE_TABLE_CSV: table.to_csv(),
-        out_dir / layout.FEATURE_TABLE: table.to_parquet(),
+        out_dir / layout.FEATURE_TABLE: parquet_bytes(table),  # pandas' own file, without its per-column pass
         out_dir / layout.FEATURE_FAILURES: failures.to_csv(index=False),
         out_dir / layout.FEATURE_RUN: json.dumps({"computed": computed, "reused": reused,
                                                   "failed": errors["patient_id"].tolist(),
