@@ -163,14 +163,7 @@ def _recursive_lines(data, out, causal, anti, c, start):
             out[i, w] = np.float32(causal[start + i, w] + anti[start + i, w])
 
 
-#: ``_recursive_axis``'s one signature: any float32 (z, y, x) view in, a writable one out. Without it each
-#: combination of layout (contiguous or a slab) and read-only flag was its own compiled version, four in all, each
-#: loaded from numba's cache (about 15 ms each) in every process.
-_RECURSIVE_AXIS_SIGNATURE = (numba.types.Array(numba.float32, 3, "A", readonly=True),
-                             numba.types.Array(numba.float32, 3, "A"), numba.int64, numba.float64[::1], numba.int64)
-
-
-@numba.njit(_RECURSIVE_AXIS_SIGNATURE, cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def _recursive_axis(source, target, axis, c, start):
     """One recursive pass along ``axis`` (0 z, 1 y, 2 x) of a (z, y, x) float32 array into ``target``, which has
     ``source``'s shape except along ``axis``: there it keeps positions ``start`` to ``start + target.shape[axis]``
