@@ -30,7 +30,8 @@ def _glibc_function(name: str):  # noqa: ANN202  (a ctypes function, or None)
     import ctypes
     import ctypes.util
 
-    for library in ("libc.so.6", ctypes.util.find_library("c")):
+    for find in (lambda: "libc.so.6", lambda: ctypes.util.find_library("c")):  # the search runs ldconfig: last
+        library = find()
         if library is None:
             continue
         try:
