@@ -93,6 +93,12 @@ class RegionGrid:
     voxels
         The flat indices of the region's voxels in the padded box, from another image of the same region with the
         same padding (they depend only on the region), else computed here.
+
+    Attributes
+    ----------
+    level_counts
+        The count of each gray level (``numpy.bincount`` of the levels) when the grid was made by
+        :meth:`from_values`, else None.
     """
 
     def __init__(self, levels: np.ndarray, box_mask: np.ndarray, settings: TextureSettings | None = None,
@@ -101,8 +107,8 @@ class RegionGrid:
         # 16-bit levels and 32-bit indices halve the kernels' memory and cache traffic
         top_level = int(levels.max()) if levels.size else 0
         _check_levels(top_level)
-        padded = _padded_grid(box_mask.shape, max(settings.distances))
         pad = max(settings.distances)
+        padded = _padded_grid(box_mask.shape, pad)
         padded[tuple(slice(pad, -pad) for _ in range(3))][box_mask] = levels
         binned = padded.ravel()
         # the region's voxels are the same in every filtered image: the caller may pass them from the last image
