@@ -10,7 +10,7 @@ from collections.abc import Iterator
 #: (128 MiB) comes from the heap, and freed memory stays there for the next filtered image unless TRIM_THRESHOLD
 #: (256 MiB) is free at its top. glibc's own thresholds map each array above 32 MiB on its own and unmap it when
 #: freed, so every filtered image's arrays fault in again, page by page; at 64 MiB each the heap still shrank and
-#: grew again by hundreds of MB per paper-sized case (docs/features.md, "Memory reuse", has the benches).
+#: grew again within a paper-sized case (docs/features.md, "Memory reuse", has the benches).
 MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": 1 << 27, "MALLOC_TRIM_THRESHOLD_": 1 << 28}
 #: A case whose CT holds more voxels than this (its float32 copy is above glibc's largest adaptive mmap threshold,
 #: 32 MiB) takes :data:`MALLOC_SETTINGS`. A smaller case has no array that glibc maps on its own, and the settings

@@ -97,8 +97,8 @@ class RegionGrid:
     Attributes
     ----------
     level_counts
-        The count of each gray level (``numpy.bincount`` of the levels) when the grid was made by
-        :meth:`from_values`, else None.
+        The count of each gray level, (len(edges) + 1,): ``numpy.bincount`` of the levels with trailing zeros
+        up to the last bin, when the grid was made by :meth:`from_values`, else None.
     """
 
     def __init__(self, levels: np.ndarray, box_mask: np.ndarray, settings: TextureSettings | None = None,
@@ -124,8 +124,9 @@ class RegionGrid:
         """The grid of a region's ``values`` (``box_mask`` order, shape (m,)) discretised with ``edges``
         (:func:`bin_edges`), the gray levels written straight into the grid at the region's voxels
         (:func:`~hccrad.features.engine.kernels.digitize_into`); ``level_counts`` holds their counts
-        (``numpy.bincount`` of the levels). The same grid as ``RegionGrid(digitize(values, edges), box_mask, ...)``
-        without the levels' array and the pass that counts them."""
+        (``numpy.bincount`` of the levels, with trailing zeros up to ``len(edges)``). The same grid as
+        ``RegionGrid(digitize(values, edges), box_mask, ...)`` without the levels' array and the pass that counts
+        them."""
         settings = settings or TextureSettings()
         if len(edges) > MAX_GRAY_LEVELS:  # levels may not fit 16 bits: the general path says so if they do not
             levels = digitize(values, edges)
