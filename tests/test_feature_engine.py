@@ -235,6 +235,24 @@ def test_maximum_diameters_equal_the_brute_force_over_all_vertex_pairs(seed):
         assert diameters[name] == np.sqrt(np.where(same_plane, squared, 0.0).max())
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_diameter_candidates_hold_every_vertex_of_the_3d_convex_hull(seed):
+    """The 3D diameter is searched among the points that are hull vertices of their plane along all three axes;
+    Qhull's hull of all mesh vertices (an independent reference) has no vertex outside them, and they are far
+    fewer than the mesh vertices."""
+    from scipy.spatial import ConvexHull
+
+    from hccrad.features.engine.shape import _plane_hull_vertices, _vertices_of_every_plane_hull, mesh_vertices
+
+    rng = np.random.default_rng(100 + seed)
+    region = ndimage.gaussian_filter(rng.normal(size=(14, 30, 26)), 2.0) > 0.02 * seed
+    vertices = mesh_vertices(np.pad(region, 1))
+    candidates = _vertices_of_every_plane_hull([_plane_hull_vertices(vertices, axis) for axis in range(3)])
+    hull = vertices[ConvexHull(vertices.astype(np.float64)).vertices]
+    assert {tuple(point) for point in hull} <= {tuple(point) for point in candidates}
+    assert len(candidates) < len(vertices) / 5
+
+
 def test_flat_region_has_pyradiomics_conventions():
     """A region of one gray level: the class conventions for flat regions (0, 1, 1e6) must match."""
     volume = np.full((12, 20, 20), 50.0, dtype=np.float32)

@@ -135,3 +135,22 @@ def test_tumor_and_remnant_liver_equal_the_whole_image_definitions(seed):
     enclosed = np.stack([ndimage.binary_fill_holes(s) for s in liver_or_tumor]) & (labels == 3)
     np.testing.assert_array_equal(remnant_liver_mask(labels), (labels == 1) | enclosed)
     np.testing.assert_array_equal(remnant_liver_mask(labels, exclude_portal_vein=True), labels == 1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_feret_diameter_equals_the_brute_force_over_all_voxel_centres(seed):
+    """The subcapsular-blob check's length: only voxels ending their line along z, y and x, then a centroid bound,
+    are compared; the result equals the largest distance over every pair of voxel centres, bit for bit."""
+    rng = np.random.default_rng(seed)
+    spacing = (2.0, 0.8, 0.7)
+    smooth = ndimage.gaussian_filter(rng.normal(size=(9, 22, 18)), 1.0 + seed % 3)
+    component = smooth > np.quantile(smooth, 0.5 + 0.1 * seed)
+    if seed == 3:  # a tube along y, one voxel thick
+        component = np.zeros((5, 30, 5), bool)
+        component[2, 3:27, 2] = True
+    if seed == 4:  # one voxel
+        component = np.zeros((3, 3, 3), bool)
+        component[1, 1, 1] = True
+    points = np.argwhere(component) * np.asarray(spacing)
+    squared = ((points[:, None, :] - points[None, :, :]) ** 2).sum(axis=-1)
+    assert masks._feret_diameter_mm(component, spacing) == float(np.sqrt(squared.max()))

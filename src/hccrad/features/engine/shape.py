@@ -9,7 +9,10 @@ cubes, so the mesh is PyRadiomics' mesh by construction, and then applied to all
 
 The maximum diameters are PyRadiomics' exact maxima over the region's border voxels (voxels with a neighbour
 outside the region). The farthest pair of a set is a pair of its convex hull's vertices, and a border voxel lying
-between the two ends of its row is never needed, so only row ends, and then only hull vertices, are compared.
+between the two ends of its row is never needed, so only row ends, and then only hull vertices, are compared. A
+vertex of the 3D hull is a vertex of the hull of every plane through it, so the 3D candidates are the points that
+are hull vertices in their axial, coronal and sagittal planes at once: exact integer geometry, without Qhull (and
+without importing SciPy's ``spatial`` module into the features command).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.spatial import ConvexHull, QhullError
 
 from hccrad.features.engine.kernels import (
     coordinate_moments,
@@ -140,16 +142,19 @@ def _plane_maximum(hulls: tuple[np.ndarray, np.ndarray, np.ndarray], spacing: np
     return best
 
 
-def _hull_index(points: np.ndarray) -> np.ndarray:
-    """Indices of the rows of ``points`` that are convex hull vertices (all rows when few or degenerate)."""
-    n_dims = points.shape[1]
-    if len(points) <= 2 * n_dims + 2:
-        return np.arange(len(points))
-    try:
-        hull = ConvexHull(points.astype(np.float64), qhull_options="QJ")
-    except QhullError:
-        return np.arange(len(points))
-    return np.unique(hull.vertices)
+def _vertices_of_every_plane_hull(hulls: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The points (m, 3) int64 that are hull vertices of their plane along all three axes, from the three axes'
+    :func:`_plane_hull_vertices`. They hold every vertex of the 3D convex hull: a point that is not a convex
+    combination of the other points is not one of the other points of any plane through it either."""
+    selected = [ordered[keep] for ordered, keep, _ in hulls]
+    if any(points.shape[0] == 0 for points in selected):
+        return np.empty((0, 3), np.int64)
+    dims = np.max([points.max(axis=0) for points in selected], axis=0) + 1
+    keys = None
+    for points in selected:
+        plane_keys = np.ravel_multi_index(tuple(points.T), tuple(dims))
+        keys = plane_keys if keys is None else np.intersect1d(keys, plane_keys)
+    return np.stack(np.unravel_index(keys, tuple(dims)), axis=1).astype(np.int64)
 
 
 def maximum_diameters(padded: np.ndarray, spacing_zyx: tuple[float, float, float]) -> dict[str, float]:
@@ -163,11 +168,8 @@ def maximum_diameters(padded: np.ndarray, spacing_zyx: tuple[float, float, float
     vertices = mesh_vertices(padded)
     hulls = [_plane_hull_vertices(vertices, axis) for axis in range(3)]
     maxima = [_plane_maximum(plane_hulls_of_axis, spacing) for plane_hulls_of_axis in hulls]
-    # the 3D maximum is attained by two vertices of the 3D hull, which are vertices of their slices' hulls
-    ordered, keep, _ = hulls[0]
-    candidates = ordered[keep] if keep.size else vertices
-    candidates = np.ascontiguousarray(candidates[_hull_index(candidates)])
-    total = max_squared_distance(candidates, spacing)
+    # the 3D maximum is attained by two vertices of the 3D hull, which are vertices of their planes' hulls
+    total = max_squared_distance(_vertices_of_every_plane_hull(hulls), spacing)
     return {"Maximum2DDiameterSlice": float(np.sqrt(maxima[0])),
             "Maximum2DDiameterColumn": float(np.sqrt(maxima[1])),
             "Maximum2DDiameterRow": float(np.sqrt(maxima[2])),
