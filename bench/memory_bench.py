@@ -23,6 +23,12 @@ Cases (``--case``):
     python bench/memory_bench.py --files paper exampleCT
     python bench/memory_bench.py --case lits --files paper
     python bench/memory_bench.py --files Params resegment --phases
+    python bench/memory_bench.py --repeats 3
+
+``--repeats N`` runs each engine N times on each file, alternately (hccrad, PyRadiomics, hccrad, ...), and prints
+the median peak with the range, so that a close file is not ranked by one run's chance. The verdict compares the
+medians. (The ``--phases`` runs carry a probe in their process and peak higher than the plain runs, PyRadiomics'
+more so: compare plain runs with plain runs.)
 
 ``--phases`` also runs each command once more with a probe in its process and prints where its peak falls: the peak
 while the cases are read and computed (imports included), the resident memory when they are done, and the peak of
@@ -200,6 +206,8 @@ def main() -> None:
     parser.add_argument("--files", nargs="*", default=None, help=f"parameter files (default all: {', '.join(files)})")
     parser.add_argument("--no-reference", action="store_true", help="hccrad's engine only")
     parser.add_argument("--phases", action="store_true", help="also where each command's peak falls")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each engine per file, alternately; the "
+                        "median peak is compared")
     args = parser.parse_args()
     chosen = args.files or (["paper"] if args.case == "lits" else list(files))
     hccrad = shutil.which("hccrad") or str(Path(sys.executable).with_name("hccrad"))
@@ -211,26 +219,41 @@ def main() -> None:
         print(f"case {args.case}: {ct}", flush=True)
         for name in chosen:
             row = {"file": name}
+            runs = {engine: [] for engine in engines}
+            for _ in range(args.repeats):
+                for engine in engines:
+                    manifest = write_study(folder, ct, mask, name, files[name], engine)
+                    shutil.rmtree(folder / yaml.safe_load(manifest.read_text())["output_dir"], ignore_errors=True)
+                    result = measure([hccrad, "features", str(manifest)], folder)
+                    if result["status"] != 0:
+                        raise RuntimeError(f"{name} with {engine}: {result['stderr']}")
+                    runs[engine].append(result)
             for engine in engines:
                 manifest = write_study(folder, ct, mask, name, files[name], engine)
-                result = measure([hccrad, "features", str(manifest)], folder)
-                if result["status"] != 0:
-                    raise RuntimeError(f"{name} with {engine}: {result['stderr']}")
-                row[engine] = {"peak_mb": round(result["peak_mb"]), "cpu_s": round(result["cpu_s"], 1)}
+                peaks = [result["peak_mb"] for result in runs[engine]]
+                row[engine] = {"peak_mb": round(float(np.median(peaks))), "peak_range_mb": [round(min(peaks)),
+                                                                                            round(max(peaks))],
+                               "cpu_s": round(float(np.median([result["cpu_s"] for result in runs[engine]])), 1)}
                 if args.phases:
                     shutil.rmtree(folder / yaml.safe_load(manifest.read_text())["output_dir"], ignore_errors=True)
                     row[engine]["phases"] = phases(folder, manifest)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    print(f"\n{'parameter file':<32} {'hccrad peak MB':>15} {'PyRadiomics peak MB':>20} {'ratio':>6} "
+    def peak(result: dict) -> str:  # the median, with the range over the runs when there are several
+        low, high = result["peak_range_mb"]
+        return f"{result['peak_mb']}" + (f" ({low}-{high})" if args.repeats > 1 else "")
+
+    what = f"median of {args.repeats} runs, " if args.repeats > 1 else ""
+    print(f"\n{what}peak MB and CPU s")
+    print(f"{'parameter file':<32} {'hccrad peak MB':>17} {'PyRadiomics peak MB':>20} {'ratio':>6} "
           f"{'hccrad CPU s':>13} {'PyRadiomics CPU s':>18}")
     for row in rows:
         ours, reference = row["auto"], row.get("pyradiomics")
         if reference:
-            print(f"{row['file']:<32} {ours['peak_mb']:>15} {reference['peak_mb']:>20} "
+            print(f"{row['file']:<32} {peak(ours):>17} {peak(reference):>20} "
                   f"{ours['peak_mb'] / reference['peak_mb']:>6.2f} {ours['cpu_s']:>13.1f} {reference['cpu_s']:>18.1f}")
         else:
-            print(f"{row['file']:<32} {ours['peak_mb']:>15} {'':>20} {'':>6} {ours['cpu_s']:>13.1f}")
+            print(f"{row['file']:<32} {peak(ours):>17} {'':>20} {'':>6} {ours['cpu_s']:>13.1f}")
     if args.phases:
         print(f"\n{'parameter file':<32} {'engine':<12} {'cases peak MB':>14} {'cases done MB':>14} "
               f"{'command peak MB':>16}")

@@ -23,6 +23,8 @@ import math
 import numba
 import numpy as np
 
+from hccrad.features.engine.jit import load_without_refresh
+
 # Deriche's fitted exponential series (Gaussian, its first and second derivative), as ITK gives them.
 _A1 = (1.3530, -0.6724, -1.3563)
 _B1 = (1.8151, -3.4327, 5.2318)
@@ -744,3 +746,6 @@ def swt_level(data: np.ndarray, wavelet: str, axis: int, keep: slice | None = No
     first, stop, _ = (keep or slice(None)).indices(length)
     inputs, filter_index = _swt_order(length, low.size, first, stop)
     return _swt_along(data, low, high, inputs, filter_index, axis)
+
+
+load_without_refresh(globals())  # the kernels above load from numba's cache without its compiler registries

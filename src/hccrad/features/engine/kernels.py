@@ -14,6 +14,8 @@ import itertools
 import numba
 import numpy as np
 
+from hccrad.features.engine.jit import load_without_refresh
+
 #: The 13 unique directions of the 26-neighbourhood (the first non-zero component positive), (dz, dy, dx).
 DIRECTIONS_13 = np.array([d for d in itertools.product((-1, 0, 1), repeat=3)
                           if any(d) and next(c for c in d if c) > 0], dtype=np.int64)
@@ -521,3 +523,6 @@ def neighbourhood_counts(binned, voxels, steps, n_gray, alpha):
         if count > 0:
             ngtdm[level, 1] += abs(level - total / count)
     return dependence[1:].astype(np.float64), ngtdm[1:].copy()
+
+
+load_without_refresh(globals())  # the kernels above load from numba's cache without its compiler registries
