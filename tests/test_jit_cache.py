@@ -35,14 +35,20 @@ print(json.dumps({"refreshes": len(calls), "features": features}))
 """
 
 
-def phantom_features() -> dict[str, float]:
-    """Every class on Original, LoG and Wavelet images of a textured ellipsoid (float features only)."""
+def phantom() -> tuple[sitk.Image, np.ndarray]:
+    """A textured ellipsoid: the image and its region."""
     rng = np.random.default_rng(11)
     values = (40.0 + 30.0 * rng.standard_normal((18, 36, 34))).astype(np.float32)
     image = sitk.GetImageFromArray(values)
     image.SetSpacing((0.8, 0.8, 2.0))
     z, y, x = np.ogrid[:18, :36, :34]
     region = ((z - 9) / 7.0) ** 2 + ((y - 18) / 14.0) ** 2 + ((x - 17) / 12.0) ** 2 <= 1.0
+    return image, region
+
+
+def phantom_features() -> dict[str, float]:
+    """Every class on the phantom's Original, LoG and Wavelet images, with the engine."""
+    image, region = phantom()
     return {name: float(value) for name, value in region_features(image, region, PARAMS, 5).items()}
 
 
@@ -56,11 +62,15 @@ def _fresh_run(tmp_path) -> dict:
                     f"loading was checked on ({', '.join(jit.CHECKED_NUMBA_VERSIONS)}): numba's own loading is used")
 def test_kernels_load_from_the_cache_without_refresh_and_compute_the_same_features(tmp_path):
     """A fresh process on a warm cache loads every kernel without one context refresh (numba's compile pipeline
-    would refresh, so this also shows nothing was compiled), and its features equal this process's, bit for bit."""
+    would refresh, so this also shows nothing was compiled); its features equal PyRadiomics' (the suite's
+    tolerance) and this process's, bit for bit."""
+    from tests.test_feature_engine import assert_same_features, pyradiomics
+
     expected = phantom_features()
     _fresh_run(tmp_path)  # compiles whatever the cache lacks (a refresh is then numba's own, before compiling)
     warm = _fresh_run(tmp_path)
     assert warm["refreshes"] == 0
+    assert_same_features(warm["features"], pyradiomics(*phantom(), PARAMS, 5))
     assert warm["features"].keys() == expected.keys()
     mismatched = [name for name, value in expected.items()
                   if not (value == warm["features"][name] or (np.isnan(value) and np.isnan(warm["features"][name])))]

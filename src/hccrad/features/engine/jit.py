@@ -19,7 +19,7 @@ from typing import Any
 import numba
 
 #: numba releases (major.minor) on which the engine's kernels were loaded without the refresh and checked
-#: (tests/test_feature_engine.py runs a fresh process on the warm cache).
+#: (tests/test_jit_cache.py runs a fresh process on the warm cache).
 CHECKED_NUMBA_VERSIONS = ("0.68",)
 
 
