@@ -3,6 +3,11 @@
 Labels: 0 background, 1 liver, 2 tumor, 3 portal vein. Connectivity is 26 (faces, edges and corners)
 throughout hccrad, so "the largest tumor" means the same in the generator, the post-processing and the
 features.
+
+Components, hole filling and distances go through SimpleITK (connected components, Maurer's distance map), which
+the features stage loads anyway: ``scipy.ndimage`` alone would add about 0.17 s of CPU and 13 MB to every
+``hccrad features`` run (its array-API layer imports numpy.f2py and numpy.testing). tests/test_masks_itk.py
+compares every helper with ``scipy.ndimage``.
 """
 
 from __future__ import annotations
@@ -11,15 +16,27 @@ import hashlib
 from collections import OrderedDict
 
 import numpy as np
-from scipy import ndimage
+import SimpleITK as sitk
 
 LABEL_BACKGROUND, LABEL_LIVER, LABEL_TUMOR, LABEL_PORTAL_VEIN = 0, 1, 2, 3
 FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 
 
+def label_components(mask: np.ndarray, fully_connected: bool = True) -> tuple[np.ndarray, int]:
+    """The connected components of a boolean 2D or 3D ``mask`` (SimpleITK's ConnectedComponent, one thread):
+    (labels, count), labels (uint32, the mask's shape) 0 outside and 1..count numbered in raster order of each
+    component's first voxel, as ``scipy.ndimage.label`` numbers them. ``fully_connected``: 26 neighbours (8 in
+    2D); else the 6 (4) that share a face."""
+    labeller = sitk.ConnectedComponentImageFilter()
+    labeller.SetFullyConnected(fully_connected)
+    labeller.SetNumberOfThreads(1)  # the boxes are small: threads cost more CPU than they save
+    labelled = labeller.Execute(sitk.GetImageFromArray(np.ascontiguousarray(mask, dtype=np.uint8)))
+    return sitk.GetArrayFromImage(labelled), int(labeller.GetObjectCount())
+
+
 def connected_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Label the 26-connected components of ``mask``; return (labels, voxel count of each, largest first)."""
-    components, count = ndimage.label(mask, structure=FULL_CONNECTIVITY)
+    components, count = label_components(mask)
     sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
     return components, np.sort(sizes)[::-1]
 
@@ -33,7 +50,7 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     box = bounding_box(mask)
     if box is None:
         return largest
-    components, count = ndimage.label(mask[box], structure=FULL_CONNECTIVITY)
+    components, count = label_components(mask[box])
     if count <= 1:
         largest[box] = mask[box]
         return largest
@@ -106,10 +123,14 @@ def intrahepatic_portal_vein(labels: np.ndarray) -> np.ndarray:
     return enclosed
 
 
-#: Connectivity of the background within one axial slice for hole filling (``binary_fill_holes``' 2D default,
-#: 4-connected), no connection between slices.
-SLICE_BACKGROUND_CONNECTIVITY = np.zeros((3, 3, 3), dtype=bool)
-SLICE_BACKGROUND_CONNECTIVITY[1] = ndimage.generate_binary_structure(2, 1)
+def label_slices_4_connected(mask: np.ndarray) -> np.ndarray:
+    """The components of a boolean (z, y, x) ``mask`` within each axial slice, 4-connected (faces in the slice;
+    ``binary_fill_holes``' 2D default), none joined across slices: labels (uint32) unique over the whole array.
+    One labelling of the slices with an empty slice between each two, face-connected in 3D."""
+    separated = np.zeros((mask.shape[0], 2, *mask.shape[1:]), dtype=bool)
+    separated[:, 0] = mask
+    components, _ = label_components(separated.reshape(-1, *mask.shape[1:]), fully_connected=False)
+    return components.reshape(separated.shape)[:, 0]
 
 
 def _enclosed_portal_vein(labels: np.ndarray) -> np.ndarray:
@@ -128,7 +149,7 @@ def _enclosed_portal_vein(labels: np.ndarray) -> np.ndarray:
     part = slice(int(slices[0]), int(slices[-1]) + 1)
     local = labels[part]
     background = (local != LABEL_LIVER) & (local != LABEL_TUMOR)
-    components, _ = ndimage.label(background, structure=SLICE_BACKGROUND_CONNECTIVITY)
+    components = label_slices_4_connected(background)
     edges = np.concatenate([components[:, 0, :].ravel(), components[:, -1, :].ravel(),
                             components[:, :, 0].ravel(), components[:, :, -1].ravel()])
     outside = np.zeros(int(components.max()) + 1, dtype=bool)
@@ -201,12 +222,67 @@ def inscribed_diameter_mm(mask: np.ndarray, spacing_zyx: tuple[float, float, flo
     if key in _INSCRIBED_DIAMETERS:
         _INSCRIBED_DIAMETERS.move_to_end(key)
         return _INSCRIBED_DIAMETERS[key]
-    distance = ndimage.distance_transform_edt(np.pad(local, 1), sampling=spacing_zyx)
-    diameter = 2.0 * float(distance.max())
+    diameter = 2.0 * largest_inside_distance_mm(np.pad(local, 1), spacing_zyx)
     _INSCRIBED_DIAMETERS[key] = diameter
     while len(_INSCRIBED_DIAMETERS) > INSCRIBED_DIAMETERS_KEPT:
         _INSCRIBED_DIAMETERS.popitem(last=False)
     return diameter
+
+
+#: Relative slack on the float32 squared distances of SimpleITK's Maurer map when :func:`largest_inside_distance_mm`
+#: picks the voxels to measure exactly (float32 rounding is about 1e-7; the map matched SciPy's to 1e-6).
+MAURER_SLACK = 1e-4
+
+
+def face_neighbours(mask: np.ndarray) -> np.ndarray:
+    """The voxels outside a boolean ``mask`` that share a face with one of its voxels."""
+    grown = mask.copy()
+    for axis in range(mask.ndim):
+        grown_along, mask_along = np.moveaxis(grown, axis, 0), np.moveaxis(mask, axis, 0)
+        grown_along[1:] |= mask_along[:-1]
+        grown_along[:-1] |= mask_along[1:]
+    return grown & ~mask
+
+
+def largest_inside_distance_mm(mask: np.ndarray, spacing_zyx: tuple[float, float, float]) -> float:
+    """The largest distance (mm) from a voxel centre of a boolean 3D ``mask`` to the nearest voxel centre outside it:
+    the maximum of ``scipy.ndimage.distance_transform_edt(mask, sampling=spacing_zyx)``, computed as SciPy does in
+    float64 (``sqrt((dz sz)^2 + (dy sy)^2 + (dx sx)^2)``). The mask must have a voxel outside it (NaN if none).
+
+    SimpleITK's Maurer distance map of the outside (exact, in float32) ranks the voxels; those within
+    :data:`MAURER_SLACK` of the largest are measured in float64 against the outside voxels that share a face with
+    the mask, from the farthest down, until none left can be farther. The nearest outside voxel of a voxel always
+    shares a face with the mask: one step from it toward the voxel, along an axis where they differ, is nearer
+    still, so it is in the mask.
+    """
+    if mask.all():
+        return float("nan")
+    outside = sitk.GetImageFromArray((~mask).astype(np.uint8))
+    outside.SetSpacing(tuple(float(s) for s in spacing_zyx[::-1]))
+    mapper = sitk.SignedMaurerDistanceMapImageFilter()
+    mapper.SetInsideIsPositive(False)  # positive away from the outside: inside the mask
+    mapper.SetSquaredDistance(True)
+    mapper.SetUseImageSpacing(True)
+    mapper.SetNumberOfThreads(1)
+    squared = sitk.GetArrayFromImage(mapper.Execute(outside)).ravel()
+    inside = np.flatnonzero(mask.ravel())
+    if inside.size == 0:
+        return 0.0
+    ranked = squared[inside]
+    keep = ranked >= ranked.max() * (1.0 - 2.0 * MAURER_SLACK)  # squared distances: twice the slack
+    candidates, bounds = inside[keep], ranked[keep].astype(np.float64) * (1.0 + 2.0 * MAURER_SLACK)
+    order = np.argsort(bounds)[::-1]
+    shell = np.argwhere(face_neighbours(mask))
+    spacing = np.asarray(spacing_zyx, dtype=np.float64)
+    best = -1.0
+    for index in order:
+        if bounds[index] < best:
+            break
+        point = np.array(np.unravel_index(candidates[index], mask.shape))
+        offsets = (shell - point).astype(np.float64) * spacing
+        offsets *= offsets
+        best = max(best, float((offsets[:, 0] + offsets[:, 1] + offsets[:, 2]).min()))
+    return float(np.sqrt(best))
 
 
 def _component_shape(component: np.ndarray, spacing_zyx: tuple[float, float, float]) -> tuple[float, float]:
@@ -254,14 +330,39 @@ def _feret_diameter_mm(component: np.ndarray, spacing_zyx: tuple[float, float, f
     return float(np.sqrt(largest))
 
 
+def dilated_26(mask: np.ndarray) -> np.ndarray:
+    """A boolean mask grown by its 26 neighbours (``binary_dilation`` with the 3 x 3 x 3 cube, nothing from beyond
+    the array): the cube is three segments of 3, one per axis, so three shifts along each axis in turn."""
+    grown = mask.copy()
+    for axis in range(mask.ndim):
+        along = np.moveaxis(grown, axis, 0)
+        before = along.copy()
+        along[1:] |= before[:-1]
+        along[:-1] |= before[1:]
+    return grown
+
+
 def _enclosed_share(component: np.ndarray, labels: np.ndarray) -> float:
     """Share of the voxels bordering ``component`` (26-neighbours outside it) that are liver or tumor."""
     box = bounding_box(component)
     grown = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
     local = component[grown]
-    shell = ndimage.binary_dilation(local, structure=FULL_CONNECTIVITY) & ~local
+    shell = dilated_26(local) & ~local
     around = labels[grown][shell]
     return float(np.isin(around, (LABEL_LIVER, LABEL_TUMOR)).mean()) if around.size else 0.0
+
+
+def component_boxes(components: np.ndarray, numbers: np.ndarray) -> dict[int, tuple[slice, ...]]:
+    """The bounding box (one slice per axis, as ``scipy.ndimage.find_objects`` gives it) of each label in
+    ``numbers`` of a (z, y, x) label array; SimpleITK's label statistics, one pass."""
+    statistics = sitk.LabelShapeStatisticsImageFilter()
+    statistics.SetNumberOfThreads(1)
+    statistics.Execute(sitk.GetImageFromArray(np.ascontiguousarray(components, dtype=np.uint32)))
+    boxes = {}
+    for number in numbers:
+        box = statistics.GetBoundingBox(int(number))  # x, y, z starts, then sizes
+        boxes[int(number)] = tuple(slice(box[axis], box[axis] + box[axis + 3]) for axis in (2, 1, 0))
+    return boxes
 
 
 def portal_vein_problems(labels: np.ndarray, spacing_zyx: tuple[float, float, float], max_diameter_mm: float,
@@ -282,15 +383,16 @@ def portal_vein_problems(labels: np.ndarray, spacing_zyx: tuple[float, float, fl
     grown = tuple(slice(max(0, part.start - 1), part.stop + 1) for part in box)
     labels = labels[grown]
     portal = labels == LABEL_PORTAL_VEIN
-    components, count = ndimage.label(portal, structure=FULL_CONNECTIVITY)
+    components, count = label_components(portal)
     voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
     fix = ("if label 3 is a second tumor, map it as one: masks: {labels: {tumor: [2, 3], portal_vein: []}}; if it is "
            "the portal vein, raise masks: portal_vein_max_diameter_mm")
     problems = []
     sizes = np.bincount(components.ravel())[1:]
-    boxes = ndimage.find_objects(components)
-    for number in np.argsort(sizes)[::-1][:20] + 1:  # the 20 largest components are enough to judge
-        near = tuple(slice(max(0, part.start - 1), part.stop + 1) for part in boxes[number - 1])
+    largest = np.argsort(sizes)[::-1][:20] + 1  # the 20 largest components are enough to judge
+    boxes = component_boxes(components, largest)
+    for number in largest:
+        near = tuple(slice(max(0, part.start - 1), part.stop + 1) for part in boxes[int(number)])
         component = components[near] == number
         volume_ml = float(sizes[number - 1]) * voxel_ml
         diameter, ball_ratio = _component_shape(component, spacing_zyx)
@@ -322,5 +424,12 @@ def enclosed_holes_ml(region: np.ndarray, spacing_zyx: tuple[float, float, float
     if box is None:
         return 0.0
     local = region[box]
-    holes = ndimage.binary_fill_holes(local) & ~local
+    background, count = label_components(~local, fully_connected=False)  # binary_fill_holes' 6-connectivity
+    outside = np.zeros(count + 1, dtype=bool)
+    for axis in range(local.ndim):
+        along = np.moveaxis(background, axis, 0)
+        outside[along[0]] = True
+        outside[along[-1]] = True
+    outside[0] = True  # the region itself
+    holes = ~outside[background]
     return float(np.count_nonzero(holes)) * float(np.prod(spacing_zyx)) / 1000.0

@@ -11,13 +11,14 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from hccrad.io.masks import FULL_CONNECTIVITY, LABEL_LIVER, LABEL_PORTAL_VEIN, LABEL_TUMOR, largest_component
 
 
 def postprocess_labels(labels: np.ndarray) -> np.ndarray:
     """Apply the post-processing above to a (z, y, x) label array and return a new array."""
+    from scipy import ndimage  # here: the package is imported by the features command, which does not need SciPy
+
     out = labels.copy()
     tumor = out == LABEL_TUMOR
     liver = out == LABEL_LIVER
