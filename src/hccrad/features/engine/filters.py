@@ -215,8 +215,9 @@ def _accumulate(total, term, factor):
                 total[z, y, x] = np.float32(np.float64(total[z, y, x]) + np.float64(term[z, y, x]) * factor)
 
 
-#: Bytes of the LoG's first pass alive at a time (one slab across the last smoothing axis).
-LOG_SLAB_BYTES = 32 * 2**20
+#: Bytes of the LoG's first pass alive at a time (one slab across the last smoothing axis). 8 MiB: on a CT filtered
+#: whole (no resampling, no preCrop) a 32 MiB slab was the whole first pass, which the peak held beside the second's.
+LOG_SLAB_BYTES = 8 * 2**20
 
 
 def laplacian_of_gaussian(image: np.ndarray, spacing_zyx: tuple[float, float, float], sigma_mm: float,
