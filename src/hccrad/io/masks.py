@@ -5,9 +5,9 @@ throughout hccrad, so "the largest tumor" means the same in the generator, the p
 features.
 
 Components, hole filling and distances go through SimpleITK (connected components, Maurer's distance map), which
-the features stage loads anyway: ``scipy.ndimage`` alone would add about 0.17 s of CPU and 13 MB to every
-``hccrad features`` run (its array-API layer imports numpy.f2py and numpy.testing). tests/test_masks_itk.py
-compares every helper with ``scipy.ndimage``.
+the features stage loads anyway: ``scipy.ndimage`` alone would add about 0.18 s of CPU and 13 MB to every
+``hccrad features`` run (bench/start_bench.py; its array-API layer imports numpy.f2py and numpy.testing).
+tests/test_masks_itk.py compares every helper with ``scipy.ndimage``.
 """
 
 from __future__ import annotations

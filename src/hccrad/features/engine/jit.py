@@ -9,10 +9,11 @@ only where object mode is used).
 
 A cached kernel also carries the ``Environment`` (the globals and Python constants that object-mode code and the
 boxing of Python objects read) of every numba implementation it inlines, and numba rebuilds each by importing the
-module that defined it: for the engine that is ``numba.np.arraymath``, whose import loads SciPy's BLAS (``import
-scipy.linalg.cython_blas``), about 12 MB resident and 0.07 s that nothing in the command uses. Nopython code never
-reads an environment's globals, so an implementation module of numba's that is not imported yet gets an
-environment holding only its name (what numba pickles of it), the module's import left to whoever needs it.
+module that defined it: for the engine that is ``numba.np.arraymath``, whose import loads SciPy's BLAS
+(``import scipy.linalg.cython_blas``), some 0.3 s and 18 MB that nothing in the command uses
+(bench/start_bench.py). Nopython code never reads an environment's globals, so an implementation module of numba's
+that is not imported yet gets an environment holding only its name (what numba pickles of it), the module's import
+left to whoever needs it.
 
 :func:`load_without_refresh` gives the engine's own nopython kernels a cache that skips the refresh, on the numba
 versions in :data:`CHECKED_NUMBA_VERSIONS`, where tests load every kernel in a fresh process and compare results.
