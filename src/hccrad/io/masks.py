@@ -126,11 +126,13 @@ def intrahepatic_portal_vein(labels: np.ndarray) -> np.ndarray:
 def label_slices_4_connected(mask: np.ndarray) -> np.ndarray:
     """The components of a boolean (z, y, x) ``mask`` within each axial slice, 4-connected (faces in the slice;
     ``binary_fill_holes``' 2D default), none joined across slices: labels (uint32) unique over the whole array.
-    One labelling of the slices with an empty slice between each two, face-connected in 3D."""
-    separated = np.zeros((mask.shape[0], 2, *mask.shape[1:]), dtype=bool)
-    separated[:, 0] = mask
-    components, _ = label_components(separated.reshape(-1, *mask.shape[1:]), fully_connected=False)
-    return components.reshape(separated.shape)[:, 0]
+    One 2D labelling of the slices stacked along y with an empty row between each two (less to label than a 3D
+    labelling with an empty slice between each two)."""
+    n_slices, n_rows, n_columns = mask.shape
+    stacked = np.zeros((n_slices, n_rows + 1, n_columns), dtype=bool)
+    stacked[:, :n_rows] = mask
+    components, _ = label_components(stacked.reshape(n_slices * (n_rows + 1), n_columns), fully_connected=False)
+    return components.reshape(stacked.shape)[:, :n_rows]
 
 
 def _enclosed_portal_vein(labels: np.ndarray) -> np.ndarray:
