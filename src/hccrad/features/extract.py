@@ -337,12 +337,12 @@ def multifocal_warnings(all_tumor: np.ndarray, kept: np.ndarray) -> list[str]:
     """A QC warning when the paper's rule (the tumor is the largest 26-connected label-2 component) leaves out more
     than :data:`MULTIFOCAL_DROPPED_SHARE` of the tumor volume: "multifocal: the largest of N lesions holds X% of the
     tumor volume"."""
-    from hccrad.io.masks import connected_components
+    from hccrad.io.masks import bounding_box, connected_components
 
     total = int(np.count_nonzero(all_tumor))
     if not total or np.count_nonzero(kept) >= (1 - MULTIFOCAL_DROPPED_SHARE) * total:
         return []
-    _, sizes = connected_components(all_tumor)
+    _, sizes = connected_components(all_tumor[bounding_box(all_tumor)])  # the lesions' box: not a CT-sized label map
     return [f"multifocal: the largest of {len(sizes)} lesions holds {100 * np.count_nonzero(kept) / total:.0f}% of "
             "the tumor volume; the paper's rule keeps only it, so the other lesions are not in the tumor features"]
 
