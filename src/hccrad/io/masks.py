@@ -152,10 +152,7 @@ def _enclosed_portal_vein(labels: np.ndarray) -> np.ndarray:
     local = labels[part]
     background = (local != LABEL_LIVER) & (local != LABEL_TUMOR)
     components = label_slices_4_connected(background)
-    edges = np.concatenate([components[:, 0, :].ravel(), components[:, -1, :].ravel(),
-                            components[:, :, 0].ravel(), components[:, :, -1].ravel()])
-    outside = np.zeros(int(components.max()) + 1, dtype=bool)
-    outside[edges] = True
+    outside = _labels_on_faces(components, int(components.max()), axes=(1, 2))  # the box's edges in y and x
     outside[0] = True  # liver or tumor
     enclosed[part] = ~outside[components] & portal[part]
     return enclosed
@@ -236,13 +233,30 @@ def inscribed_diameter_mm(mask: np.ndarray, spacing_zyx: tuple[float, float, flo
 MAURER_SLACK = 1e-4
 
 
+def _or_shifted(target: np.ndarray, source: np.ndarray, axis: int) -> None:
+    """``target |= source`` shifted by one voxel either way along ``axis``, in place (nothing from beyond the
+    array)."""
+    target_along, source_along = np.moveaxis(target, axis, 0), np.moveaxis(source, axis, 0)
+    target_along[1:] |= source_along[:-1]
+    target_along[:-1] |= source_along[1:]
+
+
+def _labels_on_faces(components: np.ndarray, count: int, axes: tuple[int, ...]) -> np.ndarray:
+    """(count + 1,) booleans: which labels of ``components`` reach the array's first or last plane along ``axes``
+    (label 0 included when it does)."""
+    reached = np.zeros(count + 1, dtype=bool)
+    for axis in axes:
+        along = np.moveaxis(components, axis, 0)
+        reached[along[0]] = True
+        reached[along[-1]] = True
+    return reached
+
+
 def face_neighbours(mask: np.ndarray) -> np.ndarray:
     """The voxels outside a boolean ``mask`` that share a face with one of its voxels."""
     grown = mask.copy()
     for axis in range(mask.ndim):
-        grown_along, mask_along = np.moveaxis(grown, axis, 0), np.moveaxis(mask, axis, 0)
-        grown_along[1:] |= mask_along[:-1]
-        grown_along[:-1] |= mask_along[1:]
+        _or_shifted(grown, mask, axis)
     return grown & ~mask
 
 
@@ -337,10 +351,7 @@ def dilated_26(mask: np.ndarray) -> np.ndarray:
     the array): the cube is three segments of 3, one per axis, so three shifts along each axis in turn."""
     grown = mask.copy()
     for axis in range(mask.ndim):
-        along = np.moveaxis(grown, axis, 0)
-        before = along.copy()
-        along[1:] |= before[:-1]
-        along[:-1] |= before[1:]
+        _or_shifted(grown, grown.copy(), axis)
     return grown
 
 
@@ -427,11 +438,7 @@ def enclosed_holes_ml(region: np.ndarray, spacing_zyx: tuple[float, float, float
         return 0.0
     local = region[box]
     background, count = label_components(~local, fully_connected=False)  # binary_fill_holes' 6-connectivity
-    outside = np.zeros(count + 1, dtype=bool)
-    for axis in range(local.ndim):
-        along = np.moveaxis(background, axis, 0)
-        outside[along[0]] = True
-        outside[along[-1]] = True
+    outside = _labels_on_faces(background, count, axes=tuple(range(local.ndim)))
     outside[0] = True  # the region itself
     holes = ~outside[background]
     return float(np.count_nonzero(holes)) * float(np.prod(spacing_zyx)) / 1000.0
