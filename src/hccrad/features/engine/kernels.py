@@ -62,9 +62,10 @@ def neighbour_counts(binned, voxels, steps, n_gray, max_length, alpha):
     # runs of level i at least k long, and the runs exactly k long are ``at_least[i, k] - at_least[i, k + 1]``.
     #
     # Every index into the count arrays is an unsigned flat index: numba corrects each signed index for Python's
-    # negative indexing (a compare, a mask and an add per access, and a stride read from the array), about a
-    # quarter of this loop's instructions. The classes run in the order reads, GLCM, runs, GLDM/NGTDM: the last
-    # loads the neighbours as vectors, and placed last it no longer waits for their scalar stores to retire.
+    # negative indexing (a compare, a mask and an add per access, and a stride read from the array), a large share
+    # of this loop's instructions. Unsigned, ``v - step`` relies on the grid's empty border (``v >= step``), as the
+    # signed version did. The classes run in the order reads, GLCM, runs, GLDM/NGTDM: the last loads the
+    # neighbours as vectors, and placed last it no longer waits for their scalar stores to complete.
     if steps.shape[0] != N_DIRECTIONS:
         raise ValueError("neighbour_counts takes the 13 unique directions")
     n_dir = np.uint64(N_DIRECTIONS)
