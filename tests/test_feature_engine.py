@@ -215,6 +215,24 @@ def test_neighbour_counts_equal_counts_by_walking(seed):
             np.testing.assert_array_equal(ours, walked, err_msg=name)
 
 
+def test_texture_kernels_refuse_steps_that_are_not_positive():
+    """The kernels index with unsigned integers, so a step <= 0 is refused rather than read outside the grid."""
+    from hccrad.features.engine.kernels import neighbour_counts, zone_sizes
+    from hccrad.features.engine.texture import RegionGrid
+
+    box_mask = np.ones((4, 5, 6), dtype=bool)
+    grid = RegionGrid(np.ones(box_mask.sum(), dtype=np.int32), box_mask)
+    steps = grid.directions.copy()
+    steps[3] = -steps[3]
+    with pytest.raises(ValueError, match="steps > 0"):
+        neighbour_counts(grid.binned, grid.voxels, steps, grid.n_gray, 6, 0)
+    earlier, adjacent = grid.zone_neighbours()
+    earlier = earlier.copy()
+    earlier[0] = 0
+    with pytest.raises(ValueError, match="steps > 0"):
+        zone_sizes(grid.binned, grid.voxels, earlier, adjacent)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_region_grid_from_values_is_numpys_digitize_and_bincount(seed):
     """RegionGrid.from_values (bins written straight into the grid, counted in the same pass) gives the grid that

@@ -83,6 +83,8 @@ def neighbour_counts(binned, voxels, steps, n_gray, max_length, alpha):
     lengths = np.zeros(size * N_DIRECTIONS, np.uint32)
     unsigned_steps = np.empty(N_DIRECTIONS, np.uint64)
     for a in range(N_DIRECTIONS):
+        if steps[a] <= 0:  # unsigned, a step <= 0 would read far outside the grid instead of failing
+            raise ValueError("neighbour_counts takes steps > 0")
         unsigned_steps[a] = steps[a]
     forward = np.empty(N_DIRECTIONS, np.int64)
     backward = np.empty(N_DIRECTIONS, np.int64)
@@ -208,6 +210,8 @@ def zone_sizes(binned, voxels, earlier, adjacent):
     n_earlier = earlier.shape[0]
     unsigned_earlier = np.empty(n_earlier, np.uint64)
     for k in range(n_earlier):
+        if earlier[k] <= 0:  # unsigned, a step <= 0 would read far outside the grid instead of failing
+            raise ValueError("zone_sizes takes steps > 0")
         unsigned_earlier[k] = earlier[k]
     for i in range(voxels.shape[0]):
         v = np.uint64(voxels[i])
